@@ -1,0 +1,32 @@
+"""Shared test set-up.
+
+Qt must be told to render offscreen before it is imported anywhere, or a headless run aborts (rc 134).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Area fixtures (tests/fixtures/<area>.py), one line each.
+pytest_plugins = [
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real datasets (../shared/data beside the repo); skip when this checkout has none."""
+    if not (SHARED_DATA / "pretrain.jsonl").is_file():
+        pytest.skip(f"needs the shared datasets at {SHARED_DATA} (absent on a fresh clone)")
+    return SHARED_DATA
