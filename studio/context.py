@@ -1,0 +1,64 @@
+"""What every pane receives: the workspace, the run store, the run manager and app-wide signals.
+
+Panes are built as ``Pane(context: StudioContext, parent=None)``. They talk to each other only through the
+signals below (never by holding references to one another), so any pane may be missing or replaced.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Signal
+
+if TYPE_CHECKING:  # imported for type hints only: keeps `import studio.context` cheap
+    from studio.store import RunStore
+    from studio.worker import RunManager
+    from studio.workspace import Workspace
+
+
+class StudioContext(QObject):
+    """Shared state of one studio window.
+
+    Attributes:
+        workspace: paths of the workspace folder (``root``, ``db_path``, ``runs_dir``, ``datasets_dir``,
+            ``tokenizers_dir``, ``exports_dir``).
+        store: the SQLite run store (runs, metrics, events, checkpoints, exports, datasets).
+        runs: the run manager: ``launch(config, name=None, method=None, resume=None, parent_run_id=None,
+            init_checkpoint=None) -> run_id``, ``stop(run_id)``, ``kill(run_id)``, ``resume(run_id)``,
+            ``clone(run_id)``.
+    """
+
+    # The list of runs or a run's status changed (launch, finish, delete, import).
+    runsChanged = Signal()
+    # One run's row changed (status, step, best loss): run_id.
+    runUpdated = Signal(str)
+    # New events of a run were stored: run_id, list of event dicts (schema v1). Live plots listen here.
+    eventsIngested = Signal(str, list)
+    # A run wrote a checkpoint: run_id, absolute checkpoint directory.
+    checkpointAdded = Signal(str, str)
+    # An export was written: absolute path of the exported file or folder.
+    exportAdded = Signal(str)
+    # The datasets or tokenizers in the workspace changed.
+    datasetsChanged = Signal()
+    # Any pane asks to start a training run with this config dict (the Config pane's "Start").
+    # Keys read by the studio: "method" (pretrain|sft|lora|dpo|rm|ppo|grpo|spo), optional "name",
+    # "n_gpus", "init_checkpoint", "parent_run_id"; the whole dict is written to run_dir/config.json.
+    launchRequested = Signal(dict)
+    # Open this config in the Config pane for editing (clone-and-edit from the Runs pane).
+    configEditRequested = Signal(dict)
+    # Select a run everywhere (Runs table, Curves): run_id.
+    runSelected = Signal(str)
+    # Switch the main window to a pane by its title ("Datasets", "Config", "Runs", "Curves", "Chat", "Export").
+    showPaneRequested = Signal(str)
+    # One line for the status bar.
+    statusMessage = Signal(str)
+
+    def __init__(self, workspace: "Workspace", store: "RunStore | None" = None, runs: "RunManager | None" = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self.store = store
+        self.runs = runs
+
+    def request_launch(self, config: dict[str, Any]) -> None:
+        """Start a run with ``config`` (same as emitting ``launchRequested``)."""
+        self.launchRequested.emit(dict(config))

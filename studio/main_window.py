@@ -1,0 +1,219 @@
+"""The main window: one tab per pane, menus, shortcuts and a status bar (device, active run progress, ETA).
+
+The window owns no logic beyond wiring: runs are started/stopped by ``context.runs`` (RunManager), and the
+close question ("keep training or stop?") is answered by ``close_policy`` in tests and by a dialog otherwise.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget,
+                               QWidget)
+
+from studio.context import StudioContext
+from studio.panes import PANES, create_pane
+
+ABOUT = ("<h3>MiniMind Studio</h3><p>Train, watch, chat with and export small MiniMind-style language models, "
+         "fully offline.</p><p>Training runs in its own process: closing the studio never has to stop it.</p>")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class MainWindow(QMainWindow):
+    # The user picked another workspace folder (File > New/Open workspace); the app re-opens on it.
+    workspaceSwitchRequested = Signal(str)
+
+    def __init__(self, context: StudioContext, probe_device: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.close_policy = "ask"  # "ask" | "keep" | "stop": what closing does to active runs
+        self.selected_run_id: str | None = None
+        self.setWindowTitle(f"MiniMind Studio — {context.workspace.root}")
+        self.resize(1280, 820)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.panes: dict[str, QWidget] = {}
+        for title, module, cls in PANES:
+            pane = create_pane(title, module, cls, context, self)
+            self.panes[title] = pane
+            self.tabs.addTab(pane, title)
+        self.setCentralWidget(self.tabs)
+
+        self._build_menus()
+        self._build_status_bar()
+        context.showPaneRequested.connect(self.show_pane)
+        context.runSelected.connect(self._on_run_selected)
+        context.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        context.configEditRequested.connect(lambda _cfg: self.show_pane("Config"))
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setInterval(1000)
+        self._progress_timer.timeout.connect(self.refresh_progress)
+        self._progress_timer.start()
+        context.runUpdated.connect(lambda _rid: self.refresh_progress())
+        if probe_device:
+            QTimer.singleShot(0, self._probe_device)
+        else:
+            from studio.device_info import cpu_info
+
+            self.device_label.setText(cpu_info().summary())
+
+    # ----------------------------------------------------------------- set-up
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&New workspace…", self.new_workspace, QKeySequence.StandardKey.New)
+        self._action(file_menu, "&Open workspace…", self.open_workspace, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "&Import run folder…", self.import_run_dir, "Ctrl+I",
+                     "Add a run trained from the command line (a folder with events.jsonl)")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        run_menu = bar.addMenu("&Run")
+        self.start_action = self._action(run_menu, "&Start run", self.start_run, "Ctrl+R",
+                                         "Start a run with the config in the Config pane")
+        self.stop_action = self._action(run_menu, "S&top run", self.stop_run, "Ctrl+.",
+                                        "Stop the selected run gracefully (it saves a checkpoint)")
+        self.resume_action = self._action(run_menu, "&Resume run", self.resume_run, "Ctrl+Shift+R",
+                                          "Continue the selected run from its last checkpoint")
+
+        view_menu = bar.addMenu("&View")
+        for i, (title, _m, _c) in enumerate(PANES):
+            self._action(view_menu, title, lambda _=False, t=title: self.show_pane(t), f"Ctrl+{i + 1}")
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About MiniMind Studio", self.about)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.run_label = QLabel("No active run")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.eta_label = QLabel("")
+        self.device_label = QLabel("Device: …")
+        for widget in (self.run_label, self.progress, self.eta_label):
+            bar.addPermanentWidget(widget)
+        bar.addPermanentWidget(self.device_label)
+
+    def _probe_device(self) -> None:
+        from studio.device_info import probe_device
+
+        self.device_label.setText(probe_device().summary())
+
+    # ---------------------------------------------------------------- actions
+    def show_pane(self, title: str) -> None:
+        pane = self.panes.get(title)
+        if pane is not None:
+            self.tabs.setCurrentWidget(pane)
+
+    def _on_run_selected(self, run_id: str) -> None:
+        self.selected_run_id = run_id or None
+
+    def start_run(self) -> None:
+        config_pane = self.panes.get("Config")
+        get_config = getattr(config_pane, "current_config", None)
+        if callable(get_config):
+            config = get_config()
+            if config:
+                self.context.request_launch(config)
+                return
+        self.show_pane("Config")
+        self.statusBar().showMessage("Fill in a config in the Config pane, then start it.", 8000)
+
+    def stop_run(self) -> None:
+        if self.context.runs is not None and self.selected_run_id:
+            self.context.runs.stop(self.selected_run_id)
+
+    def resume_run(self) -> None:
+        if self.context.runs is not None and self.selected_run_id:
+            self.context.runs.resume(self.selected_run_id)
+
+    def import_run_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Import a run folder (with events.jsonl)",
+                                                  str(self.context.workspace.runs_dir))
+        if folder and self.context.runs is not None:
+            try:
+                run_id = self.context.runs.import_run_dir(Path(folder))
+            except (OSError, ValueError) as exc:
+                QMessageBox.warning(self, "Import run folder", str(exc))
+                return
+            self.statusBar().showMessage(f"Imported run {run_id}", 8000)
+
+    def _choose_workspace(self, title: str) -> None:
+        folder = QFileDialog.getExistingDirectory(self, title, str(self.context.workspace.root.parent))
+        if folder:
+            self.workspaceSwitchRequested.emit(folder)
+
+    def new_workspace(self) -> None:
+        self._choose_workspace("New workspace: choose an empty folder")
+
+    def open_workspace(self) -> None:
+        self._choose_workspace("Open workspace folder")
+
+    def about(self) -> None:
+        QMessageBox.about(self, "About MiniMind Studio", ABOUT)
+
+    # ------------------------------------------------------------- progress
+    def refresh_progress(self) -> None:
+        runs = self.context.runs
+        active = runs.active_run_id() if runs is not None else None
+        if active is None:
+            self.run_label.setText("No active run")
+            self.progress.hide()
+            self.eta_label.setText("")
+            return
+        step, total, eta = runs.progress(active)
+        self.run_label.setText(f"Training {active}")
+        self.progress.show()
+        self.progress.setRange(0, max(total or 0, 1))
+        self.progress.setValue(min(step, total or step))
+        self.progress.setFormat(f"{step}/{total or '?'} steps")
+        self.eta_label.setText(f"ETA {format_duration(eta)}")
+
+    # ------------------------------------------------------------------ close
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        runs = self.context.runs
+        active = runs.live_run_ids() if runs is not None else []
+        policy = self.close_policy
+        if active and policy == "ask":
+            box = QMessageBox(self)
+            box.setIcon(QMessageBox.Icon.Question)
+            box.setWindowTitle("Training is running")
+            box.setText(f"{len(active)} run(s) are training. Training runs in its own process and can go on "
+                        "without the studio; reopen the studio later to follow it.")
+            keep = box.addButton("Keep training", QMessageBox.ButtonRole.AcceptRole)
+            stop = box.addButton("Stop (save checkpoint)", QMessageBox.ButtonRole.DestructiveRole)
+            box.addButton(QMessageBox.StandardButton.Cancel)
+            box.setDefaultButton(keep)
+            box.exec()
+            clicked = box.clickedButton()
+            policy = "keep" if clicked is keep else "stop" if clicked is stop else "cancel"
+        if policy == "cancel":
+            event.ignore()
+            return
+        if active and policy == "stop":
+            for run_id in active:
+                runs.stop(run_id)
+        if runs is not None:
+            runs.shutdown()  # flush pending events; never kills a run
+        event.accept()

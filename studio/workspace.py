@@ -1,0 +1,73 @@
+"""The workspace folder: studio.db, runs/, datasets/, tokenizers/, exports/.
+
+Resolution order: the ``MINIMIND_WORKSPACE`` environment variable (tests use it), then the folder remembered in
+QSettings, then ``~/MiniMindStudio``. The first-run choice dialog lives in ``studio.app``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "MINIMIND_WORKSPACE"
+SETTINGS_KEY = "workspace"
+DEFAULT_WORKSPACE = Path.home() / "MiniMindStudio"
+SUBDIRS = ("runs", "datasets", "tokenizers", "exports")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "studio.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def tokenizers_dir(self) -> Path:
+        return self.root / "tokenizers"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    def ensure(self) -> "Workspace":
+        """Create the folder layout (idempotent) and return self."""
+        for name in SUBDIRS:
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def _settings():
+    from PySide6.QtCore import QSettings
+
+    return QSettings("MiniMind", "MiniMind Studio")
+
+
+def remembered_workspace() -> Path | None:
+    """The workspace chosen earlier (QSettings), or None on a first run."""
+    value = _settings().value(SETTINGS_KEY)
+    return Path(str(value)) if value else None
+
+
+def remember_workspace(root: Path) -> None:
+    _settings().setValue(SETTINGS_KEY, str(root))
+
+
+def resolve_workspace() -> tuple[Path, bool]:
+    """(folder, chosen): ``chosen`` is False when nothing picked one yet (first run: offer the dialog)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser(), True
+    remembered = remembered_workspace()
+    if remembered is not None:
+        return remembered, True
+    return DEFAULT_WORKSPACE, False
