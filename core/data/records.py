@@ -1,0 +1,275 @@
+"""Reading and validating dataset files, one record at a time.
+
+Every problem becomes a `DataError` that names the file, the 1-based line and the field, so a person can open the
+file at that line and fix it. Lines are read as bytes and decoded here, so a non-UTF-8 line is reported by its line
+number instead of aborting the whole read with a UnicodeDecodeError from deep inside `open()`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+KINDS = ("pretrain", "sft", "dpo", "rl", "text")
+ROLES = ("system", "user", "assistant")
+
+
+class DataError(Exception):
+    """One bad record: `file:line: field: message`."""
+
+    def __init__(self, file, line: int, field: str, message: str):
+        self.file, self.line, self.field, self.message = str(file), int(line), field, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+    def __reduce__(self):  # keep picklable across DataLoader workers
+        return (DataError, (self.file, self.line, self.field, self.message))
+
+
+@dataclass
+class DataReport:
+    """What a skip-mode read found: how many records were kept, how many skipped, and the first errors."""
+
+    max_errors: int = 20
+    records: int = 0
+    skipped: int = 0
+    errors: list = field(default_factory=list)
+
+    def add_error(self, error: DataError) -> None:
+        self.skipped += 1
+        if len(self.errors) < self.max_errors:
+            self.errors.append(error)
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped == 0
+
+    def summary(self) -> str:
+        text = f"{self.records} records read, {self.skipped} skipped"
+        if self.skipped > len(self.errors):
+            text += f" (first {len(self.errors)} problems listed)"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"records": self.records, "skipped": self.skipped, "errors": [str(e) for e in self.errors]}
+
+
+# --- validation -------------------------------------------------------------------------------------------------
+
+def _check_messages(msgs, name: str, fail) -> None:
+    """Validate a list of {"role", "content"} messages; `fail(field, message)` raises."""
+    if not isinstance(msgs, list):
+        fail(name, f"must be a list of messages, got {type(msgs).__name__}")
+    if not msgs:
+        fail(name, "is empty; it needs at least one message")
+    for i, m in enumerate(msgs):
+        where = f"{name}[{i}]"
+        if not isinstance(m, dict):
+            fail(where, f'must be an object {{"role": ..., "content": ...}}, got {type(m).__name__}')
+        if "role" not in m:
+            fail(f"{where}.role", "missing")
+        role = m["role"]
+        if role not in ROLES:
+            fail(f"{where}.role", f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        if role == "system" and i != 0:
+            fail(f"{where}.role", "a system message may only come first")
+        if "content" not in m:
+            fail(f"{where}.content", "missing")
+        if not isinstance(m["content"], str):
+            fail(f"{where}.content", f"must be a string, got {type(m['content']).__name__}")
+
+
+def _roles(msgs) -> list[str]:
+    return [m["role"] for m in msgs]
+
+
+def _check_text(rec, fail) -> None:
+    if "text" not in rec:
+        fail("text", 'missing; a pretrain record is {"text": "..."}')
+    if not isinstance(rec["text"], str):
+        fail("text", f"must be a string, got {type(rec['text']).__name__}")
+    if not rec["text"].strip():
+        fail("text", "is empty")
+
+
+def _check_sft(rec, fail) -> None:
+    if "conversations" not in rec:
+        fail("conversations", 'missing; an SFT record is {"conversations": [{"role": ..., "content": ...}, ...]}')
+    msgs = rec["conversations"]
+    _check_messages(msgs, "conversations", fail)
+    roles = _roles(msgs)
+    if "user" not in roles:
+        fail("conversations", "has no user turn")
+    if "assistant" not in roles:
+        fail("conversations", "has no assistant turn (nothing to learn from)")
+
+
+def _check_dpo(rec, fail) -> None:
+    for side in ("chosen", "rejected"):
+        if side not in rec:
+            fail(side, 'missing; a DPO record is {"chosen": [messages], "rejected": [messages]}')
+        msgs = rec[side]
+        _check_messages(msgs, side, fail)
+        if "user" not in _roles(msgs):
+            fail(side, "has no user turn")
+        if msgs[-1]["role"] != "assistant":
+            fail(f"{side}[{len(msgs) - 1}].role", "the last message must be the assistant's answer")
+
+
+def _check_rl(rec, fail) -> None:
+    if "conversations" not in rec:
+        fail("conversations", 'missing; an RL record is {"conversations": [{"role": "user", ...}], "answer": "..."}')
+    msgs = rec["conversations"]
+    _check_messages(msgs, "conversations", fail)
+    roles = _roles(msgs)
+    # MiniMind's rlaif files end with a placeholder assistant turn after the prompt; accept it.
+    if roles[-1] != "user" and not (len(roles) >= 2 and roles[-1] == "assistant" and roles[-2] == "user"):
+        fail(f"conversations[{len(msgs) - 1}].role", "the prompt must end with a user turn")
+    answer = rec.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        fail("answer", f"must be a string or absent, got {type(answer).__name__}")
+
+
+_CHECKS = {"pretrain": _check_text, "sft": _check_sft, "dpo": _check_dpo, "rl": _check_rl}
+
+
+def validate_record(rec, kind: str, file, line: int) -> None:
+    """Raise DataError if `rec` (a parsed JSON value) is not a valid record of `kind`."""
+
+    def fail(field_name, message):
+        raise DataError(file, line, field_name, message)
+
+    if not isinstance(rec, dict):
+        fail("(record)", f"must be a JSON object, got {type(rec).__name__}")
+    _CHECKS[kind](rec, fail)
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+def iter_records(path, kind: str, on_error: str = "raise", report: DataReport | None = None
+                 ) -> Iterator[tuple[dict, int, int]]:
+    """Yield (record, line, bytes_read_so_far); the building block of read_records and the token cache."""
+    path = Path(path)
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    if not path.is_file():
+        raise DataError(path, 0, "(file)", "no such file")
+    report = report if report is not None else DataReport()
+
+    def handle(err: DataError) -> None:
+        if on_error == "raise":
+            raise err
+        report.add_error(err)
+
+    reader = _iter_paragraphs if kind == "text" else _iter_jsonl
+    for item in reader(path, kind, handle):
+        report.records += 1
+        yield item
+
+
+def read_records(path, kind: str, on_error: str = "raise", report: DataReport | None = None) -> Iterator[dict]:
+    """Stream validated records of `kind` from a JSONL file (or paragraphs of a .txt file for kind "text").
+
+    on_error="raise" raises the first DataError; "skip" skips bad records and counts each in `report`.
+    """
+    for rec, _line, _pos in iter_records(path, kind, on_error, report):
+        yield rec
+
+
+def _decode(raw: bytes, path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, lineno, "(encoding)",
+                        f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                        "re-save the file as UTF-8") from None
+
+
+def _iter_jsonl(path: Path, kind: str, handle):
+    pos = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            pos += len(raw)
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # tolerate a UTF-8 byte-order mark
+                raw = raw[3:]
+            if not raw.strip():
+                continue  # a blank line is not a record
+            try:
+                text = _decode(raw, path, lineno)
+                try:
+                    rec = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise DataError(path, lineno, "(json)", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+                validate_record(rec, kind, path, lineno)
+            except DataError as err:
+                handle(err)
+                continue
+            yield rec, lineno, pos
+
+
+def _iter_paragraphs(path: Path, kind: str, handle):
+    """Plain text: paragraphs separated by blank lines are documents; the line is where a paragraph starts."""
+    pos, start, lines = 0, 0, []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            pos += len(raw)
+            try:
+                text = _decode(raw, path, lineno)
+            except DataError as err:
+                handle(err)
+                continue
+            if text.strip():
+                if not lines:
+                    start = lineno
+                lines.append(text.rstrip("\r\n"))
+            elif lines:
+                yield {"text": "\n".join(lines)}, start, pos
+                lines = []
+    if lines:
+        yield {"text": "\n".join(lines)}, start, pos
+
+
+def detect_kind(path, probe: int = 20) -> str:
+    """Guess a file's kind: .txt is "text"; JSONL is judged by the keys of its first valid records."""
+    path = Path(path)
+    if path.suffix.lower() in (".txt", ".md"):
+        return "text"
+    votes: dict[str, int] = {}
+    first_line = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if len(votes) and sum(votes.values()) >= probe:
+                break
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if not isinstance(rec, dict):
+                continue
+            first_line = first_line or lineno
+            kind = _guess(rec)
+            if kind:
+                votes[kind] = votes.get(kind, 0) + 1
+    if not votes:
+        raise DataError(path, first_line or 1, "(kind)",
+                        "cannot tell the kind: no record with a text, conversations or chosen/rejected field; "
+                        "pass the kind explicitly")
+    return max(votes, key=votes.get)
+
+
+def _guess(rec: dict) -> str | None:
+    if "chosen" in rec and "rejected" in rec:
+        return "dpo"
+    if "text" in rec:
+        return "pretrain"
+    msgs = rec.get("conversations")
+    if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict):
+        if "answer" in rec or msgs[-1].get("role") == "user":
+            return "rl"
+        return "sft"
+    return None
