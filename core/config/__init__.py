@@ -1,0 +1,4 @@
+"""Configs: pydantic models validated at the edge; their JSON schema drives the studio's forms."""
+from core.config.model import PRESET_DESCRIPTIONS, PRESETS, ModelConfig, YarnConfig, get_preset
+
+__all__ = ["ModelConfig", "YarnConfig", "PRESETS", "PRESET_DESCRIPTIONS", "get_preset"]
