@@ -1,0 +1,109 @@
+"""SQLAlchemy 2 models of the studio database (studio.db in the workspace).
+
+Metrics are the bulk (one row per metric name per logged step); they are written with Core executemany and read
+back as numpy arrays, never as ORM objects. Other event types are kept raw in ``Event`` for the detail views.
+"""
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+# Run statuses. "interrupted": the process vanished without run_finished (resumable from its last checkpoint).
+ACTIVE_STATUSES = ("queued", "starting", "running", "stopping")
+FINAL_STATUSES = ("completed", "stopped", "failed", "interrupted")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "run"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)      # = run folder name
+    name: Mapped[str] = mapped_column(String, default="")
+    method: Mapped[str] = mapped_column(String, default="")
+    status: Mapped[str] = mapped_column(String, default="queued")
+    status_message: Mapped[str] = mapped_column(Text, default="")  # why queued / failed / interrupted
+    config_json: Mapped[str] = mapped_column(Text, default="{}")
+    run_dir: Mapped[str] = mapped_column(String, default="")
+    parent_run_id: Mapped[str | None] = mapped_column(String, nullable=True)    # resumed or cloned from
+    init_checkpoint: Mapped[str | None] = mapped_column(String, nullable=True)  # weights it started from
+    created_at: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pid_start_ticks: Mapped[int | None] = mapped_column(Integer, nullable=True)  # guards against pid reuse
+    n_gpus: Mapped[int] = mapped_column(Integer, default=1)
+    device: Mapped[str] = mapped_column(String, default="")
+    best_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resumed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)  # step of the latest run_started
+    last_event_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    events_offset: Mapped[int] = mapped_column(Integer, default=0)  # bytes of events.jsonl already stored
+    resume_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # queued as a resume (--resume run_dir)
+
+
+class Metric(Base):
+    __tablename__ = "metric"
+    __table_args__ = (Index("ix_metric_run_name_step", "run_id", "name", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String)
+    value: Mapped[float] = mapped_column(Float)
+    time: Mapped[float] = mapped_column(Float)
+
+
+class Event(Base):
+    """Raw events other than metrics: run_started, sample, checkpoint, warning, error, run_finished."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_run_type_step", "run_id", "type", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    time: Mapped[float] = mapped_column(Float, default=0.0)
+    payload_json: Mapped[str] = mapped_column(Text)
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoint"
+    __table_args__ = (UniqueConstraint("run_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    path: Mapped[str] = mapped_column(String)  # absolute checkpoint directory
+    time: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Export(Base):
+    __tablename__ = "export"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    checkpoint_path: Mapped[str] = mapped_column(String, default="")
+    format: Mapped[str] = mapped_column(String)  # gguf | hf | ...
+    path: Mapped[str] = mapped_column(String)
+    created_at: Mapped[float] = mapped_column(Float, default=0.0)
+    meta_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Dataset(Base):
+    __tablename__ = "dataset"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String, default="")  # pretrain | sft | dpo | rl | tokenizer
+    path: Mapped[str] = mapped_column(String, unique=True)
+    records: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=0.0)
+    meta_json: Mapped[str] = mapped_column(Text, default="{}")

@@ -1,0 +1,44 @@
+"""The one place that builds the trainer's command line and environment."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKER_FLAG = "--worker"  # the frozen app re-runs itself as the trainer (see studio.app)
+
+
+def is_frozen() -> bool:
+    return bool(getattr(sys, "frozen", False))
+
+
+def build_trainer_command(config_path: Path | str, resume: Path | str | None = None, n_gpus: int = 1) -> list[str]:
+    """argv that trains with ``config_path`` (optionally resuming ``resume``, a run folder).
+
+    From source: ``python -m core.train``; with more than one GPU the same module under torchrun
+    (``python -m torch.distributed.run``, so no ``torchrun`` script is needed on PATH). In a PyInstaller bundle
+    ``sys.executable`` is the studio itself, which becomes the trainer when given ``--worker``.
+    """
+    tail = ["--config", str(config_path)]
+    if resume is not None:
+        tail += ["--resume", str(resume)]
+    if is_frozen():
+        head = [sys.executable, WORKER_FLAG]
+        if n_gpus > 1:
+            head += ["--nproc-per-node", str(n_gpus)]
+        return head + tail
+    if n_gpus > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
+                "-m", "core.train"] + tail
+    return [sys.executable, "-m", "core.train"] + tail
+
+
+def trainer_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: unbuffered output and the repository importable from any working directory."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    if not is_frozen():
+        paths = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env

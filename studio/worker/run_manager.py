@@ -1,0 +1,314 @@
+"""RunManager: start, follow, stop, resume and queue training runs.
+
+Process model (why, in docs/studio.md): every run is started *detached* — its own session, stdout/stderr to files
+in the run folder, no pipe to the studio — and followed by tailing its events.jsonl every ``poll_ms``. A pipe
+would tie the trainer to the studio (a dead reader turns the trainer's next print into SIGPIPE); a file does not,
+so a studio crash never kills a run, and a live run and a re-attached one are followed by the same code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from studio.store import ACTIVE_STATUSES, RunStore, import_run_dir, mark_dead
+from studio.worker.command import build_trainer_command, trainer_environment
+from studio.worker.pids import SIGKILL, pid_alive, process_start_ticks, send_signal
+from studio.worker.tailer import EventTailer
+
+LIVE_STATUSES = ("starting", "running", "stopping")
+CommandBuilder = Callable[..., list[str]]
+
+
+def new_run_id(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:40] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{os.urandom(2).hex()}"
+
+
+class _Follow:
+    """One followed run: its events tailer, its Popen when this studio started it, and rate for the ETA."""
+
+    def __init__(self, run_id: str, tailer: EventTailer, popen: subprocess.Popen | None) -> None:
+        self.run_id, self.tailer, self.popen = run_id, tailer, popen
+        self.killed = False
+        self.rate_origin: tuple[float, int] | None = None  # (time, step) of the first metric seen
+
+
+class RunManager(QObject):
+    runsChanged = Signal()
+    runUpdated = Signal(str)
+    eventsIngested = Signal(str, list)
+    checkpointAdded = Signal(str, str)
+    runFinished = Signal(str, str)  # run_id, final status
+
+    def __init__(self, store: RunStore, runs_dir: Path, command_builder: CommandBuilder = build_trainer_command,
+                 poll_ms: int = 250, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.runs_dir = Path(runs_dir)
+        self.command_builder = command_builder
+        self._follows: dict[str, _Follow] = {}
+        self._timer = QTimer(self)
+        self._timer.setInterval(poll_ms)
+        self._timer.timeout.connect(self.poll)
+        self._timer.start()
+
+    def connect_context(self, context) -> None:
+        """Forward this manager's signals to the StudioContext and serve its launch requests."""
+        self.runsChanged.connect(context.runsChanged)
+        self.runUpdated.connect(context.runUpdated)
+        self.eventsIngested.connect(context.eventsIngested)
+        self.checkpointAdded.connect(context.checkpointAdded)
+        context.launchRequested.connect(lambda cfg: self.launch(cfg))
+        self._context = context
+
+    # -------------------------------------------------------------- launching
+    def launch(self, config: dict, name: str | None = None, method: str | None = None,
+               parent_run_id: str | None = None, init_checkpoint: str | None = None,
+               n_gpus: int | None = None) -> str:
+        """Create a run folder with config.json, queue the run and start it if the device is free."""
+        config = dict(config)
+        name = name or config.get("name") or config.get("method") or "run"
+        run_id = new_run_id(name)
+        run_dir = self.runs_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=False)
+        config.setdefault("name", name)
+        config["run_dir"] = str(run_dir)  # the trainer writes events.jsonl and checkpoints/ here
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+        self.store.create_run(run_id, run_dir=run_dir, config=config, name=name,
+                              method=method or str(config.get("method", "")), status="queued",
+                              parent_run_id=parent_run_id or config.get("parent_run_id"),
+                              init_checkpoint=init_checkpoint or config.get("init_checkpoint"),
+                              n_gpus=int(n_gpus or config.get("n_gpus") or 1))
+        self.runsChanged.emit()
+        self.schedule()
+        return run_id
+
+    def schedule(self) -> None:
+        """Start the oldest queued run when no run holds the device; tell the others why they wait."""
+        queued = sorted(self.store.list_runs(["queued"]), key=lambda r: r.created_at)
+        if not queued:
+            return
+        busy = self.active_run_id()
+        while busy is None and queued:  # a run that fails to start must not block the ones behind it
+            head, queued = queued[0], queued[1:]
+            if self._start(head.id):
+                busy = head.id
+        if busy is None:
+            return
+        for run in queued:
+            reason = f"waiting for run {busy} to finish (one run per device)"
+            if run.status_message != reason:
+                self.store.update_run(run.id, status_message=reason)
+                self.runUpdated.emit(run.id)
+
+    def _start(self, run_id: str) -> bool:
+        run = self.store.get_run(run_id)
+        run_dir = Path(run.run_dir)
+        resume = run_dir if run.resume_pending else None
+        argv = self.command_builder(run_dir / "config.json", resume, run.n_gpus)
+        with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
+            err.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
+            err.flush()
+            try:
+                popen = subprocess.Popen(argv, cwd=run_dir, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                         env=trainer_environment(), **_detach_kwargs())
+            except OSError as exc:
+                self.store.update_run(run_id, status="failed", resume_pending=False,
+                                      status_message=f"could not start {argv[0]}: {exc}")
+                self.runUpdated.emit(run_id)
+                self.runsChanged.emit()
+                return False
+        self.store.update_run(run_id, status="starting", status_message="", pid=popen.pid, resume_pending=False,
+                              pid_start_ticks=process_start_ticks(popen.pid))
+        self._follows[run_id] = _Follow(run_id, EventTailer(run_dir / "events.jsonl", run.events_offset), popen)
+        self.runUpdated.emit(run_id)
+        self.runsChanged.emit()
+        return True
+
+    # -------------------------------------------------------------- following
+    def poll(self) -> None:
+        """One tick: ingest new events of every followed run, then notice runs whose process ended."""
+        for follow in list(self._follows.values()):
+            self._ingest(follow)
+            if self._process_ended(follow):
+                self._ingest(follow, everything=True)  # the last lines written before exit
+                self._finish(follow)
+
+    def _ingest(self, follow: _Follow, everything: bool = False) -> None:
+        events, bad = follow.tailer.read_all() if everything else follow.tailer.read_new()
+        if bad:
+            with open(Path(follow.tailer.path).parent / "stderr.log", "a") as err:
+                err.writelines(f"[events.jsonl: not an event] {line}\n" for line in bad)
+        if not events:
+            return
+        changes = self.store.add_events(follow.run_id, events, offset=follow.tailer.offset)
+        metric = next((e for e in reversed(events) if e.get("type") == "metric"), None)
+        if metric is not None:
+            if follow.rate_origin is None or changes["started"]:
+                follow.rate_origin = (float(metric.get("time", time.time())), int(metric.get("step", 0)))
+        self.eventsIngested.emit(follow.run_id, events)
+        for path in changes["checkpoints"]:
+            self.checkpointAdded.emit(follow.run_id, path)
+        self.runUpdated.emit(follow.run_id)
+        if changes["started"] or changes["finished"]:
+            self.runsChanged.emit()
+
+    def _process_ended(self, follow: _Follow) -> bool:
+        if follow.popen is not None:
+            return follow.popen.poll() is not None
+        run = self.store.get_run(follow.run_id)
+        return run is None or not pid_alive(run.pid, run.pid_start_ticks)
+
+    def _finish(self, follow: _Follow) -> None:
+        self._follows.pop(follow.run_id, None)
+        run = self.store.get_run(follow.run_id)
+        if run is None:
+            return
+        if run.status in LIVE_STATUSES:  # ended without run_finished
+            status = mark_dead(self.store, run.id)
+            if follow.killed:
+                self.store.update_run(run.id, status_message="killed by the user; resume continues from the "
+                                                             "last checkpoint")
+        else:
+            status = run.status
+        self.runUpdated.emit(run.id)
+        self.runsChanged.emit()
+        self.runFinished.emit(run.id, status)
+        self.schedule()
+
+    # --------------------------------------------------------------- controls
+    def stop(self, run_id: str) -> None:
+        """Graceful stop: SIGTERM; the trainer saves a checkpoint and emits run_finished(stopped)."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            return
+        if run.status == "queued":
+            self.store.update_run(run_id, status="stopped", status_message="removed from the queue",
+                                  resume_pending=False)
+        elif run.status in LIVE_STATUSES and run.pid:
+            self.store.update_run(run_id, status="stopping")
+            # Only the main process: torchrun forwards SIGTERM to its ranks, and DataLoader workers must not
+            # die before the trainer has written its checkpoint.
+            send_signal(run.pid, signal.SIGTERM)
+        self.runUpdated.emit(run_id)
+        self.runsChanged.emit()
+
+    def kill(self, run_id: str) -> None:
+        """Immediate stop without checkpoint: SIGKILL to the run's whole process group."""
+        run = self.store.get_run(run_id)
+        if run is None or not run.pid or run.status not in LIVE_STATUSES:
+            return
+        follow = self._follows.get(run_id)
+        if follow is not None:
+            follow.killed = True
+        if not send_signal(run.pid, SIGKILL, group=True):
+            send_signal(run.pid, SIGKILL)
+
+    def resume(self, run_id: str) -> None:
+        """Continue a finished/stopped/interrupted run in its own folder (``--resume run_dir``)."""
+        run = self.store.get_run(run_id)
+        if run is None or run.status in ACTIVE_STATUSES:
+            return
+        self.store.update_run(run_id, status="queued", status_message="", resume_pending=True, finished_at=None)
+        self.runsChanged.emit()
+        self.schedule()
+
+    def clone(self, run_id: str) -> dict:
+        """A copy of the run's config for editing (parent recorded for lineage); also sent to the Config pane."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            return {}
+        config = json.loads(run.config_json or "{}")
+        config.pop("run_dir", None)
+        config["name"] = f"{run.name} (copy)"
+        config["parent_run_id"] = run_id
+        context = getattr(self, "_context", None)
+        if context is not None:
+            context.configEditRequested.emit(config)
+        return config
+
+    def delete(self, run_id: str, remove_files: bool = False) -> bool:
+        """Forget a run that is not active; with ``remove_files`` also delete its folder under runs/."""
+        run = self.store.get_run(run_id)
+        if run is None or run.status in ACTIVE_STATUSES:
+            return False
+        self.store.delete_run(run_id)
+        run_dir = Path(run.run_dir).resolve()
+        if remove_files and run_dir.parent == self.runs_dir.resolve() and run_dir.is_dir():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self.runsChanged.emit()
+        return True
+
+    def import_run_dir(self, run_dir: Path) -> str:
+        run_id = import_run_dir(self.store, Path(run_dir))
+        run = self.store.get_run(run_id)
+        if run.status in LIVE_STATUSES:
+            self._follow_existing(run)
+        self.runsChanged.emit()
+        return run_id
+
+    # ------------------------------------------------------------ reconciling
+    def reconcile(self) -> list[str]:
+        """After a (re)start: re-attach live runs from their stored offset, settle dead ones, run the queue."""
+        touched = []
+        for run in self.store.list_runs(LIVE_STATUSES):
+            if run.id in self._follows:
+                continue
+            follow = self._follow_existing(run)
+            self._ingest(follow, everything=True)
+            if self._process_ended(follow):
+                self._finish(follow)
+            touched.append(run.id)
+        self.schedule()
+        return touched
+
+    def _follow_existing(self, run) -> _Follow:
+        tailer = EventTailer(Path(run.run_dir) / "events.jsonl", run.events_offset or 0)
+        follow = self._follows[run.id] = _Follow(run.id, tailer, None)
+        return follow
+
+    # ---------------------------------------------------------------- queries
+    def active_run_id(self) -> str | None:
+        for run in self.store.list_runs(LIVE_STATUSES):
+            return run.id
+        return None
+
+    def live_run_ids(self) -> list[str]:
+        return [rid for rid, f in self._follows.items() if not self._process_ended(f)]
+
+    def progress(self, run_id: str) -> tuple[int, int | None, float | None]:
+        """(step, total steps, ETA seconds) from the rate of steps since this studio first saw the run."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            return 0, None, None
+        step, total, eta = run.last_step or 0, run.total_steps, None
+        follow = self._follows.get(run_id)
+        if follow and follow.rate_origin and total and run.last_event_time:
+            t0, s0 = follow.rate_origin
+            if step > s0 and run.last_event_time > t0:
+                eta = (total - step) * (run.last_event_time - t0) / (step - s0)
+        return step, total, eta
+
+    def shutdown(self) -> None:
+        """Store what is pending and stop following. Never signals a run: training outlives the studio."""
+        self._timer.stop()
+        for follow in list(self._follows.values()):
+            self._ingest(follow, everything=True)
+        self._follows.clear()
+
+
+def _detach_kwargs() -> dict:
+    """Own session (POSIX) / process group (Windows): the terminal's Ctrl+C and the studio's death spare it."""
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
