@@ -31,6 +31,7 @@ def test_round_trip_is_exact(tiny_tokenizer, name):
     ids = tiny_tokenizer.encode(text)
     assert all(0 <= i < tiny_tokenizer.vocab_size for i in ids)
     assert tiny_tokenizer.decode(ids) == text
+    assert tiny_tokenizer.encode_batch([text, "x"]) == [ids, tiny_tokenizer.encode("x")]
 
 
 def test_ids_and_vocab(tiny_tokenizer):
@@ -151,6 +152,18 @@ def test_reads_every_format_and_respects_max_records(shared_data, tmp_path):
     assert tok.vocab_size == 300
     # The 30 poem paragraphs that were read put Chinese bytes into merges; the RL answer field was read too.
     assert tok.decode(tok.encode("白日依山尽")) == "白日依山尽"
+
+
+def test_progress_callback_can_cancel(tmp_path):
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Cancelled
+
+    (tmp_path / "a.txt").write_text("some words\n\nmore words\n", encoding="utf-8")
+    with pytest.raises(Cancelled):
+        train_tokenizer([tmp_path / "a.txt"], vocab_size=300, progress=cancel)
 
 
 def test_bad_json_line_names_file_and_line(tmp_path):

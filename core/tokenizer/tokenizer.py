@@ -100,6 +100,10 @@ class MiniMindTokenizer:
         """Token ids of `text`; no BOS/EOS added; special tokens written in the text map to their one id."""
         return self.backend.encode(text, add_special_tokens=False).ids
 
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """`encode` for many texts at once (tokenizers spreads the batch over threads)."""
+        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 

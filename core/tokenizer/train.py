@@ -29,7 +29,8 @@ def train_tokenizer(files, vocab_size: int = 6400, out_dir: str | Path | None = 
     """Train on `files` (.jsonl in any MiniMind format, or .txt) and return the tokenizer (saved to `out_dir`).
 
     `progress(done_records, total)` is called a few times a second while the corpus is read, and once with
-    done == total when reading ends; the merges are computed after that. The result may be smaller than `vocab_size` when the corpus runs out of pairs.
+    done == total when reading ends; the merges are computed after that. An exception raised by `progress`
+    (e.g. a cancel request) stops training and propagates. The result may be smaller than `vocab_size` when the corpus runs out of pairs.
     """
     minimum = 256 + len(RESERVED_TOKENS)
     if vocab_size < minimum:
