@@ -1,0 +1,164 @@
+"""`minimind data check|prepare|stats|demo`: validate dataset files, build the token cache, measure, make demo data."""
+from __future__ import annotations
+
+import sys
+import time
+
+from core.cli import CLIError
+
+CACHED_KINDS = ("pretrain", "text", "sft", "dpo")
+
+
+def register(subparsers) -> None:
+    group = subparsers.add_parser("data", help="check, tokenize and measure datasets")
+    sub = group.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    group.set_defaults(func=lambda args: group.print_help() or 0)
+
+    check = sub.add_parser("check", help="list every bad record as file:line: field: message")
+    check.add_argument("file")
+    check.add_argument("--kind", choices=["pretrain", "sft", "dpo", "rl", "text"], help="default: detected")
+    check.add_argument("--max-errors", type=int, default=100, metavar="N", help="print at most N problems (100)")
+    check.set_defaults(func=_check)
+
+    prepare = sub.add_parser("prepare", help="tokenize a dataset into the token cache")
+    prepare.add_argument("file")
+    prepare.add_argument("--tokenizer", required=True, metavar="DIR")
+    prepare.add_argument("--kind", choices=CACHED_KINDS, help="default: detected")
+    prepare.add_argument("--seq-len", type=int, required=True, metavar="N",
+                         help="pretrain: window length; sft/dpo: truncation length")
+    prepare.add_argument("--cache-dir", required=True, metavar="DIR")
+    prepare.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                         help="stop at the first bad record (default) or skip and count bad records")
+    prepare.set_defaults(func=_prepare)
+
+    stats = sub.add_parser("stats", help="records, tokens, chars/token and length percentiles")
+    stats.add_argument("file")
+    stats.add_argument("--tokenizer", required=True, metavar="DIR")
+    stats.add_argument("--kind", choices=["pretrain", "sft", "dpo", "rl", "text"], help="default: detected")
+    stats.add_argument("--max-records", type=int, default=None, metavar="N", help="measure the first N records")
+    stats.set_defaults(func=_stats)
+
+    demo = sub.add_parser("demo", help="write the built-in demo datasets (pretrain, sft, dpo, rl JSONL)")
+    demo.add_argument("--out", required=True, metavar="DIR")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo)
+
+
+def _kind(path, kind):
+    from core.data import DataError, detect_kind
+
+    if kind:
+        return kind
+    try:
+        return detect_kind(path)
+    except (DataError, OSError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _check(args) -> int:
+    from core.data import DataError, DataReport, read_records
+
+    kind = _kind(args.file, args.kind)
+    report = DataReport(max_errors=args.max_errors)
+    try:
+        for _ in read_records(args.file, kind, on_error="skip", report=report):
+            pass
+    except DataError as exc:  # the file itself is missing
+        raise CLIError(str(exc)) from None
+    for err in report.errors:
+        print(err)
+    if report.skipped > len(report.errors):
+        print(f"... and {report.skipped - len(report.errors)} more problems")
+    print(f"{args.file}: kind {kind}, {report.records} good records, {report.skipped} bad", file=sys.stderr)
+    return 1 if report.skipped else 0
+
+
+def _load_tokenizer(directory):
+    from core.tokenizer import MiniMindTokenizer
+
+    try:
+        return MiniMindTokenizer.load(directory)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot load the tokenizer from {directory}: {exc}") from None
+
+
+def _prepare(args) -> int:
+    from core.data import DataError, DPODataset, PretrainDataset, SFTDataset
+
+    kind = _kind(args.file, args.kind)
+    if kind not in CACHED_KINDS:
+        raise CLIError(f"{args.file} is {kind} data; only pretrain, text, sft and dpo data are tokenized ahead")
+    tok = _load_tokenizer(args.tokenizer)
+    started = time.monotonic()
+
+    def progress(done, total):
+        print(f"\rtokenizing: {100 * done / max(total, 1):5.1f}%", end="", file=sys.stderr, flush=True)
+
+    cls = {"pretrain": PretrainDataset, "text": PretrainDataset, "sft": SFTDataset, "dpo": DPODataset}[kind]
+    try:
+        ds = cls(args.file, tok, args.seq_len, args.cache_dir, on_error=args.on_error, progress=progress)
+    except DataError as exc:
+        print(file=sys.stderr)
+        raise CLIError(f"{exc}\n  list every problem with `minimind data check {args.file}`, "
+                       "or pass --on-error skip to leave bad records out") from None
+    print(file=sys.stderr)
+    cache = ds.cache
+    print(f"cache: {cache.path} ({'re-used' if cache.reused else 'built'} in {time.monotonic() - started:.1f} s)")
+    print(f"records: {ds.report.records}, skipped: {ds.report.skipped}, tokens: {ds.num_tokens:,}")
+    for err in ds.report.errors:
+        print(f"  skipped {err}")
+    if kind in ("pretrain", "text"):
+        print(f"windows of {args.seq_len} tokens: {len(ds):,}")
+    else:
+        print(f"sequences: {len(ds):,}, truncated at {args.seq_len}: {100 * ds.truncated_fraction:.1f}%, "
+              f"left out (no assistant token within {args.seq_len}): {ds.num_no_target}")
+    return 0
+
+
+def _texts(rec, kind, tok) -> list[str]:
+    if kind in ("pretrain", "text"):
+        return [rec["text"]]
+    if kind == "sft":
+        return [tok.apply_chat_template(rec["conversations"])]
+    if kind == "dpo":
+        return [tok.apply_chat_template(rec["chosen"]), tok.apply_chat_template(rec["rejected"])]
+    msgs = rec["conversations"][:-1] if rec["conversations"][-1]["role"] == "assistant" else rec["conversations"]
+    return [tok.apply_chat_template(msgs, add_generation_prompt=True)]
+
+
+def _stats(args) -> int:
+    import numpy as np
+
+    from core.data import DataError, DataReport, read_records
+    from core.data.cache import encode_texts
+
+    kind = _kind(args.file, args.kind)
+    tok = _load_tokenizer(args.tokenizer)
+    report, texts = DataReport(), []
+    try:
+        for i, rec in enumerate(read_records(args.file, kind, on_error="skip", report=report)):
+            if args.max_records is not None and i >= args.max_records:
+                break
+            texts += _texts(rec, kind, tok)
+    except DataError as exc:
+        raise CLIError(str(exc)) from None
+    if not texts:
+        raise CLIError(f"{args.file}: no valid {kind} records")
+    lengths = np.asarray([len(ids) for i in range(0, len(texts), 1024)
+                          for ids in encode_texts(tok, texts[i:i + 1024])])
+    chars = sum(len(t) for t in texts)
+    p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
+    print(f"file: {args.file} (kind {kind})")
+    print(f"records: {report.records:,} good, {report.skipped:,} bad")
+    print(f"sequences: {len(lengths):,}, tokens: {lengths.sum():,}, chars/token: {chars / max(lengths.sum(), 1):.2f}")
+    print(f"tokens per sequence: mean {lengths.mean():.1f}, p50 {p50:.0f}, p90 {p90:.0f}, p99 {p99:.0f}, "
+          f"max {lengths.max()}")
+    return 0
+
+
+def _demo(args) -> int:
+    from core.data import generate_demo_data
+
+    for kind, path in generate_demo_data(args.out, seed=args.seed).items():
+        print(f"{kind}: {path}")
+    return 0
