@@ -27,10 +27,9 @@ BATCH_RECORDS = 512  # records per encode_batch call: big enough for tokenizers'
 
 
 def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids of many texts, no specials added; uses the Rust `encode_batch` when the tokenizer exposes it."""
-    backend = getattr(tokenizer, "backend", None)
-    if backend is not None and hasattr(backend, "encode_batch"):
-        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    """Token ids of many texts, no specials added, through the tokenizer's Rust `encode_batch` when it has one."""
+    if hasattr(tokenizer, "encode_batch"):
+        return tokenizer.encode_batch(texts)
     return [list(tokenizer.encode(t)) for t in texts]
 
 
