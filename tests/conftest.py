@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures.tokenizer",
     "tests.fixtures.data",
     "tests.fixtures.studio",
+    "tests.fixtures.infer",
 ]
 
 
