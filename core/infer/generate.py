@@ -1,0 +1,237 @@
+"""Text generation with the torch model: KV-cache decoding, streaming, and batched rollouts.
+
+Single sequence: one prefill over the prompt (SDPA, causal), then one token per forward pass on top of the
+KV cache. `decode_loop` is backend-agnostic: it asks a `Stepper` for next-token logits, picks a token with
+`core.infer.sampling`, and feeds it to a `TextStream` (incremental detokenization + stops), so the llama.cpp
+backend reuses it unchanged.
+
+Batched (`generate_batch`, used for RL rollouts): prompts are left-padded to one length with an attention
+mask; the model derives positions from the mask, so every row sees exactly the positions it would see
+alone. Finished rows keep being fed a pad token (cheap, and keeps tensors rectangular) until all are done.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import torch
+
+from core.infer.sampling import SamplingParams, choose_tokens, make_generator
+from core.infer.text import TextStream
+
+
+class Stepper(Protocol):
+    """Produces next-token logits (1-D float tensor over the vocabulary) for one growing sequence."""
+
+    def prefill(self, ids: list[int]) -> torch.Tensor: ...
+
+    def step(self, token_id: int) -> torch.Tensor: ...
+
+
+class TorchStepper:
+    """KV-cached decoding with a MiniMindForCausalLM; `use_cache=False` re-runs the whole sequence each step
+    (the reference the cache is tested against)."""
+
+    def __init__(self, model, use_cache: bool = True):
+        self.model, self.use_cache = model, use_cache
+        self.device = next(model.parameters()).device
+        self._past = None
+        self._ids: list[int] = []
+
+    @torch.inference_mode()
+    def _forward(self, ids: list[int], past) -> torch.Tensor:
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)
+        out = self.model(x, past_key_values=past, use_cache=self.use_cache, logits_to_keep=1)
+        self._past = out.past_key_values if self.use_cache else None
+        return out.logits[0, -1].float()
+
+    def prefill(self, ids: list[int]) -> torch.Tensor:
+        if not ids:
+            raise ValueError("cannot generate from an empty prompt; give at least one token")
+        self._ids = list(ids)
+        return self._forward(self._ids, None)
+
+    def step(self, token_id: int) -> torch.Tensor:
+        self._ids.append(token_id)
+        if self.use_cache:
+            return self._forward([token_id], self._past)
+        return self._forward(self._ids, None)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]          # every sampled id, the stop id included
+    finish_reason: str            # "stop" | "length"
+    usage: Usage = field(default_factory=Usage)
+
+
+def decode_loop(stepper: Stepper, prompt_ids: list[int], params: SamplingParams,
+                decode: Callable[[list[int]], str], eos_id: int = 2, vocab_size: int | None = None,
+                max_positions: int | None = None, stats: Usage | None = None,
+                on_finish: Callable[[TextStream], None] | None = None) -> Iterator[str]:
+    """Yield text pieces until a stop id/string or the token budget; `stats` (if given) is filled in.
+
+    The budget is min(max_new_tokens, max_positions - len(prompt)) so the model's position table is never
+    exceeded. `on_finish` receives the TextStream (text, ids, finish_reason) when generation ends.
+    """
+    stream = TextStream(decode, stop=params.stop, stop_ids=params.resolved_stop_ids(eos_id))
+    budget = params.max_new_tokens
+    if max_positions is not None:
+        budget = min(budget, max_positions - len(prompt_ids))
+        if budget < 1:
+            raise ValueError(f"the prompt has {len(prompt_ids)} tokens, the model's context is {max_positions}: "
+                             "no room to generate; shorten the conversation")
+    stats = stats if stats is not None else Usage()
+    stats.prompt_tokens = len(prompt_ids)
+    generator = make_generator(params.seed)
+    seen = None
+    t0 = time.perf_counter()
+    logits = stepper.prefill(prompt_ids)
+    stats.prefill_s = time.perf_counter() - t0
+    if params.repetition_penalty != 1.0:
+        seen = torch.zeros(1, vocab_size or logits.shape[-1], dtype=torch.bool)
+        seen[0, torch.tensor(prompt_ids)] = True
+    t0 = time.perf_counter()
+    try:
+        for n in range(budget):
+            token = int(choose_tokens(logits[None].cpu(), params, seen, generator)[0])
+            stats.completion_tokens = n + 1
+            piece = stream.push(token)
+            if piece:
+                yield piece
+            if stream.done:
+                break
+            if seen is not None:
+                seen[0, token] = True
+            if n + 1 < budget:
+                logits = stepper.step(token)
+        if not stream.done:
+            piece = stream.finish("length")
+            if piece:
+                yield piece
+    finally:
+        stats.decode_s = time.perf_counter() - t0
+        if on_finish is not None and stream.done:
+            on_finish(stream)
+
+
+def _tokenizer_decode(tokenizer) -> Callable[[list[int]], str]:
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def stream_generate(model, tokenizer, prompt_ids: list[int], params: SamplingParams | None = None,
+                    use_cache: bool = True, stats: Usage | None = None) -> Iterator[str]:
+    """Stream the completion of `prompt_ids` as text pieces that never split a character."""
+    params = params or SamplingParams()
+    return decode_loop(TorchStepper(model, use_cache), prompt_ids, params, _tokenizer_decode(tokenizer),
+                       eos_id=tokenizer.eos_id, vocab_size=model.config.vocab_size,
+                       max_positions=model.config.max_position_embeddings, stats=stats)
+
+
+def generate(model, tokenizer, prompt_ids: list[int], params: SamplingParams | None = None,
+             use_cache: bool = True) -> GenerationResult:
+    """Complete `prompt_ids`; returns the text, the sampled ids, why it stopped and token counts."""
+    params = params or SamplingParams()
+    stats, done = Usage(), {}
+    pieces = list(decode_loop(TorchStepper(model, use_cache), prompt_ids, params, _tokenizer_decode(tokenizer),
+                              eos_id=tokenizer.eos_id, vocab_size=model.config.vocab_size,
+                              max_positions=model.config.max_position_embeddings, stats=stats,
+                              on_finish=lambda s: done.update(ids=list(s.ids), reason=s.finish_reason)))
+    return GenerationResult("".join(pieces), done["ids"], done["reason"], stats)
+
+
+def set_rope_scaling(model, enabled: bool) -> None:
+    """Switch YaRN (the config's rope_scaling, MiniMind defaults when unset) on or off at inference time;
+    rebuilds the RoPE tables in place. Training never uses it (MiniMind's `--inference_rope_scaling`)."""
+    model.model.set_rope_scaling(enabled)
+
+
+# ---------------------------------------------------------------------------------------------- batched
+@dataclass
+class BatchResult:
+    """Per prompt: the generated ids (up to and including the stop id), their log-probabilities under the
+    model's unmodified distribution (temperature 1, no filters; None unless asked), and why each ended."""
+    sequences: list[list[int]]
+    finish_reasons: list[str]
+    logprobs: list[list[float]] | None = None
+
+
+@torch.inference_mode()
+def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingParams | None = None,
+                   pad_id: int = 0, eos_id: int = 2, return_logprobs: bool = False,
+                   generator: torch.Generator | None = None) -> BatchResult:
+    """Generate for several prompts at once (left padding + attention mask, one KV cache for the batch).
+
+    Stops on stop token ids only (`params.stop_token_ids`, eos by default); stop *strings* are a text-level
+    matter handled by `stream_generate`/backends. Greedy rows equal per-prompt `generate` (tested). Sampling
+    uses one RNG for the whole batch (`params.seed`, or pass `generator` to continue a stream of rollouts).
+    Memory: one (B, K, S, D) key and value tensor per layer, S = longest prompt + max_new_tokens.
+    """
+    params = params or SamplingParams()
+    if not prompt_ids_list or any(len(p) == 0 for p in prompt_ids_list):
+        raise ValueError("generate_batch needs a non-empty list of non-empty prompts")
+    device = next(model.parameters()).device
+    B, width = len(prompt_ids_list), max(len(p) for p in prompt_ids_list)
+    budget = min(params.max_new_tokens, model.config.max_position_embeddings - width)
+    if budget < 1:
+        raise ValueError(f"longest prompt ({width} tokens) leaves no room in the context "
+                         f"({model.config.max_position_embeddings})")
+    ids = torch.full((B, width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((B, width), dtype=torch.long, device=device)
+    for row, prompt in enumerate(prompt_ids_list):
+        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long, device=device)
+        mask[row, width - len(prompt):] = 1
+    stop_ids = torch.tensor(sorted(params.resolved_stop_ids(eos_id)), dtype=torch.long, device=device)
+    gen = generator if generator is not None else make_generator(params.seed, device)
+    seen = None
+    if params.repetition_penalty != 1.0:
+        seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=device)
+        seen.scatter_(1, ids, mask.bool())
+
+    out = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+    past, logits = out.past_key_values, out.logits[:, -1].float()
+    tokens = torch.empty((B, budget), dtype=torch.long, device=device)
+    logps = torch.empty((B, budget), dtype=torch.float32, device=device) if return_logprobs else None
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    lengths = torch.full((B,), budget, dtype=torch.long, device=device)
+    for t in range(budget):
+        nxt = choose_tokens(logits, params, seen, gen)
+        nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
+        tokens[:, t] = nxt
+        if logps is not None:
+            logps[:, t] = logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
+        hit = ~finished & torch.isin(nxt, stop_ids)
+        lengths = torch.where(hit, torch.full_like(lengths, t + 1), lengths)
+        finished |= hit
+        if seen is not None:
+            seen.scatter_(1, nxt[:, None], ~finished[:, None])
+        if bool(finished.all()) or t + 1 == budget:
+            break
+        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
+        out = model(nxt[:, None], past_key_values=past, use_cache=True, attention_mask=mask)
+        past, logits = out.past_key_values, out.logits[:, -1].float()
+
+    tokens_cpu, lengths_cpu = tokens.cpu(), lengths.cpu().tolist()
+    finished_cpu = finished.cpu().tolist()
+    steps = t + 1
+    sequences = [tokens_cpu[r, :min(lengths_cpu[r], steps)].tolist() for r in range(B)]
+    reasons = ["stop" if finished_cpu[r] else "length" for r in range(B)]
+    lp = None
+    if logps is not None:
+        logps_cpu = logps.cpu()
+        lp = [logps_cpu[r, :len(sequences[r])].tolist() for r in range(B)]
+    return BatchResult(sequences, reasons, lp)
