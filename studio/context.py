@@ -22,8 +22,8 @@ class StudioContext(QObject):
         workspace: paths of the workspace folder (``root``, ``db_path``, ``runs_dir``, ``datasets_dir``,
             ``tokenizers_dir``, ``exports_dir``).
         store: the SQLite run store (runs, metrics, events, checkpoints, exports, datasets).
-        runs: the run manager: ``launch(config, name=None, method=None, resume=None, parent_run_id=None,
-            init_checkpoint=None) -> run_id``, ``stop(run_id)``, ``kill(run_id)``, ``resume(run_id)``,
+        runs: the run manager: ``launch(config, name=None, method=None, parent_run_id=None,
+            init_checkpoint=None, n_gpus=None) -> run_id``, ``stop(run_id)``, ``kill(run_id)``, ``resume(run_id)``,
             ``clone(run_id)``.
     """
 
@@ -40,8 +40,9 @@ class StudioContext(QObject):
     # The datasets or tokenizers in the workspace changed.
     datasetsChanged = Signal()
     # Any pane asks to start a training run with this config dict (the Config pane's "Start").
-    # Keys read by the studio: "method" (pretrain|sft|lora|dpo|rm|ppo|grpo|spo), optional "name",
-    # "n_gpus", "init_checkpoint", "parent_run_id"; the whole dict is written to run_dir/config.json.
+    # The dict is a core.config.TrainConfig as JSON ("method", "model", "init", "data", "optim", ...) plus
+    # optional studio-only keys "name", "n_gpus", "parent_run_id", which are removed before the rest is
+    # written to run_dir/config.json (with "run_dir" set) and passed to `python -m core.train --config`.
     launchRequested = Signal(dict)
     # Open this config in the Config pane for editing (clone-and-edit from the Runs pane).
     configEditRequested = Signal(dict)

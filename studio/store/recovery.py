@@ -53,10 +53,9 @@ def import_run_dir(store: RunStore, run_dir: Path, run_id: str | None = None) ->
         except ValueError:
             pass
     created = float(started.get("time") or events_path.stat().st_mtime)
-    store.create_run(run_id, run_dir=run_dir, config=config, name=config.get("name") or run_id,
+    store.create_run(run_id, run_dir=run_dir, config=config, name=run_id,
                      method=str(started.get("method") or config.get("method") or ""), status="running",
-                     parent_run_id=config.get("parent_run_id"), init_checkpoint=config.get("init_checkpoint"),
-                     created_at=created)
+                     init_checkpoint=config.get("init"), created_at=created)
     store.add_events(run_id, events, offset=tailer.offset)
     run = store.get_run(run_id)
     if run.status in ("running", "starting", "queued", "stopping"):

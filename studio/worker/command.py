@@ -23,15 +23,18 @@ def build_trainer_command(config_path: Path | str, resume: Path | str | None = N
     tail = ["--config", str(config_path)]
     if resume is not None:
         tail += ["--resume", str(resume)]
+    return trainer_base_command(n_gpus) + tail
+
+
+def trainer_base_command(n_gpus: int = 1) -> list[str]:
+    """The trainer's argv without its arguments (``+ ["--help"]`` is the self-test's launchability check)."""
     if is_frozen():
         head = [sys.executable, WORKER_FLAG]
-        if n_gpus > 1:
-            head += ["--nproc-per-node", str(n_gpus)]
-        return head + tail
+        return head + (["--nproc-per-node", str(n_gpus)] if n_gpus > 1 else [])
     if n_gpus > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
-                "-m", "core.train"] + tail
-    return [sys.executable, "-m", "core.train"] + tail
+                "-m", "core.train"]
+    return [sys.executable, "-m", "core.train"]
 
 
 def trainer_environment(base: dict[str, str] | None = None) -> dict[str, str]:

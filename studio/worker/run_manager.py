@@ -26,6 +26,8 @@ from studio.worker.pids import SIGKILL, pid_alive, process_start_ticks, send_sig
 from studio.worker.tailer import EventTailer
 
 LIVE_STATUSES = ("starting", "running", "stopping")
+# Keys a launch request may carry for the studio alone; the rest is the trainer's TrainConfig (extra="forbid").
+STUDIO_KEYS = ("name", "n_gpus", "parent_run_id")
 CommandBuilder = Callable[..., list[str]]
 
 
@@ -77,18 +79,18 @@ class RunManager(QObject):
                n_gpus: int | None = None) -> str:
         """Create a run folder with config.json, queue the run and start it if the device is free."""
         config = dict(config)
-        name = name or config.get("name") or config.get("method") or "run"
+        meta = {key: config.pop(key) for key in STUDIO_KEYS if key in config}  # TrainConfig forbids extras
+        name = name or meta.get("name") or config.get("method") or "run"
         run_id = new_run_id(name)
         run_dir = self.runs_dir / run_id
         run_dir.mkdir(parents=True, exist_ok=False)
-        config.setdefault("name", name)
         config["run_dir"] = str(run_dir)  # the trainer writes events.jsonl and checkpoints/ here
         (run_dir / "config.json").write_text(json.dumps(config, indent=2))
         self.store.create_run(run_id, run_dir=run_dir, config=config, name=name,
                               method=method or str(config.get("method", "")), status="queued",
-                              parent_run_id=parent_run_id or config.get("parent_run_id"),
-                              init_checkpoint=init_checkpoint or config.get("init_checkpoint"),
-                              n_gpus=int(n_gpus or config.get("n_gpus") or 1))
+                              parent_run_id=parent_run_id or meta.get("parent_run_id"),
+                              init_checkpoint=init_checkpoint or config.get("init"),
+                              n_gpus=int(n_gpus or meta.get("n_gpus") or 1))
         self.runsChanged.emit()
         self.schedule()
         return run_id
@@ -230,8 +232,7 @@ class RunManager(QObject):
             return {}
         config = json.loads(run.config_json or "{}")
         config.pop("run_dir", None)
-        config["name"] = f"{run.name} (copy)"
-        config["parent_run_id"] = run_id
+        config.update(name=f"{run.name} (copy)", parent_run_id=run_id, n_gpus=run.n_gpus)
         context = getattr(self, "_context", None)
         if context is not None:
             context.configEditRequested.emit(config)

@@ -1,0 +1,152 @@
+"""Entry point of the desktop app (``minimind-studio``, ``python app.py``).
+
+Also the frozen bundle's trainer: ``<bundle> --worker --config FILE`` runs ``core.train`` in-process (a
+PyInstaller ``sys.executable`` is the app, not Python). ``--self-test`` opens the window offscreen on a temporary
+workspace, checks that the trainer entry starts (``<cmd> --help`` exits 0) and exits 0 — the packaging check.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+import tempfile
+from pathlib import Path
+
+from studio.worker.command import WORKER_FLAG
+
+
+def run_worker(argv: list[str]) -> int:
+    """Become the trainer: ``--worker [--nproc-per-node N] ARGS`` (torchrun re-launches this executable)."""
+    if argv[:1] == ["--nproc-per-node"]:
+        n, rest = argv[1], argv[2:]
+        from torch.distributed.run import main as torchrun
+
+        torchrun(["--standalone", f"--nproc_per_node={n}", "--no-python", sys.executable, WORKER_FLAG, *rest])
+        return 0
+    sys.argv = ["core.train", *argv]
+    try:
+        runpy.run_module("core.train", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+def build_context(root: Path, reconcile: bool = True):
+    """Workspace folders, store (rebuilt if unreadable), run manager (re-attached to live runs)."""
+    from studio.context import StudioContext
+    from studio.store import open_store
+    from studio.worker.run_manager import RunManager
+    from studio.workspace import Workspace
+
+    workspace = Workspace(Path(root).expanduser()).ensure()
+    store = open_store(workspace.db_path, workspace.runs_dir)
+    runs = RunManager(store, workspace.runs_dir)
+    context = StudioContext(workspace, store, runs)
+    runs.setParent(context)
+    runs.connect_context(context)
+    if reconcile:
+        runs.reconcile()
+    return context
+
+
+def _first_run_choice(default: Path) -> Path:
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    QMessageBox.information(None, "MiniMind Studio",
+                            "Choose a workspace folder: it holds your datasets, tokenizers, runs and exports.\n"
+                            f"Cancel keeps the default, {default}.")
+    folder = QFileDialog.getExistingDirectory(None, "Workspace folder", str(default.parent))
+    return Path(folder) if folder else default
+
+
+def open_window(root: Path, probe_device: bool = True):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    from studio.main_window import MainWindow
+
+    context = build_context(root)
+    window = MainWindow(context, probe_device=probe_device)
+    message = context.store.recovery_message
+    if message:
+        QTimer.singleShot(0, lambda: QMessageBox.warning(window, "Studio database rebuilt", message))
+    return window
+
+
+def self_test() -> int:
+    """Offscreen window on a throwaway workspace + the trainer entry answers --help. 0 = fine."""
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QProcess
+    from PySide6.QtWidgets import QApplication
+
+    from studio.worker.command import trainer_base_command, trainer_environment
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory(prefix="minimind-selftest-") as tmp:
+        window = open_window(Path(tmp) / "workspace", probe_device=False)
+        window.show()
+        app.processEvents()
+        tabs = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+        window.close_policy = "keep"
+        window.close()
+        window.context.store.close()
+    argv = trainer_base_command() + ["--help"]
+    proc = QProcess()
+    env = proc.processEnvironment()
+    for key, value in trainer_environment().items():
+        env.insert(key, value)
+    proc.setProcessEnvironment(env)
+    proc.start(argv[0], argv[1:])
+    finished = proc.waitForFinished(180_000)
+    ok = finished and proc.exitStatus() == QProcess.ExitStatus.NormalExit and proc.exitCode() == 0
+    print(f"window: ok ({', '.join(tabs)})")
+    print(f"trainer entry: {'ok' if ok else 'FAILED'} ({' '.join(argv)})")
+    if not ok:
+        print(bytes(proc.readAllStandardError()).decode(errors="replace")[-2000:], file=sys.stderr)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [WORKER_FLAG]:
+        return run_worker(argv[1:])
+    parser = argparse.ArgumentParser(prog="minimind-studio", description="MiniMind Studio desktop app")
+    parser.add_argument("--workspace", help="workspace folder (default: remembered, else ~/MiniMindStudio)")
+    parser.add_argument("--self-test", action="store_true", help="open offscreen, check the trainer starts, exit")
+    args = parser.parse_args(argv)
+    if args.self_test:
+        return self_test()
+
+    from PySide6.QtWidgets import QApplication
+
+    from studio.workspace import remember_workspace, resolve_workspace
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("MiniMind Studio")
+    app.setOrganizationName("MiniMind")
+    if args.workspace:
+        root = Path(args.workspace)
+    else:
+        root, chosen = resolve_workspace()
+        if not chosen:
+            root = _first_run_choice(root)
+    remember_workspace(root)
+    holder = {"window": open_window(root)}
+
+    def switch(folder: str) -> None:  # File > New/Open workspace: runs keep training, the window re-opens
+        old = holder["window"]
+        old.close_policy = "keep"
+        old.close()
+        remember_workspace(Path(folder))
+        holder["window"] = open_window(Path(folder))
+        holder["window"].workspaceSwitchRequested.connect(switch)
+        holder["window"].show()
+
+    holder["window"].workspaceSwitchRequested.connect(switch)
+    holder["window"].show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Curves pane: one pyqtgraph plot per metric name, the checked runs overlaid, EMA smoothing, log-y, a crosshair
+read-out, and (for RL runs) a rollout browser. Thin widget over CurvesPresenter.
+
+Large series stay fluid because every plot uses peak downsampling + clip-to-view (pyqtgraph draws ~2 points per
+pixel column of the visible range, whatever the length) and live points are appended to numpy buffers in place.
+"""
+from __future__ import annotations
+
+import json
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QListWidget,
+                               QListWidgetItem, QSlider, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from studio.panes.curves_presenter import CurvesPresenter
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+SAMPLE_COLUMNS = ("Step", "Prompt", "Completion", "Reward", "Breakdown")
+
+
+def configure_plot(plot: pg.PlotItem) -> None:
+    """Settings that keep a 1,000,000-point curve fluid (see module doc)."""
+    plot.setDownsampling(auto=True, mode="peak")
+    plot.setClipToView(True)
+    plot.showGrid(x=True, y=True, alpha=0.2)
+
+
+class MetricPlot:
+    """One metric's plot: a curve per run, a vertical crosshair and a read-out label."""
+
+    def __init__(self, layout: pg.GraphicsLayoutWidget, name: str, row: int, col: int) -> None:
+        self.name = name
+        self.plot = layout.addPlot(row=row, col=col, title=name)
+        configure_plot(self.plot)
+        self.plot.setLabel("bottom", "step")
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
+        self.crosshair.hide()
+        self.plot.addItem(self.crosshair, ignoreBounds=True)
+        self.label = pg.TextItem(anchor=(0, 1), color="#222", fill=pg.mkBrush(255, 255, 255, 210))
+        self.label.hide()
+        self.plot.addItem(self.label, ignoreBounds=True)
+
+    def curve(self, run_id: str, label: str, color: str) -> pg.PlotDataItem:
+        if run_id not in self.curves:
+            self.curves[run_id] = self.plot.plot(name=label, pen=pg.mkPen(color, width=1.5))
+        return self.curves[run_id]
+
+
+class CurvesPane(QWidget):
+    def __init__(self, context, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=False, background="w", foreground="#333")
+        self.context = context
+        self.presenter = CurvesPresenter(context, self)
+        self.plots: dict[str, MetricPlot] = {}
+        self.colors: dict[str, str] = {}
+
+        self.run_list = QListWidget()
+        self.run_list.itemChanged.connect(self._on_runs_checked)
+        self.name_list = QListWidget()
+        self.name_list.itemChanged.connect(self._on_name_checked)
+        self.smoothing = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing.setRange(0, 99)
+        self.smoothing_label = QLabel("Smoothing: 0.00")
+        self.smoothing.valueChanged.connect(self._on_smoothing)
+        self.log_y = QCheckBox("Log scale (y)")
+        self.log_y.toggled.connect(self.presenter.set_log_y)
+        side = QWidget()
+        sl = QVBoxLayout(side)
+        sl.setContentsMargins(0, 0, 0, 0)
+        for widget in (QLabel("Runs (overlay)"), self.run_list, QLabel("Metrics"), self.name_list,
+                       self.smoothing_label, self.smoothing, self.log_y):
+            sl.addWidget(widget)
+        side.setMaximumWidth(300)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.samples = QTableWidget(0, len(SAMPLE_COLUMNS))
+        self.samples.setHorizontalHeaderLabels(SAMPLE_COLUMNS)
+        self.samples.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.samples.setWordWrap(True)
+        self.samples.verticalHeader().hide()
+        header = self.samples.horizontalHeader()
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.graphics, "Plots")
+        self.tabs.addTab(self.samples, "Rollouts")
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(side)
+        splitter.addWidget(self.tabs)
+        splitter.setStretchFactor(1, 1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(splitter)
+
+        self.presenter.namesChanged.connect(self._on_names)
+        self.presenter.layoutChanged.connect(self.rebuild_plots)
+        self.presenter.seriesChanged.connect(self.update_series)
+        self.presenter.samplesAdded.connect(self._append_samples)
+        context.runsChanged.connect(self.refresh_runs)
+        context.runSelected.connect(self.show_run)
+        self.refresh_runs()
+
+    # ------------------------------------------------------------------ runs
+    def refresh_runs(self) -> None:
+        store = self.context.store
+        if store is None:
+            return
+        checked = set(self.presenter.runs)
+        self.run_list.blockSignals(True)
+        self.run_list.clear()
+        for run in store.list_runs():
+            item = QListWidgetItem(f"{run.name}  ·  {run.status}")
+            item.setData(Qt.ItemDataRole.UserRole, run.id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if run.id in checked else Qt.CheckState.Unchecked)
+            self.run_list.addItem(item)
+        self.run_list.blockSignals(False)
+
+    def show_run(self, run_id: str) -> None:
+        """Add a run to the overlay (the Runs pane's selection lands here)."""
+        if run_id not in self.presenter.runs:
+            self.presenter.set_runs(self.presenter.runs + [run_id])
+            self.refresh_runs()
+            self._load_samples()
+
+    def _on_runs_checked(self, _item) -> None:
+        runs = [self.run_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.run_list.count())
+                if self.run_list.item(i).checkState() == Qt.CheckState.Checked]
+        self.presenter.set_runs(runs)
+        self._load_samples()
+
+    # ----------------------------------------------------------------- plots
+    def _on_names(self, names: list) -> None:
+        self.name_list.blockSignals(True)
+        self.name_list.clear()
+        for name in names:
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked if name in self.presenter.hidden else Qt.CheckState.Checked)
+            self.name_list.addItem(item)
+        self.name_list.blockSignals(False)
+
+    def _on_name_checked(self, item) -> None:
+        self.presenter.set_visible(item.text(), item.checkState() == Qt.CheckState.Checked)
+
+    def _color(self, run_id: str) -> str:
+        if run_id not in self.colors:
+            self.colors[run_id] = PALETTE[len(self.colors) % len(PALETTE)]
+        return self.colors[run_id]
+
+    def rebuild_plots(self) -> None:
+        """Lay out one plot per visible metric (2 columns) and draw every curve."""
+        self.graphics.clear()
+        self.plots = {}
+        for i, name in enumerate(self.presenter.visible_names()):
+            plot = MetricPlot(self.graphics, name, i // 2, i % 2)
+            plot.plot.setLogMode(y=self.presenter.log_y)
+            self.plots[name] = plot
+            for run_id in self.presenter.curves_for(name):
+                plot.curve(run_id, self.presenter.run_label(run_id), self._color(run_id))
+        self.update_series(list(self.presenter.buffers))
+
+    def update_series(self, keys: list) -> None:
+        for run_id, name in keys:
+            plot = self.plots.get(name)
+            if plot is None:
+                continue
+            x, y = self.presenter.series(run_id, name)
+            plot.curve(run_id, self.presenter.run_label(run_id), self._color(run_id)).setData(x, y)
+
+    def _on_smoothing(self, value: int) -> None:
+        self.smoothing_label.setText(f"Smoothing: {value / 100:.2f}")
+        self.presenter.set_smoothing(value / 100)
+
+    def _on_mouse_moved(self, pos) -> None:
+        for plot in self.plots.values():
+            vb = plot.plot.getViewBox()
+            if not plot.plot.sceneBoundingRect().contains(pos):
+                plot.crosshair.hide()
+                plot.label.hide()
+                continue
+            point = vb.mapSceneToView(pos)
+            rows = self.presenter.readout(plot.name, point.x())
+            if not rows:
+                continue
+            plot.crosshair.setPos(rows[0][1])
+            plot.crosshair.show()
+            text = "\n".join(f"{self.presenter.run_label(r)} · step {s}: {v:.5g}" for r, s, v in rows)
+            plot.label.setText(text)
+            plot.label.setPos(point.x(), point.y())
+            plot.label.show()
+
+    # -------------------------------------------------------------- rollouts
+    def _load_samples(self) -> None:
+        self.samples.setRowCount(0)
+        rows = []
+        for run_id in self.presenter.runs:
+            rows += self.presenter.samples(run_id)
+        self._append_samples(rows)
+
+    def _append_samples(self, rows: list) -> None:
+        for sample in rows:
+            r = self.samples.rowCount()
+            self.samples.insertRow(r)
+            reward = sample.get("reward")
+            cells = (str(sample.get("step", "")), str(sample.get("prompt", "")), str(sample.get("completion", "")),
+                     f"{reward:.3f}" if isinstance(reward, (int, float)) else "",
+                     json.dumps(sample.get("rewards") or {}))
+            for c, text in enumerate(cells):
+                self.samples.setItem(r, c, QTableWidgetItem(text))
+        if rows:
+            self.tabs.setTabText(1, f"Rollouts ({self.samples.rowCount()})")

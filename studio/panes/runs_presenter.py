@@ -1,0 +1,134 @@
+"""Runs pane logic: the history rows, what each button may do for a run, and the detail text.
+
+Plain object over the StudioContext (store + run manager); the widget only renders ``rows()`` and ``detail()``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.store import ACTIVE_STATUSES
+
+COLUMNS = ("Name", "Method", "Status", "Duration", "Best loss", "Steps", "Started")
+LIVE = ("starting", "running", "stopping")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return ""
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    cells: tuple[str, ...]
+    status: str
+    tooltip: str
+
+
+class RunsPresenter:
+    def __init__(self, context) -> None:
+        self.context = context
+
+    @property
+    def store(self):
+        return self.context.store
+
+    @property
+    def manager(self):
+        return self.context.runs
+
+    # ------------------------------------------------------------------ rows
+    def rows(self) -> list[RunRow]:
+        return [self.row(run) for run in self.store.list_runs()] if self.store is not None else []
+
+    def row(self, run) -> RunRow:
+        end = run.finished_at or (time.time() if run.status in LIVE else run.last_event_time)
+        duration = format_duration(end - run.started_at) if run.started_at and end else ""
+        steps = f"{run.last_step}/{run.total_steps}" if run.total_steps else str(run.last_step or "")
+        best = f"{run.best_loss:.4f}" if run.best_loss is not None else ""
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else ""
+        return RunRow(run.id, (run.name, run.method, run.status, duration, best, steps, started), run.status,
+                      run.status_message or "")
+
+    # --------------------------------------------------------------- actions
+    def allowed(self, run_id: str | None) -> dict[str, bool]:
+        """Which buttons make sense for the selected run (start is always possible: it opens the Config pane)."""
+        run = self.store.get_run(run_id) if run_id and self.store is not None else None
+        status = run.status if run else None
+        has_ckpt = bool(run and self.store.checkpoints(run.id))
+        return {
+            "start": True,
+            "stop": status in ("queued", "starting", "running"),
+            "kill": status in LIVE,
+            "resume": status in ("stopped", "interrupted", "failed", "completed") and has_ckpt,
+            "clone": run is not None,
+            "delete": run is not None and status not in ACTIVE_STATUSES,
+        }
+
+    def start(self) -> None:
+        self.context.showPaneRequested.emit("Config")
+
+    def stop(self, run_id: str) -> None:
+        self.manager.stop(run_id)
+
+    def kill(self, run_id: str) -> None:
+        self.manager.kill(run_id)
+
+    def resume(self, run_id: str) -> None:
+        self.manager.resume(run_id)
+
+    def clone(self, run_id: str) -> dict:
+        return self.manager.clone(run_id)  # the manager sends it to the Config pane
+
+    def delete(self, run_id: str, remove_files: bool = False) -> bool:
+        return self.manager.delete(run_id, remove_files=remove_files)
+
+    # ---------------------------------------------------------------- detail
+    def detail(self, run_id: str) -> dict:
+        """Everything the detail panel shows: summary, lineage, checkpoints, recent warnings/errors, config."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            return {}
+        lineage = []
+        for ancestor in self.store.lineage(run_id)[:-1]:
+            lineage.append(f"parent run: {ancestor.name} ({ancestor.id}, {ancestor.status})")
+        if run.init_checkpoint:
+            lineage.append(f"initialised from: {run.init_checkpoint}")
+        for child in self.store.children(run_id):
+            lineage.append(f"continued by: {child.name} ({child.id})")
+        events = []
+        for ev in self.store.events(run_id, ["warning", "error", "run_finished", "run_started"], limit=20):
+            when = time.strftime("%H:%M:%S", time.localtime(ev.get("time", 0)))
+            text = ev.get("message") or ev.get("status") or ""
+            if ev["type"] == "run_started":
+                text = f"on {ev.get('device', '?')}, {ev.get('params', '?')} params" + (
+                    f", resumed from step {ev['resumed_from']}" if ev.get("resumed_from") is not None else "")
+            events.append(f"{when} step {ev.get('step', 0)} {ev['type']}: {text}".rstrip(": "))
+        return {
+            "title": f"{run.name} — {run.status}",
+            "summary": {"id": run.id, "method": run.method, "status": run.status, "device": run.device,
+                        "folder": run.run_dir, "message": run.status_message},
+            "lineage": lineage or ["trained from scratch"],
+            "checkpoints": [(c.step, c.path) for c in self.store.checkpoints(run_id)],
+            "events": events,
+            "config": json.dumps(json.loads(run.config_json or "{}"), indent=2),
+            "stderr_tail": _tail(Path(run.run_dir) / "stderr.log"),
+        }
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
