@@ -1,0 +1,9 @@
+"""Export to GGUF (llama.cpp / Ollama / LM Studio) and Hugging Face folders, with a parity check; imports."""
+from core.export.gguf import QTYPES, export_gguf
+from core.export.hf import export_hf
+from core.export.imports import ImportCheckpointError, import_checkpoint
+from core.export.mapping import UnsupportedExport, choose_architecture
+from core.export.parity import ParityError, check_parity
+
+__all__ = ["QTYPES", "export_gguf", "export_hf", "import_checkpoint", "check_parity", "choose_architecture",
+           "ParityError", "UnsupportedExport", "ImportCheckpointError"]

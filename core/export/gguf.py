@@ -1,0 +1,229 @@
+"""Write a MiniMind checkpoint as a GGUF file that llama.cpp, Ollama and LM Studio load, then check it.
+
+The tensors and the architecture come from `core.export.mapping`; this module adds the hyper-parameters, the
+full tokenizer (so llama.cpp tokenizes exactly as we do) and the quantisation, and writes an Ollama Modelfile
+beside the file. Every export ends with the parity check (`core.export.parity`), which raises on failure.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import gguf
+import numpy as np
+
+from core.export.mapping import (ArchMapping, UnsupportedExport, choose_architecture, gguf_tensors, renormalises,
+                                 shared_expert_block)
+
+# name -> (tensor type, file type). Only types gguf-py can write *and* llama.cpp's CPU backend loads.
+QTYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
+    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
+    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
+    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
+    "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
+    "q4_0": (gguf.GGMLQuantizationType.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
+}
+
+Progress = Callable[[int, int, str], None]  # (done, total, message)
+
+
+def load_for_export(model_or_path, tokenizer=None):
+    """(model, tokenizer, source label) from a run/checkpoint path or an in-memory model (+ tokenizer)."""
+    if isinstance(model_or_path, (str, Path)):
+        from core.model.io import load_model  # merges LoRA adapters into the base weights
+        model, tok = load_model(model_or_path)
+        return model, tokenizer or tok, str(model_or_path)
+    if tokenizer is None:
+        raise ValueError("export of an in-memory model needs its tokenizer: pass tokenizer=")
+    return model_or_path, tokenizer, type(model_or_path).__name__
+
+
+def export_gguf(model_or_path, out_file, qtype: str = "f32", progress: Progress | None = None,
+                tokenizer=None, check: bool = True, modelfile: bool = True) -> dict:
+    """Export to GGUF, write `parity.json` + an Ollama `Modelfile` beside it, and return the report.
+
+    Raises `UnsupportedExport` before writing anything when no llama.cpp architecture is exact, and
+    `core.export.parity.ParityError` when llama.cpp disagrees with the torch model.
+    """
+    if qtype not in QTYPES:
+        raise ValueError(f"--type {qtype!r}: choose one of {', '.join(QTYPES)}")
+    model, tok, source = load_for_export(model_or_path, tokenizer)
+    model.eval()
+    cfg = model.config
+    mapping = choose_architecture(cfg)
+    check_vocab(cfg, tok)
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    # YaRN is an inference-time switch; the file holds the model as trained and llama.cpp applies YaRN itself
+    # (`--rope-scaling yarn`), so the reference for parity is the model with YaRN off.
+    yarn_was_on = bool(getattr(model.model, "yarn_enabled", False))
+    if yarn_was_on:
+        model.model.set_rope_scaling(False)
+    try:
+        t0 = time.perf_counter()
+        report = write_gguf(model, tok, mapping, out_file, qtype, progress)
+        report.update(source=source, seconds=round(time.perf_counter() - t0, 3))
+        if yarn_was_on:
+            y = cfg.resolved_rope_scaling
+            report["note"] = (f"YaRN not stored; run llama.cpp with --rope-scaling yarn --rope-scale {y.factor:g} "
+                              f"--yarn-orig-ctx {y.original_max_position_embeddings}")
+        if modelfile:
+            report["modelfile"] = str(write_modelfile(out_file, tok))
+        if check:
+            from core.export.parity import check_parity
+            if progress:
+                progress(1, 1, "parity check with llama.cpp")
+            report["parity"] = check_parity(model, tok, out_file, qtype)  # raises ParityError on failure
+    finally:
+        if yarn_was_on:
+            model.model.set_rope_scaling(True)
+    return report
+
+
+def check_vocab(cfg, tok) -> None:
+    if cfg.vocab_size < tok.vocab_size:
+        raise UnsupportedExport(
+            f"model_config.json: vocab_size: the model has {cfg.vocab_size} embeddings but its tokenizer has "
+            f"{tok.vocab_size} tokens; the checkpoint and tokenizer/ do not belong together")
+
+
+def write_gguf(model, tok, m: ArchMapping, out_file: Path, qtype: str, progress: Progress | None) -> dict:
+    cfg = model.config
+    sd = {k: v for k, v in model.state_dict().items()}
+    tensor_type, file_type = QTYPES[qtype]
+    w = gguf.GGUFWriter(str(out_file), m.arch)
+    add_hparams(w, cfg, m, sd, file_type)
+    add_tokenizer(w, tok, cfg.vocab_size)
+    fallbacks: list[str] = []
+    names = [name for name, _, _ in gguf_tensors_lazy(sd, cfg, m)]
+    n_bytes = 0
+    for idx, (name, data, kind) in enumerate(gguf_tensors(sd, cfg, m)):
+        arr, used = encode_tensor(data, kind, tensor_type)
+        if kind == "weight" and used != tensor_type:
+            fallbacks.append(f"{name} {list(data.shape)}: {used.name} (rows of {data.shape[-1]} are not a "
+                             f"multiple of {tensor_type.name}'s block of {block_size(tensor_type)})")
+        if used in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            w.add_tensor(name, arr)
+        else:
+            w.add_tensor(name, arr, raw_dtype=used)
+        n_bytes += arr.nbytes
+        if progress:
+            progress(idx + 1, len(names), f"{name} ({used.name})")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file(progress=False)
+    w.close()
+    return {"path": str(out_file), "arch": m.arch, "mapping": m.reason, "qtype": qtype, "tensors": len(names),
+            "tensor_bytes": n_bytes, "file_bytes": out_file.stat().st_size, "fallbacks": fallbacks}
+
+
+def gguf_tensors_lazy(sd, cfg, m):
+    # names only (cheap enough: tensors are views until converted); used to size the progress bar
+    return [(n, None, k) for n, _, k in gguf_tensors(sd, cfg, m)]
+
+
+def block_size(t: gguf.GGMLQuantizationType) -> int:
+    return gguf.GGML_QUANT_SIZES[t][0]
+
+
+def encode_tensor(data: np.ndarray, kind: str, want: gguf.GGMLQuantizationType):
+    """(array to write, type used). 1-D norms and the router stay f32 (tiny, and precision-critical);
+    a block type falls back to f16 when the rows are not a whole number of blocks."""
+    F32, F16 = gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16
+    if kind != "weight" or want == F32:
+        return data.astype(np.float32), F32
+    if want == F16:
+        return data.astype(np.float16), F16
+    if data.shape[-1] % block_size(want):
+        return data.astype(np.float16), F16
+    return gguf.quants.quantize(data, want), want
+
+
+def add_hparams(w: gguf.GGUFWriter, cfg, m: ArchMapping, sd: dict, file_type) -> None:
+    hd = cfg.resolved_head_dim
+    w.add_name("MiniMind")
+    w.add_file_type(int(file_type))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    w.add_vocab_size(cfg.vocab_size)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_key_length(hd)
+    w.add_value_length(hd)
+    w.add_rope_dimension_count(hd)
+    w.add_rope_freq_base(float(cfg.rope_theta))  # silently 10000 when missing
+    w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
+    if not m.moe:
+        w.add_feed_forward_length(cfg.resolved_intermediate_size)
+        return
+    ff = cfg.resolved_moe_intermediate_size
+    w.add_feed_forward_length(ff)
+    w.add_expert_feed_forward_length(ff)
+    w.add_expert_count(cfg.n_routed_experts)        # missing -> llama.cpp aborts the process
+    w.add_expert_used_count(cfg.num_experts_per_tok)
+    if m.shared:
+        gate, _, _ = shared_expert_block(sd, "model.layers.0.mlp", cfg)
+        w.add_expert_shared_count(gate.shape[0] // ff)  # bailingmoe: shared width = count * expert width
+        w.add_expert_weights_norm(renormalises(cfg))
+        w.add_expert_weights_scale(1.0)
+        if m.arch == "bailingmoe2":
+            w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
+            w.add_expert_shared_feed_forward_length(ff)
+            w.add_leading_dense_block_count(0)
+            w.add_nextn_predict_layers(0)
+
+
+def token_types(tok, n_vocab: int) -> list[int]:
+    control = tok.control_ids
+    added = set(tok.special_tokens.values())
+    types = []
+    for i in range(n_vocab):
+        if i >= tok.vocab_size:
+            types.append(gguf.TokenType.UNUSED)
+        elif i in control:
+            types.append(gguf.TokenType.CONTROL)
+        elif i in added:  # <think>, </think>: atomic but shown in text, as HF treats them
+            types.append(gguf.TokenType.USER_DEFINED)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    return [int(t) for t in types]
+
+
+def add_tokenizer(w: gguf.GGUFWriter, tok, n_vocab: int) -> None:
+    """The byte-level BPE tokenizer as llama.cpp's "gpt2" model with the GPT-2 pre-tokenizer regex."""
+    tokens = tok.tokens + [f"<|unused_{i}|>" for i in range(tok.vocab_size, n_vocab)]  # padded embedding rows
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")  # = tokenizers' ByteLevel(use_regex=True); missing -> different splits
+    w.add_token_list(tokens)
+    w.add_token_types(token_types(tok, n_vocab))
+    w.add_token_merges(tok.merges)  # "a b" strings
+    w.add_bos_token_id(tok.bos_id)
+    w.add_eos_token_id(tok.eos_id)
+    w.add_pad_token_id(tok.pad_id)
+    w.add_add_bos_token(False)
+    w.add_add_eos_token(False)
+    w.add_chat_template(tok.chat_template)
+
+
+def write_modelfile(gguf_file: Path, tok) -> Path:
+    """An Ollama Modelfile beside the GGUF: `ollama create minimind -f Modelfile`."""
+    from core.tokenizer.chat_template import DEFAULT_SYSTEM_PROMPT
+    text = (
+        f"FROM ./{gguf_file.name}\n\n"
+        f'SYSTEM """{DEFAULT_SYSTEM_PROMPT}"""\n\n'
+        'TEMPLATE """{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
+        '{{- range .Messages }}{{- if ne .Role "system" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
+        '{{ end }}{{- end }}<|im_start|>assistant\n"""\n\n'
+        'PARAMETER stop "<|im_end|>"\n'
+        'PARAMETER stop "<|endoftext|>"\n'
+        'PARAMETER stop "<|im_start|>"\n'
+    )
+    path = gguf_file.with_suffix(".Modelfile")  # one per file: f16 and q8_0 exports may share a folder
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+__all__ = ["QTYPES", "UnsupportedExport", "export_gguf", "write_gguf", "write_modelfile"]

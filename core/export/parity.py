@@ -1,0 +1,172 @@
+"""The parity check run after every GGUF export: does llama.cpp compute what our torch model computes?
+
+llama.cpp loads the file in a child process (`core.export.parity_worker`); a crash there, including the
+SIGABRT llama.cpp raises on some malformed files, becomes a `ParityError` here, never a dead caller.
+
+Checks, on a fixed multilingual prompt (English, Chinese, emoji, code, special tokens):
+- tokenizer: llama.cpp's token ids == ours (every type);
+- f32: per-position logits within 1e-3 of the logit range, and the 32-token greedy continuation identical;
+- other types: top-1 agreement along our greedy continuation >= MIN_AGREEMENT[type] (reported, enforced).
+A greedy divergence at a near-tie (our top-2 margin below twice the measured logit error) is reported as a
+tie, not a failure: at that margin both continuations are equally right.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROMPT_TEXT = ("Hello, world! The quick brown fox jumps over 13 lazy dogs.\n"
+               "你好，世界！今天天气很好。 Emoji: 🙂🚀👍🏽\n"
+               "def add(a, b):\n    return a + b  # sum\n"
+               "<think>check</think><|im_end|>")
+N_PREDICT = 32
+REL_LOGIT_TOLERANCE = 1e-3
+MIN_AGREEMENT = {"f32": 1.0, "f16": 0.9, "bf16": 0.9, "q8_0": 0.9, "q4_0": 0.5}
+WORKER_TIMEOUT_S = 600
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ParityError(RuntimeError):
+    """llama.cpp could not load the file, or computes something else; `.report` holds the measurements."""
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report or {}
+
+
+@torch.no_grad()
+def torch_reference(model, ids: list[int], n_predict: int) -> tuple[list[int], np.ndarray]:
+    """Greedy continuation (KV cache) and the teacher-forced logits of prompt + continuation."""
+    device = next(model.parameters()).device
+    out = model(torch.tensor([ids], device=device), use_cache=True)
+    past, greedy = out.past_key_values, []
+    nxt = int(out.logits[0, -1].argmax())
+    for _ in range(n_predict):
+        greedy.append(nxt)
+        out = model(torch.tensor([[nxt]], device=device), past_key_values=past, use_cache=True)
+        past, nxt = out.past_key_values, int(out.logits[0, -1].argmax())
+    logits = model(torch.tensor([ids + greedy], device=device)).logits[0].float().cpu().numpy()
+    return greedy, logits
+
+
+def run_worker(gguf_file: Path, text: str, reference: list[int], prompt_len: int, n_predict: int,
+               timeout: float = WORKER_TIMEOUT_S) -> tuple[dict, np.ndarray]:
+    """Run llama.cpp on the file in a child process -> (its JSON answer, its logits)."""
+    with tempfile.TemporaryDirectory(prefix="minimind-parity-") as tmp:
+        req_path, npy = Path(tmp) / "request.json", Path(tmp) / "logits.npy"
+        req_path.write_text(json.dumps({
+            "gguf": str(Path(gguf_file).resolve()), "text": text, "reference_ids": reference,
+            "prompt_len": prompt_len, "n_predict": n_predict, "logits_npy": str(npy),
+            "n_threads": min(4, os.cpu_count() or 1)}), encoding="utf-8")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "core.export.parity_worker", str(req_path)],
+                                  capture_output=True, text=True, timeout=timeout, env=env, cwd=str(REPO_ROOT))
+        except subprocess.TimeoutExpired:
+            raise ParityError(f"{gguf_file}: llama.cpp did not finish the parity run within {timeout:.0f} s") from None
+        if proc.returncode != 0 or not npy.is_file():
+            raise ParityError(f"{gguf_file}: llama.cpp could not load or run this file "
+                              f"({describe_exit(proc.returncode)}):\n{explain(proc.stderr)}",
+                              {"returncode": proc.returncode, "stderr_tail": proc.stderr[-4000:]})
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        return json.loads(lines[-1]), np.load(npy)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            import signal
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def explain(stderr: str) -> str:
+    """The lines of llama.cpp's log that say why, without its pages of tensor listings."""
+    keep = [ln for ln in stderr.splitlines()
+            if any(w in ln.lower() for w in ("error", "failed", "invalid", "abort", "exception", "assert",
+                                               "missing", "wrong", "unknown", "cannot", "not found"))]
+    return "\n".join((keep or stderr.splitlines())[-12:]) or "(no output)"
+
+
+def compare(qtype: str, ours_ids, their_ids, prompt_len, greedy_t, greedy_l, logits_t, logits_l) -> dict:
+    diff = np.abs(logits_t - logits_l)
+    rng = float(logits_t.max() - logits_t.min())
+    max_abs = float(diff.max())
+    positions = range(prompt_len - 1, logits_t.shape[0] - 1)  # each predicts the next greedy token
+    agree = [int(logits_l[p].argmax()) == int(logits_t[p].argmax()) for p in positions]
+    first = next((i for i, (a, b) in enumerate(zip(greedy_t, greedy_l)) if a != b), None)
+    tie = False
+    if first is not None:
+        row = logits_t[prompt_len - 1 + first]
+        margin = float(row[greedy_t[first]] - row[greedy_l[first]])
+        tie = margin <= 2 * max_abs
+    report = {
+        "qtype": qtype,
+        "tokenizer_match": list(ours_ids) == list(their_ids),
+        "n_prompt_tokens": len(ours_ids),
+        "max_abs_logit_diff": max_abs,
+        "mean_abs_logit_diff": float(diff.mean()),
+        "logit_range": rng,
+        "rel_logit_diff": max_abs / rng if rng else 0.0,
+        "greedy_identical": first is None,
+        "greedy_first_divergence": first,
+        "greedy_divergence_is_tie": tie,
+        "top1_agreement": float(np.mean(agree)),
+        "min_agreement": MIN_AGREEMENT.get(qtype, 0.5),
+        "greedy_torch": list(greedy_t),
+        "greedy_llama_cpp": list(greedy_l),
+    }
+    problems = []
+    if not report["tokenizer_match"]:
+        k = next((i for i, (a, b) in enumerate(zip(ours_ids, their_ids)) if a != b), min(len(ours_ids), len(their_ids)))
+        problems.append(f"tokenizers differ from token {k}: ours {list(ours_ids)[k:k + 5]} vs llama.cpp "
+                        f"{list(their_ids)[k:k + 5]}")
+    if qtype == "f32":
+        if report["rel_logit_diff"] > REL_LOGIT_TOLERANCE:
+            problems.append(f"logits differ by {max_abs:.3g} ({report['rel_logit_diff']:.2e} of the range "
+                            f"{rng:.3g}; allowed {REL_LOGIT_TOLERANCE:g})")
+        if first is not None and not tie:
+            problems.append(f"greedy continuation diverges at token {first}")
+    elif report["top1_agreement"] < report["min_agreement"]:
+        problems.append(f"greedy agreement {report['top1_agreement']:.0%} < {report['min_agreement']:.0%}")
+    report["passed"] = not problems
+    report["problems"] = problems
+    return report
+
+
+def check_parity(model, tokenizer, gguf_file, qtype: str = "f32", n_predict: int = N_PREDICT,
+                 text: str = PROMPT_TEXT, write: bool = True) -> dict:
+    """Compare the GGUF (via llama.cpp, in a child process) with the torch model; raise ParityError on failure.
+
+    The report is written to `<file stem>.parity.json` beside the GGUF and returned.
+    """
+    gguf_file = Path(gguf_file)
+    ids = tokenizer.encode(text)
+    ids = ids[: max(8, min(len(ids), model.config.max_position_embeddings - n_predict - 1))]
+    greedy_t, logits_t = torch_reference(model, ids, n_predict)
+    answer, logits_l = run_worker(gguf_file, text, ids + greedy_t, len(ids), n_predict)
+    if logits_l.shape != logits_t.shape:
+        raise ParityError(f"{gguf_file}: llama.cpp returned logits of shape {logits_l.shape}, expected "
+                          f"{logits_t.shape} (vocabulary size mismatch?)")
+    report = compare(qtype, tokenizer.encode(text), answer["token_ids"], len(ids), greedy_t, answer["greedy"],
+                     logits_t, logits_l)
+    report["chat_template_in_file"] = answer["chat_template"]
+    report["file"] = str(gguf_file)
+    if write:
+        parity_path(gguf_file).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if not report["passed"]:
+        raise ParityError(f"{gguf_file}: parity check failed ({qtype}): " + "; ".join(report["problems"]), report)
+    return report
+
+
+def parity_path(gguf_file: Path) -> Path:
+    return Path(gguf_file).with_suffix(".parity.json")

@@ -1,0 +1,49 @@
+"""Child process of the parity check: load a GGUF with llama-cpp-python and report what it computes.
+
+Run as `python -m core.export.parity_worker REQUEST.json`. It runs in its own process because llama.cpp
+aborts the whole process (SIGABRT) on some malformed files; the parent turns any crash into a ParityError.
+
+Request: {"gguf", "text", "reference_ids", "prompt_len", "n_predict", "logits_npy", "n_threads"}.
+Writes the teacher-forced logits of `reference_ids` to `logits_npy` and prints one JSON line:
+{"token_ids": llama.cpp's ids for `text`, "greedy": free-running greedy ids after the prompt,
+ "n_vocab", "chat_template": bool}.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str]) -> int:
+    req = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    from llama_cpp import Llama
+
+    ref = req["reference_ids"]
+    n_ctx = max(64, len(ref) + 8)
+    # f32 KV cache (type 0): the default f16 cache alone adds ~1e-2 logit noise; logits_all for per-position logits.
+    llm = Llama(model_path=req["gguf"], n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
+                type_k=0, type_v=0, n_threads=req.get("n_threads", 2), seed=0, verbose=True)
+    token_ids = llm.tokenize(req["text"].encode("utf-8"), add_bos=False, special=True)
+
+    llm.reset()
+    llm.eval(ref)
+    logits = np.asarray(llm.scores[: len(ref)], dtype=np.float32)
+    np.save(req["logits_npy"], logits)
+
+    llm.reset()
+    llm.eval(ref[: req["prompt_len"]])
+    greedy = []
+    for _ in range(req["n_predict"]):
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        greedy.append(token)
+        llm.eval([token])
+    print(json.dumps({"token_ids": list(token_ids), "greedy": greedy, "n_vocab": llm.n_vocab(),
+                      "chat_template": bool(llm.metadata.get("tokenizer.chat_template"))}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
