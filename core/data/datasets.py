@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.data.cache import encode_texts, load_or_build
-from core.data.records import DataError, DataReport, detect_kind, read_records
+from core.data.records import DataError, DataReport, read_records
 
 IGNORE = -100  # label of tokens that get no loss (torch CrossEntropyLoss ignore_index)
 
@@ -201,9 +201,9 @@ class PromptDataset(Dataset):
     """Prompts for RL (PPO/GRPO/SPO) and evaluation, held in memory (prompt files are small).
 
     Items: `{"messages", "prompt" (rendered with the generation prompt), "prompt_ids" (left-truncated to
-    max_prompt_len, as MiniMind does, so the end of the prompt survives), "answer" (str or None)}`. A trailing
-    placeholder assistant turn (MiniMind's rlaif files) is dropped. SFT files work too: the conversation is cut
-    before its last assistant turn, which becomes the reference answer.
+    max_prompt_len, as MiniMind does, so the end of the prompt survives), "answer" (the record's "answer" or None)}`.
+    Records are read as kind "rl": a trailing assistant turn after the last user turn (MiniMind's rlaif placeholder,
+    or the reply of an SFT record) is dropped, so SFT files serve as prompt files too.
     """
 
     def __init__(self, files, tokenizer, max_prompt_len: int, on_error: str = "raise",
@@ -212,22 +212,16 @@ class PromptDataset(Dataset):
         self.report = report if report is not None else DataReport()
         self.items = []
         for f in self.files:
-            kind = detect_kind(f)
-            if kind not in ("rl", "sft"):
-                raise DataError(f, 0, "(kind)", f"a prompt file must be RL or SFT JSONL, this looks like {kind}")
-            for rec in read_records(f, kind, on_error, self.report):
-                self.items.append(self._item(rec, kind, tokenizer))
+            for rec in read_records(f, "rl", on_error, self.report):
+                self.items.append(self._item(rec, tokenizer))
 
-    def _item(self, rec, kind, tokenizer) -> dict:
+    def _item(self, rec, tokenizer) -> dict:
         msgs = list(rec["conversations"])
-        answer = rec.get("answer")
         if msgs[-1]["role"] == "assistant":
-            last = msgs.pop()
-            if kind == "sft" and answer is None:
-                answer = last["content"]
+            msgs.pop()
         prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True)
         ids = list(tokenizer.encode(prompt))[-self.max_prompt_len:]
-        return {"messages": msgs, "prompt": prompt, "prompt_ids": ids, "answer": answer}
+        return {"messages": msgs, "prompt": prompt, "prompt_ids": ids, "answer": rec.get("answer")}
 
     def __len__(self) -> int:
         return len(self.items)
