@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,24 @@ def test_cache_is_reused_and_rebuilt_when_the_file_changes(slices, tiny_tokenize
     head(slices["sft"], src, 50)  # the file changed: size and mtime differ
     changed = SFTDataset(src, tiny_tokenizer, 128, tmp_path / "cache")
     assert not changed.cache.reused and len(changed) == 50
+
+
+def test_a_cancelled_build_leaves_no_cache_entry(slices, tiny_tokenizer, tmp_path):
+    def cancel(done, total):
+        raise KeyboardInterrupt  # what a stop request raised from the progress callback looks like
+
+    with pytest.raises(KeyboardInterrupt):
+        PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path, progress=cancel)
+    assert list(tmp_path.iterdir()) == []
+    assert not PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path).cache.reused
+
+
+def test_datasets_pickle_their_cache_location_not_their_tokens(slices, tiny_tokenizer, tmp_path):
+    ds = PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path)
+    blob = pickle.dumps(ds)
+    assert len(blob) < ds.num_tokens  # far less than the 2-byte tokens: DataLoader workers re-open the map
+    copy = pickle.loads(blob)
+    assert len(copy) == len(ds) and torch.equal(copy[7]["input_ids"], ds[7]["input_ids"])
 
 
 def test_cache_uses_the_smallest_token_type():

@@ -52,6 +52,18 @@ class TokenCache:
 
     def __init__(self, path: Path, reused: bool):
         self.path, self.reused = Path(path), reused
+        self._open()
+
+    # Pickle the location, not the arrays: a DataLoader worker started by spawn (macOS, Windows) re-opens the
+    # memory maps instead of receiving a copy of every token.
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "reused": self.reused}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path, self.reused = state["path"], state["reused"]
+        self._open()
+
+    def _open(self) -> None:
         self.meta = json.loads((self.path / "meta.json").read_text())
         self._tokens, self._offsets = {}, {}
         for name in self.meta["streams"]:

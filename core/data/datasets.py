@@ -91,8 +91,6 @@ class PretrainDataset(Dataset):
 
         self.cache = load_or_build(self.files, "pretrain", tokenizer, cache_dir, encode, ("tokens",),
                                    on_error=on_error, progress=progress)
-        self.tokens = self.cache.tokens("tokens")
-        self.doc_offsets = self.cache.offsets("tokens")
         self.num_tokens = int(len(self.tokens))
         self.num_documents = len(self.doc_offsets) - 1
         self.report: DataReport = self.cache.report
@@ -100,6 +98,16 @@ class PretrainDataset(Dataset):
             raise DataError(self.files[0], 0, "(dataset)",
                             f"only {self.num_tokens} tokens, fewer than one window of seq_len={seq_len}; "
                             "add data or lower seq_len")
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The whole packed stream (memory-mapped)."""
+        return self.cache.tokens("tokens")
+
+    @property
+    def doc_offsets(self) -> np.ndarray:
+        """Where each document starts in `tokens` (its BOS), plus the stream length at the end."""
+        return self.cache.offsets("tokens")
 
     def __len__(self) -> int:
         return self.num_tokens // self.seq_len
