@@ -1,0 +1,174 @@
+"""Crash-safe checkpoints: write to a temp dir, fsync, rename; then repoint `checkpoints/latest`.
+
+Layout (docs/architecture.md "Checkpoints"): `run_dir/checkpoints/step-NNNNNN/` holds the model files (written
+by the recipe through core.model.io or core.model.lora), `optimizer.pt` (optimizer, scaler, schedule, per-rank
+RNG states, recipe extras) and `state.json` (step, data position, and a manifest of every file with its size
+and sha256). `state.json` is written last, so a directory without a valid one is incomplete.
+
+Why this order survives a kill at any instant: until `os.rename(tmp, step-N)` nothing the reader looks at has
+changed; the rename is atomic on POSIX; `latest` is replaced atomically via temp file + `os.replace`. A reader
+that finds `latest` pointing at a broken directory (disk full, truncated copy) verifies the manifest, says what
+is wrong, and falls back to the newest older checkpoint that verifies.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+CKPT_DIR = "checkpoints"
+LATEST = "latest"
+STATE_FILE = "state.json"
+TRAINER_FILE = "optimizer.pt"
+_STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message says which file and what is wrong."""
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manifest(root: Path) -> dict[str, dict]:
+    files = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != STATE_FILE:
+            files[p.relative_to(root).as_posix()] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+    return files
+
+
+def save_checkpoint(run_dir: str | Path, step: int, write_files: Callable[[Path], None], state: dict,
+                    keep_last: int | None = None) -> Path:
+    """Write a complete checkpoint for `step` atomically and return its directory.
+
+    `write_files(tmp_dir)` writes the model and trainer files; `state` (JSON-able) goes into state.json with the
+    manifest. Older checkpoints beyond `keep_last` are removed after `latest` points at the new one.
+    """
+    ckpts = Path(run_dir) / CKPT_DIR
+    ckpts.mkdir(parents=True, exist_ok=True)
+    name = step_dir_name(step)
+    tmp = ckpts / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    write_files(tmp)
+    body = dict(state, step=step, files=_manifest(tmp))
+    (tmp / STATE_FILE).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    for p in tmp.rglob("*"):
+        _fsync_path(p)
+    _fsync_path(tmp)
+    final = ckpts / name
+    if final.exists():  # the same step saved again (e.g. stop right after a periodic save): swap it out
+        trash = ckpts / f".old-{name}-{os.getpid()}"
+        os.rename(final, trash)
+        os.rename(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    _fsync_path(ckpts)
+    _write_latest(ckpts, name)
+    if keep_last:
+        prune_checkpoints(run_dir, keep_last, protect=name)
+    return final
+
+
+def _write_latest(ckpts: Path, name: str) -> None:
+    tmp = ckpts / f".{LATEST}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, ckpts / LATEST)
+    _fsync_path(ckpts)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Step directories of a run, oldest first (complete or not)."""
+    ckpts = Path(run_dir) / CKPT_DIR
+    if not ckpts.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpts.iterdir() if p.is_dir() and (m := _STEP_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int, protect: str | None = None) -> None:
+    """Delete all but the newest `keep_last` step directories, and stale temp dirs left by a killed save."""
+    ckpts = Path(run_dir) / CKPT_DIR
+    for stale in ckpts.glob(".tmp-step-*"):
+        if not stale.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(stale, ignore_errors=True)
+    for old in ckpts.glob(".old-step-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    steps = list_checkpoints(run_dir)
+    for p in steps[:-keep_last] if keep_last > 0 else []:
+        if p.name != protect:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def verify_checkpoint(ckpt: str | Path, hashes: bool = True) -> dict:
+    """Check state.json and every file it lists (presence, size, sha256). Returns the state; raises CheckpointError."""
+    ckpt = Path(ckpt)
+    state_path = ckpt / STATE_FILE
+    if not state_path.is_file():
+        raise CheckpointError(f"{ckpt}: no {STATE_FILE}; the checkpoint was not completely written")
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{state_path}: unreadable ({exc}); the checkpoint is corrupt") from None
+    for rel, info in state.get("files", {}).items():
+        p = ckpt / rel
+        if not p.is_file():
+            raise CheckpointError(f"{p}: missing; the checkpoint is incomplete")
+        size = p.stat().st_size
+        if size != info["size"]:
+            raise CheckpointError(f"{p}: {size} bytes, expected {info['size']}; the file is truncated or corrupt")
+        if hashes and _sha256(p) != info["sha256"]:
+            raise CheckpointError(f"{p}: sha256 does not match state.json; the file is corrupt")
+    return state
+
+
+def resume_candidates(run_dir: str | Path) -> list[Path]:
+    """Checkpoints to try when resuming: the one `latest` names first, then the others newest first."""
+    run_dir = Path(run_dir)
+    ordered = list(reversed(list_checkpoints(run_dir)))
+    latest = run_dir / CKPT_DIR / LATEST
+    if latest.is_file():
+        named = run_dir / CKPT_DIR / latest.read_text(encoding="utf-8").strip()
+        if named in ordered:
+            ordered.remove(named)
+            ordered.insert(0, named)
+    return ordered
+
+
+def find_resumable(run_dir: str | Path, warn: Callable[[str], None]) -> tuple[Path, dict] | None:
+    """The newest checkpoint that verifies, warning about each broken one skipped; None when the run has none."""
+    for ckpt in resume_candidates(run_dir):
+        try:
+            return ckpt, verify_checkpoint(ckpt)
+        except CheckpointError as exc:
+            warn(f"{exc}; falling back to an older checkpoint")
+    return None

@@ -1,0 +1,58 @@
+"""Argument handling shared by `python -m core.train` and `minimind train <method>`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from core.config.train import TrainConfig, TrainConfigError, apply_overrides, load_train_config, validate_train_config
+
+EXIT_CONFIG = 2
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="JSON training config (see docs/training.md)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest usable checkpoint")
+
+
+def resolve_config(config: str | None, overrides: list[str], resume: str | None,
+                   base: dict | None = None) -> TrainConfig:
+    """The run's config: the resumed run's saved config (plus overrides), or base + file + overrides."""
+    if resume:
+        saved = Path(resume) / "config.json"
+        if not saved.is_file() and not config:
+            raise TrainConfigError(f"--resume {resume}: no config.json in that folder; is it a run directory?")
+        source = saved if saved.is_file() else Path(config)
+        data = json.loads(source.read_text(encoding="utf-8"))
+        data["run_dir"] = str(resume)
+        return validate_train_config(apply_overrides(data, overrides), str(source))
+    return load_train_config(config, overrides, base=base)
+
+
+def run_with(cfg_args: argparse.Namespace, base: dict | None = None) -> int:
+    from core.train.engine import run_training
+    from core.train.events import EventLog, log
+
+    try:
+        cfg = resolve_config(cfg_args.config, cfg_args.overrides, cfg_args.resume, base)
+    except (TrainConfigError, OSError, json.JSONDecodeError) as exc:
+        message = str(exc)
+        log(f"error: {message}")
+        if int(os.environ.get("RANK", 0)) == 0:  # the studio learns about it from the stream as well
+            events = EventLog(None)
+            events.emit("error", 0, message=message)
+            events.emit("run_finished", 0, status="failed", message=message)
+        return EXIT_CONFIG
+    return run_training(cfg, resume=bool(cfg_args.resume))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.train", description="MiniMind training worker")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if not args.config and not args.resume:
+        parser.error("give --config FILE (or --resume RUN_DIR)")
+    return run_with(args)

@@ -1,0 +1,391 @@
+"""The training engine: everything a method has in common, around a recipe's `loss_fn`.
+
+Owns: device and precision (bf16/fp16 autocast, GradScaler for fp16 only), gradient accumulation (DDP `no_sync`
+on all but the last micro-step), token-weighted loss averaging across micro-batches and ranks, grad-norm
+clipping, AdamW (fused on CUDA), the LR schedule, DDP under torchrun, checkpoints and exact resume, SIGTERM/SIGINT
+(checkpoint at the next step boundary, status `stopped`, exit 0), NaN/Inf detection (error event, exit 3), and
+the event stream (core/train/events.py, docs/events.md).
+
+Exit codes: 0 completed or stopped, 1 failed (bad config, data or checkpoint; the message says why), 3 the
+loss became NaN/Inf (the last good checkpoint is kept).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.config.train import TrainConfig, save_train_config
+from core.train import checkpoint as ckpt_mod
+from core.train import distributed as dist
+from core.train.events import EventLog, log
+from core.train.recipe import RunContext
+from core.train.schedule import lr_factor
+
+EXIT_OK, EXIT_FAILED, EXIT_NONFINITE = 0, 1, 3
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    if pref == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device: cuda was asked for but this torch build sees no CUDA GPU; use device=auto or cpu")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    if pref == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device: mps was asked for but is not available here; use device=auto or cpu")
+    return torch.device(pref)
+
+
+def resolve_precision(pref: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if pref == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[pref]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _float(v) -> float:
+    return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False):
+        self.cfg, self.resume = cfg, resume
+        self.rank, self.local_rank, self.world_size = dist.world()
+        self.stop_requested = False
+        self.events = EventLog(None, enabled=False)
+
+    # ---- signals ---------------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.stop_requested = True
+        log(f"received {signal.Signals(signum).name}: saving a checkpoint at the next step boundary")
+
+    def _install_signals(self) -> dict:
+        old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                old[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread (e.g. embedded use): no handlers
+                pass
+        return old
+
+    # ---- entry -----------------------------------------------------------------------------------------
+    def run(self) -> int:
+        old_handlers = self._install_signals()
+        step = 0
+        try:
+            self._setup()
+            return self._train()
+        except NonFiniteLoss as exc:
+            self.events.error(exc.args[0], exc.args[1])
+            self.events.emit("run_finished", exc.args[0], status="failed", message=exc.args[1])
+            return EXIT_NONFINITE
+        except Exception as exc:  # every failure becomes an event the studio can show
+            step = getattr(self, "step", 0)
+            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, OSError)) else str(exc)
+            if not isinstance(exc, (ValueError, ckpt_mod.CheckpointError)) and self.rank == 0:
+                log(traceback.format_exc())
+            self.events.error(step, message)
+            self.events.emit("run_finished", step, status="failed", message=message)
+            return EXIT_FAILED
+        finally:
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            self.events.close()
+            dist.shutdown()
+
+    # ---- set-up ----------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device, self.local_rank)
+        dist.init(self.device.type)
+        if cfg.batch_size % self.world_size:
+            raise ValueError(f"batch_size: {cfg.batch_size} is not a multiple of the {self.world_size} processes")
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else dist.broadcast_object(default_run_dir(cfg))
+        self.run_dir = run_dir
+        if self.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        self.events = EventLog(run_dir, enabled=self.rank == 0)
+        if not self.resume and ckpt_mod.list_checkpoints(run_dir):
+            raise ValueError(f"run_dir: {run_dir} already has checkpoints; resume it with --resume {run_dir} "
+                             "or choose a new run_dir")
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.autocast_dtype = resolve_precision(cfg.precision, self.device)
+        seed_everything(cfg.seed)  # same on every rank: identical initial weights
+        self.ctx = RunContext(run_dir=run_dir, device=self.device, rank=self.rank, world_size=self.world_size,
+                              autocast_dtype=self.autocast_dtype, log=log,
+                              warn=lambda m: self.events.warning(getattr(self, "step", 0), m))
+        from core.train import get_recipe
+
+        self.recipe = get_recipe(cfg.method)(cfg, self.ctx)
+        self.recipe.setup()
+        self.model = self.recipe.model
+        groups = self.recipe.param_groups()
+        for g in groups:
+            g.setdefault("lr", cfg.optim.lr)
+            g["base_lr"] = g["lr"]
+        self.params = [p for g in groups for p in g["params"]]
+        if not self.params:
+            raise ValueError(f"method {cfg.method}: the model has no trainable parameters")
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay,
+                                           fused=self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.num_batches = self.recipe.num_batches()
+        self.steps_per_epoch = self.num_batches // o.accumulation
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size×accumulation: the data holds {self.num_batches} batches of {cfg.batch_size}, "
+                             f"fewer than one optimizer step of {o.accumulation}; add data or lower batch_size")
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.step, self.epoch, self.batch_pos, self.resumed_from = 0, 0, 0, None
+        if self.resume:
+            self._load_resume_state()
+        if self.rank == 0 and not self.resume:
+            save_train_config(cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir / "config.json")
+        self.train_model = self._wrap(self.model)
+        if self.resumed_from is None:
+            seed_everything(cfg.seed + self.rank)  # per-rank streams for dropout and sampling
+        else:
+            set_rng_state(self._resume_rng)
+
+    def _wrap(self, model):
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # RoPE tables are buffers computed identically everywhere: no need to broadcast them each step
+            model = DDP(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
+                        broadcast_buffers=False)
+        if self.cfg.compile:
+            model = torch.compile(model)
+        return model
+
+    def _load_resume_state(self) -> None:
+        candidates = ckpt_mod.resume_candidates(self.run_dir)
+        if not candidates:
+            self.events.warning(0, f"{self.run_dir}: no checkpoint yet; starting the run from step 0")
+            return
+        for ckpt in candidates:
+            try:
+                state = ckpt_mod.verify_checkpoint(ckpt)
+                trainer_state = torch.load(ckpt / ckpt_mod.TRAINER_FILE, map_location="cpu", weights_only=False)
+                self.recipe.load_weights(ckpt)
+            except Exception as exc:  # verify, unpickling and safetensors header errors alike
+                self.events.warning(0, f"{ckpt.name}: cannot resume from it ({exc}); trying an older checkpoint")
+                continue
+            self.optimizer.load_state_dict(trainer_state["optimizer"])
+            for g in self.optimizer.param_groups:  # base_lr lives in the group; keep this run's config
+                g["base_lr"] = g.get("base_lr", self.cfg.optim.lr)
+            self.scaler.load_state_dict(trainer_state["scaler"])
+            self.recipe.load_extra_state(trainer_state.get("recipe", {}))
+            rngs = trainer_state.get("rng", [])
+            if len(rngs) != self.world_size:
+                self.events.warning(0, f"resuming with {self.world_size} processes, saved with {len(rngs)}: "
+                                       "data order is kept, dropout RNG streams restart")
+            self._resume_rng = rngs[self.rank] if self.rank < len(rngs) else rng_state()
+            self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_in_epoch"]
+            self.resumed_from = self.step
+            log(f"resuming {self.run_dir} from {ckpt.name} (epoch {self.epoch}, batch {self.batch_pos})")
+            return
+        raise ckpt_mod.CheckpointError(f"{self.run_dir}: no usable checkpoint (all {len(candidates)} are incomplete "
+                                       "or corrupt, see the warnings above); start a new run")
+
+    # ---- the loop --------------------------------------------------------------------------------------
+    def _train(self) -> int:
+        cfg = self.cfg
+        raw = self.model
+        self.run_id = self.run_dir.name
+        self.events.emit("run_started", self.step, run_id=self.run_id, method=cfg.method,
+                         config=cfg.model_dump(mode="json"), world_size=self.world_size, device=str(self.device),
+                         precision=str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "fp32",
+                         params=sum(p.numel() for p in raw.parameters()),
+                         trainable_params=sum(p.numel() for p in self.params),
+                         dataset_tokens=self.recipe.dataset_tokens(), total_steps=self.total_steps,
+                         steps_per_epoch=self.steps_per_epoch, resumed_from=self.resumed_from, pid=os.getpid())
+        last_saved = self.step if self.resumed_from is not None else -1
+        self._tokens, self._t_log = 0, time.perf_counter()
+        while self.step < self.total_steps:
+            loader = self._loader(self.epoch, self.batch_pos)
+            while self.step < self.total_steps:
+                micro = [b for _, b in zip(range(cfg.optim.accumulation), loader)]
+                if len(micro) < cfg.optim.accumulation:
+                    break  # end of epoch; a partial accumulation group is dropped
+                metrics = self._optimizer_step(micro)
+                self.step += 1
+                self.batch_pos += cfg.optim.accumulation
+                self.recipe.on_step_end(self.step, metrics)
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    self._emit_metrics(metrics)
+                if cfg.eval_every and self.recipe.eval_dataset is not None and self.step % cfg.eval_every == 0:
+                    self._evaluate()
+                stop = dist.any_rank(self.stop_requested, self.device)
+                if (cfg.save_every and self.step % cfg.save_every == 0) or stop:
+                    self._save()
+                    last_saved = self.step
+                if stop:
+                    self.events.emit("run_finished", self.step, status="stopped",
+                                     message=f"stopped by signal at step {self.step}; resume with --resume {self.run_dir}")
+                    return EXIT_OK
+            else:
+                break
+            self.epoch, self.batch_pos = self.epoch + 1, 0
+        if last_saved != self.step:
+            self._save()
+        self.events.emit("run_finished", self.step, status="completed", message=f"{self.step} steps")
+        return EXIT_OK
+
+    def _loader(self, epoch: int, skip: int):
+        from torch.utils.data import DataLoader
+
+        sampler = self.recipe.batch_sampler(self.recipe.train_dataset, epoch, skip)
+        # num_workers=0: the data is already tokenized in a memory-mapped cache, and the order stays exact
+        return iter(DataLoader(self.recipe.train_dataset, batch_sampler=sampler, collate_fn=self.recipe.collate,
+                               num_workers=0, pin_memory=self.device.type == "cuda"))
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _optimizer_step(self, micro: list) -> dict:
+        cfg, o = self.cfg, self.cfg.optim
+        factor = lr_factor(self.step, self.total_steps, o.schedule, o.warmup_steps, o.min_lr_ratio)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        self.train_model.train()
+        weights = [self.recipe.loss_weight(b) for b in micro]
+        # Each micro-batch's mean loss is weighted by its share of the step's targets over all ranks, so the
+        # gradient is the mean over every target token of the global batch: a W-rank run equals a 1-rank run
+        # (DDP then averages over ranks, hence the factor world_size).
+        total_w = dist.all_reduce_sum([sum(weights)], self.device)[0]
+        sums: dict[str, float] = {}
+        ddp = hasattr(self.train_model, "no_sync")
+        for i, batch in enumerate(micro):
+            batch = _to_device(batch, self.device)
+            sync = contextlib.nullcontext() if (not ddp or i == len(micro) - 1) else self.train_model.no_sync()
+            with sync:
+                with self._autocast():
+                    loss, metrics = self.recipe.loss_fn(self.train_model, batch)
+                scale = weights[i] * self.world_size / total_w if total_w > 0 else 1.0
+                self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
+            self._tokens += self.recipe.useful_tokens(batch)
+            share = weights[i] / total_w if total_w > 0 else 1.0 / (len(micro) * self.world_size)
+            for k, v in {"loss": loss, **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + _float(v) * share
+        keys = sorted(sums)
+        reduced = dict(zip(keys, dist.all_reduce_sum([sums[k] for k in keys], self.device)))
+        if not np.isfinite(reduced["loss"]):
+            raise NonFiniteLoss(self.step + 1, f"loss is {reduced['loss']} at step {self.step + 1}; training stopped, "
+                                f"the last good checkpoint is kept. Lower optim.lr, check the data, or use bf16/fp32")
+        self.scaler.unscale_(self.optimizer)
+        if o.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, o.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        reduced.update(lr=o.lr * factor, grad_norm=_float(grad_norm))
+        return reduced
+
+    def _emit_metrics(self, metrics: dict) -> None:
+        now = time.perf_counter()
+        tokens = dist.all_reduce_sum([float(self._tokens)], self.device)[0]
+        metrics = dict(metrics, tokens_per_s=tokens / max(now - self._t_log, 1e-9))
+        self._tokens, self._t_log = 0, now
+        epoch = self.epoch + min(1.0, self.batch_pos / max(self.num_batches, 1))
+        self.events.emit("metric", self.step, epoch=round(epoch, 6), total_steps=self.total_steps, metrics=metrics)
+        if self.rank == 0:
+            log(f"step {self.step}/{self.total_steps} loss {metrics['loss']:.4f} lr {metrics['lr']:.3g} "
+                f"grad_norm {metrics['grad_norm']:.3f} tok/s {metrics['tokens_per_s']:.0f}")
+
+    @torch.no_grad()
+    def _evaluate(self) -> None:
+        from torch.utils.data import DataLoader
+
+        ds = self.recipe.eval_dataset
+        sampler = self.recipe.batch_sampler(ds, 0, 0, shuffle=False)
+        batches = (_to_device(b, self.device) for _, b in
+                   zip(range(self.cfg.data.eval_batches), DataLoader(ds, batch_sampler=sampler, collate_fn=self.recipe.collate)))
+        self.model.eval()
+        with self._autocast():
+            pairs = self.recipe.evaluate(self.model, batches)
+        self.model.train()
+        keys = sorted(pairs)
+        flat = dist.all_reduce_sum([x for k in keys for x in pairs[k]], self.device)
+        result = {k: flat[2 * i] / max(flat[2 * i + 1], 1e-12) for i, k in enumerate(keys)}
+        self.events.emit("eval", self.step, metrics=result)
+
+    def _save(self) -> None:
+        rngs = dist.gather_objects(rng_state())
+        if self.rank == 0:
+            def write(tmp: Path) -> None:
+                self.recipe.save_weights(tmp)
+                torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                            "schedule": {"name": self.cfg.optim.schedule, "step": self.step,
+                                         "total_steps": self.total_steps},
+                            "rng": rngs, "recipe": self.recipe.extra_state()}, tmp / ckpt_mod.TRAINER_FILE)
+
+            state = {"format": 1, "method": self.cfg.method, "epoch": self.epoch, "batch_in_epoch": self.batch_pos,
+                     "total_steps": self.total_steps, "world_size": self.world_size, "time": time.time()}
+            path = ckpt_mod.save_checkpoint(self.run_dir, self.step, write, state, keep_last=self.cfg.keep_last)
+            self.events.emit("checkpoint", self.step, path=path.relative_to(self.run_dir).as_posix())
+        dist.barrier()
+
+
+def run_training(cfg: TrainConfig, resume: bool = False) -> int:
+    """Train with `cfg` (resume: continue cfg.run_dir from its newest usable checkpoint); returns the exit code."""
+    return Trainer(cfg, resume=resume).run()

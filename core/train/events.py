@@ -1,0 +1,110 @@
+"""The trainer's event stream (schema v1, docs/events.md) and its human log.
+
+Events go to stdout, one JSON object per line, flushed (the studio reads them live), and are appended to
+`run_dir/events.jsonl`, flushed per line, so a studio that restarts can replay the run. Only rank 0 writes.
+Human logs go to stderr. The studio may die while we train: a write to a closed pipe must not kill the run,
+so a broken stdout/stderr is detached (pointed at /dev/null) and training goes on writing events.jsonl.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON has no NaN/Inf: they become null (an `error` event says why)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # 0-dim tensors / numpy scalars
+        return _jsonable(value.item())
+    return value
+
+
+def _is_broken_pipe(exc: BaseException) -> bool:
+    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.EINVAL))
+
+
+def _detach(stream_name: str) -> None:
+    """Point a dead stdio stream at /dev/null so later writes (and interpreter shutdown) stay quiet."""
+    stream = getattr(sys, stream_name)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        setattr(sys, stream_name, open(os.devnull, "w"))
+
+
+def safe_write(stream_name: str, text: str) -> bool:
+    """Write and flush to sys.stdout/sys.stderr; on a broken pipe detach the stream and return False."""
+    stream = getattr(sys, stream_name)
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except (BrokenPipeError, OSError, ValueError) as exc:
+        if isinstance(exc, ValueError) or _is_broken_pipe(exc):
+            _detach(stream_name)
+            return False
+        raise
+
+
+def log(message: str) -> None:
+    """A human log line on stderr (never raises on a closed pipe)."""
+    safe_write("stderr", f"[{time.strftime('%H:%M:%S')}] {message}\n")
+
+
+class EventLog:
+    """Writes schema-v1 events. Ranks other than 0 get a silent instance (`enabled=False`)."""
+
+    def __init__(self, run_dir: str | Path | None, enabled: bool = True, stdout: bool = True):
+        self.enabled = enabled
+        self.stdout = stdout and enabled
+        self._file = None
+        if enabled and run_dir is not None:
+            path = Path(run_dir) / "events.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8")
+
+    def emit(self, type: str, step: int, **fields: Any) -> dict | None:
+        if not self.enabled:
+            return None
+        event = {"v": SCHEMA_VERSION, "type": type, "time": time.time(), "step": int(step)}
+        event.update(_jsonable(fields))
+        line = json.dumps(event, ensure_ascii=False, allow_nan=False) + "\n"
+        if self._file is not None:
+            self._file.write(line)
+            self._file.flush()
+        if self.stdout and not safe_write("stdout", line):
+            self.stdout = False  # the reader is gone; keep training, events.jsonl still has everything
+        return event
+
+    def warning(self, step: int, message: str) -> None:
+        log(f"warning: {message}")
+        self.emit("warning", step, message=message)
+
+    def error(self, step: int, message: str) -> None:
+        log(f"error: {message}")
+        self.emit("error", step, message=message)
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError:
+                pass
+            self._file.close()
+            self._file = None

@@ -1,0 +1,187 @@
+"""The recipe interface: one small file per training method, over the shared engine (torchtune style).
+
+A recipe owns only what is unique to its method; the engine (core/train/engine.py) owns device, precision,
+gradient accumulation, clipping, the LR schedule, DDP, checkpoints, signals and events.
+
+Write a method as `core/train/recipes/<name>.py` defining `RECIPE = MyRecipe` (a subclass of `Recipe`);
+`core.train.RECIPES` finds it by name, lazily. What a recipe provides:
+
+    class MyRecipe(Recipe):
+        Options = MyOptions            # optional pydantic model; validates cfg.method_options into self.options
+
+        def setup(self):               # build self.tokenizer, self.model (on self.ctx.device), self.train_dataset
+            ...                        # (+ optional self.eval_dataset); extra models (reference, critic) too
+        def loss_fn(self, model, batch):     # -> (loss tensor, {name: float|tensor}); `model` is the wrapped
+            ...                              #    (DDP/compiled) self.model: call it, not self.model, for DDP
+
+    Optional overrides (defaults in `Recipe` fit causal-LM methods with {"input_ids", "labels"} batches):
+        collate(items) -> batch                    batch_sampler(epoch, skip_batches) -> index lists of this rank
+        num_batches() -> global micro-batches per epoch
+        loss_weight(batch) -> float                how much this micro-batch counts in the step's mean (tokens with
+                                                   a label by default; return 1.0 for a plain per-batch mean)
+        useful_tokens(batch) -> int                non-pad tokens processed (for tokens_per_s)
+        param_groups() -> [{"params": [...], "lr": ...}]   e.g. a critic with its own LR (default: trainable params)
+        save_weights(ckpt_dir) / load_weights(ckpt_dir)     model files of a checkpoint (default: core.model.io)
+        extra_state() -> dict / load_extra_state(dict)      anything else to checkpoint: reference/old models,
+                                                            a second optimizer, value trackers (torch.save-able)
+        on_step_end(step, metrics)                 after each optimizer step (refresh an old policy, update a tracker)
+        evaluate(model, batches) -> {"eval/...": float}
+
+RL methods that generate inside the step do so in `loss_fn` (under torch.no_grad for the rollout), with batches of
+prompts from `PromptDataset`; the engine still does backward, accumulation, clipping and the optimizer step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.config.train import TrainConfig
+
+
+@dataclass
+class RunContext:
+    """What the engine tells a recipe about the run."""
+    run_dir: Path
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    autocast_dtype: torch.dtype | None = None
+    log: Any = print                       # human log line (stderr)
+    warn: Any = print                      # warning event + log
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class Recipe:
+    Options: type | None = None
+
+    def __init__(self, cfg: TrainConfig, ctx: RunContext):
+        self.cfg, self.ctx = cfg, ctx
+        self.options = self.Options.model_validate(cfg.method_options) if self.Options else None
+        self.model: nn.Module | None = None
+        self.tokenizer = None
+        self.train_dataset = None
+        self.eval_dataset = None
+
+    # ---- to implement ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def loss_fn(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = model(batch["input_ids"], labels=batch["labels"])
+        return out.loss, {"aux_loss": out.aux_loss}
+
+    # ---- data ------------------------------------------------------------------------------------------
+    def collate(self, items: list[dict]) -> dict:
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+    def batch_sampler(self, dataset, epoch: int, skip_batches: int, shuffle: bool = True):
+        from core.train.sampler import PackedBatchSampler
+
+        return PackedBatchSampler(len(dataset), self.cfg.batch_size, self.cfg.seed, epoch, self.ctx.rank,
+                                  self.ctx.world_size, skip_batches, shuffle=shuffle)
+
+    def num_batches(self) -> int:
+        return self.batch_sampler(self.train_dataset, 0, 0).num_batches()
+
+    def loss_weight(self, batch: dict) -> float:
+        labels = batch.get("labels") if isinstance(batch, dict) else None
+        if labels is None:
+            return 1.0
+        return float((labels[:, 1:] != -100).sum())
+
+    def useful_tokens(self, batch: dict) -> int:
+        if "attention_mask" in batch:
+            return int(batch["attention_mask"].sum())
+        return int(batch["input_ids"].numel())
+
+    def dataset_tokens(self) -> int | None:
+        return getattr(self.train_dataset, "num_tokens", None)
+
+    # ---- parameters and checkpoints --------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        return [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+
+    def save_weights(self, ckpt_dir: Path) -> None:
+        from core.model import io
+
+        io.save_checkpoint(self.model, ckpt_dir, tokenizer=self.tokenizer)
+
+    def load_weights(self, ckpt_dir: Path) -> None:
+        from core.model import io
+
+        io.load_weights_into(self.model, io.read_weights(ckpt_dir / io.WEIGHTS), str(ckpt_dir / io.WEIGHTS))
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def on_step_end(self, step: int, metrics: dict) -> None:
+        pass
+
+    def evaluate(self, model: nn.Module, batches) -> dict:
+        """Token-weighted mean loss over `batches` (this rank's share; the engine all-reduces sums)."""
+        total, weight = 0.0, 0.0
+        for batch in batches:
+            loss, _ = self.loss_fn(model, batch)
+            w = self.loss_weight(batch)
+            total, weight = total + float(loss) * w, weight + w
+        return {"eval/loss": (total, weight)}
+
+
+# ---- shared building blocks for recipes ------------------------------------------------------------------
+
+def load_tokenizer_for(cfg: TrainConfig):
+    """The run's tokenizer: `data.tokenizer` when given, else the one stored with the init checkpoint."""
+    from core.model import io
+    from core.tokenizer import MiniMindTokenizer
+
+    if cfg.data.tokenizer:
+        path = Path(cfg.data.tokenizer)
+        if not (path / "tokenizer.json").is_file():
+            raise ValueError(f"data.tokenizer: {path} has no tokenizer.json; train one with "
+                             "`minimind tokenizer train` or point at a checkpoint's tokenizer/ folder")
+        return MiniMindTokenizer.load(path)
+    if cfg.init:
+        return io.load_tokenizer(io.resolve_checkpoint(cfg.init))
+    raise ValueError("data.tokenizer: no tokenizer given; set data.tokenizer (a tokenizer folder) or init")
+
+
+def build_model(cfg: TrainConfig, tokenizer) -> nn.Module:
+    """A fresh model from `cfg.model` (preset name or config), or the init checkpoint's weights."""
+    from core.config.model import ModelConfig, get_preset
+    from core.model import MiniMindForCausalLM, io
+
+    if cfg.init:
+        model, _ = io.load_model(cfg.init, with_tokenizer=False)
+        model.train()
+        return model
+    spec = cfg.model if cfg.model is not None else "small"
+    vocab = tokenizer.vocab_size
+    if isinstance(spec, str):
+        mcfg = get_preset(spec, vocab_size=vocab)
+    else:
+        mcfg = spec if spec.vocab_size == vocab else ModelConfig(**{**spec.model_dump(), "vocab_size": vocab})
+    return MiniMindForCausalLM(mcfg)
+
+
+def data_cache_dir(cfg: TrainConfig, run_dir: Path) -> Path:
+    return Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
+
+
+def require_files(cfg: TrainConfig) -> list[str]:
+    if not cfg.data.files:
+        raise ValueError("data.files: no training files given; set data.files (or --data FILE)")
+    missing = [f for f in cfg.data.files if not Path(f).is_file()]
+    if missing:
+        raise ValueError(f"data.files: {missing[0]} does not exist")
+    return list(cfg.data.files)

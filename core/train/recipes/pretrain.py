@@ -1,0 +1,23 @@
+"""Pretraining: next-token loss on packed windows (no padding; every token counts)."""
+from __future__ import annotations
+
+from core.train.recipe import Recipe, build_model, data_cache_dir, load_tokenizer_for, require_files
+
+
+class PretrainRecipe(Recipe):
+    def setup(self) -> None:
+        from core.data import PretrainDataset
+
+        self.tokenizer = load_tokenizer_for(self.cfg)
+        self.model = build_model(self.cfg, self.tokenizer).to(self.ctx.device)
+        cache = data_cache_dir(self.cfg, self.ctx.run_dir)
+        d = self.cfg.data
+        self.train_dataset = PretrainDataset(require_files(self.cfg), self.tokenizer, d.seq_len, cache, d.on_error)
+        if d.eval_files:
+            self.eval_dataset = PretrainDataset(d.eval_files, self.tokenizer, d.seq_len, cache, d.on_error)
+
+    def useful_tokens(self, batch: dict) -> int:
+        return int(batch["input_ids"].numel())  # packed: no padding at all
+
+
+RECIPE = PretrainRecipe
