@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.studio",
     "tests.fixtures.infer",
+    "tests.fixtures.export",
 ]
 
 
