@@ -28,7 +28,7 @@ class SamplingParams(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0.0, le=100.0)
     stop: list[str] = Field(default_factory=list)
     stop_token_ids: list[int] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
 
     @field_validator("stop")
     @classmethod

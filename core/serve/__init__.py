@@ -1,0 +1,4 @@
+"""OpenAI-compatible HTTP server for a loaded backend (`minimind serve`); see docs/inference.md."""
+from core.serve.server import MiniMindServer, make_server
+
+__all__ = ["MiniMindServer", "make_server"]

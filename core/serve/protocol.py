@@ -1,0 +1,154 @@
+"""OpenAI request validation and response bodies (chat.completion, chat.completion.chunk, text_completion).
+
+Requests are validated strictly (a string where a number belongs is an error, as with OpenAI) and every
+problem becomes an `APIError` carrying the HTTP status and OpenAI's error fields, so the server never
+answers a bad request with a traceback. Unknown fields are ignored (clients send many we do not use).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.infer.sampling import SamplingParams
+
+DEFAULT_MAX_TOKENS = 512
+# MiniMind's serve_openai_api.py defaults (temperature 0.7, top_p 0.92); OpenAI's own default is 1.0/1.0.
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.92
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: str
+    text: Optional[str] = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Union[str, list[ContentPart], None] = None
+
+    def as_template_message(self) -> dict:
+        content = self.content
+        if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]: keep the text parts
+            content = "".join(p.text or "" for p in content if p.type == "text")
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": content or ""}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    include_usage: bool = False
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    model: str
+    max_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    temperature: Optional[float] = Field(None, ge=0.0, le=2.0)
+    top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
+    top_k: Optional[int] = Field(None, ge=0, le=100_000)  # extension (vLLM/llama.cpp servers accept it too)
+    repetition_penalty: Optional[float] = Field(None, gt=0.0, le=10.0)  # extension
+    stop: Union[str, list[str], None] = None
+    seed: Optional[int] = Field(None, ge=0, le=2**63 - 1)
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    n: int = Field(1, ge=1, le=1)
+
+    def sampling(self, max_context: int) -> SamplingParams:
+        limit = self.max_completion_tokens or self.max_tokens or min(DEFAULT_MAX_TOKENS, max_context)
+        if limit > max_context:
+            raise APIError(400, f"max_tokens is {limit}, but this model's context holds {max_context} tokens "
+                                "(prompt included); ask for fewer", param="max_tokens", code="invalid_value")
+        stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        if len(stop) > 16 or any(not s or len(s) > 256 for s in stop):
+            raise APIError(400, "stop must be up to 16 non-empty strings of at most 256 characters",
+                           param="stop", code="invalid_value")
+        return SamplingParams(
+            max_new_tokens=limit, stop=stop, seed=self.seed,
+            temperature=DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
+            top_p=DEFAULT_TOP_P if self.top_p is None else self.top_p,
+            top_k=0 if self.top_k is None else self.top_k,
+            repetition_penalty=1.0 if self.repetition_penalty is None else self.repetition_penalty)
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+
+
+class CompletionRequest(_Sampling):
+    prompt: Union[str, list[str], list[int]]
+
+    def prompt_value(self) -> str | list[int]:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if self.prompt and all(isinstance(p, int) for p in self.prompt):
+            return list(self.prompt)
+        if len(self.prompt) != 1:
+            raise APIError(400, "prompt: this server completes one prompt per request (got a list of "
+                                f"{len(self.prompt)})", param="prompt", code="invalid_value")
+        return self.prompt[0]
+
+
+def parse(model_cls: type[BaseModel], payload) -> BaseModel:
+    """Validate a decoded JSON body; the first problem becomes a 400 naming the field."""
+    if not isinstance(payload, dict):
+        raise APIError(400, f"the request body must be a JSON object, got {type(payload).__name__}")
+    try:
+        return model_cls.model_validate(payload)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or None
+        missing = err["type"] == "missing"
+        message = f"{loc}: required field missing" if missing else f"{loc}: {err['msg']}"
+        return_code = "missing_required_parameter" if missing else "invalid_type" if "type" in err["type"] else \
+            "invalid_value"
+        raise APIError(400, message, param=loc, code=return_code) from None
+
+
+# ---------------------------------------------------------------------------------------------- responses
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage_body(usage) -> dict:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+
+
+def chat_completion(cid: str, model: str, text: str, finish_reason: str, usage) -> dict:
+    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": finish_reason}],
+            "usage": usage_body(usage)}
+
+
+def chat_chunk(cid: str, model: str, delta: dict, finish_reason: str | None = None, usage=None,
+               no_choices: bool = False) -> dict:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": [] if no_choices else [{"index": 0, "delta": delta, "logprobs": None,
+                                               "finish_reason": finish_reason}]}
+    if usage is not None:
+        body["usage"] = usage_body(usage)
+    return body
+
+
+def text_completion(cid: str, model: str, text: str, finish_reason: str | None, usage=None) -> dict:
+    body = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]}
+    if usage is not None:
+        body["usage"] = usage_body(usage)
+    return body
