@@ -118,9 +118,8 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 def prune_checkpoints(run_dir: str | Path, keep_last: int, protect: str | None = None) -> None:
     """Delete all but the newest `keep_last` step directories, and stale temp dirs left by a killed save."""
     ckpts = Path(run_dir) / CKPT_DIR
-    for stale in ckpts.glob(".tmp-step-*"):
-        if not stale.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(stale, ignore_errors=True)
+    for stale in ckpts.glob(".tmp-step-*"):  # only rank 0 saves, one at a time: any temp dir is dead
+        shutil.rmtree(stale, ignore_errors=True)
     for old in ckpts.glob(".old-step-*"):
         shutil.rmtree(old, ignore_errors=True)
     steps = list_checkpoints(run_dir)
