@@ -14,7 +14,7 @@ import gguf
 import numpy as np
 
 from core.export.mapping import (ArchMapping, UnsupportedExport, choose_architecture, gguf_tensors, renormalises,
-                                 shared_expert_block)
+                                 shared_expert_block, tensor_count)
 
 # name -> (tensor type, file type). Only types gguf-py can write *and* llama.cpp's CPU backend loads.
 QTYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
@@ -96,7 +96,7 @@ def write_gguf(model, tok, m: ArchMapping, out_file: Path, qtype: str, progress:
     add_hparams(w, cfg, m, sd, file_type)
     add_tokenizer(w, tok, cfg.vocab_size)
     fallbacks: list[str] = []
-    names = [name for name, _, _ in gguf_tensors_lazy(sd, cfg, m)]
+    total = tensor_count(cfg, m)
     n_bytes = 0
     for idx, (name, data, kind) in enumerate(gguf_tensors(sd, cfg, m)):
         arr, used = encode_tensor(data, kind, tensor_type)
@@ -109,18 +109,13 @@ def write_gguf(model, tok, m: ArchMapping, out_file: Path, qtype: str, progress:
             w.add_tensor(name, arr, raw_dtype=used)
         n_bytes += arr.nbytes
         if progress:
-            progress(idx + 1, len(names), f"{name} ({used.name})")
+            progress(idx + 1, total, f"{name} ({used.name})")
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file(progress=False)
     w.close()
-    return {"path": str(out_file), "arch": m.arch, "mapping": m.reason, "qtype": qtype, "tensors": len(names),
+    return {"path": str(out_file), "arch": m.arch, "mapping": m.reason, "qtype": qtype, "tensors": total,
             "tensor_bytes": n_bytes, "file_bytes": out_file.stat().st_size, "fallbacks": fallbacks}
-
-
-def gguf_tensors_lazy(sd, cfg, m):
-    # names only (cheap enough: tensors are views until converted); used to size the progress bar
-    return [(n, None, k) for n, _, k in gguf_tensors(sd, cfg, m)]
 
 
 def block_size(t: gguf.GGMLQuantizationType) -> int:

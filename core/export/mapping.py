@@ -120,6 +120,14 @@ def gguf_tensors(sd: dict[str, torch.Tensor], cfg, m: ArchMapping):
         yield "output.weight", f(head), "weight"
 
 
+def tensor_count(cfg, m: ArchMapping) -> int:
+    """How many tensors `gguf_tensors` yields (sizes the progress bar without converting anything)."""
+    attn = 1 + (1 if m.fused_qkv else 3) + (2 if cfg.qk_norm else 0) + 1
+    ffn = 1 + (3 if not m.moe else 4 + (3 if m.shared else 0))
+    head = 1 if (not cfg.tie_word_embeddings or m.output_required) else 0
+    return 1 + cfg.num_hidden_layers * (attn + ffn) + 1 + head
+
+
 def shared_expert_block(sd: dict, mp: str, cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All shared experts as one wider SwiGLU FFN, padded with zero units to `shared_ffn_length(cfg)`.
 
