@@ -172,11 +172,14 @@ def iter_records(path, kind: str, on_error: str = "raise", report: DataReport | 
         yield item
 
 
-def read_records(path, kind: str, on_error: str = "raise", report: DataReport | None = None) -> Iterator[dict]:
+def read_records(path, kind: str | None = None, on_error: str = "raise", report: DataReport | None = None
+                 ) -> Iterator[dict]:
     """Stream validated records of `kind` from a JSONL file (or paragraphs of a .txt file for kind "text").
 
-    on_error="raise" raises the first DataError; "skip" skips bad records and counts each in `report`.
+    kind=None detects it (`detect_kind`). on_error="raise" raises the first DataError; "skip" skips bad records
+    and counts each in `report` (records kept, records skipped, the first `report.max_errors` errors).
     """
+    kind = kind or detect_kind(path)
     for rec, _line, _pos in iter_records(path, kind, on_error, report):
         yield rec
 
@@ -237,6 +240,8 @@ def _iter_paragraphs(path: Path, kind: str, handle):
 def detect_kind(path, probe: int = 20) -> str:
     """Guess a file's kind: .txt is "text"; JSONL is judged by the keys of its first valid records."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(path, 0, "(file)", "no such file")
     if path.suffix.lower() in (".txt", ".md"):
         return "text"
     votes: dict[str, int] = {}
