@@ -183,6 +183,31 @@ def test_a_cancelled_build_leaves_no_cache_entry(slices, tiny_tokenizer, tmp_pat
     assert not PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path).cache.reused
 
 
+def test_two_builders_of_the_same_entry_both_succeed(slices, tiny_tokenizer, tmp_path):
+    # Two ranks building at once: the second finishes first (inside the first's progress callback), then the
+    # first finds the entry taken and uses it.
+    src, inner = slices["sft"], []
+
+    def rival(done, total):
+        if not inner:
+            inner.append(SFTDataset(src, tiny_tokenizer, 128, tmp_path))
+
+    outer = SFTDataset(src, tiny_tokenizer, 128, tmp_path, progress=rival)
+    assert outer.cache.path == inner[0].cache.path and len(outer) == len(inner[0]) == 300
+    assert [p.name for p in tmp_path.iterdir()] == [outer.cache.path.name]  # no scratch directory left
+
+
+def test_text_files_are_packed_like_pretrain_documents(shared_data, tiny_tokenizer, tmp_path):
+    blocks = (shared_data / "text" / "tang-poems.txt").read_text(encoding="utf-8").split("\n\n")[:5]
+    txt = tmp_path / "poems.txt"
+    txt.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    jsonl = write_lines(tmp_path / "p.jsonl", [json.dumps({"text": "Snow is white."})])
+    ds = PretrainDataset([jsonl, txt], tiny_tokenizer, 16, tmp_path / "cache")
+    assert ds.num_documents == 1 + len([b for b in blocks if b.strip()])
+    first_poem = ds.tokens[ds.doc_offsets[1] + 1:ds.doc_offsets[2] - 1]
+    assert tiny_tokenizer.decode(first_poem.tolist()) == blocks[0].strip()
+
+
 def test_datasets_pickle_their_cache_location_not_their_tokens(slices, tiny_tokenizer, tmp_path):
     ds = PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path)
     blob = pickle.dumps(ds)

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -146,7 +147,8 @@ def load_or_build(files, kind: str, tokenizer, cache_dir, encode: Callable, stre
     if (final / "meta.json").is_file():
         return TokenCache(final, reused=True)
 
-    tmp = Path(cache_dir) / f".{final.name}.tmp-{os.getpid()}"
+    # Unique per build, so ranks or studio jobs building the same entry at once never share a scratch directory.
+    tmp = Path(cache_dir) / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
