@@ -14,8 +14,8 @@ GREEDY = SamplingParams.greedy_params(48, stop_token_ids=[])
 
 
 @pytest.fixture(scope="module")
-def prompt(tiny_model):
-    _, tok = tiny_model
+def prompt(infer_model):
+    _, tok = infer_model
     return tok.apply_chat_template([{"role": "user", "content": "你好，介绍一下你自己"}],
                                    add_generation_prompt=True, tokenize=True)
 
@@ -33,8 +33,8 @@ def byte_ids(tok, text: str) -> list[int]:
     return [tok.token_to_id(to_char[b]) for b in text.encode("utf-8")]
 
 
-def test_kv_cache_matches_full_recompute(tiny_model, prompt):
-    model, tok = tiny_model
+def test_kv_cache_matches_full_recompute(infer_model, prompt):
+    model, tok = infer_model
     params = GREEDY.model_copy(update={"max_new_tokens": 24})
     cached = generate(model, tok, prompt, params)
     full = generate(model, tok, prompt, params, use_cache=False)
@@ -43,15 +43,15 @@ def test_kv_cache_matches_full_recompute(tiny_model, prompt):
     assert len(set(cached.token_ids)) > 5  # the fixture's model really walks, so this compares something
 
 
-def test_stream_pieces_join_to_the_full_text(tiny_model, prompt):
-    model, tok = tiny_model
+def test_stream_pieces_join_to_the_full_text(infer_model, prompt):
+    model, tok = infer_model
     pieces = list(stream_generate(model, tok, prompt, GREEDY))
     assert "".join(pieces) == generate(model, tok, prompt, GREEDY).text
     assert all(pieces)
 
 
-def test_stream_never_splits_a_multibyte_character(tiny_model):
-    _, tok = tiny_model
+def test_stream_never_splits_a_multibyte_character(infer_model):
+    _, tok = infer_model
     text = "你好🙂é世界🎉"
     ids = byte_ids(tok, text)
     assert None not in ids and len(ids) == len(text.encode("utf-8"))
@@ -63,16 +63,16 @@ def test_stream_never_splits_a_multibyte_character(tiny_model):
     assert [p for p in pieces if p] == list(text)  # each character released as soon as its last byte arrives
 
 
-def test_incomplete_bytes_at_the_end_are_flushed_as_replacement(tiny_model):
-    _, tok = tiny_model
+def test_incomplete_bytes_at_the_end_are_flushed_as_replacement(infer_model):
+    _, tok = infer_model
     stream = TextStream(lambda i: tok.decode(i, skip_special_tokens=True))
     out = [stream.push(i) for i in byte_ids(tok, "a你")[:-1]]  # "a" + 2 of the 3 bytes of 你
     assert "".join(out) == "a"
     assert stream.finish("length") == "\ufffd" and stream.finish_reason == "length"
 
 
-def test_stop_string_cuts_exactly(tiny_model, prompt):
-    model, tok = tiny_model
+def test_stop_string_cuts_exactly(infer_model, prompt):
+    model, tok = infer_model
     full = generate(model, tok, prompt, GREEDY).text
     stop = full[20:23]
     expected = full[:full.find(stop)]
@@ -83,8 +83,8 @@ def test_stop_string_cuts_exactly(tiny_model, prompt):
     assert "".join(pieces) == expected
 
 
-def test_stop_string_straddling_pieces_is_held_back_then_cut(tiny_model):
-    _, tok = tiny_model
+def test_stop_string_straddling_pieces_is_held_back_then_cut(infer_model):
+    _, tok = infer_model
     ids = tok.encode("Hello world. The END is near")
     stream = TextStream(lambda i: tok.decode(i, skip_special_tokens=True), stop=["END", "xyz"])
     shown = "".join(stream.push(i) for i in ids if not stream.done)
@@ -95,8 +95,8 @@ def test_stop_string_straddling_pieces_is_held_back_then_cut(tiny_model):
     assert shown == "Hello " and stream.finish("length") == "world"
 
 
-def test_stop_token_ends_generation_without_showing_it(tiny_model, prompt):
-    model, tok = tiny_model
+def test_stop_token_ends_generation_without_showing_it(infer_model, prompt):
+    model, tok = infer_model
     ids = generate(model, tok, prompt, GREEDY).token_ids
     stop_id = ids[10]
     result = generate(model, tok, prompt, GREEDY.model_copy(update={"stop_token_ids": [stop_id]}))
@@ -104,8 +104,8 @@ def test_stop_token_ends_generation_without_showing_it(tiny_model, prompt):
     assert result.text == tok.decode(ids[:ids.index(stop_id)], skip_special_tokens=True)
 
 
-def test_seed_makes_sampling_reproducible(tiny_model, prompt):
-    model, tok = tiny_model
+def test_seed_makes_sampling_reproducible(infer_model, prompt):
+    model, tok = infer_model
     params = SamplingParams(max_new_tokens=32, temperature=1.0, top_p=0.95, top_k=0, seed=7, stop_token_ids=[])
     a, b = generate(model, tok, prompt, params), generate(model, tok, prompt, params)
     c = generate(model, tok, prompt, params.model_copy(update={"seed": 8}))
@@ -113,8 +113,8 @@ def test_seed_makes_sampling_reproducible(tiny_model, prompt):
     assert a.token_ids != c.token_ids
 
 
-def test_top_k_one_is_greedy(tiny_model, prompt):
-    model, tok = tiny_model
+def test_top_k_one_is_greedy(infer_model, prompt):
+    model, tok = infer_model
     params = SamplingParams(max_new_tokens=48, temperature=1.5, top_k=1, top_p=1.0, seed=3, stop_token_ids=[])
     assert generate(model, tok, prompt, params).token_ids == generate(model, tok, prompt, GREEDY).token_ids
 
@@ -132,8 +132,8 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert torch.isfinite(filter_top_p(logits, 0.01)).tolist() == [[True, False, False, False]]
 
 
-def test_batched_greedy_equals_one_at_a_time(tiny_model, prompt):
-    model, tok = tiny_model
+def test_batched_greedy_equals_one_at_a_time(infer_model, prompt):
+    model, tok = infer_model
     prompts = [prompt, tok.encode("Once upon a time"), tok.encode("一"), prompt[:7]]
     singles = [generate(model, tok, p, GREEDY).token_ids for p in prompts]
     stop_id = singles[1][5]  # ends row 1 early so the finished mask is exercised
@@ -151,8 +151,8 @@ def test_batched_greedy_equals_one_at_a_time(tiny_model, prompt):
     assert torch.allclose(torch.tensor(batch.logprobs[2]), ref, atol=1e-4)
 
 
-def test_batched_sampling_is_seeded(tiny_model, prompt):
-    model, tok = tiny_model
+def test_batched_sampling_is_seeded(infer_model, prompt):
+    model, tok = infer_model
     params = SamplingParams(max_new_tokens=16, temperature=1.0, top_p=1.0, top_k=0, seed=11, stop_token_ids=[])
     prompts = [prompt, prompt]
     a, b = generate_batch(model, prompts, params), generate_batch(model, prompts, params)
@@ -178,7 +178,7 @@ def test_yarn_switch_rebuilds_rope_tables_and_restores_them():
     assert torch.equal(plain, again)
 
 
-def test_prompt_too_long_for_the_context_is_refused(tiny_model):
-    model, tok = tiny_model
+def test_prompt_too_long_for_the_context_is_refused(infer_model):
+    model, tok = infer_model
     with pytest.raises(ValueError, match="no room to generate"):
         generate(model, tok, [5] * model.config.max_position_embeddings, GREEDY)

@@ -14,12 +14,12 @@ from core.serve import make_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint):
+def server(infer_checkpoint):
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    backend = TorchBackend(tiny_checkpoint)
+    backend = TorchBackend(infer_checkpoint)
     srv = make_server(backend, "127.0.0.1", 0)
     srv.start_background()
     yield srv

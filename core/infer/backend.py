@@ -57,6 +57,10 @@ class Backend(ABC):
     @abstractmethod
     def vocab_size(self) -> int: ...
 
+    def score(self, ids: list[int]) -> list[float]:
+        """log p(ids[i] | ids[:i]) for i = 1..len(ids)-1 (perplexity, evaluation)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score token sequences")
+
     def close(self) -> None:
         """Free the model. Call before exit (llama.cpp otherwise raises from `Llama.__del__` at shutdown)."""
 
@@ -133,6 +137,12 @@ class TorchBackend(Backend):
     def vocab_size(self) -> int:
         return self.model.config.vocab_size
 
+    @torch.inference_mode()
+    def score(self, ids: list[int]) -> list[float]:
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)
+        logp = self.model(x).logits[0, :-1].float().log_softmax(-1)
+        return logp.gather(1, x[0, 1:, None]).squeeze(1).tolist()
+
     def close(self) -> None:
         self.model = None
 
@@ -157,5 +167,6 @@ def open_backend(path: str | Path, device: str = "cpu", **options) -> Backend:
         return LlamaCppBackend(path, **options)
     if path.is_dir():
         return TorchBackend(path, device=device, **options)
-    raise FileNotFoundError(f"{path}: expected a .gguf file or a checkpoint/run directory "
+    what = "not a directory" if path.exists() else "no such file or directory"
+    raise FileNotFoundError(f"{path}: {what}; expected a .gguf file or a checkpoint/run directory "
                             "(with model.safetensors + model_config.json, or checkpoints/latest)")

@@ -86,15 +86,17 @@ class LlamaCppBackend(Backend):
     def vocab_size(self) -> int:
         return self.llm.n_vocab()
 
-    def prompt_logits(self, ids: list[int]) -> np.ndarray:
-        """(len(ids), V) logits for every position (for perplexity); costs one extra evaluation per position
-        batch because the context keeps only the last row."""
-        rows = []
+    def score(self, ids: list[int]) -> list[float]:
+        """Token by token: this context keeps only the last row of logits (logits_all=False keeps decoding
+        memory small), so each position is evaluated on its own step of the KV cache."""
+        out = []
         self.llm.reset()
-        for tok in ids:
+        for i, tok in enumerate(ids[:-1]):
             self.llm.eval([tok])
-            rows.append(np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32, copy=True))
-        return np.stack(rows)
+            row = np.asarray(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float64)
+            top = row.max()
+            out.append(float(row[ids[i + 1]] - top - np.log(np.exp(row - top).sum())))
+        return out
 
     def close(self) -> None:
         if getattr(self, "llm", None) is not None:
