@@ -185,7 +185,7 @@ class RunStore:
             run.method = str(ev["method"])
         if ev.get("total_steps") is not None:
             run.total_steps = int(ev["total_steps"])
-        if ev.get("pid"):
+        if ev.get("pid") and not run.pid:  # the pid the studio launched (torchrun, not rank 0) wins
             run.pid = int(ev["pid"])
         if ev.get("device"):
             run.device = str(ev["device"])

@@ -1,0 +1,149 @@
+"""RunManager with a real child process (the stand-in trainer): events reach SQLite and live plots, stop, kill,
+resume, queue, and a studio that goes away while the run goes on."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from studio.worker.pids import pid_alive
+
+FAST = {"method": "pretrain", "max_steps": 25, "method_options": {"step_seconds": 0.005}}
+SLOW = {"method": "pretrain", "max_steps": 100000, "method_options": {"step_seconds": 0.01}}
+
+
+def _wait_finished(qtbot, manager, run_id, timeout=15000):
+    with qtbot.waitSignal(manager.runFinished, timeout=timeout,
+                          check_params_cb=lambda rid, _status: rid == run_id) as blocker:
+        pass
+    return blocker.args[1]
+
+
+def _wait_metrics(qtbot, manager, run_id, timeout=15000):
+    """Until the run's first metric events are stored."""
+    qtbot.waitSignal(manager.eventsIngested, timeout=timeout,
+                     check_params_cb=lambda rid, evs: rid == run_id and any(e["type"] == "metric" for e in evs)).wait()
+
+
+def test_worker_events_reach_sqlite_and_the_live_plot(qtbot, run_manager, store):
+    from studio.panes.curves_presenter import CurvesPresenter
+
+    class Ctx:  # the presenter only needs the store and the eventsIngested signal
+        pass
+
+    ctx = Ctx()
+    ctx.store, ctx.eventsIngested = store, run_manager.eventsIngested
+    presenter = CurvesPresenter(ctx)
+    with qtbot.waitSignal(run_manager.runFinished, timeout=15000) as finished:
+        run_id = run_manager.launch(dict(FAST, method="grpo", method_options={"step_seconds": 0.005,
+                                                                               "samples_every": 5}))
+        presenter.set_runs([run_id])
+    assert finished.args == [run_id, "completed"]
+    run = store.get_run(run_id)
+    assert (run.status, run.last_step, run.total_steps, run.method) == ("completed", 25, 25, "grpo")
+    steps, values = store.metric_series(run_id, "loss")
+    np.testing.assert_array_equal(steps, np.arange(1, 26))
+    x, y = presenter.series(run_id, "loss")  # live events arrived in the plot buffers, none twice
+    np.testing.assert_array_equal(x, steps)
+    np.testing.assert_allclose(y, values)
+    assert len(store.samples(run_id)) == 5
+    run_dir = Path(run.run_dir)
+    assert "a line that is not an event" in (run_dir / "stdout.log").read_text()
+    assert "stand-in trainer: warming up" in (run_dir / "stderr.log").read_text()
+    assert json.loads((run_dir / "config.json").read_text())["run_dir"] == str(run_dir)
+
+
+def test_stop_is_graceful_checkpoint_then_run_finished_stopped(qtbot, run_manager, store):
+    run_id = run_manager.launch(SLOW)
+    _wait_metrics(qtbot, run_manager, run_id)
+    with qtbot.waitSignal(run_manager.runFinished, timeout=10000) as finished, \
+            qtbot.waitSignal(run_manager.checkpointAdded, timeout=10000) as ckpt:
+        run_manager.stop(run_id)
+    assert finished.args == [run_id, "stopped"]
+    run = store.get_run(run_id)
+    assert run.status == "stopped" and run.status_message == "stopped by SIGTERM"
+    assert Path(ckpt.args[1]).is_dir() and [c.path for c in store.checkpoints(run_id)] == [ckpt.args[1]]
+    assert [e["type"] for e in store.events(run_id, limit=2)] == ["checkpoint", "run_finished"]
+
+
+def test_resume_continues_in_the_same_folder_without_duplicate_steps(qtbot, run_manager, store):
+    run_id = run_manager.launch(dict(SLOW, max_steps=400))
+    _wait_metrics(qtbot, run_manager, run_id)
+    run_manager.stop(run_id)
+    _wait_finished(qtbot, run_manager, run_id)
+    stopped_at = store.get_run(run_id).last_step
+    run_manager.resume(run_id)
+    assert _wait_finished(qtbot, run_manager, run_id, timeout=30000) == "completed"
+    run = store.get_run(run_id)
+    assert run.resumed_from == stopped_at and run.last_step == 400
+    steps, _ = store.metric_series(run_id, "loss")
+    np.testing.assert_array_equal(steps, np.arange(1, 401))
+
+
+def test_kill_leaves_an_interrupted_resumable_run(qtbot, run_manager, store):
+    run_id = run_manager.launch(SLOW)
+    _wait_metrics(qtbot, run_manager, run_id)
+    run_manager.kill(run_id)
+    assert _wait_finished(qtbot, run_manager, run_id) == "interrupted"
+    assert "killed" in store.get_run(run_id).status_message
+
+
+def test_a_second_run_waits_in_the_queue_until_the_device_is_free(qtbot, run_manager, store):
+    first = run_manager.launch(SLOW)
+    second = run_manager.launch(FAST)
+    queued = store.get_run(second)
+    assert queued.status == "queued" and first in queued.status_message
+    _wait_metrics(qtbot, run_manager, first)
+    with qtbot.waitSignal(run_manager.runFinished, timeout=15000,
+                          check_params_cb=lambda rid, _s: rid == second):
+        run_manager.stop(first)
+    assert store.get_run(first).status == "stopped"
+    assert store.get_run(second).status == "completed"
+
+
+def test_dropping_the_studio_side_does_not_stop_the_run_and_reopening_reattaches(qtbot, store, workspace, standin):
+    from studio.worker.run_manager import RunManager
+
+    first = RunManager(store, workspace.runs_dir, command_builder=standin, poll_ms=50)
+    run_id = first.launch(dict(SLOW, max_steps=150))
+    _wait_metrics(qtbot, first, run_id)
+    first.shutdown()  # the studio goes away without stopping anything
+    del first
+    pid = store.get_run(run_id).pid
+    assert pid_alive(pid)
+
+    second = RunManager(store, workspace.runs_dir, command_builder=standin, poll_ms=50)
+    with qtbot.waitSignal(second.runFinished, timeout=20000) as finished:
+        assert run_id in second.reconcile()
+        assert store.get_run(run_id).status == "running" and second.live_run_ids() == [run_id]
+    assert finished.args == [run_id, "completed"]
+    steps, _ = store.metric_series(run_id, "loss")
+    np.testing.assert_array_equal(steps, np.arange(1, 151))  # nothing lost, nothing twice across the gap
+    second.shutdown()
+
+
+def test_runs_presenter_rows_buttons_and_detail(qtbot, run_manager, store, workspace):
+    from studio.context import StudioContext
+    from studio.panes.runs_presenter import RunsPresenter
+
+    context = StudioContext(workspace, store, run_manager)
+    run_manager.connect_context(context)
+    with qtbot.waitSignal(run_manager.runFinished, timeout=15000):
+        parent = run_manager.launch(dict(FAST, name="base run"))
+    with qtbot.waitSignal(context.configEditRequested) as edit:
+        config = run_manager.clone(parent)
+    assert edit.args[0] == config and config["parent_run_id"] == parent and "run_dir" not in config
+    with qtbot.waitSignal(run_manager.runFinished, timeout=15000):
+        child = run_manager.launch(config)
+    presenter = RunsPresenter(context)
+    rows = {row.run_id: row for row in presenter.rows()}
+    assert rows[parent].cells[0] == "base run" and rows[parent].cells[2] == "completed"
+    assert rows[parent].cells[5] == "25/25"
+    assert presenter.allowed(parent) == {"start": True, "stop": False, "kill": False, "resume": True,
+                                         "clone": True, "delete": True}
+    detail = presenter.detail(child)
+    assert any(parent in line and line.startswith("parent run") for line in detail["lineage"])
+    assert detail["checkpoints"][0][0] == 25
+    assert presenter.delete(child, remove_files=True)
+    assert store.get_run(child) is None and not (workspace.runs_dir / child).exists()
