@@ -1,0 +1,244 @@
+"""What PPO, GRPO and SPO share, over the engine's recipe interface (core/train/recipe.py).
+
+A micro-batch is a list of prompt indices. `loss_fn` samples a rollout for it (KV-cache batched sampling,
+no grad), scores it, and returns the method's loss; the engine does backward, accumulation, clipping and the
+step. With `updates_per_rollout` μ > 1 the sampler hands each accumulation group of prompts μ times in a row
+and the recipe reuses the cached rollout, so updates 2..μ see a real ratio π/π_old ≠ 1 (PPO epochs) against
+the log-probs of the policy that sampled. The cache, the reference weights (and the PPO critic, the SPO
+tracker in the subclasses) are part of every checkpoint, so a resume continues exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from core.train.recipe import Recipe, build_model, load_tokenizer_for, require_files
+
+
+REFERENCE_FILE = "reference.safetensors"
+
+
+def frozen_reference(policy, path: str | None, ctx):
+    """The frozen reference: the checkpoint at `path`, else a copy of the starting policy; eval mode, no grad,
+    cast to the training dtype (it only ever runs under no_grad)."""
+    import copy
+
+    from core.model import io
+
+    if path:
+        model, _ = io.load_model(path, device=ctx.device, with_tokenizer=False)
+    else:
+        model = copy.deepcopy(policy)
+    if ctx.autocast_dtype is not None:
+        model.to(ctx.autocast_dtype)
+    return model.eval().requires_grad_(False)
+
+
+def save_reference(reference, ckpt_dir) -> None:
+    """The reference travels with each checkpoint, so a resume does not depend on `init` still being on disk."""
+    from safetensors.torch import save_file
+
+    from core.model import io
+
+    save_file(io.model_state_dict(reference), str(ckpt_dir / REFERENCE_FILE), metadata={"format": "pt"})
+
+
+def load_reference(reference, ckpt_dir) -> None:
+    from core.model import io
+
+    path = ckpt_dir / REFERENCE_FILE
+    if path.is_file():
+        dtype = next(reference.parameters()).dtype
+        io.load_weights_into(reference, io.read_weights(path), str(path))
+        reference.to(dtype).requires_grad_(False)
+
+
+class RepeatedPromptSampler:
+    """Global prompt batches in a (seed, epoch) order; each group of `group` batches is yielded `repeats`
+    times in a row. `skip_batches` counts yielded batches (exact resume). Rank r takes its slice of each."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int, skip: int,
+                 repeats: int = 1, group: int = 1, shuffle: bool = True):
+        self.n, self.bs, self.seed, self.epoch = n, batch_size, seed, epoch
+        self.rank, self.world, self.skip, self.repeats, self.group, self.shuffle = rank, world, skip, repeats, group, shuffle
+
+    def _stream(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist() \
+            if self.shuffle else list(range(self.n))
+        batches = [order[k * self.bs:(k + 1) * self.bs] for k in range(self.n // self.bs)]
+        groups = len(batches) // self.group
+        for g in range(groups):
+            chunk = batches[g * self.group:(g + 1) * self.group]
+            for _ in range(self.repeats):
+                yield from chunk
+
+    def num_batches(self) -> int:
+        return (self.n // self.bs) // self.group * self.group * self.repeats
+
+    def __len__(self) -> int:
+        return max(0, self.num_batches() - self.skip)
+
+    def __iter__(self):
+        per = self.bs // self.world
+        for k, batch in enumerate(self._stream()):
+            if k >= self.skip:
+                yield batch[self.rank * per:(self.rank + 1) * per]
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return {**self.ds[i], "index": i}
+
+
+class OnPolicyRecipe(Recipe):
+    repeats = 1  # samples per prompt (GRPO: num_generations)
+
+    # ---- set-up ------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from core.data import PromptDataset
+        from core.rl.rewards import RewardCombiner
+
+        o, d = self.options, self.cfg.data
+        if not self.cfg.init:
+            self.ctx.warn(f"{self.cfg.method}: no `init` checkpoint; RL from a random model rarely learns — "
+                          "start from an SFT checkpoint")
+        self.tokenizer = load_tokenizer_for(self.cfg)
+        self.policy = build_model(self.cfg, self.tokenizer).to(self.ctx.device)
+        self.reference = frozen_reference(self.policy, o.reference, self.ctx)
+        self.train_dataset = _Indexed(PromptDataset(require_files(self.cfg), self.tokenizer, o.max_prompt_len,
+                                                    d.on_error))
+        if d.eval_files:
+            self.eval_dataset = _Indexed(PromptDataset(d.eval_files, self.tokenizer, o.max_prompt_len, d.on_error))
+        self.rewards = RewardCombiner(o.rewards, self.ctx.device, self.ctx.autocast_dtype)
+        self.model = self.build_trainable()
+        self._cache: dict[tuple, list] = {}   # prompt indices -> [rollout, updates done]
+        self._step_rollouts: list = []        # rollouts sampled during the current optimizer step
+        self._last_tokens = 0
+
+    def build_trainable(self):
+        return self.policy
+
+    def autocast(self):
+        if self.ctx.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.ctx.device.type, dtype=self.ctx.autocast_dtype)
+
+    # ---- data --------------------------------------------------------------------------------------------
+    def collate(self, items: list[dict]) -> dict:
+        return {"items": items, "index": [it["index"] for it in items]}
+
+    def batch_sampler(self, dataset, epoch: int, skip_batches: int, shuffle: bool = True):
+        train = dataset is self.train_dataset and shuffle
+        return RepeatedPromptSampler(len(dataset), self.cfg.batch_size, self.cfg.seed, epoch, self.ctx.rank,
+                                     self.ctx.world_size, skip_batches,
+                                     repeats=self.options.updates_per_rollout if train else 1,
+                                     group=self.cfg.optim.accumulation if train else 1, shuffle=shuffle)
+
+    def loss_weight(self, batch) -> float:
+        return 1.0
+
+    def useful_tokens(self, batch) -> int:
+        return self._last_tokens
+
+    def dataset_tokens(self):
+        return None
+
+    # ---- the step ----------------------------------------------------------------------------------------
+    def rollout_for(self, batch: dict):
+        from core.rl.rollout import make_rollout
+
+        key = tuple(batch["index"])
+        entry = self._cache.get(key)
+        if entry is None:
+            r = make_rollout(self.policy, self.reference, self.tokenizer, self.rewards, batch["items"], self.options,
+                             self.ctx.device, self.repeats, self.autocast)
+            self.prepare_rollout(r)
+            entry = self._cache[key] = [r, 0]
+            self._step_rollouts.append(r)
+        entry[1] += 1
+        if entry[1] >= self.options.updates_per_rollout:
+            del self._cache[key]
+        r = entry[0]
+        self._last_tokens = int(r.attention_mask.sum())
+        return r
+
+    def prepare_rollout(self, r) -> None:
+        """Set r.advantages (and method extras) once per rollout."""
+        raise NotImplementedError
+
+    def rollout_metrics(self, r) -> dict:
+        adv = r.advantages.float()
+        m = {"reward/mean": r.rewards.mean(), "reward/std": r.rewards.std(unbiased=False),
+             "response_length": r.response_lengths.float().mean(),
+             "advantages/mean": adv.mean() if adv.shape[1] == 1 else (adv * r.response_mask).sum() / r.response_mask.sum(),
+             "advantages/std": adv.std(unbiased=False) if adv.shape[1] == 1 else adv[r.response_mask.bool()].std(unbiased=False)}
+        for key, scores in r.breakdown.items():
+            m[f"reward/{key}"] = sum(scores) / max(len(scores), 1)
+        return m
+
+    def on_step_end(self, step: int, metrics: dict) -> None:
+        o = self.options
+        if o.sample_every and step % o.sample_every == 0 and self._step_rollouts and self.ctx.is_main:
+            r = self._step_rollouts[-1]
+            n = min(o.samples_logged, len(r.completions))
+            samples = [{"prompt": r.prompts[i], "completion": r.completions[i], "reward": float(r.rewards[i]),
+                        "rewards": {k: v[i] for k, v in r.breakdown.items()}} for i in range(n)]
+            emit = self.ctx.extras.get("emit")
+            if emit is not None:
+                emit("sample", step, samples=samples)
+        self.after_step(step, self._step_rollouts)
+        self._step_rollouts = []
+
+    def after_step(self, step: int, rollouts: list) -> None:
+        pass
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+    def save_weights(self, ckpt_dir) -> None:
+        from core.model import io
+
+        io.save_checkpoint(self.policy, ckpt_dir, tokenizer=self.tokenizer)
+        save_reference(self.reference, ckpt_dir)
+
+    def load_weights(self, ckpt_dir) -> None:
+        from core.model import io
+
+        io.load_weights_into(self.policy, io.read_weights(ckpt_dir / io.WEIGHTS), str(ckpt_dir / io.WEIGHTS))
+        load_reference(self.reference, ckpt_dir)
+
+    def extra_state(self) -> dict:
+        cache = {k: [v[0].to("cpu"), v[1]] for k, v in self._cache.items()}
+        return {"rollout_cache": cache}
+
+    def load_extra_state(self, state: dict) -> None:
+        self._cache = {k: [v[0].to(self.ctx.device), v[1]] for k, v in state.get("rollout_cache", {}).items()}
+
+    # ---- evaluation: greedy replies on held-out prompts --------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model, batches) -> dict:
+        from core.rl.rewards import RewardInputs, answer_score
+        from core.rl.rollout import sample
+
+        tot = {"eval/reward": [0.0, 0.0], "eval/accuracy": [0.0, 0.0], "eval/response_length": [0.0, 0.0]}
+        for batch in batches:
+            items = batch["items"]
+            prompts = [list(it["prompt_ids"])[-self.options.max_prompt_len:] for it in items]
+            outs = sample(self.policy, self.tokenizer, prompts, self.options.eval_max_new_tokens, 0.0)  # greedy
+            texts = [self.tokenizer.decode(c, skip_special_tokens=True) for c in outs]
+            total, _ = self.rewards(RewardInputs(texts, [it.get("answer") for it in items],
+                                                 [it["messages"] for it in items], outs))
+            tot["eval/reward"][0] += float(total.sum())
+            tot["eval/reward"][1] += len(items)
+            tot["eval/response_length"][0] += sum(len(o) for o in outs)
+            tot["eval/response_length"][1] += len(items)
+            for it, t in zip(items, texts):
+                if it.get("answer") is not None:
+                    tot["eval/accuracy"][0] += float(answer_score(t, str(it["answer"]), 0.0) == 1.0)
+                    tot["eval/accuracy"][1] += 1
+        return {k: tuple(v) for k, v in tot.items()}

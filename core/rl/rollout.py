@@ -1,0 +1,123 @@
+"""Rollouts: batched KV-cache sampling (core.infer.generate_batch), rewards, and the tensors the losses need.
+
+Layout of a rollout batch (B rows): `[left-padded prompt | completion right-padded]`, width P + C, with an
+attention mask, so one forward with `logits_to_keep=C+1` yields the log-prob of every completion token.
+`response_mask` (B, C) is 1 on the completion tokens up to and including the stop token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from core.rl.losses import entropy_from_logits, token_logprobs
+
+
+@dataclass
+class Rollout:
+    input_ids: torch.Tensor          # (B, P+C)
+    attention_mask: torch.Tensor     # (B, P+C)
+    response_mask: torch.Tensor      # (B, C) float
+    prompt_width: int
+    prompts: list[str]
+    completions: list[str]
+    completion_ids: list[list[int]]
+    rewards: torch.Tensor            # (B,) total
+    breakdown: dict[str, list[float]]
+    old_logp: torch.Tensor           # (B, C) log-probs under the policy that sampled (the "old" policy)
+    ref_logp: torch.Tensor           # (B, C)
+    advantages: torch.Tensor | None = None   # (B, 1) sequence-level or (B, C) token-level
+    extras: dict = field(default_factory=dict)  # method-specific (PPO: old values, returns)
+
+    def to(self, device) -> "Rollout":
+        for name in ("input_ids", "attention_mask", "response_mask", "rewards", "old_logp", "ref_logp", "advantages"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        self.extras = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.extras.items()}
+        return self
+
+    @property
+    def response_lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(-1)
+
+
+def pack_sequences(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(input_ids, attention_mask, response_mask, P) for left-padded prompts + right-padded completions."""
+    B = len(prompts)
+    P, C = max(len(p) for p in prompts), max(1, max(len(c) for c in completions))
+    ids = torch.full((B, P + C), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, P + C), dtype=torch.long)
+    resp = torch.zeros((B, C), dtype=torch.float32)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, P - len(p):P] = torch.tensor(p, dtype=torch.long)
+        mask[i, P - len(p):P] = 1
+        if c:
+            ids[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long)
+            mask[i, P:P + len(c)] = 1
+            resp[i, :len(c)] = 1.0
+    return ids.to(device), mask.to(device), resp.to(device), P
+
+
+def response_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int):
+    """Logits predicting each completion token: (B, C, V). Positions come from the mask (left padding)."""
+    C = input_ids.shape[1] - prompt_width
+    out = model(input_ids, attention_mask=attention_mask, logits_to_keep=C + 1)
+    logits = out.logits if hasattr(out, "logits") else out
+    return logits[:, :-1], out
+
+
+def response_logprobs(model, r: Rollout, with_entropy: bool = False):
+    """Per-token log-probs of the completion under `model` (B, C), and the mean entropy (float) if asked."""
+    logits, _ = response_logits(model, r.input_ids, r.attention_mask, r.prompt_width)
+    logp = token_logprobs(logits, r.input_ids[:, r.prompt_width:])
+    if not with_entropy:
+        return logp
+    with torch.no_grad():
+        ent = entropy_from_logits(logits.detach())
+        ent = float((ent * r.response_mask).sum() / r.response_mask.sum().clamp(min=1))
+    return logp, ent
+
+
+def sample(policy, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float,
+           top_p: float = 1.0, top_k: int = 0) -> list[list[int]]:
+    """Sample one completion per prompt (ids up to and including the stop token)."""
+    from core.infer import SamplingParams, generate_batch
+
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
+    was_training = policy.training
+    policy.eval()  # no dropout while sampling
+    try:
+        res = generate_batch(policy, prompt_ids, params, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id)
+    finally:
+        policy.train(was_training)
+    return res.sequences
+
+
+def make_rollout(policy, reference, tokenizer, rewards, items: list[dict], opts, device, repeats: int = 1,
+                 autocast=None) -> Rollout:
+    """Sample `repeats` completions per prompt item, score them, and compute old/reference log-probs.
+
+    `items` are PromptDataset items (prompt_ids, messages, answer, prompt). Rows are grouped by prompt:
+    row k·repeats + j is sample j of prompt k (GRPO's groups).
+    """
+    import contextlib
+
+    from core.rl.rewards import RewardInputs
+
+    items = [it for it in items for _ in range(repeats)]
+    prompts = [list(it["prompt_ids"])[-opts.max_prompt_len:] for it in items]
+    with torch.no_grad():
+        completions = sample(policy, tokenizer, prompts, opts.max_new_tokens, opts.temperature, opts.top_p,
+                             opts.top_k)
+    texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
+    total, breakdown = rewards(RewardInputs(texts, [it.get("answer") for it in items],
+                                            [it["messages"] for it in items], completions))
+    ids, mask, resp, P = pack_sequences(prompts, completions, tokenizer.pad_id, device)
+    ctx = autocast() if autocast is not None else contextlib.nullcontext()
+    with torch.no_grad(), ctx:
+        old = token_logprobs(response_logits(policy, ids, mask, P)[0], ids[:, P:])
+        ref = token_logprobs(response_logits(reference, ids, mask, P)[0], ids[:, P:])
+    return Rollout(ids, mask, resp, P, [it["prompt"] for it in items], texts, completions, total.to(device),
+                   breakdown, old.float(), ref.float())
