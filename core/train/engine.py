@@ -168,7 +168,8 @@ class Trainer:
         seed_everything(cfg.seed)  # same on every rank: identical initial weights
         self.ctx = RunContext(run_dir=run_dir, device=self.device, rank=self.rank, world_size=self.world_size,
                               autocast_dtype=self.autocast_dtype, log=log,
-                              warn=lambda m: self.events.warning(getattr(self, "step", 0), m))
+                              warn=lambda m: self.events.warning(getattr(self, "step", 0), m),
+                              extras={"emit": self.events.emit})  # recipes' own events (RL `sample`)
         from core.train import get_recipe
 
         self.recipe = get_recipe(cfg.method)(cfg, self.ctx)
