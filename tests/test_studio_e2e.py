@@ -1,0 +1,117 @@
+"""End to end: the real main window over a real workspace, a studio process killed mid-run, the packaging
+self-test, and (once the trainer is present) a real tiny training run followed by the studio."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studio.worker.pids import pid_alive
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINER_PRESENT = (REPO / "core" / "train" / "__main__.py").is_file()
+SLOW_RUN = {"method": "pretrain", "max_steps": 100000, "method_options": {"step_seconds": 0.01}}
+
+
+def _window(workspace, standin):
+    from studio.app import build_context
+    from studio.main_window import MainWindow
+
+    context = build_context(workspace.root)
+    context.runs.command_builder = standin
+    return context, MainWindow(context, probe_device=False)
+
+
+def test_main_window_hosts_every_pane_follows_a_run_and_stops_it_on_close(qtbot, workspace, standin):
+    context, window = _window(workspace, standin)
+    qtbot.addWidget(window)
+    window.show()
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == \
+        ["Datasets", "Config", "Runs", "Curves", "Chat", "Export"]
+    menus = {a.text().replace("&", ""): [x.text().replace("&", "") for x in a.menu().actions() if x.text()]
+             for a in window.menuBar().actions()}
+    assert menus["Run"] == ["Start run", "Stop run", "Resume run"]
+    assert "Import run folder…" in menus["File"] and "Quit" in menus["File"]
+
+    with qtbot.waitSignal(context.eventsIngested, timeout=15000,
+                          check_params_cb=lambda _r, evs: any(e["type"] == "metric" for e in evs)):
+        context.request_launch(dict(SLOW_RUN, name="from the config pane"))
+    run_id = context.runs.active_run_id()
+    window.refresh_progress()
+    assert window.run_label.text() == f"Training {run_id}" and window.progress.isVisible()
+    assert window.progress.maximum() == 100000
+    runs_pane = window.panes["Runs"]
+    assert runs_pane.table.rowCount() == 1 and runs_pane.table.item(0, 0).text() == "from the config pane"
+
+    window.close_policy = "stop"  # the close dialog's "Stop (save checkpoint)"
+    window.close()
+    pid = context.store.get_run(run_id).pid
+    deadline = time.time() + 15
+    while pid_alive(pid) and time.time() < deadline:
+        time.sleep(0.05)  # not a Qt wait: nothing in this process follows the run any more
+    events = [json.loads(line) for line in (workspace.runs_dir / run_id / "events.jsonl").read_text().splitlines()]
+    assert [e["type"] for e in events[-2:]] == ["checkpoint", "run_finished"]
+    assert events[-1]["status"] == "stopped"
+    context.store.close()
+
+
+STUDIO_SCRIPT = """
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+from PySide6.QtCore import QCoreApplication
+from studio.app import build_context
+from fixtures.studio import standin_command
+app = QCoreApplication([])
+context = build_context({ws!r})
+context.runs.command_builder = standin_command
+print(context.runs.launch({config!r}), flush=True)
+app.exec()
+"""
+
+
+def _metric_lines(path: Path) -> int:
+    return path.read_text().count('"type": "metric"') if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_a_killed_studio_leaves_the_run_training_and_reopening_reconciles_it(qtbot, workspace):
+    config = dict(SLOW_RUN, max_steps=300)
+    script = STUDIO_SCRIPT.format(repo=str(REPO), tests=str(REPO / "tests"), ws=str(workspace.root), config=config)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    studio = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    run_id = studio.stdout.readline().strip()
+    events_path = workspace.runs_dir / run_id / "events.jsonl"
+    deadline = time.time() + 20
+    while time.time() < deadline and _metric_lines(events_path) < 5:
+        time.sleep(0.05)  # the studio runs in another process: poll its files
+    studio.send_signal(signal.SIGKILL)
+    studio.wait(10)
+    worker_pid = json.loads(events_path.read_text().splitlines()[0])["pid"]
+    assert pid_alive(worker_pid), "the trainer must survive the studio"
+
+    from studio.app import build_context
+
+    context = build_context(workspace.root, reconcile=False)
+    assert context.store.get_run(run_id).status in ("starting", "running")  # as the dead studio left it
+    with qtbot.waitSignal(context.runs.runFinished, timeout=30000) as finished:
+        assert context.runs.reconcile() == [run_id]
+    assert finished.args == [run_id, "completed"]
+    steps, _ = context.store.metric_series(run_id, "loss")
+    np.testing.assert_array_equal(steps, np.arange(1, 301))
+    context.runs.shutdown()
+    context.store.close()
+
+
+@pytest.mark.skipif(not TRAINER_PRESENT, reason="core.train has no __main__ yet (trainer not in this checkout)")
+def test_self_test_opens_the_window_and_finds_the_trainer_entry():
+    out = subprocess.run([sys.executable, str(REPO / "app.py"), "--self-test"], capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "trainer entry: ok" in out.stdout
