@@ -1,0 +1,319 @@
+"""Logic of the Datasets pane: files, kind detection, paged preview, validation, stats, tokenizer training.
+
+Everything slow runs in a `studio.threads.Task`; the presenter only holds state and emits signals, so tests
+drive it without a window. Record checks, kind detection and tokenizer training are core's (`core.data`,
+`core.tokenizer`); this file only schedules them and turns their results into something to show.
+"""
+from __future__ import annotations
+
+import json
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from studio.panes.datasets_index import LineIndex, head_lines
+from studio.threads import Task
+from studio.widgets.records_html import page_html, raw_line_html, record_html
+
+DATA_SUFFIXES = (".jsonl", ".json", ".txt", ".md")
+PAGE_SIZE = 20
+
+
+def _core_data():
+    try:
+        import core.data.records as records
+        return records
+    except ImportError:
+        return None
+
+
+def collect_files(paths) -> list[Path]:
+    """Files as given, plus the data files found (recursively) inside folders; sorted, no duplicates."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in DATA_SUFFIXES)
+        elif p.is_file():
+            found.append(p)
+    seen, out = set(), []
+    for f in found:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            out.append(f)
+    return out
+
+
+def record_text(rec: dict, kind: str, tokenizer=None) -> str:
+    """The text a record contributes to training: pretrain text, or the conversation through the chat template."""
+    if kind in ("pretrain", "text"):
+        return str(rec.get("text", ""))
+    msgs = rec.get("chosen") if kind == "dpo" else rec.get("conversations")
+    if tokenizer is not None and isinstance(msgs, list):
+        try:
+            return tokenizer.apply_chat_template(msgs, add_generation_prompt=(kind == "rl"))
+        except Exception:  # a malformed record still gets a length (validation reports the problem)
+            pass
+    return "\n".join(str(m.get("content", "")) for m in msgs or [] if isinstance(m, dict))
+
+
+class DatasetsPresenter(QObject):
+    filesChanged = Signal(list)               # [str]
+    fileOpened = Signal(str, str)             # path, kind ("" when unknown)
+    pageReady = Signal(int, str)              # page number (0-based), html
+    pagePending = Signal(int)                 # the page waits for the index to reach it
+    indexProgress = Signal(object, object, str)     # bytes done, total, text
+    indexFinished = Signal(int)               # lines
+    validationProgress = Signal(object, object, str)
+    validationFinished = Signal(object)        # {"records", "skipped", "errors": ["file:line: field: message"]}
+    statsFinished = Signal(object)
+    tokenizerProgress = Signal(object, object, str)
+    tokenizerFinished = Signal(str)           # saved directory
+    failed = Signal(str)                      # a message for people
+
+    def __init__(self, context=None, parent: QObject | None = None, page_size: int = PAGE_SIZE):
+        super().__init__(parent)
+        self.context = context
+        self.page_size = page_size
+        self.files: list[Path] = []
+        self.path: Path | None = None
+        self.kind = ""
+        self.index: LineIndex | None = None
+        self.page = 0
+        self._pending_page: int | None = None
+        self._tasks: dict[str, Task] = {}
+
+    # ---- files -----------------------------------------------------------------------------------
+    def add_paths(self, paths) -> list[Path]:
+        for f in collect_files(paths):
+            if f not in self.files:
+                self.files.append(f)
+        self.filesChanged.emit([str(f) for f in self.files])
+        return self.files
+
+    def detect_kind(self, path) -> str:
+        records = _core_data()
+        if records is None:
+            raise RuntimeError("kind detection is not available: core.data is not installed in this build")
+        return records.detect_kind(path)
+
+    def open(self, path) -> None:
+        """Show page 1 at once; detect the kind and index the file's lines in the background."""
+        self.close_file()
+        self.path = Path(path)
+        self.kind = ""
+        self.index = LineIndex(self.path)
+        self.page = 0
+        self.pageReady.emit(0, self._render(head_lines(self.path, self.page_size), 0))
+        # detect_kind imports core.data (and with it torch, seconds on a first call): keep it off the UI thread
+        kind_task = Task(lambda progress, cancelled: self.detect_kind(self.path), parent=self)
+        kind_task.succeeded.connect(self._on_kind)
+        kind_task.failed.connect(lambda msg: (self.fileOpened.emit(str(self.path), ""), self.failed.emit(msg)))
+        self._tasks["kind"] = kind_task.start()
+        task = Task(self.index.build, parent=self)
+        task.progress.connect(self._on_index_progress)
+        task.succeeded.connect(self._on_indexed)
+        task.failed.connect(self.failed)
+        self._tasks["index"] = task.start()
+
+    def _on_kind(self, kind: str) -> None:
+        self.kind = kind
+        self.fileOpened.emit(str(self.path), kind)
+        if self.page == 0 and kind == "text":  # re-render page 1 as plain text now that the kind is known
+            self.show_page(0)
+
+    def _on_indexed(self, index: LineIndex) -> None:
+        if index is self.index and index.complete:
+            self.indexFinished.emit(index.line_count)
+            self._serve_pending()
+
+    def close_file(self) -> None:
+        for name in ("kind", "index", "validate", "stats"):
+            task = self._tasks.pop(name, None)
+            if task is not None:
+                task.cancel_and_wait()
+        self.index = None
+        self._pending_page = None
+
+    def shutdown(self) -> None:
+        """Stop every background task (the pane calls this when it closes)."""
+        self.close_file()
+        for task in self._tasks.values():
+            task.cancel_and_wait()
+
+    # ---- paging ----------------------------------------------------------------------------------
+    @property
+    def page_count(self) -> int | None:
+        """Known once indexing finished; None before."""
+        if self.index is None or not self.index.complete:
+            return None
+        return max(1, -(-self.index.line_count // self.page_size))
+
+    def show_page(self, page: int) -> bool:
+        """Render `page` now if the index reaches it (True), else remember it and render when it does."""
+        if self.index is None:
+            return False
+        page = max(0, page if self.page_count is None else min(page, self.page_count - 1))
+        self.page = page
+        first = page * self.page_size
+        lines = self.index.read_lines(first, self.page_size)
+        if lines is None:
+            self._pending_page = page
+            self.pagePending.emit(page)
+            return False
+        self._pending_page = None
+        self.pageReady.emit(page, self._render(lines, first))
+        return True
+
+    def _on_index_progress(self, done: int, total: int, text: str) -> None:
+        self.indexProgress.emit(done, total, text)
+        self._serve_pending()
+
+    def _serve_pending(self) -> None:
+        if self._pending_page is not None and self.index is not None:
+            if self.index.covers(self._pending_page * self.page_size, self.page_size):
+                self.show_page(self._pending_page)
+
+    def _render(self, lines: list[str], first: int) -> str:
+        items = []
+        for offset, line in enumerate(lines):
+            line_no = first + offset + 1
+            if not line.strip():
+                continue
+            if self.kind == "text" or (self.path and self.path.suffix.lower() in (".txt", ".md")):
+                items.append((line_no, record_html({"text": line}, line_no)))
+                continue
+            try:
+                items.append((line_no, record_html(json.loads(line), line_no)))
+            except json.JSONDecodeError as exc:
+                items.append((line_no, raw_line_html(line, f"invalid JSON: {exc.msg} at column {exc.colno}",
+                                                     line_no)))
+        return page_html(items) or "<p style='color:#6b7280'>(no records on this page)</p>"
+
+    # ---- validation ------------------------------------------------------------------------------
+    def validate(self, kind: str | None = None, max_errors: int = 200) -> Task | None:
+        records = _core_data()
+        if records is None or self.path is None:
+            self.failed.emit("validation is not available: core.data is missing" if records is None
+                             else "open a file first")
+            return None
+        kind = kind or self.kind
+        if not kind:
+            self.failed.emit(f"{self.path}: choose the dataset kind first (it could not be detected)")
+            return None
+        task = Task(validate_file, self.path, kind, max_errors, parent=self)
+        task.progress.connect(self.validationProgress)
+        task.succeeded.connect(self.validationFinished)
+        task.failed.connect(self.failed)
+        self._tasks["validate"] = task.start()
+        return task
+
+    # ---- stats -----------------------------------------------------------------------------------
+    def compute_stats(self, tokenizer_dir: str | Path, sample: int = 2000) -> Task | None:
+        if self.path is None:
+            self.failed.emit("open a file first")
+            return None
+        task = Task(dataset_stats, self.path, self.kind, tokenizer_dir, self.index, sample, parent=self)
+        task.succeeded.connect(self.statsFinished)
+        task.failed.connect(self.failed)
+        self._tasks["stats"] = task.start()
+        return task
+
+    # ---- tokenizer -------------------------------------------------------------------------------
+    def tokenizer_dirs(self) -> list[Path]:
+        """Trained tokenizers in the workspace (each a folder holding tokenizer.json)."""
+        ws = getattr(self.context, "workspace", None)
+        if ws is None or not ws.tokenizers_dir.is_dir():
+            return []
+        return sorted(p.parent for p in ws.tokenizers_dir.glob("*/tokenizer.json"))
+
+    def train_tokenizer(self, name: str, vocab_size: int, files=None) -> Task | None:
+        try:
+            from core.tokenizer import train_tokenizer
+        except ImportError:
+            self.failed.emit("tokenizer training is not available: core.tokenizer is missing")
+            return None
+        files = [str(f) for f in (files or self.files)]
+        if not files:
+            self.failed.emit("add at least one dataset file to train a tokenizer on")
+            return None
+        out_dir = self.context.workspace.tokenizers_dir / name
+
+        def run(progress, cancelled):
+            train_tokenizer(files, vocab_size=vocab_size, out_dir=out_dir,
+                            progress=lambda done, total=0: progress(done, total, "reading records"))
+            return str(out_dir)
+
+        task = Task(run, parent=self)
+        task.progress.connect(self.tokenizerProgress)
+        task.succeeded.connect(self._tokenizer_done)
+        task.failed.connect(self.failed)
+        self._tasks["tokenizer"] = task.start()
+        return task
+
+    def _tokenizer_done(self, out_dir: str) -> None:
+        self.tokenizerFinished.emit(out_dir)
+        if self.context is not None and hasattr(self.context, "datasetsChanged"):
+            self.context.datasetsChanged.emit()
+
+
+def validate_file(path: Path, kind: str, max_errors: int, progress, cancelled) -> dict:
+    """Run core.data's validating reader over the whole file in skip mode (worker thread)."""
+    from core.data.records import DataReport, iter_records
+
+    report = DataReport(max_errors=max_errors)
+    size = max(1, Path(path).stat().st_size)
+    for n, (_rec, _line, pos) in enumerate(iter_records(path, kind, on_error="skip", report=report)):
+        if n % 2000 == 0:
+            progress(pos, size, f"{report.records:,} records")
+            if cancelled():
+                break
+    progress(size, size, report.summary())
+    result = report.to_dict()
+    result["summary"] = report.summary()
+    return result
+
+
+def dataset_stats(path: Path, kind: str, tokenizer_dir, index: LineIndex | None, sample: int,
+                  progress, cancelled) -> dict:
+    """Token lengths of a sample of records (all records when the file is small), chars per token."""
+    from core.tokenizer import MiniMindTokenizer
+
+    tok = MiniMindTokenizer.load(tokenizer_dir)
+    if kind == "text":
+        from core.data.records import read_records
+        recs = list(islice(read_records(path, "text", on_error="skip"), sample))
+        sampled, total_lines = len(recs), None
+    else:
+        if index is not None and index.complete:
+            lines = [index.read_line(i) for i in index.sample_line_numbers(sample)]
+            total_lines = index.line_count
+        else:
+            lines, total_lines = head_lines(path, sample), None
+        recs = []
+        for line in lines:
+            try:
+                recs.append(json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue
+        sampled = len(recs)
+    lengths, chars = [], 0
+    for i, rec in enumerate(recs):
+        text = record_text(rec, kind, tok) if isinstance(rec, dict) else ""
+        lengths.append(len(tok.encode(text)))
+        chars += len(text)
+        if i % 200 == 0:
+            progress(i, len(recs), "tokenizing")
+            if cancelled():
+                break
+    arr = np.asarray(lengths, dtype=np.int64)
+    return {
+        "lines": total_lines, "sampled": sampled, "tokenizer": str(tokenizer_dir),
+        "lengths": arr, "tokens": int(arr.sum()), "chars": chars,
+        "chars_per_token": chars / max(1, int(arr.sum())),
+        "mean": float(arr.mean()) if len(arr) else 0.0,
+        "p50": float(np.percentile(arr, 50)) if len(arr) else 0.0,
+        "p95": float(np.percentile(arr, 95)) if len(arr) else 0.0,
+        "max": int(arr.max()) if len(arr) else 0,
+    }

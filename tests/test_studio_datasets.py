@@ -1,0 +1,135 @@
+"""Datasets pane presenter: kind detection, paged preview of a big file, validation, stats, the pane itself."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from studio.panes.datasets_presenter import DatasetsPresenter  # noqa: E402
+
+
+def _sft_line(i: int, pad: str) -> str:
+    return json.dumps({"conversations": [{"role": "user", "content": f"question {i} {pad}"},
+                                         {"role": "assistant", "content": f"answer {i}"}]}) + "\n"
+
+
+@pytest.fixture(scope="module")
+def big_sft(tmp_path_factory):
+    """A ~50 MB SFT JSONL whose record i says "answer i" (so a page's content can be checked)."""
+    path = tmp_path_factory.mktemp("big") / "big_sft.jsonl"
+    pad = "x" * 400
+    with open(path, "w", encoding="utf-8") as f:
+        for start in range(0, 110_000, 10_000):
+            f.write("".join(_sft_line(i, pad) for i in range(start, start + 10_000)))
+    assert path.stat().st_size > 50e6
+    return path
+
+
+def test_kind_detection_of_each_format(qtbot, tmp_path):
+    samples = {
+        "p.jsonl": {"text": "hello"},
+        "s.jsonl": {"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+        "d.jsonl": {"chosen": [{"role": "user", "content": "q"}], "rejected": [{"role": "user", "content": "q"}]},
+        "r.jsonl": {"conversations": [{"role": "user", "content": "q"}], "answer": "a"},
+    }
+    presenter = DatasetsPresenter()
+    got = {}
+    for name, rec in samples.items():
+        (tmp_path / name).write_text(json.dumps(rec) + "\n")
+        got[name] = presenter.detect_kind(tmp_path / name)
+    (tmp_path / "t.txt").write_text("plain text\n")
+    got["t.txt"] = presenter.detect_kind(tmp_path / "t.txt")
+    assert got == {"p.jsonl": "pretrain", "s.jsonl": "sft", "d.jsonl": "dpo", "r.jsonl": "rl", "t.txt": "text"}
+
+
+def test_add_folder_finds_data_files(qtbot, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "notes.bin").write_bytes(b"\0")
+    presenter = DatasetsPresenter()
+    assert [f.name for f in presenter.add_paths([tmp_path])] == ["x.jsonl"]
+
+
+def test_big_file_page_one_before_index_then_later_page(qtbot, big_sft):
+    presenter = DatasetsPresenter(page_size=20)
+    first_pages = []
+    presenter.pageReady.connect(lambda page, html: first_pages.append(
+        (page, html, presenter.index.complete if presenter.index else None)))
+    with qtbot.waitSignal(presenter.indexFinished, timeout=30_000) as finished, \
+            qtbot.waitSignal(presenter.fileOpened, timeout=30_000):
+        presenter.open(big_sft)
+        # page 1 was rendered synchronously, from the top of the file, while the index was still empty
+        assert first_pages and first_pages[0][0] == 0 and first_pages[0][2] is False
+        assert "answer 0" in first_pages[0][1] and "answer 19" in first_pages[0][1]
+        assert "answer 20" not in first_pages[0][1]
+    assert presenter.kind == "sft"
+    assert finished.args == [110_000]
+    assert presenter.page_count == 5500
+    with qtbot.waitSignal(presenter.pageReady, timeout=5_000) as shown:
+        presenter.show_page(5123)
+    page, html = shown.args
+    assert page == 5123
+    assert "answer 102460<" in html and "answer 102479<" in html and "answer 102480<" not in html
+    assert "line 102461" in html  # 1-based file line numbers
+    presenter.shutdown()
+
+
+def test_page_requested_before_index_reaches_it_is_served_later(qtbot, big_sft):
+    presenter = DatasetsPresenter(page_size=10)
+    with qtbot.waitSignal(presenter.pageReady, timeout=30_000,
+                          check_params_cb=lambda page, html: page == 10_999) as shown:
+        presenter.open(big_sft)
+        assert presenter.show_page(10_999) is False  # the index cannot be that far yet: pending
+    assert "answer 109999<" in shown.args[1]
+    presenter.shutdown()
+
+
+def test_validation_lists_file_line_problems(qtbot, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps({"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    path.write_text("\n".join([good, "{not json", good,
+                               json.dumps({"conversations": [{"role": "user", "content": "q"}]}),
+                               json.dumps({"conversations": [{"role": "robot", "content": "q"}]})]) + "\n")
+    presenter = DatasetsPresenter()
+    presenter.open(path)
+    with qtbot.waitSignal(presenter.validationFinished, timeout=10_000) as done:
+        presenter.validate("sft")
+    result = done.args[0]
+    assert result["records"] == 2 and result["skipped"] == 3
+    assert [e.split(": ")[0] for e in result["errors"]] == [f"{path}:2", f"{path}:4", f"{path}:5"]
+    assert f"{path}:5: conversations[0].role: unknown role 'robot'" in result["errors"][2]
+    presenter.shutdown()
+
+
+def test_stats_measure_token_lengths(qtbot, shared_data, tiny_tokenizer_dir, tiny_tokenizer, tmp_path):
+    path = tmp_path / "pre.jsonl"
+    lines = (shared_data / "pretrain.jsonl").read_text(encoding="utf-8").splitlines()[:300]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    presenter = DatasetsPresenter()
+    with qtbot.waitSignal(presenter.indexFinished, timeout=10_000):
+        presenter.open(path)
+    with qtbot.waitSignal(presenter.statsFinished, timeout=20_000) as done:
+        presenter.compute_stats(tiny_tokenizer_dir, sample=100)
+    stats = done.args[0]
+    assert stats["lines"] == 300 and stats["sampled"] == 100
+    texts = [json.loads(line)["text"] for line in lines]
+    expected = {len(tiny_tokenizer.encode(t)) for t in texts}
+    assert set(stats["lengths"].tolist()) <= expected
+    assert 1.0 < stats["chars_per_token"] < 10.0
+    presenter.shutdown()
+
+
+def test_pane_shows_records_as_bubbles(qtbot, tmp_path):
+    from studio.panes.datasets import DatasetsPane
+
+    path = tmp_path / "s.jsonl"
+    path.write_text(_sft_line(7, "hi"))
+    pane = DatasetsPane(None)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.presenter.indexFinished, timeout=10_000), \
+            qtbot.waitSignal(pane.presenter.fileOpened, timeout=10_000):
+        pane.presenter.add_paths([path])
+    assert "answer 7" in pane.preview.toPlainText()
+    assert "sft" in pane.kind_label.text()
