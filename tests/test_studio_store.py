@@ -154,3 +154,19 @@ def test_import_of_a_cli_run_folder(workspace, store):
         assert "events.jsonl" in str(exc)
     else:
         raise AssertionError("a folder without events.jsonl must be refused")
+
+
+def test_a_run_that_dies_before_its_run_folder_exists_reports_the_trainers_message(workspace, store):
+    from studio.store import mark_dead
+
+    run_dir = workspace.runs_dir / "bad"
+    run_dir.mkdir()
+    store.create_run("bad", run_dir=run_dir, status="starting")
+    # What python -m core.train prints for a config error: events on stdout only (no events.jsonl yet).
+    error = "config.json: batch_size: Input should be greater than or equal to 1 (got 0)"
+    (run_dir / "stdout.log").write_text(
+        json.dumps({"v": 1, "type": "error", "time": 1.0, "step": 0, "message": error}) + "\n" +
+        json.dumps({"v": 1, "type": "run_finished", "time": 1.0, "step": 0, "status": "failed", "message": error})
+        + "\n")
+    assert mark_dead(store, "bad") == "failed"
+    assert store.get_run("bad").status_message == error

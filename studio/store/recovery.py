@@ -15,7 +15,7 @@ from sqlalchemy.exc import DatabaseError
 
 from studio.store.run_store import RunStore
 from studio.worker.pids import pid_alive
-from studio.worker.tailer import EventTailer
+from studio.worker.tailer import EventTailer, parse_event_line
 
 EVENTS_FILE = "events.jsonl"
 
@@ -66,10 +66,32 @@ def import_run_dir(store: RunStore, run_dir: Path, run_id: str | None = None) ->
     return run_id
 
 
+def _stdout_verdict(run_dir: Path) -> dict | None:
+    """The run_finished the trainer printed on stdout only: before it knows its run folder (a config error) it
+    cannot write events.jsonl, but it still says what was wrong."""
+    try:
+        with (Path(run_dir) / "stdout.log").open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 65536))
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for raw in reversed(lines):
+        event = parse_event_line(raw)
+        if event is not None and event["type"] == "run_finished":
+            return event
+    return None
+
+
 def mark_dead(store: RunStore, run_id: str) -> str:
     """A run whose process is gone without run_finished: interrupted (had started) or failed (never started)."""
     run = store.get_run(run_id)
     tail = stderr_tail(Path(run.run_dir))
+    verdict = _stdout_verdict(Path(run.run_dir)) if run.started_at is None else None
+    if verdict is not None:
+        store.update_run(run_id, status=str(verdict.get("status") or "failed"),
+                         status_message=str(verdict.get("message") or tail), finished_at=time.time())
+        return str(verdict.get("status") or "failed")
     if run.started_at is not None:
         status, message = "interrupted", "the training process ended without finishing; resume continues from " \
                                          "its last checkpoint"
