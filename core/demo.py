@@ -1,0 +1,218 @@
+"""The one-command demo: data → tokenizer → pretrain → SFT → GGUF (q8_0, parity-checked) → chat through llama.cpp.
+
+Training runs as subprocesses of the real worker (`python -m core.train --config FILE`), the same path the studio
+takes, and the demo reads their JSON event stream (docs/events.md) for progress and figures. Progress goes to
+stderr; `run_demo` returns a report dict (also written to `<out>/demo_report.json`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Sizes of one demo run. FULL fits the 5-minute budget on 2 CPU cores (measured: docs/quickstart.md)."""
+    vocab_size: int
+    pretrain_steps: int
+    sft_steps: int
+    batch_size: int
+    seq_len: int
+    max_len: int
+    max_new_tokens: int
+    prompts: tuple[str, ...]
+
+
+PROMPTS = ("What is 3 + 4?", "What colour is the sky?", "What sound does a cat make?", "2 加 3 等于几？")
+FULL = DemoPlan(vocab_size=2048, pretrain_steps=300, sft_steps=200, batch_size=16, seq_len=128, max_len=128,
+                max_new_tokens=48, prompts=PROMPTS)
+FAST = DemoPlan(vocab_size=512, pretrain_steps=12, sft_steps=8, batch_size=8, seq_len=64, max_len=96,
+                max_new_tokens=12, prompts=PROMPTS[:2])
+
+
+class DemoError(RuntimeError):
+    """A demo stage failed; the message names the stage, what happened and where its log is."""
+
+
+def stderr_say(message: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def trainer_command() -> list[str]:
+    """The worker's argv head, as the studio builds it from source (studio/worker/command.py)."""
+    return [sys.executable, "-m", "core.train"]
+
+
+def trainer_env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def train_config(method: str, plan: DemoPlan, data: Path, tokenizer: Path, run_dir: Path,
+                 init: Path | None) -> dict:
+    steps = plan.pretrain_steps if method == "pretrain" else plan.sft_steps
+    return {
+        "method": method, "model": "tiny", "run_dir": str(run_dir), "init": str(init) if init else None,
+        "max_steps": steps, "batch_size": plan.batch_size, "device": "cpu", "precision": "fp32",
+        "log_every": max(1, steps // 20), "save_every": 0, "keep_last": 1,
+        "data": {"files": [str(data)], "tokenizer": str(tokenizer), "seq_len": plan.seq_len,
+                 "max_len": plan.max_len, "cache_dir": str(run_dir.parent / "cache")},
+        # Short runs want a high peak LR and a short warm-up; SFT starts from a trained model, so half of it.
+        "optim": {"lr": 3e-3 if method == "pretrain" else 1.5e-3, "warmup_steps": max(1, steps // 20),
+                  "schedule": "cosine"},
+    }
+
+
+def run_trainer(method: str, config: dict, config_file: Path, say: Say) -> dict:
+    """Run `python -m core.train --config config_file`, relay progress, return the stage's figures."""
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    log_file = config_file.with_suffix(".log")
+    argv = trainer_command() + ["--config", str(config_file)]
+    say(f"{method}: {' '.join(argv[1:])}")
+    losses: list[tuple[int, float]] = []
+    tokens_per_s: list[float] = []
+    finished: dict = {}
+    total = config["max_steps"]
+    start = time.perf_counter()
+    with open(log_file, "w", encoding="utf-8") as log, subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=log, text=True, env=trainer_env(), cwd=str(REPO)) as proc:
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event.get("type") == "run_started":
+                say(f"{method}: {event.get('params', 0):,} parameters, {event.get('dataset_tokens', 0):,} tokens, "
+                    f"{event.get('total_steps', total)} steps on {event.get('device')}")
+            elif event.get("type") == "metric":
+                metrics = event.get("metrics", {})
+                if metrics.get("loss") is not None:
+                    losses.append((event["step"], float(metrics["loss"])))
+                if metrics.get("tokens_per_s"):
+                    tokens_per_s.append(float(metrics["tokens_per_s"]))
+                say(f"{method}: step {event['step']}/{total} loss {metrics.get('loss', float('nan')):.3f}")
+            elif event.get("type") in ("error", "warning"):
+                say(f"{method}: {event['type']}: {event.get('message')}")
+            elif event.get("type") == "run_finished":
+                finished = event
+        code = proc.wait()
+    if code != 0 or finished.get("status") != "completed":
+        tail = log_file.read_text(encoding="utf-8", errors="replace")[-1500:]
+        raise DemoError(f"{method} training failed (exit {code}, status {finished.get('status')!r}: "
+                        f"{finished.get('message')}). Full log: {log_file}\n{tail}")
+    if not losses:
+        raise DemoError(f"{method} training reported no loss; see {log_file}")
+    return {"run_dir": config["run_dir"], "steps": losses[-1][0], "loss_first": losses[0][1],
+            "loss_last": losses[-1][1], "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1)
+            if tokens_per_s else None, "seconds": round(time.perf_counter() - start, 1), "log": str(log_file)}
+
+
+def chat_replies(gguf_file: Path, plan: DemoPlan, say: Say) -> list[dict]:
+    """Greedy replies to the demo prompts through llama.cpp (the exported file), with decode speed."""
+    from core.infer import SamplingParams, open_backend
+
+    replies = []
+    llm = open_backend(gguf_file)
+    try:
+        for prompt in plan.prompts:
+            text = llm.chat([{"role": "user", "content": prompt}],
+                            SamplingParams(temperature=0.0, max_new_tokens=plan.max_new_tokens, seed=0))
+            u = llm.usage
+            tps = u.completion_tokens / u.decode_s if u.decode_s > 0 else None
+            replies.append({"prompt": prompt, "reply": text.strip(), "completion_tokens": u.completion_tokens,
+                            "tokens_per_s": round(tps, 1) if tps else None})
+            say(f"chat: {prompt!r} -> {text.strip()!r}")
+    finally:
+        llm.close()  # llama.cpp raises from Llama.__del__ at interpreter exit otherwise
+    return replies
+
+
+def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say) -> dict:
+    """Run the whole pipeline into `out_dir`; return (and write) the report. Raises DemoError on failure."""
+    from core.data import generate_demo_data
+    from core.export import export_gguf
+    from core.tokenizer import train_tokenizer
+
+    plan = FAST if fast else FULL
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    report: dict = {"out": str(out), "mode": "fast" if fast else "full", "plan": asdict(plan)}
+
+    say(f"1/6 data: writing the built-in demo datasets to {out / 'data'}")
+    data = generate_demo_data(out / "data")
+    report["data"] = {kind: str(path) for kind, path in data.items()}
+
+    say(f"2/6 tokenizer: byte-level BPE, vocab {plan.vocab_size}")
+    start = time.perf_counter()
+    tok = train_tokenizer([data["pretrain"], data["sft"]], vocab_size=plan.vocab_size, out_dir=out / "tokenizer")
+    report["tokenizer"] = {"dir": str(out / "tokenizer"), "vocab_size": tok.vocab_size,
+                           "seconds": round(time.perf_counter() - start, 1)}
+
+    (out / "configs").mkdir(exist_ok=True)
+    stages = {}
+    init = None
+    for n, method in ((3, "pretrain"), (4, "sft")):
+        say(f"{n}/6 {method}: tiny preset, {getattr(plan, method + '_steps')} steps")
+        cfg = train_config(method, plan, data[method], out / "tokenizer", out / "runs" / method, init)
+        stages[method] = run_trainer(method, cfg, out / "configs" / f"{method}.json", say)
+        init = out / "runs" / method
+    report.update(stages)
+
+    gguf_file = out / "export" / "minimind-demo-q8_0.gguf"
+    say(f"5/6 export: GGUF q8_0 + parity check against llama.cpp -> {gguf_file}")
+    try:
+        exported = export_gguf(out / "runs" / "sft", gguf_file, "q8_0")
+    except Exception as exc:  # ParityError, UnsupportedExport, a llama.cpp crash: all end the demo here
+        raise DemoError(f"export failed: {exc}") from exc
+    parity = exported.get("parity") or {}
+    report["export"] = {"file": exported["path"], "bytes": exported["file_bytes"], "arch": exported["arch"],
+                        "modelfile": exported.get("modelfile"), "seconds": round(exported["seconds"], 1),
+                        "parity": {k: parity.get(k) for k in ("passed", "tokenizer_match", "max_abs_logit_diff",
+                                                              "rel_logit_diff", "top1_agreement",
+                                                              "greedy_identical")}}
+
+    say("6/6 chat: greedy replies through llama.cpp")
+    report["chat"] = chat_replies(gguf_file, plan, say)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "demo_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return report
+
+
+def format_report(r: dict) -> str:
+    """The human summary printed at the end of `minimind demo`."""
+    p, e = r["pretrain"], r["export"]
+    s = r["sft"]
+    par = e["parity"]
+    speeds = [c["tokens_per_s"] for c in r["chat"] if c["tokens_per_s"]]
+    lines = [
+        f"MiniMind demo ({r['mode']}) finished in {r['seconds']:.0f} s — everything is in {r['out']}",
+        f"  data       {Path(r['data']['pretrain']).parent}",
+        f"  tokenizer  {r['tokenizer']['dir']} (vocab {r['tokenizer']['vocab_size']})",
+        f"  pretrain   {p['run_dir']}: loss {p['loss_first']:.3f} -> {p['loss_last']:.3f} in {p['steps']} steps, "
+        f"{p['seconds']:.0f} s, {p['tokens_per_s'] or 0:,.0f} tokens/s",
+        f"  sft        {s['run_dir']}: loss {s['loss_first']:.3f} -> {s['loss_last']:.3f} in {s['steps']} steps, "
+        f"{s['seconds']:.0f} s, {s['tokens_per_s'] or 0:,.0f} tokens/s",
+        f"  gguf       {e['file']} ({e['bytes'] / 2**20:.2f} MiB, {e['arch']}, q8_0)",
+        f"  parity     {'PASSED' if par['passed'] else 'FAILED'}: tokenizer "
+        f"{'identical' if par['tokenizer_match'] else 'different'}, max |Δlogit| {par['max_abs_logit_diff']:.3g}, "
+        f"greedy agreement {par['top1_agreement']:.0%}",
+    ]
+    if e.get("modelfile"):
+        lines.append(f"  ollama     ollama create minimind-demo -f {e['modelfile']}")
+    lines.append(f"  chat (llama.cpp, {sum(speeds) / len(speeds) if speeds else 0:,.0f} tokens/s decode):")
+    lines += [f"    > {c['prompt']}\n      {c['reply']}" for c in r["chat"]]
+    lines.append(f"  next: minimind chat --model {e['file']}   |   python app.py   |   "
+                 f"streamlit run webdemo/app.py -- --model {e['file']}")
+    return "\n".join(lines)
