@@ -270,6 +270,9 @@ def test_sft_truncation_keeps_the_cut_reply_and_drops_conversations_with_nothing
     assert item["input_ids"].tolist() == full[:cut]
     assert item["labels"][-1].item() == full[cut - 1]  # the reply runs to the end of the window
     assert list(ds.lengths) == [cut]
+    only_long = write_lines(tmp_path / "long.jsonl", lines[1:])
+    with pytest.raises(DataError, match="no usable sft record: 1 read, 0 bad, 1 with no assistant token"):
+        SFTDataset(only_long, tok, cut, tmp_path / "cache")
 
 
 def test_dpo_pairs_are_masked_and_stacked_chosen_first(slices, tiny_tokenizer, tmp_path):

@@ -16,7 +16,13 @@ IGNORE = -100  # label of tokens that get no loss (torch CrossEntropyLoss ignore
 
 
 def _file_list(files) -> list[Path]:
-    return [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
+    paths = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
+    if not paths:
+        raise ValueError("no data files given")
+    for p in paths:
+        if not p.is_file():
+            raise DataError(p, 0, "(file)", "no such file")
+    return paths
 
 
 def _template_hash(tokenizer) -> str:
@@ -156,6 +162,11 @@ class _ChatCache(Dataset):
                                    on_error=on_error, progress=progress)
         self.report: DataReport = self.cache.report
         counters = self.cache.meta["counters"]
+        if len(self.cache) == 0:
+            raise DataError(self.files[0], 0, "(dataset)",
+                            f"no usable {self.kind} record: {self.report.records} read, {self.report.skipped} bad, "
+                            f"{counters.get('no_target', 0)} with no assistant token within max_len={max_len}; "
+                            "raise max_len or check the file")
         read = max(self.report.records, 1)
         self.truncated_fraction = counters.get("truncated", 0) / read
         self.num_no_target = counters.get("no_target", 0)
