@@ -171,8 +171,7 @@ class _ChatCache(Dataset):
         self.truncated_fraction = counters.get("truncated", 0) / read
         self.num_no_target = counters.get("no_target", 0)
         self.num_tokens = int(sum(self.cache.meta["num_tokens"].values()))
-        self.lengths = np.max([self.cache.lengths(s) for s in self.streams], axis=0) if len(self.cache) \
-            else np.zeros(0, dtype=np.int64)
+        self.lengths = np.max([self.cache.lengths(s) for s in self.streams], axis=0)  # a DPO pair: its longer side
 
     def _messages(self, record: dict, stream: str) -> list[dict]:
         raise NotImplementedError
