@@ -18,13 +18,21 @@ from core.tokenizer.chat_template import CHAT_TEMPLATE
 GGML_TYPE_F32 = 0  # llama.cpp's KV cache is f16 by default (~1e-2 logit noise); f32 keeps parity at ~1e-4
 
 
+def last_logits(llm) -> np.ndarray:
+    """Logits of the last evaluated token, copied. With logits_all=False llama-cpp-python 0.3 no longer copies
+    them into `llm.scores` (its sampler reads them in C), so read llama.cpp's buffer directly."""
+    from llama_cpp import llama_get_logits_ith
+
+    ptr = llama_get_logits_ith(llm.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float32, copy=True)
+
+
 class LlamaCppStepper:
     def __init__(self, llm):
         self.llm = llm
 
     def _last_logits(self) -> torch.Tensor:
-        row = self.llm.scores[self.llm.n_tokens - 1]
-        return torch.from_numpy(np.array(row, dtype=np.float32, copy=True))
+        return torch.from_numpy(last_logits(self.llm))
 
     def prefill(self, ids: list[int]) -> torch.Tensor:
         if not ids:
@@ -64,14 +72,33 @@ class LlamaCppBackend(Backend):
         self.chat_template = meta.get("tokenizer.chat_template") or CHAT_TEMPLATE
         self.eos_id = int(meta.get("tokenizer.ggml.eos_token_id", 2))
         self.name = _model_name(self.path)
+        self._pieces: dict[int, bytes] = {}
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def detokenize(self, ids: list[int]) -> str:
-        # special=True + dropping control ids = the torch tokenizer's skip_special_tokens (keeps <think>).
-        data = self.llm.detokenize([i for i in ids if i not in CONTROL_IDS], special=True)
-        return data.decode("utf-8", errors="replace")
+        # Control ids dropped + special pieces rendered = the torch tokenizer's skip_special_tokens (keeps
+        # <think>). Not `Llama.detokenize`: llama-cpp-python 0.3 reads each piece into a 32-byte buffer and
+        # silently drops longer tokens (BPE merges of box-drawing runs reach 36 bytes; measured).
+        return b"".join(self._piece(i) for i in ids if i not in CONTROL_IDS).decode("utf-8", errors="replace")
+
+    def _piece(self, token_id: int) -> bytes:
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            import ctypes
+
+            from llama_cpp import llama_token_to_piece
+
+            size = 64
+            while True:
+                buf = (ctypes.c_char * size)()
+                n = llama_token_to_piece(self.llm._model.vocab, token_id, buf, size, 0, True)
+                if n >= 0:
+                    break
+                size = -n  # llama.cpp returns -(bytes needed) when the buffer is too small
+            piece = self._pieces[token_id] = bytes(buf[:n])
+        return piece
 
     def _stepper(self):
         if self.llm is None:
@@ -93,7 +120,7 @@ class LlamaCppBackend(Backend):
         self.llm.reset()
         for i, tok in enumerate(ids[:-1]):
             self.llm.eval([tok])
-            row = np.asarray(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float64)
+            row = last_logits(self.llm).astype(np.float64)
             top = row.max()
             out.append(float(row[ids[i + 1]] - top - np.log(np.exp(row - top).sum())))
         return out
