@@ -35,10 +35,11 @@ QPushButton:disabled {{ color: {COLORS['muted']}; background: {COLORS['bg']}; }}
 QPushButton[primary="true"] {{ background: {COLORS['accent']}; color: white; border-color: {COLORS['accent']};
                               font-weight: 600; }}
 QPushButton[primary="true"]:disabled {{ background: #93b4f5; border-color: #93b4f5; }}
-QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QPlainTextEdit, QTextBrowser, QListWidget, QTableWidget {{
+QLineEdit, QPlainTextEdit, QTextBrowser, QListWidget, QTableWidget {{
     background: {COLORS['panel']}; border: 1px solid {COLORS['border']}; border-radius: 4px; padding: 3px; }}
-QLineEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus, QComboBox:focus, QPlainTextEdit:focus {{
-    border-color: {COLORS['accent']}; }}
+QLineEdit:focus, QPlainTextEdit:focus {{ border-color: {COLORS['accent']}; }}
+QSpinBox, QDoubleSpinBox, QComboBox {{ min-height: 22px; }}
+QWidget#FormPage {{ background: {COLORS['panel']}; }}
 QLineEdit[invalid="true"], QSpinBox[invalid="true"], QDoubleSpinBox[invalid="true"] {{
     border-color: {COLORS['bad']}; }}
 QLabel[role="error"] {{ color: {COLORS['bad']}; font-size: 9pt; }}

@@ -1,0 +1,146 @@
+"""Pre-flight check before Start (worker thread): lint the data for the method, render one record through the
+chat template with the loss-carrying tokens highlighted, measure truncation on a sample, compare the memory
+estimate with the device's free memory. Masks come from core.data (`ChatMasker`), never re-derived here."""
+from __future__ import annotations
+
+import html
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from studio.widgets.theme import COLORS
+
+LINT_RECORDS = 5000      # records checked per file (the whole file for small ones)
+TRUNCATION_SAMPLE = 500  # records tokenized to measure truncation
+CORE_KIND = {"pretrain": "pretrain", "sft": "sft", "dpo": "dpo", "prompt": "rl"}
+
+
+def data_kind(config: dict) -> str:
+    kind = (config.get("data") or {}).get("kind")
+    if kind:
+        return CORE_KIND.get(kind, kind)
+    return {"pretrain": "pretrain", "sft": "sft", "lora": "sft", "dpo": "dpo", "rm": "dpo"}.get(
+        config.get("method", "pretrain"), "rl")
+
+
+def find_tokenizer(config: dict, workspace=None):
+    """The tokenizer the run will use: data.tokenizer, else the init checkpoint's, else the newest trained one."""
+    from core.tokenizer import MiniMindTokenizer
+
+    candidates = []
+    if (config.get("data") or {}).get("tokenizer"):
+        candidates.append(Path(config["data"]["tokenizer"]))
+    if config.get("init"):
+        try:
+            from core.model.io import resolve_checkpoint
+            candidates.append(resolve_checkpoint(config["init"]) / "tokenizer")
+        except Exception:
+            pass
+    if workspace is not None and workspace.tokenizers_dir.is_dir():
+        candidates += sorted((p.parent for p in workspace.tokenizers_dir.glob("*/tokenizer.json")),
+                             key=lambda p: -p.stat().st_mtime)
+    for c in candidates:
+        if (c / "tokenizer.json").is_file():
+            return MiniMindTokenizer.load(c), str(c)
+    return None, None
+
+
+def record_tokens(rec: dict, kind: str, tok) -> tuple[list[int], np.ndarray]:
+    """(ids, loss mask) of one record exactly as the trainer builds them."""
+    from core.data.datasets import ChatMasker
+
+    if kind in ("pretrain", "text"):
+        ids = [tok.bos_id] + tok.encode(rec["text"]) + [tok.eos_id]
+        mask = np.ones(len(ids), dtype=bool)
+        mask[0] = False  # BOS is never a target (labels are shifted inside the model)
+        return ids, mask
+    if kind == "rl":
+        ids = tok.encode(tok.apply_chat_template(rec["conversations"], add_generation_prompt=True))
+        return ids, np.zeros(len(ids), dtype=bool)  # the prompt carries no loss; rollouts do
+    msgs = rec["chosen"] if kind == "dpo" else rec["conversations"]
+    ids = tok.encode(tok.apply_chat_template(msgs))
+    return ids, ChatMasker(tok).labels(np.asarray(ids)) != -100
+
+
+def tokens_html(tok, ids: list[int], mask: np.ndarray, max_len: int | None = None) -> str:
+    """One span per token; loss tokens coloured, tokens past max_len struck through."""
+    spans = []
+    for i, (t, loss) in enumerate(zip(ids, mask)):
+        text = tok.decode([t])
+        shown = html.escape(text).replace("\n", "↵<br>").replace(" ", "&nbsp;") or "∅"
+        style = f"background:{COLORS['loss']};" if loss else f"color:{COLORS['muted']};"
+        if max_len is not None and i >= max_len:
+            style += "text-decoration:line-through;"
+        spans.append(f'<span data-loss="{int(bool(loss))}" style="{style} border-right:1px solid #e5e7eb">'
+                     f'{shown}</span>')
+    return "<div style='font-family:monospace; line-height:160%'>" + "".join(spans) + "</div>"
+
+
+def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=None) -> dict:
+    from core.data.records import DataReport, iter_records
+
+    kind = data_kind(config)
+    files = list((config.get("data") or {}).get("files") or [])
+    problems: list[str] = []
+    result: dict = {"kind": kind, "files": files, "problems": problems, "lint": []}
+    if not files:
+        problems.append("data.files: no training files; add at least one")
+    first_record = None
+    for f in files:
+        report = DataReport(max_errors=10)
+        try:
+            for rec, _line, _pos in islice(iter_records(f, kind, on_error="skip", report=report), LINT_RECORDS):
+                first_record = first_record or rec
+                if cancelled():
+                    return result
+        except Exception as exc:  # DataError for a missing file, ValueError for a bad kind
+            problems.append(str(exc))
+            continue
+        result["lint"].append({"file": f, **report.to_dict(), "summary": report.summary()})
+        problems += [str(e) for e in report.errors]
+        progress(len(result["lint"]), len(files), f"checked {f}")
+    tok, tok_path = find_tokenizer(config, workspace)
+    result["tokenizer"] = tok_path
+    max_len = int((config.get("data") or {}).get("seq_len" if kind == "pretrain" else "max_len", 512))
+    if tok is None:
+        problems.append("data.tokenizer: no tokenizer found; set data.tokenizer, pick a starting checkpoint, "
+                        "or train one in the Datasets pane")
+    elif first_record is not None:
+        ids, mask = record_tokens(first_record, kind, tok)
+        result.update(record_ids=ids, loss_mask=mask.tolist(), record_html=tokens_html(tok, ids, mask, max_len),
+                      loss_tokens=int(mask.sum()), record_tokens=len(ids))
+        result["truncation"] = truncation(files, kind, tok, max_len, cancelled)
+    free = device_free_bytes(config)
+    result["memory"] = {"estimate": estimate.get("total"), "free": free}
+    if free and estimate.get("total") and estimate["total"] > free:
+        problems.append(f"memory: the run needs about {estimate['total'] / 1e9:.1f} GB but the device has "
+                        f"{free / 1e9:.1f} GB free; lower batch_size or max_len, or pick a smaller preset")
+    result["ok"] = not problems
+    return result
+
+
+def truncation(files: list[str], kind: str, tok, max_len: int, cancelled) -> float | None:
+    """Share of sampled records longer than max_len (None for pretrain: documents are packed, not cut)."""
+    if kind == "pretrain":
+        return None
+    from core.data.records import read_records
+
+    n = cut = 0
+    for f in files:
+        for rec in islice(read_records(f, kind, on_error="skip"), TRUNCATION_SAMPLE // max(1, len(files))):
+            ids, _ = record_tokens(rec, kind, tok)
+            n += 1
+            cut += len(ids) > max_len
+            if cancelled():
+                return cut / max(1, n)
+    return cut / n if n else None
+
+
+def device_free_bytes(config: dict) -> float | None:
+    try:
+        from studio.device_info import probe_device
+        dev = probe_device(use_torch=config.get("device") != "cpu")
+    except Exception:
+        return None
+    return dev.memory_free_gb * 1e9 if dev.memory_free_gb is not None else None

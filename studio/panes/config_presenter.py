@@ -1,0 +1,244 @@
+"""Logic of the Config pane: schema-driven fields, validation messages per field, presets, estimates, launch.
+
+The forms come from `core.config`'s pydantic models (`TrainConfig`, `ModelConfig`, the methods' option models);
+validation is pydantic's, parameter counts are the model's own (`num_parameters()` on a meta-device model).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.panes.config_schema import FieldSpec, errors_by_field, fields_from_schema
+from studio.threads import Task
+from studio.widgets.model_sources import list_checkpoints
+
+METHODS = ("pretrain", "sft", "lora", "dpo", "rm", "ppo", "grpo", "spo")
+PRESET_NAMES = ("tiny", "small", "moe", "base")
+# Fields shown in their own widgets (method picker, checkpoint picker) instead of the generated form.
+OWN_WIDGETS = ("method", "init", "model", "method_options")
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+def core_config():
+    try:
+        import core.config as cc
+        return cc
+    except ImportError:
+        return None
+
+
+def method_options_model(method: str):
+    """The pydantic model of `method_options` for a method (None when it has none)."""
+    try:
+        from core.config import rl
+    except ImportError:
+        return None
+    return {"dpo": rl.DPOConfig, "rm": rl.RMConfig, "ppo": rl.PPOConfig, "grpo": rl.GRPOConfig,
+            "spo": rl.SPOConfig}.get(method)
+
+
+class ConfigPresenter(QObject):
+    errorsChanged = Signal(dict)          # {"dotted.key": message}
+    estimateChanged = Signal(dict)
+    preflightFinished = Signal(object)    # dict, see config_preflight.run_preflight
+    preflightFailed = Signal(str)
+    launched = Signal(dict)
+
+    def __init__(self, context=None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.cc = core_config()
+        self.errors: dict[str, str] = {}
+        self._params_cache: dict[str, tuple[int, int]] = {}
+        self._task: Task | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.cc is not None and hasattr(self.cc, "TrainConfig")
+
+    # ---- schema ----------------------------------------------------------------------------------
+    def model_fields(self) -> list[FieldSpec]:
+        return fields_from_schema(self.cc.ModelConfig.model_json_schema(), prefix=("model",))
+
+    def train_fields(self) -> list[FieldSpec]:
+        return fields_from_schema(self.cc.TrainConfig.model_json_schema(), skip=OWN_WIDGETS)
+
+    def method_fields(self, method: str) -> list[FieldSpec]:
+        model = method_options_model(method)
+        if model is None:
+            return []
+        return fields_from_schema(model.model_json_schema(), prefix=("method_options",))
+
+    @staticmethod
+    def section_of(spec: FieldSpec) -> str:
+        """model / data / optim / method / run: the group a field is drawn in."""
+        head = spec.path[0]
+        if head in ("model", "data", "optim"):
+            return head
+        if head in ("lora", "method_options"):
+            return "method"
+        return "run"
+
+    def preset(self, name: str) -> dict:
+        return self.cc.get_preset(name).model_dump()
+
+    def default_config(self) -> dict:
+        cfg = self.cc.TrainConfig().model_dump()
+        cfg["model"] = self.preset("tiny")
+        cfg["n_gpus"] = 1
+        return cfg
+
+    # ---- validation ------------------------------------------------------------------------------
+    def validate(self, config: dict) -> dict[str, str]:
+        """{"dotted.key": pydantic message} for every problem; {} when the config is valid."""
+        from pydantic import ValidationError
+
+        errors: dict[str, str] = {}
+        body = {k: v for k, v in config.items() if k not in ("model", "n_gpus", "name", "parent_run_id")}
+        body["model"] = None  # validated on its own below, so its errors carry plain field paths
+        body["method_options"] = {}
+        try:
+            self.cc.TrainConfig.model_validate(body)
+        except ValidationError as exc:
+            errors.update(errors_by_field(exc))
+        model = config.get("model")
+        if isinstance(model, dict):
+            try:
+                self.cc.ModelConfig.model_validate(model)
+            except ValidationError as exc:
+                errors.update(errors_by_field(exc, ("model",)))
+        options_model = method_options_model(config.get("method", ""))
+        if options_model is not None:
+            try:
+                options_model.model_validate(config.get("method_options") or {})
+            except ValidationError as exc:
+                errors.update(errors_by_field(exc, ("method_options",)))
+        n_gpus = config.get("n_gpus", 1)
+        if not isinstance(n_gpus, int) or n_gpus < 1:
+            errors["n_gpus"] = "must be a whole number ≥ 1"
+        elif config.get("batch_size", 1) % n_gpus:
+            errors["batch_size"] = f"the global batch ({config.get('batch_size')}) must divide by the {n_gpus} GPUs"
+        self.errors = errors
+        self.errorsChanged.emit(errors)
+        return errors
+
+    # ---- estimates -------------------------------------------------------------------------------
+    def parameter_count(self, model: dict) -> tuple[int, int]:
+        """(total, active per token), exact: the model's own count on a meta-device instance (no memory)."""
+        key = json.dumps(model, sort_keys=True)
+        if key not in self._params_cache:
+            import torch
+            from core.model import MiniMindForCausalLM
+
+            with torch.device("meta"):
+                m = MiniMindForCausalLM(self.cc.ModelConfig.model_validate(model))
+            self._params_cache[key] = (m.num_parameters(), m.num_active_parameters())
+        return self._params_cache[key]
+
+    def estimate(self, config: dict) -> dict:
+        """Parameters, training memory per GPU and tokens per optimizer step."""
+        from pydantic import ValidationError
+
+        try:
+            total, active = self.parameter_count(config["model"])
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            result = {"error": f"fix the model fields first ({type(exc).__name__})"}
+            self.estimateChanged.emit(result)
+            return result
+        result = estimate_memory(config, total)
+        result.update(params=total, active_params=active)
+        self.estimateChanged.emit(result)
+        return result
+
+    # ---- checkpoints, files, launch --------------------------------------------------------------
+    def checkpoints(self):
+        return list_checkpoints(self.context)
+
+    def parent_run_of(self, checkpoint: str | None) -> str | None:
+        for src in self.checkpoints():
+            if checkpoint and src.path == checkpoint:
+                return src.run_id
+        return None
+
+    @staticmethod
+    def save(config: dict, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def load(path: str | Path) -> dict:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config is a JSON object, got {type(data).__name__}")
+        return data
+
+    def preflight(self, config: dict) -> Task:
+        from studio.panes.config_preflight import run_preflight
+
+        if self._task is not None and self._task.is_running():
+            self._task.cancel_and_wait()
+        estimate = self.estimate(config)
+        ws = getattr(self.context, "workspace", None)
+        self._task = Task(run_preflight, config, estimate, parent=self, workspace=ws)
+        self._task.succeeded.connect(self.preflightFinished)
+        self._task.failed.connect(self.preflightFailed)
+        return self._task.start()
+
+    def launch(self, config: dict) -> bool:
+        """Validate, then ask the studio to start the run (context.launchRequested)."""
+        if self.validate(config):
+            return False
+        config = dict(config)
+        if config.get("init"):  # the run manager records `init` as the run's starting checkpoint
+            parent = self.parent_run_of(config["init"])
+            if parent:
+                config.setdefault("parent_run_id", parent)
+        if self.context is not None:
+            self.context.launchRequested.emit(config)
+        self.launched.emit(config)
+        return True
+
+    def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel_and_wait()
+
+
+def estimate_memory(config: dict, params: int) -> dict[str, Any]:
+    """Training memory per GPU in bytes (an estimate, shown as such).
+
+    Weights, gradients and AdamW's two moments are kept in fp32 (4 + 4 + 8 bytes a trained parameter; LoRA
+    trains only its adapters). Activations per layer follow Korthikanti et al. 2022 ("Reducing Activation
+    Recomputation in Large Transformer Models", eq. 2): s·b·h·(34 + 5·a·s/h) bytes at 16-bit, doubled for fp32;
+    the 5·a·s/h attention-matrix term is dropped with fused (flash) attention. Plus the fp32 logits and their
+    gradient (2·b·s·V·4). DPO/RL methods hold a frozen reference model (+4 bytes a parameter).
+    """
+    m = config["model"]
+    method = config.get("method", "pretrain")
+    n_gpus = max(1, int(config.get("n_gpus") or 1))
+    data = config.get("data", {})
+    seq = int(data.get("seq_len" if method == "pretrain" else "max_len", 512))
+    b = max(1, int(config.get("batch_size", 16)) // n_gpus)
+    h, layers, heads, vocab = m["hidden_size"], m["num_hidden_layers"], m["num_attention_heads"], m["vocab_size"]
+    precision = config.get("precision", "auto")
+    act_bytes = 4 if precision == "fp32" else 2  # "auto" trains in bf16/fp16 on GPU
+    trainable = params
+    if method == "lora":
+        r = int(config.get("lora", {}).get("rank", 8))
+        trainable = layers * r * (4 * 2 * h + 3 * (h + (m.get("intermediate_size") or int(8 * h / 3))))
+    weights = 4 * params
+    grads_adam = 12 * trainable
+    attn_term = 0 if m.get("flash_attn", True) else 5 * heads * seq / h
+    activations = layers * seq * b * h * (34 + attn_term) * act_bytes / 2
+    logits = 2 * b * seq * vocab * 4
+    reference = 4 * params if method in ("dpo", "ppo", "grpo", "spo") else 0
+    if method == "ppo":
+        reference += 16 * params  # the critic is trained too
+    total = weights + grads_adam + activations + logits + reference
+    tokens = int(config.get("batch_size", 16)) * seq * int(config.get("optim", {}).get("accumulation", 1))
+    return {"weights": weights, "grads_adam": grads_adam, "activations": activations + logits,
+            "reference": reference, "total": total, "tokens_per_step": tokens, "per_gpu_batch": b, "seq": seq}

@@ -1,0 +1,108 @@
+"""Config pane: schema-driven forms, inline pydantic messages, presets and exact parameter counts, pre-flight."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("PySide6")
+cc = pytest.importorskip("core.config")
+
+from studio.panes.config_schema import fields_from_schema  # noqa: E402
+
+
+@pytest.fixture
+def context(tmp_path):
+    from studio.context import StudioContext
+    from studio.workspace import Workspace
+
+    return StudioContext(Workspace(tmp_path / "ws").ensure())
+
+
+@pytest.fixture
+def pane(qtbot, context):
+    from studio.panes.config import ConfigPane
+
+    p = ConfigPane(context)
+    qtbot.addWidget(p)
+    return p
+
+
+def test_form_has_one_editor_per_schema_field_with_schema_bounds(pane):
+    from PySide6.QtWidgets import QCheckBox, QComboBox, QSpinBox
+
+    editors = {k: w for form in pane.forms.values() for k, w in form.editors.items()}
+    expected = fields_from_schema(cc.ModelConfig.model_json_schema(), prefix=("model",)) + \
+        fields_from_schema(cc.TrainConfig.model_json_schema(), skip=("method", "init", "model", "method_options"))
+    assert {s.key for s in expected} <= set(editors)
+    assert isinstance(editors["model.hidden_size"], QSpinBox)
+    assert (editors["model.hidden_size"].minimum(), editors["model.hidden_size"].maximum()) == (8, 16384)
+    assert isinstance(editors["optim.schedule"], QComboBox)
+    assert [editors["optim.schedule"].itemText(i) for i in range(3)] == ["cosine", "minimind", "constant"]
+    assert isinstance(editors["model.use_moe"], QCheckBox)
+
+
+def test_invalid_value_shows_the_fields_pydantic_message(pane):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as exc:
+        cc.TrainConfig(optim={"lr": 5.0})
+    message = exc.value.errors()[0]["msg"]
+    pane.forms["optim"].editors["optim.lr"].setText("5")
+    errors = pane.refresh()
+    label = pane.forms["optim"].error_labels["optim.lr"]
+    assert errors == {"optim.lr": message}
+    assert label.text() == message and not label.isHidden()
+    assert not pane.start_btn.isEnabled()
+    pane.forms["optim"].editors["optim.lr"].setText("3e-4")
+    assert pane.refresh() == {} and label.isHidden() and pane.start_btn.isEnabled()
+
+
+def test_model_level_rule_is_reported(pane):
+    pane.forms["model"].editors["model.num_attention_heads"].setValue(3)
+    errors = pane.refresh()
+    assert any("divisible by num_attention_heads" in m for m in errors.values())
+
+
+def test_preset_sets_model_fields_and_exact_parameter_count(pane):
+    from core.model import MiniMindForCausalLM
+
+    pane.load_preset("small")
+    cfg = pane.config()
+    assert cfg["model"]["hidden_size"] == 512 and cfg["model"]["num_hidden_layers"] == 8
+    estimate = pane.presenter.estimate(cfg)
+    assert estimate["params"] == MiniMindForCausalLM(cc.get_preset("small")).num_parameters() == 25_829_888
+    assert "25,829,888" in pane.est_labels["params"].text()
+    assert estimate["tokens_per_step"] == cfg["batch_size"] * cfg["data"]["seq_len"]
+
+
+def test_start_emits_launch_request(qtbot, pane, context, tmp_path):
+    cfg = pane.config()
+    with qtbot.waitSignal(context.launchRequested, timeout=2000) as launch:
+        pane.start()
+    sent = launch.args[0]
+    assert sent["method"] == "pretrain" and sent["model"] == cfg["model"] and sent["n_gpus"] == 1
+    saved = tmp_path / "c.json"
+    pane.presenter.save(sent, saved)
+    assert pane.presenter.load(saved) == json.loads(json.dumps(sent))
+
+
+def test_preflight_highlights_exactly_the_assistant_tokens(qtbot, tmp_path, tiny_tokenizer_dir, tiny_tokenizer):
+    from studio.panes.config_presenter import ConfigPresenter
+
+    data = tmp_path / "sft.jsonl"
+    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a cat?"},
+            {"role": "assistant", "content": "A small furry animal."}]
+    data.write_text(json.dumps({"conversations": conv}) + "\n" + "{broken\n")
+    presenter = ConfigPresenter()
+    cfg = presenter.default_config()
+    cfg.update(method="sft")
+    cfg["data"].update(files=[str(data)], tokenizer=str(tiny_tokenizer_dir), max_len=64)
+    with qtbot.waitSignal(presenter.preflightFinished, timeout=20_000) as done:
+        presenter.preflight(cfg)
+    r = done.args[0]
+    loss_ids = [t for t, m in zip(r["record_ids"], r["loss_mask"]) if m]
+    assert tiny_tokenizer.decode(loss_ids) == "A small furry animal.<|im_end|>\n"
+    assert r["record_html"].count('data-loss="1"') == len(loss_ids) == r["loss_tokens"]
+    assert any(p.startswith(f"{data}:2: (json)") for p in r["problems"])  # the lint found the broken line
+    assert r["ok"] is False and r["truncation"] == 0.0
