@@ -1,6 +1,6 @@
 """Child process of the parity check: load a GGUF with llama-cpp-python and report what it computes.
 
-Run as `python -m core.export.parity_worker REQUEST.json`. It runs in its own process because llama.cpp
+Run as `python core/export/parity_worker.py REQUEST.json` (a plain script: it imports only numpy and llama_cpp). It runs in its own process because llama.cpp
 aborts the whole process (SIGABRT) on some malformed files; the parent turns any crash into a ParityError.
 
 Request: {"gguf", "text", "reference_ids", "prompt_len", "n_predict", "logits_npy", "n_threads"}.
