@@ -21,6 +21,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Area fixtures (tests/fixtures/<area>.py), one line each.
 pytest_plugins = [
+    "tests.fixtures.train",
     "tests.fixtures.tokenizer",
     "tests.fixtures.data",
     "tests.fixtures.studio",
