@@ -8,6 +8,7 @@ import torch
 
 from tests.fixtures.export import tiny_model
 
+from core.export.parity import one_torch_thread  # noqa: E402
 from core.export import ImportCheckpointError, UnsupportedExport, export_hf, import_checkpoint  # noqa: E402
 from core.model.io import load_model  # noqa: E402
 
@@ -17,7 +18,7 @@ HF_KINDS = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen3moe"
 
 
 def logits(model, tok, text=TEXT):
-    with torch.no_grad():
+    with torch.no_grad(), one_torch_thread():  # MoE index_add is ~1000x slower on 2 busy threads
         return model(torch.tensor([tok.encode(text)])).logits
 
 
