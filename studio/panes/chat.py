@@ -1,0 +1,191 @@
+"""Chat pane: pick a checkpoint or GGUF, stream replies, sampling controls, compare two models side by side."""
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                               QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
+
+from studio.panes.chat_presenter import DEFAULT_SAMPLING, ChatPresenter
+from studio.widgets.common import banner, label, primary_button, set_banner
+from studio.widgets.records_html import bubbles
+from studio.widgets.theme import COLORS, pane_style
+
+
+class ChatPane(QWidget):
+    def __init__(self, context, parent: QWidget | None = None):
+        super().__init__(parent)
+        pane_style(self)
+        self.context = context
+        self.presenter = ChatPresenter(context, self)
+        self._build()
+        self._wire()
+        if not self.presenter.available:
+            set_banner(self.notice, "Chat is not available: core.infer is missing in this build.")
+        self.presenter.refresh_models()
+
+    def _build(self) -> None:
+        root = QHBoxLayout(self)
+        root.setContentsMargins(12, 12, 12, 12)
+        side = QWidget()
+        side.setMaximumWidth(330)
+        sv = QVBoxLayout(side)
+        sv.setContentsMargins(0, 0, 8, 0)
+        sv.addWidget(label("Chat", "title"))
+        models = QGroupBox("Model")
+        mv = QVBoxLayout(models)
+        self.model_boxes = [QComboBox(), QComboBox()]
+        mv.addWidget(self.model_boxes[0])
+        self.compare_box = QCheckBox("Compare with a second model")
+        mv.addWidget(self.compare_box)
+        mv.addWidget(self.model_boxes[1])
+        self.model_boxes[1].setVisible(False)
+        self.refresh_btn = QPushButton("Refresh list")
+        mv.addWidget(self.refresh_btn)
+        sv.addWidget(models)
+
+        sampling = QGroupBox("Sampling")
+        form = QFormLayout(sampling)
+        self.temperature = self._dspin(0, 2, 0.05, DEFAULT_SAMPLING["temperature"])
+        self.top_p = self._dspin(0.01, 1, 0.05, DEFAULT_SAMPLING["top_p"])
+        self.rep = self._dspin(0.5, 2, 0.05, DEFAULT_SAMPLING["repetition_penalty"])
+        self.top_k = QSpinBox()
+        self.top_k.setRange(0, 1000)
+        self.top_k.setValue(DEFAULT_SAMPLING["top_k"])
+        self.top_k.setSpecialValueText("off")
+        self.max_tokens = QSpinBox()
+        self.max_tokens.setRange(1, 8192)
+        self.max_tokens.setValue(DEFAULT_SAMPLING["max_new_tokens"])
+        for name, w in (("Temperature", self.temperature), ("Top-k", self.top_k), ("Top-p", self.top_p),
+                        ("Repetition penalty", self.rep), ("Max tokens", self.max_tokens)):
+            form.addRow(name, w)
+        sv.addWidget(sampling)
+        sysbox = QGroupBox("System prompt")
+        syv = QVBoxLayout(sysbox)
+        self.system = QPlainTextEdit()
+        self.system.setPlaceholderText("Empty: the chat template's default (“You are a helpful assistant”)")
+        self.system.setMaximumHeight(80)
+        syv.addWidget(self.system)
+        sv.addWidget(sysbox)
+        self.new_btn = QPushButton("New chat")
+        sv.addWidget(self.new_btn)
+        sv.addStretch(1)
+        root.addWidget(side)
+
+        main = QVBoxLayout()
+        self.notice = banner()
+        main.addWidget(self.notice)
+        self.split = QSplitter(Qt.Horizontal)
+        self.views = [QTextBrowser(), QTextBrowser()]
+        for v in self.views:
+            self.split.addWidget(v)
+        self.views[1].setVisible(False)
+        main.addWidget(self.split, 1)
+        self.status = label("", "muted")
+        main.addWidget(self.status)
+        row = QHBoxLayout()
+        self.input = QPlainTextEdit()
+        self.input.setPlaceholderText("Message… (Ctrl+Enter to send)")
+        self.input.setMaximumHeight(70)
+        self.send_btn = primary_button("Send")
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setEnabled(False)
+        row.addWidget(self.input, 1)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.send_btn)
+        buttons.addWidget(self.stop_btn)
+        row.addLayout(buttons)
+        main.addLayout(row)
+        root.addLayout(main, 1)
+
+    @staticmethod
+    def _dspin(lo: float, hi: float, step: float, value: float) -> QDoubleSpinBox:
+        w = QDoubleSpinBox()
+        w.setRange(lo, hi)
+        w.setSingleStep(step)
+        w.setDecimals(2)
+        w.setValue(value)
+        return w
+
+    def _wire(self) -> None:
+        p = self.presenter
+        p.modelsChanged.connect(self._on_models)
+        for slot, box in enumerate(self.model_boxes):
+            box.currentIndexChanged.connect(lambda _i, s=slot: p.select(s, self.model_boxes[s].currentData()))
+        self.compare_box.toggled.connect(self._on_compare)
+        self.refresh_btn.clicked.connect(p.refresh_models)
+        self.send_btn.clicked.connect(self.send)
+        self.stop_btn.clicked.connect(p.stop)
+        self.new_btn.clicked.connect(p.new_chat)
+        p.pieceReceived.connect(lambda slot, _piece: self._render(slot))
+        p.historyChanged.connect(self._render)
+        p.replyFinished.connect(self._on_reply)
+        p.replyFailed.connect(lambda _slot, msg: set_banner(self.notice, msg))
+        p.busyChanged.connect(self._on_busy)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and event.modifiers() & Qt.ControlModifier:
+            self.send()
+        else:
+            super().keyPressEvent(event)
+
+    def _on_models(self, models: list) -> None:
+        for slot, box in enumerate(self.model_boxes):
+            current = box.currentData()
+            box.blockSignals(True)
+            box.clear()
+            for src in models:
+                box.addItem(src.label, src.path)
+            i = box.findData(current)
+            box.setCurrentIndex(i if i >= 0 else min(slot, box.count() - 1))
+            box.blockSignals(False)
+            self.presenter.select(slot, box.currentData())
+        if not models:
+            set_banner(self.notice, "No models yet: train a run (Config pane) or export a GGUF.")
+
+    def _on_compare(self, on: bool) -> None:
+        self.presenter.compare = on
+        self.model_boxes[1].setVisible(on)
+        self.views[1].setVisible(on)
+        self._render(1)
+
+    def send(self) -> None:
+        p = self.presenter
+        p.sampling = {"temperature": self.temperature.value(), "top_k": self.top_k.value(),
+                      "top_p": self.top_p.value(), "repetition_penalty": self.rep.value(),
+                      "max_new_tokens": self.max_tokens.value()}
+        p.system_prompt = self.system.toPlainText()
+        problem = p.send(self.input.toPlainText())
+        set_banner(self.notice, problem or "")
+        if problem is None:
+            self.input.clear()
+
+    def _render(self, slot: int) -> None:
+        p = self.presenter
+        view = self.views[slot]
+        msgs = list(p.history(slot))
+        if p.busy and slot in p.active_slots():
+            msgs.append({"role": "assistant", "content": p.partial[slot] + "▍"})
+        title = ""
+        if p.compare:
+            name = self.model_boxes[slot].currentText() or "(no model)"
+            title = f"<p style='color:{COLORS['muted']}'><b>{html.escape(name)}</b></p>"
+        empty = f"<p style='color:{COLORS['muted']}'>Say something to start.</p>" if not msgs else ""
+        view.setHtml(title + (bubbles(msgs) or empty))
+        view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
+
+    def _on_reply(self, slot: int, info: dict) -> None:
+        rate = info["tokens"] / info["seconds"] if info["seconds"] else 0
+        self.status.setText(f"{info['tokens']} tokens in {info['seconds']:.1f} s ({rate:.0f}/s) · "
+                            f"ended: {info['reason']}")
+
+    def _on_busy(self, busy: bool) -> None:
+        self.send_btn.setEnabled(not busy)
+        self.stop_btn.setEnabled(busy)
+        if busy:
+            self.status.setText("Generating…")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.presenter.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,226 @@
+"""Logic of the Chat pane: model list, per-model histories (persisted), streamed replies, stop, compare.
+
+Generation runs on a worker thread per reply through `core.infer` (torch checkpoint or llama.cpp GGUF behind
+one interface); each text piece is emitted as a signal, queued to the UI thread, so the window never blocks.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.widgets.model_sources import ModelSource, list_checkpoints, list_ggufs
+
+DEFAULT_SAMPLING = {"temperature": 0.7, "top_k": 50, "top_p": 0.9, "repetition_penalty": 1.0,
+                    "max_new_tokens": 256}
+
+
+def core_infer():
+    try:
+        import core.infer as ci
+        return ci
+    except ImportError:
+        return None
+
+
+class ChatPresenter(QObject):
+    modelsChanged = Signal(list)              # [ModelSource]
+    pieceReceived = Signal(int, str)          # slot (0 = left/only, 1 = right), text piece
+    replyFinished = Signal(int, dict)         # slot, {"text", "reason": stop|length|stopped, "tokens", "seconds"}
+    replyFailed = Signal(int, str)
+    historyChanged = Signal(int)              # slot whose transcript must be redrawn
+    busyChanged = Signal(bool)
+    _replyDone = Signal(int)                  # worker thread -> UI thread hand-over of a finished reply
+
+    def __init__(self, context=None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.ci = core_infer()
+        self.models: list[ModelSource] = []
+        self.selected: list[str | None] = [None, None]
+        self.compare = False
+        self.system_prompt = ""
+        self.sampling = dict(DEFAULT_SAMPLING)
+        self.histories: dict[str, list[dict]] = self._load_histories()
+        self.partial = ["", ""]
+        self._backends: dict[str, object] = {}
+        self._load_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: dict[int, threading.Thread] = {}
+        self._done_info: dict[int, dict | None] = {}
+        self._replyDone.connect(self._on_finished)
+        self.pieceReceived.connect(self._on_piece)
+        if context is not None:
+            for name in ("runsChanged", "checkpointAdded", "exportAdded"):
+                if hasattr(context, name):
+                    getattr(context, name).connect(lambda *_: self.refresh_models())
+
+    @property
+    def available(self) -> bool:
+        return self.ci is not None
+
+    # ---- models ----------------------------------------------------------------------------------
+    def refresh_models(self) -> list[ModelSource]:
+        self.models = list_checkpoints(self.context) + list_ggufs(self.context)
+        self.modelsChanged.emit(self.models)
+        return self.models
+
+    def select(self, slot: int, path: str | None) -> None:
+        self.selected[slot] = path
+        self.historyChanged.emit(slot)
+
+    def active_slots(self) -> list[int]:
+        return [0, 1] if self.compare else [0]
+
+    def history(self, slot: int) -> list[dict]:
+        path = self.selected[slot]
+        return self.histories.setdefault(path, []) if path else []
+
+    def _backend(self, path: str):
+        with self._load_lock:  # two slots may load at once; each path loads once
+            if path not in self._backends:
+                self._backends[path] = self.ci.open_backend(path)
+            return self._backends[path]
+
+    # ---- chatting --------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return any(t.is_alive() for t in self._threads.values())
+
+    def send(self, text: str) -> str | None:
+        """Send `text` to the selected model (both in compare mode). Returns a message when it cannot."""
+        if not self.available:
+            return "Chat is not available: core.infer is missing in this build."
+        if self.busy:
+            return "A reply is still streaming; stop it first."
+        slots = self.active_slots()
+        paths = [self.selected[s] for s in slots]
+        if not all(paths):
+            return "Choose a model first" + (" on both sides." if self.compare else ".")
+        if self.compare and paths[0] == paths[1]:
+            return "Compare needs two different models."
+        text = text.strip()
+        if not text:
+            return "Type a message first."
+        self._stop.clear()
+        params = self.sampling_params()
+        for slot in slots:
+            hist = self.history(slot)
+            hist.append({"role": "user", "content": text})
+            messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else [])
+            messages += list(hist)
+            self.partial[slot] = ""
+            self.historyChanged.emit(slot)
+            t = threading.Thread(target=self._generate, args=(slot, self.selected[slot], messages, params),
+                                 daemon=True, name=f"chat-{slot}")
+            self._threads[slot] = t
+        self.busyChanged.emit(True)
+        for slot in slots:
+            self._threads[slot].start()
+        return None
+
+    def sampling_params(self):
+        return self.ci.SamplingParams(**self.sampling)
+
+    def _generate(self, slot: int, path: str, messages: list[dict], params) -> None:
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        reason = "stopped"
+        try:
+            backend = self._backend(path)
+            stream = backend.chat_stream(messages, params)
+            try:
+                for piece in stream:
+                    if self._stop.is_set():
+                        break
+                    pieces.append(piece)
+                    self.pieceReceived.emit(slot, piece)
+                else:
+                    reason = backend.finish_reason or "stop"
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
+        except Exception as exc:  # the user sees why the model could not answer
+            self.replyFailed.emit(slot, f"{Path(path).name}: {type(exc).__name__}: {exc}")
+            self._finish(slot, None)
+            return
+        tokens = getattr(getattr(backend, "usage", None), "completion_tokens", None) or len(pieces)
+        info = {"text": "".join(pieces), "reason": reason, "tokens": tokens,
+                "seconds": time.perf_counter() - t0, "model": path}
+        self._finish(slot, info)
+
+    def _finish(self, slot: int, info: dict | None) -> None:
+        # runs on the worker thread; the signal is queued, `_on_finished` runs on the UI thread
+        self._done_info[slot] = info
+        self._replyDone.emit(slot)
+
+    def _on_piece(self, slot: int, piece: str) -> None:
+        self.partial[slot] += piece
+
+    def _on_finished(self, slot: int) -> None:
+        info = self._done_info.pop(slot, None)
+        self._threads.pop(slot, None)
+        if info is not None:
+            hist = self.histories.setdefault(info["model"], [])
+            hist.append({"role": "assistant", "content": info["text"]})
+            self.partial[slot] = ""
+            self.save_histories()
+            self.replyFinished.emit(slot, info)
+        self.historyChanged.emit(slot)
+        if not self._threads:
+            self.busyChanged.emit(False)
+
+    def stop(self) -> None:
+        """Stop streaming; what came so far stays in the history."""
+        self._stop.set()
+
+    def wait(self, seconds: float = 30.0) -> None:
+        for t in list(self._threads.values()):
+            t.join(seconds)
+
+    def new_chat(self) -> None:
+        """Forget the conversation of the selected model(s)."""
+        for slot in self.active_slots():
+            if self.selected[slot]:
+                self.histories[self.selected[slot]] = []
+                self.historyChanged.emit(slot)
+        self.save_histories()
+
+    # ---- persistence -----------------------------------------------------------------------------
+    def history_file(self) -> Path | None:
+        ws = getattr(self.context, "workspace", None)
+        return ws.root / "chats" / "history.json" if ws is not None else None
+
+    def _load_histories(self) -> dict[str, list[dict]]:
+        path = self.history_file()
+        if path is None or not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return {str(k): list(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except (json.JSONDecodeError, OSError):
+            return {}  # an unreadable history must not keep the chat from opening
+
+    def save_histories(self) -> None:
+        path = self.history_file()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: v for k, v in self.histories.items() if v}, ensure_ascii=False, indent=1),
+                       encoding="utf-8")
+        tmp.replace(path)
+
+    def shutdown(self) -> None:
+        self.stop()
+        self.wait(10)
+        for backend in self._backends.values():
+            try:
+                backend.close()
+            except Exception:
+                pass
+        self._backends.clear()
