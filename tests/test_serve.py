@@ -115,6 +115,11 @@ def test_seeded_sampling_is_reproducible_over_http(client, server):
     ("POST", "/v1/chat/completions", '{"model": "M", "messages": [], "max_tokens": 1}', "application/json", 400),
     ("POST", "/v1/chat/completions", "BODY:max_tokens=10000000", "application/json", 400),
     ("POST", "/v1/chat/completions", "BODY:temperature=-1", "application/json", 400),
+    ("POST", "/v1/chat/completions", "BODY:temperature=NaN", "application/json", 400),
+    ("POST", "/v1/chat/completions", "BODY:seed=1e400", "application/json", 400),
+    ("POST", "/v1/chat/completions", "BODY:n=2", "application/json", 400),
+    ("POST", "/v1/chat/completions", '{"model": "M", "messages": [{"content": "no role"}]}', "application/json", 400),
+    ("POST", "/v1/chat/completions", "[" * 100000 + "]" * 100000, "application/json", 400),
     ("POST", "/v1/chat/completions", 'BODY:temperature="hot"', "application/json", 400),
     ("POST", "/v1/chat/completions", "BODY:stream=1", "application/json", 400),
     ("POST", "/v1/chat/completions", 'BODY:model="gpt-4"', "application/json", 404),
@@ -151,6 +156,19 @@ def test_oversized_body_is_refused_without_reading_it(server):
     resp = conn.getresponse()
     assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "request_too_large"
     conn.close()
+
+
+def test_garbage_request_line_gets_a_json_error(server):
+    import socket
+
+    with socket.create_connection(server.server_address[:2], timeout=30) as sock:
+        sock.sendall(b"\x00\x01 GARBAGE\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    # http.server answers an unparseable request line HTTP/0.9-style: the body alone, no status line.
+    body = data.partition(b"\r\n\r\n")[2] if data.startswith(b"HTTP/") else data
+    assert json.loads(body)["error"]["message"].startswith("Bad")
 
 
 def test_concurrent_requests_are_served_one_after_another(server):

@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EOS_ID = 2  # <|im_end|> (docs/architecture.md, tokenizer API)
-MAX_NEW_TOKENS_LIMIT = 32768  # the model's position table; servers clamp further to their context
+MAX_NEW_TOKENS_LIMIT = 1_048_576  # ModelConfig's largest position table; the context clamps it further
 
 
 class SamplingParams(BaseModel):

@@ -77,12 +77,17 @@ class _Sampling(BaseModel):
         if len(stop) > 16 or any(not s or len(s) > 256 for s in stop):
             raise APIError(400, "stop must be up to 16 non-empty strings of at most 256 characters",
                            param="stop", code="invalid_value")
-        return SamplingParams(
-            max_new_tokens=limit, stop=stop, seed=self.seed,
-            temperature=DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
-            top_p=DEFAULT_TOP_P if self.top_p is None else self.top_p,
-            top_k=0 if self.top_k is None else self.top_k,
-            repetition_penalty=1.0 if self.repetition_penalty is None else self.repetition_penalty)
+        try:
+            return SamplingParams(
+                max_new_tokens=limit, stop=stop, seed=self.seed,
+                temperature=DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
+                top_p=DEFAULT_TOP_P if self.top_p is None else self.top_p,
+                top_k=0 if self.top_k is None else self.top_k,
+                repetition_penalty=1.0 if self.repetition_penalty is None else self.repetition_penalty)
+        except ValidationError as exc:  # a limit of SamplingParams this request model does not repeat
+            err = exc.errors()[0]
+            param = str(err["loc"][0]) if err["loc"] else None
+            raise APIError(400, f"{param}: {err['msg']}", param=param, code="invalid_value") from None
 
 
 class ChatCompletionRequest(_Sampling):
