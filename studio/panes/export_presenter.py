@@ -1,0 +1,151 @@
+"""Logic of the Export pane: GGUF (with core's llama.cpp parity check) and Hugging Face exports of a checkpoint.
+
+`core.export.export_gguf` already runs the llama.cpp load in a child process (a bad file may abort llama.cpp,
+which must not take the studio down), so here the export only needs a worker thread.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.threads import Task
+from studio.widgets.model_sources import ModelSource, list_checkpoints
+
+GGUF_TYPES = ("f32", "f16", "q8_0")
+
+
+def core_export():
+    try:
+        import core.export as ce
+        return ce
+    except ImportError:
+        return None
+
+
+def parity_lines(report: dict | None) -> list[tuple[str, str, bool | None]]:
+    """(label, value, ok) rows for the parity report; ok None for plain information."""
+    if not report:
+        return [("Parity", "not checked", None)]
+    rows = [("Result", "PASS" if report.get("passed") else "FAIL", bool(report.get("passed")))]
+    if "max_abs_logit_diff" in report:
+        rows.append(("max |Δlogit|", f"{report['max_abs_logit_diff']:.3g} of a {report['logit_range']:.3g} "
+                     f"range ({report['rel_logit_diff']:.2e})", None))
+    if "top1_agreement" in report:
+        ok = report["top1_agreement"] >= report.get("min_agreement", 0)
+        rows.append(("Greedy agreement", f"{report['top1_agreement']:.1%} (needs ≥ "
+                     f"{report.get('min_agreement', 0):.0%})", ok))
+    if "greedy_identical" in report:
+        first = report.get("greedy_first_divergence")
+        rows.append(("Greedy continuation", "identical" if report["greedy_identical"] else
+                     f"diverges at token {first}" + (" (a near-tie)" if report.get("greedy_divergence_is_tie")
+                                                     else ""), report["greedy_identical"] or None))
+    if "tokenizer_match" in report:
+        rows.append(("Tokenizer match", "yes" if report["tokenizer_match"] else "NO", report["tokenizer_match"]))
+    for problem in report.get("problems", []):
+        rows.append(("Problem", problem, False))
+    return rows
+
+
+class ExportPresenter(QObject):
+    sourcesChanged = Signal(list)
+    progress = Signal(object, object, str)
+    finished = Signal(object)     # {"format", "path", "report", "parity", "error"}
+    busyChanged = Signal(bool)
+
+    def __init__(self, context=None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.ce = core_export()
+        self.sources: list[ModelSource] = []
+        self.last: dict | None = None
+        self._task: Task | None = None
+        if context is not None:
+            for name in ("runsChanged", "checkpointAdded"):
+                if hasattr(context, name):
+                    getattr(context, name).connect(lambda *_: self.refresh_sources())
+
+    @property
+    def available(self) -> bool:
+        return self.ce is not None
+
+    def refresh_sources(self) -> list[ModelSource]:
+        self.sources = list_checkpoints(self.context)
+        self.sourcesChanged.emit(self.sources)
+        return self.sources
+
+    def default_output(self, checkpoint: str, fmt: str) -> Path:
+        ck = Path(checkpoint)
+        stem = f"{ck.parent.parent.name}-{ck.name}" if ck.parent.name == "checkpoints" else ck.name
+        root = self.context.workspace.exports_dir if self.context is not None else ck.parent
+        return root / (f"{stem}-{fmt}.gguf" if fmt in GGUF_TYPES else f"{stem}-hf")
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and self._task.is_running()
+
+    def export_gguf(self, checkpoint: str, qtype: str = "f32", out: str | Path | None = None) -> Task | None:
+        out = Path(out) if out else self.default_output(checkpoint, qtype)
+        return self._start(_gguf_job, self.ce, checkpoint, qtype, out)
+
+    def export_hf(self, checkpoint: str, dtype: str = "float32", out: str | Path | None = None) -> Task | None:
+        out = Path(out) if out else self.default_output(checkpoint, "hf")
+        return self._start(_hf_job, self.ce, checkpoint, dtype, out)
+
+    def _start(self, job, *args) -> Task | None:
+        if not self.available:
+            self.finished.emit({"error": "Export is not available: core.export is missing in this build."})
+            return None
+        if self.busy:
+            return None
+        self._task = Task(job, *args, parent=self)
+        self._task.progress.connect(self.progress)
+        self._task.succeeded.connect(self._done)
+        self._task.failed.connect(lambda msg: self._done({"error": msg}))
+        self.busyChanged.emit(True)
+        return self._task.start()
+
+    def _done(self, result: dict) -> None:
+        self.last = result
+        if result.get("path") and not result.get("error"):
+            self._record(result)
+        self.busyChanged.emit(False)
+        self.finished.emit(result)
+
+    def _record(self, result: dict) -> None:
+        """Remember the export in the store and tell the other panes (Chat lists GGUFs from there)."""
+        store = getattr(self.context, "store", None)
+        run_id = next((s.run_id for s in self.sources if s.path == result.get("checkpoint")), None)
+        if store is not None:
+            try:
+                store.add_export(result["path"], result["format"], run_id=run_id,
+                                 checkpoint_path=result.get("checkpoint", ""),
+                                 meta={"parity": result.get("parity")})
+            except Exception as exc:  # the file exists either way; say why the list may miss it
+                result["warning"] = f"not recorded in the run store: {exc}"
+        if self.context is not None and hasattr(self.context, "exportAdded"):
+            self.context.exportAdded.emit(result["path"])
+
+    def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel_and_wait(60_000)
+
+
+def _gguf_job(ce, checkpoint: str, qtype: str, out: Path, progress, cancelled) -> dict:
+    from core.export.parity import ParityError
+
+    try:
+        report = ce.export_gguf(checkpoint, out, qtype, progress=progress)
+    except ParityError as exc:  # the file was written but llama.cpp disagrees: show the figures, keep it out
+        return {"format": "gguf", "checkpoint": checkpoint, "file": str(out), "parity": exc.report,
+                "error": str(exc)}
+    except ce.UnsupportedExport as exc:
+        return {"format": "gguf", "checkpoint": checkpoint, "error": str(exc)}
+    return {"format": "gguf", "checkpoint": checkpoint, "path": str(out), "report": report,
+            "parity": report.get("parity")}
+
+
+def _hf_job(ce, checkpoint: str, dtype: str, out: Path, progress, cancelled) -> dict:
+    progress(0, 0, "writing the Hugging Face folder")
+    report = ce.export_hf(checkpoint, out, dtype)
+    return {"format": "hf", "checkpoint": checkpoint, "path": str(out), "report": report}
