@@ -12,6 +12,7 @@ tie, not a failure: at that margin both continuations are equally right.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -174,6 +175,9 @@ def check_parity(model, tokenizer, gguf_file, qtype: str = "f32", n_predict: int
     The report is written to `<file stem>.parity.json` beside the GGUF and returned.
     """
     gguf_file = Path(gguf_file)
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ParityError(f"{gguf_file}: cannot check the file: llama-cpp-python is not installed "
+                          f"(`pip install llama-cpp-python`, a ~3 min build), or export with --no-check")
     ids = tokenizer.encode(text)
     ids = ids[: max(8, min(len(ids), model.config.max_position_embeddings - n_predict - 1))]
     greedy_t, logits_t = torch_reference(model, ids, n_predict)
