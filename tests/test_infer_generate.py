@@ -151,6 +151,15 @@ def test_batched_greedy_equals_one_at_a_time(infer_model, prompt):
     assert torch.allclose(torch.tensor(batch.logprobs[2]), ref, atol=1e-4)
 
 
+def test_batched_repetition_penalty_equals_one_at_a_time(infer_model, prompt):
+    model, tok = infer_model
+    params = GREEDY.model_copy(update={"repetition_penalty": 1.5, "max_new_tokens": 16})
+    prompts = [prompt, tok.encode("Once upon a time")]
+    singles = [generate(model, tok, p, params).token_ids for p in prompts]
+    assert generate_batch(model, prompts, params).sequences == singles
+    assert singles[0] != generate(model, tok, prompt, GREEDY.model_copy(update={"max_new_tokens": 16})).token_ids
+
+
 def test_batched_sampling_is_seeded(infer_model, prompt):
     model, tok = infer_model
     params = SamplingParams(max_new_tokens=16, temperature=1.0, top_p=1.0, top_k=0, seed=11, stop_token_ids=[])

@@ -199,8 +199,8 @@ def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingPara
     gen = generator if generator is not None else make_generator(params.seed, device)
     seen = None
     if params.repetition_penalty != 1.0:
-        seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=device)
-        seen.scatter_(1, ids, mask.bool())
+        # scatter_add, not scatter_: a pad column (id 0) must not overwrite a real id 0 in the same row
+        seen = torch.zeros(B, model.config.vocab_size, dtype=torch.long, device=device).scatter_add_(1, ids, mask) > 0
 
     out = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
     past, logits = out.past_key_values, out.logits[:, -1].float()
