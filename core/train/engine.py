@@ -102,6 +102,7 @@ class Trainer:
         self.rank, self.local_rank, self.world_size = dist.world()
         self.stop_requested = False
         self.events = EventLog(None, enabled=False)
+        self._pending_warnings: list[str] | None = []  # set-up warnings wait for run_started
 
     # ---- signals ---------------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -127,6 +128,7 @@ class Trainer:
             self._setup()
             return self._train()
         except NonFiniteLoss as exc:
+            self._flush_warnings()
             self.events.error(exc.args[0], exc.args[1])
             self.events.emit("run_finished", exc.args[0], status="failed", message=exc.args[1])
             return EXIT_NONFINITE
@@ -135,6 +137,7 @@ class Trainer:
             message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, OSError)) else str(exc)
             if not isinstance(exc, (ValueError, ckpt_mod.CheckpointError)) and self.rank == 0:
                 log(traceback.format_exc())
+            self._flush_warnings()
             self.events.error(step, message)
             self.events.emit("run_finished", step, status="failed", message=message)
             return EXIT_FAILED
@@ -168,7 +171,7 @@ class Trainer:
         seed_everything(cfg.seed)  # same on every rank: identical initial weights
         self.ctx = RunContext(run_dir=run_dir, device=self.device, rank=self.rank, world_size=self.world_size,
                               autocast_dtype=self.autocast_dtype, log=log,
-                              warn=lambda m: self.events.warning(getattr(self, "step", 0), m),
+                              warn=self._warn,
                               extras={"emit": self.events.emit})  # recipes' own events (RL `sample`)
         from core.train import get_recipe
 
@@ -203,6 +206,18 @@ class Trainer:
         else:
             set_rng_state(self._resume_rng)
 
+    def _flush_warnings(self) -> None:
+        for message in self._pending_warnings or []:
+            self.events.emit("warning", getattr(self, "step", 0), message=message)
+        self._pending_warnings = None
+
+    def _warn(self, message: str) -> None:
+        if self._pending_warnings is None:
+            self.events.warning(getattr(self, "step", 0), message)
+        else:
+            log(f"warning: {message}")
+            self._pending_warnings.append(message)
+
     def _wrap(self, model):
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -217,7 +232,7 @@ class Trainer:
     def _load_resume_state(self) -> None:
         candidates = ckpt_mod.resume_candidates(self.run_dir)
         if not candidates:
-            self.events.warning(0, f"{self.run_dir}: no checkpoint yet; starting the run from step 0")
+            self._warn(f"{self.run_dir}: no checkpoint yet; starting the run from step 0")
             return
         for ckpt in candidates:
             try:
@@ -225,7 +240,7 @@ class Trainer:
                 trainer_state = torch.load(ckpt / ckpt_mod.TRAINER_FILE, map_location="cpu", weights_only=False)
                 self.recipe.load_weights(ckpt)
             except Exception as exc:  # verify, unpickling and safetensors header errors alike
-                self.events.warning(0, f"{ckpt.name}: cannot resume from it ({exc}); trying an older checkpoint")
+                self._warn(f"{ckpt.name}: cannot resume from it ({exc}); trying an older checkpoint")
                 continue
             self.optimizer.load_state_dict(trainer_state["optimizer"])
             for g in self.optimizer.param_groups:  # base_lr lives in the group; keep this run's config
@@ -234,7 +249,7 @@ class Trainer:
             self.recipe.load_extra_state(trainer_state.get("recipe", {}))
             rngs = trainer_state.get("rng", [])
             if len(rngs) != self.world_size:
-                self.events.warning(0, f"resuming with {self.world_size} processes, saved with {len(rngs)}: "
+                self._warn(f"resuming with {self.world_size} processes, saved with {len(rngs)}: "
                                        "data order is kept, dropout RNG streams restart")
             self._resume_rng = rngs[self.rank] if self.rank < len(rngs) else rng_state()
             self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_in_epoch"]
@@ -256,6 +271,7 @@ class Trainer:
                          trainable_params=sum(p.numel() for p in self.params),
                          dataset_tokens=self.recipe.dataset_tokens(), total_steps=self.total_steps,
                          steps_per_epoch=self.steps_per_epoch, resumed_from=self.resumed_from, pid=os.getpid())
+        self._flush_warnings()
         last_saved = self.step if self.resumed_from is not None else -1
         self._tokens, self._t_log = 0, time.perf_counter()
         while self.step < self.total_steps:
