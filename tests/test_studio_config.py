@@ -106,3 +106,18 @@ def test_preflight_highlights_exactly_the_assistant_tokens(qtbot, tmp_path, tiny
     assert r["record_html"].count('data-loss="1"') == len(loss_ids) == r["loss_tokens"]
     assert any(p.startswith(f"{data}:2: (json)") for p in r["problems"])  # the lint found the broken line
     assert r["ok"] is False and r["truncation"] == 0.0
+
+
+def test_first_run_guide_makes_data_and_tokenizer_then_requests_a_valid_pretrain(qtbot, context):
+    from core.demo import FAST
+    from studio.panes.first_run import FirstRunPresenter
+
+    guide = FirstRunPresenter(context, plan=FAST)
+    with qtbot.waitSignal(context.launchRequested, timeout=60_000) as launch:
+        guide.start()
+    cfg = dict(launch.args[0])
+    assert cfg.pop("name") == "demo-pretrain" and cfg["method"] == "pretrain"
+    assert (context.workspace.tokenizers_dir / "demo" / "tokenizer.json").is_file()
+    assert cfg["data"]["files"] == [str(context.workspace.datasets_dir / "demo" / "pretrain.jsonl")]
+    cc.train.validate_train_config(cfg)  # the trainer will accept it
+    guide.shutdown()
