@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     i.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to create")
     i.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder (default: next to the source)")
     i.add_argument("--heads", type=int, metavar="N", help=".pth without QK-norm: query heads (default 8)")
-    i.add_argument("--experts-per-tok", type=int, metavar="K", help=".pth MoE: top-k (default 2 with shared expert, else 1)")
+    i.add_argument("--experts-per-tok", type=int, metavar="K",
+                   help=".pth MoE: top-k (default 2 with a shared expert, else 1)")
     i.set_defaults(func=_import)
 
 

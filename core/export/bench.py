@@ -58,8 +58,9 @@ def print_table(results: dict) -> None:
     print(f"{'type':<6} {'write s':>8} {'MiB':>7} {'parity s':>9} {'rel Δlogit':>11} {'top-1 agree':>12}")
     for qtype, row in results.items():
         if isinstance(row, dict):
-            print(f"{qtype:<6} {row['write_s']:>8.2f} {row['file_mib']:>7.1f} {row.get('parity_s', float('nan')):>9.2f} "
-                  f"{row.get('rel_logit_diff', float('nan')):>11.2e} {row.get('top1_agreement', float('nan')):>12.0%}")
+            nan = float("nan")
+            print(f"{qtype:<6} {row['write_s']:>8.2f} {row['file_mib']:>7.1f} {row.get('parity_s', nan):>9.2f} "
+                  f"{row.get('rel_logit_diff', nan):>11.2e} {row.get('top1_agreement', nan):>12.0%}")
 
 
 if __name__ == "__main__":

@@ -61,15 +61,17 @@ def read_pth(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, code objects refused by weights_only
-        raise ImportCheckpointError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
+        raise ImportCheckpointError(
+            f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):  # {"model": sd, "optimizer": ...}
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ImportCheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
     sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v.float() for k, v in obj.items()}
     if any(k in sd for k in OLD_NAMES):
-        raise ImportCheckpointError(f"{path}: pre-2025-04 MiniMind weights (tok_embeddings/attention.wq names, interleaved "
-                           f"RoPE) are not compatible with today's architecture; use a newer MiniMind checkpoint")
+        raise ImportCheckpointError(
+            f"{path}: pre-2025-04 MiniMind weights (tok_embeddings/attention.wq names, interleaved RoPE) are not "
+            f"compatible with today's architecture; use a newer MiniMind checkpoint")
     return sd
 
 
@@ -132,7 +134,8 @@ def read_hf_folder(folder: Path) -> tuple[dict, ModelConfig]:
     hf = json.loads(cfg_path.read_text(encoding="utf-8"))
     mt = hf.get("model_type")
     if mt not in SUPPORTED_HF:
-        raise ImportCheckpointError(f"{cfg_path}: model_type: {mt!r} is not supported; importable: {', '.join(sorted(SUPPORTED_HF))}")
+        raise ImportCheckpointError(
+            f"{cfg_path}: model_type: {mt!r} is not supported; importable: {', '.join(sorted(SUPPORTED_HF))}")
     for key, ok in (("hidden_act", lambda v: v in (None, "silu")), ("attention_bias", lambda v: not v),
                     ("mlp_bias", lambda v: not v), ("use_sliding_window", lambda v: not v)):
         if not ok(hf.get(key)):
@@ -140,7 +143,8 @@ def read_hf_folder(folder: Path) -> tuple[dict, ModelConfig]:
     rope = hf.get("rope_scaling") or {}
     rtype = rope.get("rope_type", rope.get("type")) or (hf.get("rope_parameters") or {}).get("rope_type", "default")
     if rtype not in ("default", None):
-        raise ImportCheckpointError(f"{cfg_path}: rope_scaling: {rtype!r} RoPE scaling is not supported (only plain RoPE)")
+        raise ImportCheckpointError(
+            f"{cfg_path}: rope_scaling: {rtype!r} RoPE scaling is not supported (only plain RoPE)")
     sd = read_safetensors_folder(folder)
     sd = from_hf_names(sd, hf, cfg_path)
     theta = hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta") or 10000.0

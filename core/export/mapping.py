@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 
@@ -153,6 +152,3 @@ def shared_ffn_length(cfg, have: int) -> int:
     ff = cfg.resolved_moe_intermediate_size
     return max(1, -(-have // ff)) * ff
 
-
-def to_numpy_f32(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(torch.float32).contiguous().numpy()
