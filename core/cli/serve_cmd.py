@@ -1,6 +1,7 @@
 """`minimind serve`: an OpenAI-compatible HTTP server for a checkpoint, run dir or .gguf file."""
 from __future__ import annotations
 
+import signal
 import sys
 
 from core.cli import CLIError
@@ -30,10 +31,15 @@ def _serve(args) -> int:
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
                        "pick another --port") from None
     print(f"serving {backend.name!r} at {server.url} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+
+    def stop(signum, frame):  # SIGTERM (the studio stopping the process) ends as cleanly as Ctrl+C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        print("stopped", file=sys.stderr)
     finally:
         server.server_close()
         backend.close()
