@@ -113,3 +113,14 @@ def test_tiny_gguf_fixture_is_a_checked_export(tiny_gguf):
     report = json.loads(tiny_gguf.with_suffix(".parity.json").read_text())
     assert report["passed"] and report["qtype"] == "f32" and report["chat_template_in_file"]
     assert tiny_gguf.with_suffix(".Modelfile").is_file()
+
+
+def test_llama_cpp_abort_is_contained_in_the_child(tiny_tokenizer, tmp_path, monkeypatch):
+    """Without expert_count llama.cpp hits a GGML_ASSERT and SIGABRTs: only the worker process dies."""
+    model = tiny_model("qwen3moe", tiny_tokenizer.vocab_size)
+    monkeypatch.setattr(gguf.GGUFWriter, "add_expert_count", lambda self, n: None)  # craft the broken file
+    export_gguf(model, tmp_path / "broken.gguf", "f32", tokenizer=tiny_tokenizer, check=False)
+    monkeypatch.undo()
+    with pytest.raises(ParityError, match="SIGABRT") as info:
+        check_parity(model, tiny_tokenizer, tmp_path / "broken.gguf", "f32")
+    assert info.value.report["returncode"] < 0
