@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -31,13 +32,15 @@ class DemoPlan:
     max_len: int
     max_new_tokens: int
     prompts: tuple[str, ...]
+    data_sizes: tuple[tuple[str, int], ...] = ()  # records per demo file; () = the built-in sizes
 
 
 PROMPTS = ("What is 3 + 4?", "What colour is the sky?", "What sound does a cat make?", "2 加 3 等于几？")
-FULL = DemoPlan(vocab_size=2048, pretrain_steps=300, sft_steps=200, batch_size=16, seq_len=128, max_len=128,
+FULL = DemoPlan(vocab_size=2048, pretrain_steps=240, sft_steps=160, batch_size=16, seq_len=128, max_len=128,
                 max_new_tokens=48, prompts=PROMPTS)
-FAST = DemoPlan(vocab_size=512, pretrain_steps=12, sft_steps=8, batch_size=8, seq_len=64, max_len=96,
-                max_new_tokens=12, prompts=PROMPTS[:2])
+FAST = DemoPlan(vocab_size=384, pretrain_steps=4, sft_steps=3, batch_size=4, seq_len=32, max_len=64,
+                max_new_tokens=8, prompts=PROMPTS[:2],
+                data_sizes=(("pretrain", 300), ("sft", 200), ("dpo", 10), ("rl", 10)))
 
 
 class DemoError(RuntimeError):
@@ -53,8 +56,10 @@ def trainer_command() -> list[str]:
     return [sys.executable, "-m", "core.train"]
 
 
-def trainer_env() -> dict[str, str]:
+def trainer_env(threads: int | None = None) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads:  # on a busy machine one thread per trainer beats two fighting for the same cores
+        env["OMP_NUM_THREADS"] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
@@ -74,7 +79,7 @@ def train_config(method: str, plan: DemoPlan, data: Path, tokenizer: Path, run_d
     }
 
 
-def run_trainer(method: str, config: dict, config_file: Path, say: Say) -> dict:
+def run_trainer(method: str, config: dict, config_file: Path, say: Say, threads: int | None = None) -> dict:
     """Run `python -m core.train --config config_file`, relay progress, return the stage's figures."""
     config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     log_file = config_file.with_suffix(".log")
@@ -86,7 +91,7 @@ def run_trainer(method: str, config: dict, config_file: Path, say: Say) -> dict:
     total = config["max_steps"]
     start = time.perf_counter()
     with open(log_file, "w", encoding="utf-8") as log, subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=log, text=True, env=trainer_env(), cwd=str(REPO)) as proc:
+            argv, stdout=subprocess.PIPE, stderr=log, text=True, env=trainer_env(threads), cwd=str(REPO)) as proc:
         for line in proc.stdout:
             try:
                 event = json.loads(line)
@@ -138,7 +143,13 @@ def chat_replies(gguf_file: Path, plan: DemoPlan, say: Say) -> list[dict]:
     return replies
 
 
-def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say) -> dict:
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the trainers, the parity check)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, threads: int | None = None) -> dict:
     """Run the whole pipeline into `out_dir`; return (and write) the report. Raises DemoError on failure."""
     from core.data import generate_demo_data
     from core.export import export_gguf
@@ -148,10 +159,10 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say) -> 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    report: dict = {"out": str(out), "mode": "fast" if fast else "full", "plan": asdict(plan)}
+    report: dict = {"out": str(out), "mode": "fast" if fast else "full", "plan": asdict(plan), "threads": threads}
 
     say(f"1/6 data: writing the built-in demo datasets to {out / 'data'}")
-    data = generate_demo_data(out / "data")
+    data = generate_demo_data(out / "data", sizes=dict(plan.data_sizes) or None)
     report["data"] = {kind: str(path) for kind, path in data.items()}
 
     say(f"2/6 tokenizer: byte-level BPE, vocab {plan.vocab_size}")
@@ -166,7 +177,7 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say) -> 
     for n, method in ((3, "pretrain"), (4, "sft")):
         say(f"{n}/6 {method}: tiny preset, {getattr(plan, method + '_steps')} steps")
         cfg = train_config(method, plan, data[method], out / "tokenizer", out / "runs" / method, init)
-        stages[method] = run_trainer(method, cfg, out / "configs" / f"{method}.json", say)
+        stages[method] = run_trainer(method, cfg, out / "configs" / f"{method}.json", say, threads)
         init = out / "runs" / method
     report.update(stages)
 
@@ -186,6 +197,7 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say) -> 
     say("6/6 chat: greedy replies through llama.cpp")
     report["chat"] = chat_replies(gguf_file, plan, say)
     report["seconds"] = round(time.perf_counter() - t0, 1)
+    report["cpu_seconds"] = round(cpu_seconds(), 1)  # this process + its trainers: comparable across machine loads
     (out / "demo_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
 
@@ -197,7 +209,8 @@ def format_report(r: dict) -> str:
     par = e["parity"]
     speeds = [c["tokens_per_s"] for c in r["chat"] if c["tokens_per_s"]]
     lines = [
-        f"MiniMind demo ({r['mode']}) finished in {r['seconds']:.0f} s — everything is in {r['out']}",
+        f"MiniMind demo ({r['mode']}) finished in {r['seconds']:.0f} s ({r.get('cpu_seconds', 0):.0f} s of CPU time)"
+        f" — everything is in {r['out']}",
         f"  data       {Path(r['data']['pretrain']).parent}",
         f"  tokenizer  {r['tokenizer']['dir']} (vocab {r['tokenizer']['vocab_size']})",
         f"  pretrain   {p['run_dir']}: loss {p['loss_first']:.3f} -> {p['loss_last']:.3f} in {p['steps']} steps, "

@@ -14,6 +14,7 @@ def register(subparsers) -> None:
                     "Progress goes to stderr; the summary (or --json report) to stdout.")
     p.add_argument("--out", default="minimind-demo", metavar="DIR", help="output folder (default: ./minimind-demo)")
     p.add_argument("--fast", action="store_true", help="a much shorter run (seconds; a smoke test, not a model)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads per trainer (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON instead of the summary")
     p.set_defaults(func=run)
 
@@ -22,7 +23,7 @@ def run(args) -> int:
     from core.demo import DemoError, format_report, run_demo
 
     try:
-        report = run_demo(args.out, fast=args.fast)
+        report = run_demo(args.out, fast=args.fast, threads=args.threads)
     except DemoError as exc:
         raise CLIError(str(exc)) from None
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))

@@ -1,0 +1,112 @@
+"""Packaging: the icon set, the desktop entry, the generated CLI reference, and the PyInstaller bundle itself.
+
+The bundle test builds `MiniMindStudio/` with packaging/build.sh (PyInstaller's work folder is kept in
+build/pyinstaller-test so a rebuild reuses its analysis), runs the frozen app's `--self-test`, and trains two
+steps with the frozen trainer (`MiniMindStudio --worker --config FILE`), the path the studio takes in a bundle.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ICONS = REPO / "resources" / "icons"
+SIZES = [16, 24, 32, 48, 64, 128, 256, 512]
+
+
+def test_icon_pngs_have_their_sizes_and_are_drawn(qapp):
+    from PySide6.QtGui import QImage
+
+    for size in SIZES:
+        img = QImage(str(ICONS / f"minimind-studio-{size}.png"))
+        assert (img.width(), img.height()) == (size, size), size
+        centre = img.pixelColor(size // 2, size // 2)
+        corner = img.pixelColor(0, 0)
+        assert centre.alpha() == 255 and corner.alpha() == 0  # a rounded tile on a transparent background
+
+
+def test_ico_lists_png_entries_up_to_256(qapp):
+    from PySide6.QtGui import QImage
+
+    data = (ICONS / "minimind-studio.ico").read_bytes()
+    reserved, kind, count = struct.unpack_from("<HHH", data)
+    assert (reserved, kind) == (0, 1) and count >= 5
+    dims = []
+    for i in range(count):
+        w, h, _, _, _, bpp, length, offset = struct.unpack_from("<BBBBHHII", data, 6 + 16 * i)
+        assert bpp == 32 and data[offset:offset + 8] == b"\x89PNG\r\n\x1a\n"
+        img = QImage.fromData(data[offset:offset + length])
+        assert img.width() == (w or 256)
+        dims.append(w or 256)
+    assert 16 in dims and 256 in dims
+
+
+def test_desktop_entry_is_complete():
+    text = (REPO / "resources" / "minimind-studio.desktop").read_text(encoding="utf-8")
+    assert text.startswith("[Desktop Entry]\n")
+    entry = dict(line.split("=", 1) for line in text.splitlines()[1:] if "=" in line)
+    assert entry["Type"] == "Application" and entry["Name"] == "MiniMind Studio"
+    assert entry["Exec"].split()[0] == "MiniMindStudio"
+    assert entry["Icon"] == "minimind-studio" and entry["Categories"].endswith(";")
+
+
+def test_cli_reference_matches_the_parsers():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_cli_docs.py"), "--check"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def tiny_training_inputs(tmp: Path) -> Path:
+    """A config for 2 tiny CPU steps on the built-in demo data, with a freshly trained small tokenizer."""
+    from core.tokenizer import train_tokenizer
+
+    data = tmp / "pretrain.jsonl"
+    lines = (REPO / "resources" / "demo" / "pretrain.jsonl").read_text(encoding="utf-8").splitlines()[:200]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    train_tokenizer([data], vocab_size=320, out_dir=tmp / "tokenizer")
+    config = {"method": "pretrain", "model": "tiny", "run_dir": str(tmp / "run"), "max_steps": 2, "batch_size": 2,
+              "device": "cpu", "precision": "fp32", "log_every": 1, "save_every": 0,
+              "data": {"files": [str(data)], "seq_len": 32, "tokenizer": str(tmp / "tokenizer")}}
+    path = tmp / "config.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_bundle_builds_self_tests_and_trains_with_the_frozen_worker(tmp_path):
+    if importlib.util.find_spec("PyInstaller") is None:
+        pytest.skip("PyInstaller is not installed (pip install 'pyinstaller>=6.5'): the bundle cannot be built")
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed: the bundle would lack llama.cpp (build.sh refuses)")
+    dist = tmp_path / "dist"
+    env = dict(os.environ, DIST=str(dist), WORK=str(REPO / "build" / "pyinstaller-test"), PYTHON=sys.executable)
+    build = subprocess.run(["bash", str(REPO / "packaging" / "build.sh")], capture_output=True, text=True, env=env,
+                           timeout=1500)
+    assert build.returncode == 0, build.stderr[-4000:]
+    app = dist / "MiniMindStudio" / "MiniMindStudio"
+    assert app.is_file() and os.access(app, os.X_OK)
+    assert (dist / "MiniMindStudio" / "minimind-studio.desktop").is_file()
+
+    run_env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OMP_NUM_THREADS="1")
+    run_env.pop("PYTHONPATH", None)  # the bundle must not lean on the source tree
+    selftest = subprocess.run([str(app), "--self-test"], capture_output=True, text=True, env=run_env,
+                              cwd=tmp_path, timeout=300)
+    assert selftest.returncode == 0, selftest.stdout + selftest.stderr[-3000:]
+    assert "trainer entry: ok" in selftest.stdout and "--worker" in selftest.stdout
+
+    config = tiny_training_inputs(tmp_path)
+    train = subprocess.run([str(app), "--worker", "--config", str(config)], capture_output=True, text=True,
+                           env=run_env, cwd=tmp_path, timeout=300)
+    assert train.returncode == 0, train.stderr[-3000:]
+    events = [json.loads(line) for line in train.stdout.splitlines() if line.startswith("{")]
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+    assert events[-1]["status"] == "completed"
+    assert [e["step"] for e in events if e["type"] == "metric"] == [1, 2]
+    assert (tmp_path / "run" / "checkpoints" / "latest").is_file()
