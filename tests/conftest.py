@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.fixtures.studio",
     "tests.fixtures.infer",
     "tests.fixtures.export",
+    "tests.fixtures.rl",
 ]
 
 

@@ -120,6 +120,7 @@ class OnPolicyRecipe(Recipe):
         self.model = self.build_trainable()
         self._cache: dict[tuple, list] = {}   # prompt indices -> [rollout, updates done]
         self._step_rollouts: list = []        # rollouts sampled during the current optimizer step
+        self._last_used = None                # the rollout of the last micro-batch (for `sample` events)
         self._last_tokens = 0
 
     def build_trainable(self):
@@ -165,7 +166,7 @@ class OnPolicyRecipe(Recipe):
         entry[1] += 1
         if entry[1] >= self.options.updates_per_rollout:
             del self._cache[key]
-        r = entry[0]
+        r = self._last_used = entry[0]
         self._last_tokens = int(r.attention_mask.sum())
         return r
 
@@ -185,8 +186,8 @@ class OnPolicyRecipe(Recipe):
 
     def on_step_end(self, step: int, metrics: dict) -> None:
         o = self.options
-        if o.sample_every and step % o.sample_every == 0 and self._step_rollouts and self.ctx.is_main:
-            r = self._step_rollouts[-1]
+        r = self._last_used
+        if o.sample_every and step % o.sample_every == 0 and r is not None and self.ctx.is_main:
             n = min(o.samples_logged, len(r.completions))
             samples = [{"prompt": r.prompts[i], "completion": r.completions[i], "reward": float(r.rewards[i]),
                         "rewards": {k: v[i] for k, v in r.breakdown.items()}} for i in range(n)]
