@@ -10,6 +10,16 @@ from studio.widgets.common import banner, label, primary_button, set_banner
 from studio.widgets.schema_form import SchemaForm
 from studio.widgets.theme import COLORS, pane_style
 
+METHOD_HELP = {
+    "pretrain": "Next-token prediction on raw text (packed windows). No extra options.",
+    "sft": "Supervised fine-tuning on conversations: only the assistant replies carry loss. No extra options.",
+    "lora": "SFT through low-rank adapters: the base stays frozen. Needs a starting checkpoint.",
+    "dpo": "Direct Preference Optimization on chosen/rejected pairs, against a frozen reference.",
+    "rm": "Reward model: learns to score chosen above rejected.",
+    "ppo": "PPO with a critic: rollouts on prompts, rewards from the sources below.",
+    "grpo": "GRPO: several samples per prompt, advantages relative to the group.",
+    "spo": "SPO: single-sample policy optimisation with a running baseline.",
+}
 SECTIONS = (("run", "Run"), ("model", "Model"), ("data", "Data"), ("optim", "Optimizer"), ("method", "Method"))
 
 
@@ -98,6 +108,9 @@ class ConfigPane(QWidget):
             v = QVBoxLayout(page)
             v.setContentsMargins(6, 6, 6, 6)
             self.section_layouts[key] = v
+            if key == "method":
+                self.method_help = label("", "muted")
+                v.addWidget(self.method_help)
             if key == "model":
                 self.model_error = label("", "error")
                 self.model_error.setVisible(False)
@@ -148,6 +161,8 @@ class ConfigPane(QWidget):
         form.changed.connect(self._recheck.start)
         self.forms["method_options"] = form
         self.section_layouts["method"].insertWidget(1, form)
+        self.forms["method"].setVisible(method == "lora")  # the LoRA fields only matter to the lora method
+        self.method_help.setText(METHOD_HELP.get(method, ""))
         self._recheck.start()
 
     def _refresh_checkpoints(self) -> None:
@@ -266,6 +281,8 @@ class ConfigPane(QWidget):
         if r["problems"]:
             parts.append("<ul>" + "".join(f"<li style='color:{COLORS['bad']}'>{p}</li>"
                                           for p in r["problems"][:30]) + "</ul>")
+        for note in r.get("notes", []):
+            parts.append(f"<p style='color:{COLORS['warn']}'>{note}</p>")
         if r.get("truncation") is not None:
             parts.append(f"<p>Truncated at max_len: <b>{r['truncation']:.1%}</b> of sampled records</p>")
         mem = r.get("memory", {})

@@ -64,15 +64,17 @@ def record_tokens(rec: dict, kind: str, tok) -> tuple[list[int], np.ndarray]:
 
 
 def tokens_html(tok, ids: list[int], mask: np.ndarray, max_len: int | None = None) -> str:
-    """One span per token; loss tokens coloured, tokens past max_len struck through."""
+    """One span per token; loss tokens coloured, tokens past max_len struck through. Qt's rich text has no
+    per-span borders, so neighbouring tokens alternate between two shades to show where each one ends."""
     spans = []
     for i, (t, loss) in enumerate(zip(ids, mask)):
         text = tok.decode([t])
         shown = html.escape(text).replace("\n", "↵<br>").replace(" ", "&nbsp;") or "∅"
-        style = f"background:{COLORS['loss']};" if loss else f"color:{COLORS['muted']};"
+        shade = (COLORS["loss"], COLORS["loss_alt"]) if loss else (COLORS["panel"], COLORS["system"])
+        style = f"background:{shade[i % 2]};" + ("" if loss else f"color:{COLORS['muted']};")
         if max_len is not None and i >= max_len:
             style += "text-decoration:line-through;"
-        spans.append(f'<span data-loss="{int(bool(loss))}" style="{style} border-right:1px solid #e5e7eb">'
+        spans.append(f'<span data-loss="{int(bool(loss))}" style="{style}">'
                      f'{shown}</span>')
     return "<div style='font-family:monospace; line-height:160%'>" + "".join(spans) + "</div>"
 
@@ -97,7 +99,9 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
         except Exception as exc:  # DataError for a missing file, ValueError for a bad kind
             problems.append(str(exc))
             continue
-        result["lint"].append({"file": f, **report.to_dict(), "summary": report.summary()})
+        summary = report.summary() + (f" (the first {LINT_RECORDS:,} records checked)"
+                                      if report.records >= LINT_RECORDS else "")
+        result["lint"].append({"file": f, **report.to_dict(), "summary": summary})
         problems += [str(e) for e in report.errors]
         progress(len(result["lint"]), len(files), f"checked {f}")
     tok, tok_path = find_tokenizer(config, workspace)
@@ -106,7 +110,16 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
     if tok is None:
         problems.append("data.tokenizer: no tokenizer found; set data.tokenizer, pick a starting checkpoint, "
                         "or train one in the Datasets pane")
-    elif first_record is not None:
+    else:
+        model_vocab = (config.get("model") or {}).get("vocab_size") if isinstance(config.get("model"), dict) else None
+        if model_vocab and model_vocab < tok.vocab_size:
+            problems.append(f"model.vocab_size: {model_vocab} is smaller than the tokenizer's {tok.vocab_size}; "
+                            f"set it to {tok.vocab_size}")
+        elif model_vocab and model_vocab != tok.vocab_size:
+            result.setdefault("notes", []).append(
+                f"model.vocab_size {model_vocab} is larger than the tokenizer's {tok.vocab_size}: "
+                f"{model_vocab - tok.vocab_size} embedding rows will never be used")
+    if tok is not None and first_record is not None:
         ids, mask = record_tokens(first_record, kind, tok)
         result.update(record_ids=ids, loss_mask=mask.tolist(), record_html=tokens_html(tok, ids, mask, max_len),
                       loss_tokens=int(mask.sum()), record_tokens=len(ids))

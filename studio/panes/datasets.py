@@ -6,7 +6,7 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit,
-                               QListWidget, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
+                               QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
                                QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.panes.datasets_presenter import DatasetsPresenter
@@ -151,7 +151,8 @@ class DatasetsPane(QWidget):
         p = self.presenter
         self.add_files_btn.clicked.connect(self._add_files)
         self.add_folder_btn.clicked.connect(self._add_folder)
-        self.file_list.currentTextChanged.connect(lambda t: p.open(t) if t else None)
+        self.file_list.currentItemChanged.connect(
+            lambda item, _prev: p.open(item.data(Qt.UserRole)) if item is not None else None)
         self.prev_btn.clicked.connect(lambda: p.show_page(p.page - 1))
         self.next_btn.clicked.connect(lambda: p.show_page(p.page + 1))
         self.page_spin.valueChanged.connect(lambda v: p.show_page(v - 1) if v - 1 != p.page else None)
@@ -195,10 +196,14 @@ class DatasetsPane(QWidget):
             self.presenter.add_paths([folder])
 
     def _on_files(self, files: list) -> None:
-        current = self.file_list.currentItem().text() if self.file_list.currentItem() else None
+        current = self.file_list.currentItem()
         self.file_list.blockSignals(True)
         self.file_list.clear()
-        self.file_list.addItems(files)
+        for f in files:
+            item = QListWidgetItem(f"{Path(f).name}   ·   {Path(f).parent.name}/")
+            item.setData(Qt.UserRole, f)
+            item.setToolTip(f)
+            self.file_list.addItem(item)
         self.file_list.blockSignals(False)
         if current is None and files:
             self.file_list.setCurrentRow(0)

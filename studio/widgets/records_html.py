@@ -69,5 +69,7 @@ def raw_line_html(line: str, error: str, line_no: int | None = None) -> str:
 
 def page_html(items: list[tuple[int, str]]) -> str:
     """Join rendered records, separated by thin rules."""
-    sep = f'<hr style="border:0; border-top:1px solid {COLORS["border"]}">'
+    # Qt draws <hr> as a heavy black rule; a one-pixel table row in the border colour reads lighter
+    sep = (f'<table width="100%" cellspacing="0" cellpadding="0" style="margin:6px 0"><tr>'
+           f'<td style="background:{COLORS["border"]}; font-size:1px">&nbsp;</td></tr></table>')
     return sep.join(h for _, h in items)

@@ -20,6 +20,7 @@ COLORS = {
     "bad": "#b91c1c",
     "warn": "#b45309",
     "loss": "#fde68a",
+    "loss_alt": "#fbbf24",
 }
 
 STYLESHEET = f"""
