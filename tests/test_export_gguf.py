@@ -124,3 +124,14 @@ def test_llama_cpp_abort_is_contained_in_the_child(tiny_tokenizer, tmp_path, mon
     with pytest.raises(ParityError, match="SIGABRT") as info:
         check_parity(model, tiny_tokenizer, tmp_path / "broken.gguf", "f32")
     assert info.value.report["returncode"] < 0
+
+
+def test_yarn_is_stored_exactly(tiny_tokenizer, tmp_path):
+    """YaRN over 16 trained positions (so the 150-token prompt exercises it), with an attention factor."""
+    yarn = {"factor": 8.0, "original_max_position_embeddings": 16, "attention_factor": 1.3}
+    model = tiny_model("qwen3", tiny_tokenizer.vocab_size, inference_rope_scaling=True, rope_scaling=yarn)
+    report = export_gguf(model, tmp_path / "yarn.gguf", "f32", tokenizer=tiny_tokenizer)
+    assert report["yarn"] and report["parity"]["rel_logit_diff"] <= 1e-3 and model.model.yarn_enabled
+    model.model.set_rope_scaling(False)  # the same weights without YaRN compute something else
+    with pytest.raises(ParityError, match="logits differ"):
+        check_parity(model, tiny_tokenizer, tmp_path / "yarn.gguf", "f32", write=False)

@@ -6,6 +6,7 @@ beside the file. Every export ends with the parity check (`core.export.parity`),
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -55,19 +56,22 @@ def export_gguf(model_or_path, out_file, qtype: str = "f32", progress: Progress 
     check_vocab(cfg, tok)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    # YaRN is an inference-time switch; the file holds the model as trained and llama.cpp applies YaRN itself
-    # (`--rope-scaling yarn`), so the reference for parity is the model with YaRN off.
-    yarn_was_on = bool(getattr(model.model, "yarn_enabled", False))
-    if yarn_was_on:
+    # YaRN (inference-time context extension) is stored when llama.cpp can reproduce it; otherwise the file holds
+    # the model as trained, and the parity reference is the model with YaRN off.
+    yarn_on = bool(getattr(model.model, "yarn_enabled", False))
+    store_yarn = yarn_on and yarn_storable(cfg)
+    if yarn_on and not store_yarn:
         model.model.set_rope_scaling(False)
     try:
         t0 = time.perf_counter()
-        report = write_gguf(model, tok, mapping, out_file, qtype, progress)
-        report.update(source=source, seconds=round(time.perf_counter() - t0, 3))
-        if yarn_was_on:
+        report = write_gguf(model, tok, mapping, out_file, qtype, progress, yarn=store_yarn)
+        report.update(source=source, seconds=round(time.perf_counter() - t0, 3), yarn=store_yarn)
+        if yarn_on and not store_yarn:
             y = cfg.resolved_rope_scaling
-            report["note"] = (f"YaRN not stored; run llama.cpp with --rope-scaling yarn --rope-scale {y.factor:g} "
-                              f"--yarn-orig-ctx {y.original_max_position_embeddings}")
+            report["note"] = (f"YaRN not stored (beta_fast/beta_slow other than llama.cpp's fixed 32/1); run "
+                              f"llama.cpp with --rope-scaling yarn --rope-scale {y.factor:g} --yarn-orig-ctx "
+                              f"{y.original_max_position_embeddings} --yarn-beta-fast {y.beta_fast:g} "
+                              f"--yarn-beta-slow {y.beta_slow:g}")
         if modelfile:
             report["modelfile"] = str(write_modelfile(out_file, tok))
         if check:
@@ -76,7 +80,7 @@ def export_gguf(model_or_path, out_file, qtype: str = "f32", progress: Progress 
                 progress(1, 1, "parity check with llama.cpp")
             report["parity"] = check_parity(model, tok, out_file, qtype)  # raises ParityError on failure
     finally:
-        if yarn_was_on:
+        if yarn_on and not store_yarn:
             model.model.set_rope_scaling(True)
     return report
 
@@ -88,12 +92,32 @@ def check_vocab(cfg, tok) -> None:
             f"{tok.vocab_size} tokens; the checkpoint and tokenizer/ do not belong together")
 
 
-def write_gguf(model, tok, m: ArchMapping, out_file: Path, qtype: str, progress: Progress | None) -> dict:
+def yarn_storable(cfg) -> bool:
+    """llama.cpp reads factor, original context and attention factor from GGUF for our architectures, but
+    uses fixed beta_fast 32 / beta_slow 1 (MiniMind's defaults)."""
+    y = cfg.resolved_rope_scaling
+    return y.beta_fast == 32.0 and y.beta_slow == 1.0 and cfg.max_position_embeddings > y.original_max_position_embeddings
+
+
+def add_yarn(w: gguf.GGUFWriter, cfg) -> None:
+    y = cfg.resolved_rope_scaling
+    w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+    w.add_rope_scaling_factor(float(y.factor))
+    w.add_rope_scaling_orig_ctx_len(int(y.original_max_position_embeddings))
+    # ggml multiplies cos/sin by attn_factor*(1 + 0.1*ln(factor)) (llama-context.cpp cancels only its own
+    # mscale); MiniMind multiplies them by attention_factor alone, so divide that term out.
+    w.add_rope_scaling_attn_factors(float(y.attention_factor) / (1.0 + 0.1 * math.log(y.factor)))
+
+
+def write_gguf(model, tok, m: ArchMapping, out_file: Path, qtype: str, progress: Progress | None,
+               yarn: bool = False) -> dict:
     cfg = model.config
     sd = {k: v for k, v in model.state_dict().items()}
     tensor_type, file_type = QTYPES[qtype]
     w = gguf.GGUFWriter(str(out_file), m.arch)
     add_hparams(w, cfg, m, sd, file_type)
+    if yarn:
+        add_yarn(w, cfg)
     add_tokenizer(w, tok, cfg.vocab_size)
     fallbacks: list[str] = []
     total = tensor_count(cfg, m)
