@@ -107,6 +107,18 @@ def self_test() -> int:
     return 0 if ok else 1
 
 
+def set_app_icon(app) -> None:
+    """Window/task-bar icon from resources/icons (packaging/make_icons.py); in a bundle they sit in the same place."""
+    from PySide6.QtGui import QIcon
+
+    icons = Path(__file__).resolve().parents[1] / "resources" / "icons"
+    icon = QIcon()
+    for png in sorted(icons.glob("minimind-studio-*.png")):
+        icon.addFile(str(png))
+    if not icon.isNull():
+        app.setWindowIcon(icon)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [WORKER_FLAG]:
@@ -125,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("MiniMind Studio")
     app.setOrganizationName("MiniMind")
+    app.setDesktopFileName("minimind-studio")  # matches resources/minimind-studio.desktop (Wayland task bars)
+    set_app_icon(app)
     if args.workspace:
         root = Path(args.workspace)
     else:
