@@ -121,3 +121,30 @@ def test_first_run_guide_makes_data_and_tokenizer_then_requests_a_valid_pretrain
     assert cfg["data"]["files"] == [str(context.workspace.datasets_dir / "demo" / "pretrain.jsonl")]
     cc.train.validate_train_config(cfg)  # the trainer will accept it
     guide.shutdown()
+
+
+def test_starting_checkpoint_comes_with_its_run_lineage(qtbot, tmp_path):
+    from studio.context import StudioContext
+    from studio.panes.config import ConfigPane
+    from studio.store import RunStore
+    from studio.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    store = RunStore(ws.db_path)
+    store.create_run("pre-1", run_dir=ws.runs_dir / "pre-1", name="pre", method="pretrain")
+    store.create_run("sft-1", run_dir=ws.runs_dir / "sft-1", name="chat", method="sft", parent_run_id="pre-1")
+    ckpt = ws.runs_dir / "sft-1" / "checkpoints" / "step-000010"
+    ckpt.mkdir(parents=True)
+    (ckpt / "model_config.json").write_text("{}")
+    context = StudioContext(ws, store=store)
+    pane = ConfigPane(context)
+    qtbot.addWidget(pane)
+    i = pane.init_box.findData(str(ckpt))
+    assert i > 0
+    pane.init_box.setCurrentIndex(i)
+    assert pane.lineage.text() == "Lineage: pre (pretrain) → chat (sft) → step-000010 → this run"
+    pane.method_box.setCurrentText("sft")
+    with qtbot.waitSignal(context.launchRequested, timeout=2000) as launch:
+        pane.start()
+    assert launch.args[0]["init"] == str(ckpt) and launch.args[0]["parent_run_id"] == "sft-1"
+    store.close()

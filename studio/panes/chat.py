@@ -4,11 +4,12 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.panes.chat_presenter import DEFAULT_SAMPLING, ChatPresenter
-from studio.widgets.common import banner, label, primary_button, set_banner
+from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.records_html import bubbles
 from studio.widgets.theme import COLORS, pane_style
 
@@ -123,12 +124,9 @@ class ChatPane(QWidget):
         p.replyFinished.connect(self._on_reply)
         p.replyFailed.connect(lambda _slot, msg: set_banner(self.notice, msg))
         p.busyChanged.connect(self._on_busy)
-
-    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and event.modifiers() & Qt.ControlModifier:
-            self.send()
-        else:
-            super().keyPressEvent(event)
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self.input, self.send)
+        quit_hook(self.presenter.shutdown)
 
     def _on_models(self, models: list) -> None:
         for slot, box in enumerate(self.model_boxes):

@@ -6,7 +6,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QScrollArea, QSpinBox, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.panes.config_presenter import METHODS, PRESET_NAMES, ConfigPresenter
-from studio.widgets.common import banner, label, primary_button, set_banner
+from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.schema_form import SchemaForm
 from studio.widgets.theme import COLORS, pane_style
 
@@ -33,6 +33,7 @@ class ConfigPane(QWidget):
         pane_style(self)
         self.context = context
         self.presenter = ConfigPresenter(context, self)
+        quit_hook(self.presenter.shutdown)
         self.forms: dict[str, SchemaForm] = {}
         root = QVBoxLayout(self)
         root.setContentsMargins(12, 12, 12, 12)
@@ -45,6 +46,8 @@ class ConfigPane(QWidget):
         self._recheck = QTimer(self, singleShot=True, interval=250)
         self._recheck.timeout.connect(self.refresh)
         root.addLayout(self._toolbar())
+        self.lineage = label("", "muted")
+        root.addWidget(self.lineage)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self._form_tabs())
         split.addWidget(self._side_panel())
@@ -73,6 +76,8 @@ class ConfigPane(QWidget):
         self.init_box = QComboBox()
         self.init_box.setMinimumWidth(220)
         self.init_box.currentIndexChanged.connect(lambda _i: self._recheck.start())
+        self.init_box.currentIndexChanged.connect(
+            lambda _i: self.lineage.setText("Lineage: " + self.presenter.lineage_text(self.init_box.currentData())))
         self.gpus = QSpinBox()
         self.gpus.setRange(1, 64)
         self.gpus.setToolTip("More than 1 launches torchrun with one process per GPU")
@@ -175,6 +180,7 @@ class ConfigPane(QWidget):
         i = self.init_box.findData(current)
         self.init_box.setCurrentIndex(max(0, i))
         self.init_box.blockSignals(False)
+        self.lineage.setText("Lineage: " + self.presenter.lineage_text(self.init_box.currentData()))
 
     def set_config(self, config: dict) -> None:
         """Show `config` (a TrainConfig-shaped dict, plus the studio's n_gpus/name)."""

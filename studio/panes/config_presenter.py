@@ -163,6 +163,16 @@ class ConfigPresenter(QObject):
                 return src.run_id
         return None
 
+    def lineage_text(self, checkpoint: str | None) -> str:
+        """"pretrain-1 (pretrain) → sft-2 (sft) → step-000200" for a checkpoint of a stored run."""
+        if not checkpoint:
+            return "Random initialisation"
+        run_id = self.parent_run_of(checkpoint)
+        store = getattr(self.context, "store", None)
+        chain = store.lineage(run_id) if store is not None and run_id else []
+        names = [f"{r.name or r.id} ({r.method})" for r in chain]
+        return " → ".join(names + [Path(checkpoint).name]) + " → this run"
+
     @staticmethod
     def save(config: dict, path: str | Path) -> None:
         Path(path).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

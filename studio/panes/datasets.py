@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.panes.datasets_presenter import DatasetsPresenter
-from studio.widgets.common import banner, label, primary_button, set_banner
+from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.theme import COLORS, pane_style
 
 
@@ -23,6 +23,7 @@ class DatasetsPane(QWidget):
         self._build()
         self._wire()
         self._refresh_tokenizers()
+        quit_hook(self.presenter.shutdown)
 
     # ---- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:

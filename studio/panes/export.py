@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, Q
                                QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.panes.export_presenter import GGUF_TYPES, ExportPresenter, parity_lines
-from studio.widgets.common import banner, label, primary_button, set_banner
+from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.theme import COLORS, pane_style
 
 
@@ -75,6 +75,7 @@ class ExportPane(QWidget):
             self.gguf_btn.setEnabled(False)
             self.hf_btn.setEnabled(False)
         p.refresh_sources()
+        quit_hook(self.presenter.shutdown)
 
     def _on_sources(self, sources: list) -> None:
         current = self.source.currentData()

@@ -35,3 +35,13 @@ def set_invalid(widget: QWidget, invalid: bool) -> None:
     widget.setProperty("invalid", invalid)
     widget.style().unpolish(widget)
     widget.style().polish(widget)
+
+
+def quit_hook(callback) -> None:
+    """Run `callback` when the application quits: panes are children of the main window and get no closeEvent
+    of their own, yet their presenters must stop worker threads and close llama.cpp models before exit."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(callback)
