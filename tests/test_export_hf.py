@@ -66,6 +66,20 @@ def test_minimind_pth_import_round_trip(kind, tiny_tokenizer, tiny_tokenizer_dir
     assert torch.equal(logits(imported, tok), logits(reference, tiny_tokenizer))
 
 
+YARN = {"factor": 8.0, "original_max_position_embeddings": 16, "attention_factor": 1.3}  # active on short prompts
+
+
+def test_hf_export_carries_yarn(tiny_tokenizer, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model = tiny_model("qwen3", tiny_tokenizer.vocab_size, inference_rope_scaling=True, rope_scaling=YARN)
+    assert export_hf(model, tmp_path / "hf", tokenizer=tiny_tokenizer)["yarn"]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    text = TEXT * 4  # ~100 tokens, far past the 16 "trained" positions
+    assert (logits(model, tiny_tokenizer, text) - logits(hf, tiny_tokenizer, text)).abs().max() <= 1e-4
+    imported, tok = load_model(import_checkpoint(tmp_path / "hf", tmp_path / "ckpt")["path"])
+    assert imported.config.rope_scaling == model.config.rope_scaling and imported.model.yarn_enabled
+
+
 @pytest.mark.parametrize("kind", list(HF_KINDS))
 def test_hf_folder_import_round_trip(kind, tiny_tokenizer, tmp_path):
     model = tiny_model(kind, tiny_tokenizer.vocab_size)

@@ -35,17 +35,30 @@ def hf_architecture(cfg) -> str:
     return "Qwen3MoeForCausalLM" if cfg.qk_norm else "Qwen2MoeForCausalLM"
 
 
-def hf_config(cfg, arch: str, dtype: str) -> dict:
+def rope_parameters(cfg, yarn: bool) -> dict:
+    """RoPE settings in transformers' form; YaRN with MiniMind's explicit attention factor (HF would otherwise
+    use 0.1*ln(factor)+1) and truncated correction range (MiniMind floors/ceils it)."""
+    if not yarn:
+        return {"rope_type": "default", "rope_theta": cfg.rope_theta}
+    y = cfg.resolved_rope_scaling
+    return {"rope_type": "yarn", "type": "yarn", "rope_theta": cfg.rope_theta, "factor": y.factor,
+            "original_max_position_embeddings": y.original_max_position_embeddings, "beta_fast": y.beta_fast,
+            "beta_slow": y.beta_slow, "attention_factor": y.attention_factor, "truncate": True}
+
+
+def hf_config(cfg, arch: str, dtype: str, yarn: bool = False) -> dict:
     hd = cfg.resolved_head_dim
+    rope = rope_parameters(cfg, yarn)
     common = {
         "architectures": [arch],
         "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
         "intermediate_size": cfg.resolved_intermediate_size, "num_hidden_layers": cfg.num_hidden_layers,
         "num_attention_heads": cfg.num_attention_heads, "num_key_value_heads": cfg.num_key_value_heads,
         "head_dim": hd, "hidden_act": "silu", "max_position_embeddings": cfg.max_position_embeddings,
-        "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta, "rope_scaling": None,
+        "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta,
         # transformers >= 5 reads rope_parameters; 4.x reads rope_theta/rope_scaling
-        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "rope_scaling": {k: v for k, v in rope.items() if k != "rope_theta"} if yarn else None,
+        "rope_parameters": rope,
         "tie_word_embeddings": cfg.tie_word_embeddings, "attention_bias": False, "attention_dropout": 0.0,
         "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id,
         "use_cache": True, "torch_dtype": dtype, "dtype": dtype, "initializer_range": 0.02,
@@ -113,13 +126,11 @@ def export_hf(model_path, out_dir, dtype: str = "float32", tokenizer=None) -> di
     out.mkdir(parents=True, exist_ok=True)
     sd = {k: v.to(DTYPES[dtype]).contiguous() for k, v in hf_state_dict(model, arch).items()}
     save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
-    config = hf_config(cfg, arch, dtype)
+    yarn = bool(getattr(model.model, "yarn_enabled", False))
+    config = hf_config(cfg, arch, dtype, yarn)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     gen = {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
     tok.save(out)  # tokenizer.json + tokenizer_config.json (chat template, PreTrainedTokenizerFast)
-    note = None
-    if getattr(model.model, "yarn_enabled", False):
-        note = "YaRN (inference_rope_scaling) is not written to config.json; the folder holds the model as trained"
     return {"path": str(out), "architecture": arch, "model_type": config["model_type"], "dtype": dtype,
-            "tensors": len(sd), "source": source, "note": note}
+            "tensors": len(sd), "source": source, "yarn": yarn}

@@ -13,6 +13,7 @@ The tokenizer comes from `tokenizer_dir`, else from the source folder; it must b
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -140,11 +141,7 @@ def read_hf_folder(folder: Path) -> tuple[dict, ModelConfig]:
                     ("mlp_bias", lambda v: not v), ("use_sliding_window", lambda v: not v)):
         if not ok(hf.get(key)):
             raise ImportCheckpointError(f"{cfg_path}: {key}: {hf.get(key)!r} is not part of the MiniMind architecture")
-    rope = hf.get("rope_scaling") or {}
-    rtype = rope.get("rope_type", rope.get("type")) or (hf.get("rope_parameters") or {}).get("rope_type", "default")
-    if rtype not in ("default", None):
-        raise ImportCheckpointError(
-            f"{cfg_path}: rope_scaling: {rtype!r} RoPE scaling is not supported (only plain RoPE)")
+    yarn = read_yarn(hf, cfg_path)
     sd = read_safetensors_folder(folder)
     sd = from_hf_names(sd, hf, cfg_path)
     theta = hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta") or 10000.0
@@ -154,6 +151,8 @@ def read_hf_folder(folder: Path) -> tuple[dict, ModelConfig]:
                 num_attention_heads=hf["num_attention_heads"], num_key_value_heads=hf["num_key_value_heads"])
     if hf.get("head_dim") and hf["head_dim"] * hf["num_attention_heads"] != hf["hidden_size"]:
         base["head_dim"] = hf["head_dim"]
+    if yarn:
+        base.update(inference_rope_scaling=True, rope_scaling=yarn)
     if mt in ("qwen3_moe", "qwen2_moe"):
         base.update(num_experts_per_tok=hf["num_experts_per_tok"], norm_topk_prob=bool(hf.get("norm_topk_prob")),
                     intermediate_size=hf.get("intermediate_size") or hf["moe_intermediate_size"])
@@ -164,6 +163,23 @@ def read_hf_folder(folder: Path) -> tuple[dict, ModelConfig]:
             raise ImportCheckpointError(f"{cfg_path}: norm_topk_prob: top-1 routing with renormalisation (weight 1) is "
                                f"not what MiniMind's router computes for k=1 (it keeps the softmax weight)")
     return sd, infer_config(sd, str(folder), heads=hf["num_attention_heads"], base=base)
+
+
+def read_yarn(hf: dict, cfg_path: Path) -> dict | None:
+    """None for plain RoPE, YarnConfig fields for YaRN; anything else is refused."""
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    rtype = rope.get("rope_type", rope.get("type")) or "default"
+    if rtype == "default":
+        return None
+    if rtype != "yarn" or rope.get("mscale") or rope.get("mscale_all_dim") or rope.get("truncate") is False:
+        raise ImportCheckpointError(
+            f"{cfg_path}: rope_parameters: {rtype!r} RoPE scaling (or YaRN with mscale/truncate=false) is not "
+            f"supported; only plain RoPE and MiniMind-style YaRN")
+    factor = float(rope["factor"])
+    return {"factor": factor, "original_max_position_embeddings": int(rope["original_max_position_embeddings"]),
+            "beta_fast": float(rope.get("beta_fast") or 32.0), "beta_slow": float(rope.get("beta_slow") or 1.0),
+            # transformers' default when unset: 0.1*ln(factor) + 1
+            "attention_factor": float(rope.get("attention_factor") or (0.1 * math.log(factor) + 1.0))}
 
 
 def read_safetensors_folder(folder: Path) -> dict[str, torch.Tensor]:
