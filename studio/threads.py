@@ -49,14 +49,20 @@ class Task(QObject):
         except Exception as exc:  # shown to the user; the traceback goes to stderr for developers
             traceback.print_exc()
             self.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self.failed.emit(self.error)
+            self._emit(self.failed, self.error)
         else:
-            self.succeeded.emit(self.result)
+            self._emit(self.succeeded, self.result)
         finally:
-            self.finished.emit()
+            self._emit(self.finished)
+
+    def _emit(self, signal, *args) -> None:
+        try:
+            signal.emit(*args)
+        except RuntimeError:  # the owner (a closed pane) was deleted meanwhile: nobody is listening
+            self._cancel.set()
 
     def _report(self, done, total=0, text: str = "") -> None:
-        self.progress.emit(done, total, str(text))
+        self._emit(self.progress, done, total, str(text))
 
     def is_running(self) -> bool:
         return self._thread.is_alive()

@@ -133,3 +133,23 @@ def test_pane_shows_records_as_bubbles(qtbot, tmp_path):
         pane.presenter.add_paths([path])
     assert "answer 7" in pane.preview.toPlainText()
     assert "sft" in pane.kind_label.text()
+
+
+def test_train_tokenizer_saves_into_the_workspace(qtbot, tmp_path, shared_data):
+    from core.tokenizer import MiniMindTokenizer
+    from studio.context import StudioContext
+    from studio.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    context = StudioContext(ws)
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join((shared_data / "sft.jsonl").read_text(encoding="utf-8").splitlines(True)[:500]),
+                    encoding="utf-8")
+    presenter = DatasetsPresenter(context)
+    presenter.add_paths([data])
+    with qtbot.waitSignal(presenter.tokenizerFinished, timeout=60_000) as done, \
+            qtbot.waitSignal(context.datasetsChanged, timeout=60_000):
+        presenter.train_tokenizer("mine", 400)
+    assert done.args == [str(ws.tokenizers_dir / "mine")]
+    assert MiniMindTokenizer.load(ws.tokenizers_dir / "mine").vocab_size <= 400
+    assert presenter.tokenizer_dirs() == [ws.tokenizers_dir / "mine"]

@@ -137,7 +137,8 @@ class ChatPresenter(QObject):
                     if self._stop.is_set():
                         break
                     pieces.append(piece)
-                    self.pieceReceived.emit(slot, piece)
+                    if not self._emit(self.pieceReceived, slot, piece):
+                        break
                 else:
                     reason = backend.finish_reason or "stop"
             finally:
@@ -145,7 +146,7 @@ class ChatPresenter(QObject):
                 if close:
                     close()
         except Exception as exc:  # the user sees why the model could not answer
-            self.replyFailed.emit(slot, f"{Path(path).name}: {type(exc).__name__}: {exc}")
+            self._emit(self.replyFailed, slot, f"{Path(path).name}: {type(exc).__name__}: {exc}")
             self._finish(slot, None)
             return
         tokens = getattr(getattr(backend, "usage", None), "completion_tokens", None) or len(pieces)
@@ -156,7 +157,16 @@ class ChatPresenter(QObject):
     def _finish(self, slot: int, info: dict | None) -> None:
         # runs on the worker thread; the signal is queued, `_on_finished` runs on the UI thread
         self._done_info[slot] = info
-        self._replyDone.emit(slot)
+        self._emit(self._replyDone, slot)
+
+    def _emit(self, signal, *args) -> bool:
+        """Emit from the worker thread; False when the presenter is gone (its pane was closed)."""
+        try:
+            signal.emit(*args)
+            return True
+        except RuntimeError:
+            self._stop.set()
+            return False
 
     def _on_piece(self, slot: int, piece: str) -> None:
         self.partial[slot] += piece
