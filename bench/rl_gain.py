@@ -1,0 +1,107 @@
+"""RL gain on the built-in verifiable task: a small SFT'd model before and after GRPO and PPO.
+
+    python -m bench.rl_gain             # prints a table
+    python -m bench.rl_gain --markdown  # the same as Markdown (docs/benchmarks.md)
+
+Everything comes from the built-in demo data (`core.data.generate_demo_data`), so it runs offline anywhere:
+1. a byte-level BPE tokenizer (vocab 1024) on the demo pretrain + SFT text;
+2. SFT from scratch of a small model (128 wide, 4 layers) on the demo conversations, half of the questions
+   with the RL prompts' answer hints (`core.rl.evaluate.write_hinted_sft`);
+3. GRPO and PPO from that checkpoint on the first `train_prompts` lines of the demo rl.jsonl, with the reward
+   answer-match (1, or 0.2 when the answer is only somewhere in the reply) + 0.5 × length target (1–8 chars);
+4. greedy replies on `eval_prompts` held-out prompts (the following lines): mean reward and exact-answer
+   accuracy (reply = answer, or answer as its first number/word).
+CPU, one thread per run, fixed seeds: the figures repeat on the same machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+REWARDS = {"sources": [{"type": "answer", "partial": 0.2},
+                       {"type": "length", "weight": 0.5, "min_chars": 1, "max_chars": 8, "tolerance": 16}]}
+MODEL = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "max_position_embeddings": 512}
+
+
+def _lines(src: Path, dst: Path, start: int, n: int) -> Path:
+    with open(src, encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as out:
+        for i, line in enumerate(f):
+            if start <= i < start + n:
+                out.write(line)
+    return dst
+
+
+def _train(cfg: dict) -> float:
+    from core.config.train import validate_train_config
+    from core.train import run_training
+
+    t0 = time.perf_counter()
+    code = run_training(validate_train_config(cfg))
+    if code != 0:
+        raise RuntimeError(f"{cfg['method']} run failed (exit {code}); see {cfg['run_dir']}/events.jsonl")
+    return time.perf_counter() - t0
+
+
+def run(sft_steps: int = 400, rl_steps: int = 40, train_prompts: int = 300, eval_prompts: int = 96,
+        work_dir: str | None = None) -> dict:
+    import torch
+
+    from core.config.rl import RewardConfig
+    from core.data import generate_demo_data
+    from core.rl.evaluate import evaluate_policy, write_hinted_sft
+    from core.tokenizer import train_tokenizer
+
+    torch.set_num_threads(1)
+    work = Path(work_dir or tempfile.mkdtemp(prefix="rl_gain_"))
+    demo = generate_demo_data(work / "demo", seed=0)
+    train_tokenizer([demo["pretrain"], demo["sft"]], vocab_size=1024, out_dir=work / "tokenizer")
+    sft_file = write_hinted_sft(demo["sft"], work / "sft_hinted.jsonl")
+    rl_train = _lines(demo["rl"], work / "rl_train.jsonl", 0, train_prompts)
+    rl_eval = _lines(demo["rl"], work / "rl_eval.jsonl", train_prompts, eval_prompts)
+    common = {"device": "cpu", "precision": "fp32", "log_every": 10, "save_every": 0, "seed": 0}
+    times = {"sft": _train({**common, "method": "sft", "run_dir": str(work / "sft"), "max_steps": sft_steps,
+                            "batch_size": 16, "model": MODEL,
+                            "data": {"files": [str(sft_file)], "max_len": 96, "tokenizer": str(work / "tokenizer")},
+                            "optim": {"lr": 3e-3, "warmup_steps": 20}})}
+    rl_common = {**common, "init": str(work / "sft"), "max_steps": rl_steps, "data": {"files": [str(rl_train)]}}
+    opts = {"max_new_tokens": 16, "rewards": REWARDS, "sample_every": 10}
+    times["grpo"] = _train({**rl_common, "method": "grpo", "run_dir": str(work / "grpo"), "batch_size": 4,
+                            "optim": {"lr": 1e-3}, "method_options": {**opts, "num_generations": 4}})
+    times["ppo"] = _train({**rl_common, "method": "ppo", "run_dir": str(work / "ppo"), "batch_size": 8,
+                           "optim": {"lr": 1e-3}, "method_options": {**opts, "critic_lr": 3e-3}})
+    rewards = RewardConfig.model_validate(REWARDS)
+    rows = {}
+    for name in ("sft", "grpo", "ppo"):
+        rows[name] = evaluate_policy(work / name, [rl_eval], rewards, max_new_tokens=16)
+        rows[name]["train_s"] = times[name]
+    return {"config": {"sft_steps": sft_steps, "rl_steps": rl_steps, "train_prompts": train_prompts,
+                       "eval_prompts": eval_prompts, "model": MODEL, "rewards": REWARDS,
+                       "rl_rollouts_per_step": {"grpo": 16, "ppo": 8}, "threads": 1},
+            "results": rows, "work_dir": str(work)}
+
+
+def table(result: dict, markdown: bool = False) -> str:
+    rows = result["results"]
+    head = ["model", "mean reward", "exact-answer accuracy", "reply tokens", "train time (s)"]
+    body = [[{"sft": "SFT (before)", "grpo": "SFT + GRPO", "ppo": "SFT + PPO"}[k], f"{r['reward']:.3f}",
+             f"{r['accuracy']:.1%}", f"{r['response_length']:.1f}", f"{r['train_s']:.0f}"] for k, r in rows.items()]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
+    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + body)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sft-steps", type=int, default=400)
+    p.add_argument("--rl-steps", type=int, default=40)
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    res = run(sft_steps=a.sft_steps, rl_steps=a.rl_steps)
+    print(json.dumps(res, indent=2) if a.json else table(res, a.markdown))
