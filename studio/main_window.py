@@ -59,7 +59,7 @@ class MainWindow(QMainWindow):
         self._progress_timer.setInterval(1000)
         self._progress_timer.timeout.connect(self.refresh_progress)
         self._progress_timer.start()
-        context.runUpdated.connect(lambda _rid: self.refresh_progress())
+        context.runsChanged.connect(self.refresh_progress)  # status changes at once; progress once a second
         if probe_device:
             QTimer.singleShot(0, self._probe_device)
         else:

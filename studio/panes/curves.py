@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QListWidget,
                                QListWidgetItem, QSlider, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
                                QVBoxLayout, QWidget)
@@ -18,13 +18,16 @@ from studio.panes.curves_presenter import CurvesPresenter
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 SAMPLE_COLUMNS = ("Step", "Prompt", "Completion", "Reward", "Breakdown")
+REDRAW_MS = 500
 
 
 def configure_plot(plot: pg.PlotItem) -> None:
     """Settings that keep a 1,000,000-point curve fluid (see module doc)."""
     plot.setDownsampling(auto=True, mode="peak")
     plot.setClipToView(True)
-    plot.showGrid(x=True, y=True, alpha=0.2)
+    # No grid: alpha-blended grid lines triple the repaint cost (measured 72 vs 29 ms CPU for six plots).
+    for axis in ("left", "bottom"):  # SI prefixes re-layout the axis label on every range change
+        plot.getAxis(axis).enableAutoSIPrefix(False)
 
 
 class MetricPlot:
@@ -58,6 +61,9 @@ class CurvesPane(QWidget):
         self.presenter = CurvesPresenter(context, self)
         self.plots: dict[str, MetricPlot] = {}
         self.colors: dict[str, str] = {}
+        self._pending: list[str] = []
+        self._built: tuple = ()
+        self._built_runs: list[str] = []
 
         self.run_list = QListWidget()
         self.run_list.itemChanged.connect(self._on_runs_checked)
@@ -100,7 +106,14 @@ class CurvesPane(QWidget):
 
         self.presenter.namesChanged.connect(self._on_names)
         self.presenter.layoutChanged.connect(self.rebuild_plots)
-        self.presenter.seriesChanged.connect(self.update_series)
+        # Live points are drawn at most every REDRAW_MS and only while the pane is visible: a repaint of the
+        # plot grid costs tens of ms, the event loop must stay free for the rest of the window.
+        self._dirty: set = set()
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self.flush)
+        self.presenter.seriesChanged.connect(self._mark_dirty)
         self.presenter.samplesAdded.connect(self._append_samples)
         context.runsChanged.connect(self.refresh_runs)
         context.runSelected.connect(self.show_run)
@@ -155,16 +168,36 @@ class CurvesPane(QWidget):
         return self.colors[run_id]
 
     def rebuild_plots(self) -> None:
-        """Lay out one plot per visible metric (2 columns) and draw every curve."""
-        self.graphics.clear()
-        self.plots = {}
-        for i, name in enumerate(self.presenter.visible_names()):
-            plot = MetricPlot(self.graphics, name, i // 2, i % 2)
-            plot.plot.setLogMode(y=self.presenter.log_y)
-            self.plots[name] = plot
-            for run_id in self.presenter.curves_for(name):
-                plot.curve(run_id, self.presenter.run_label(run_id), self._color(run_id))
-        self.update_series(list(self.presenter.buffers))
+        """One plot per visible metric (2 columns). New metric names of a live run only add plots; anything
+        else (toggles, log scale, fewer runs) lays the grid out again."""
+        visible = self.presenter.visible_names()
+        built = list(self.plots)
+        same_shape = visible[:len(built)] == built and self._built == (self.presenter.log_y, self._runs_key())
+        if not same_shape or any(run not in self.presenter.runs for run in self._built_runs):
+            self.graphics.clear()
+            self.plots = {}
+        self._built = (self.presenter.log_y, self._runs_key())
+        self._built_runs = list(self.presenter.runs)
+        self._pending = [n for n in visible if n not in self.plots]
+        self._add_pending_plots()
+        self.update_series([k for k in self.presenter.buffers if k[1] in self.plots])
+
+    def _runs_key(self) -> tuple:
+        return tuple(sorted(self.presenter.runs))
+
+    def _add_pending_plots(self) -> None:
+        """Create one plot per event-loop pass: a PlotItem costs ~20-30 ms to build, six at once would freeze
+        the window for a visible moment when a run's first metrics arrive."""
+        if not self._pending:
+            return
+        name = self._pending.pop(0)
+        i = len(self.plots)
+        plot = MetricPlot(self.graphics, name, i // 2, i % 2)
+        plot.plot.setLogMode(y=self.presenter.log_y)
+        self.plots[name] = plot
+        self.update_series([(run_id, name) for run_id in self.presenter.curves_for(name)])
+        if self._pending:
+            QTimer.singleShot(0, self._add_pending_plots)
 
     def update_series(self, keys: list) -> None:
         for run_id, name in keys:
@@ -173,6 +206,21 @@ class CurvesPane(QWidget):
                 continue
             x, y = self.presenter.series(run_id, name)
             plot.curve(run_id, self.presenter.run_label(run_id), self._color(run_id)).setData(x, y)
+
+    def _mark_dirty(self, keys: list) -> None:
+        self._dirty.update(keys)
+        if self.isVisible() and not self._redraw.isActive():
+            self._redraw.start()
+
+    def flush(self) -> None:
+        """Draw the points that arrived since the last redraw."""
+        keys, self._dirty = list(self._dirty), set()
+        self.update_series(keys)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        if self._dirty:
+            self._redraw.start()
 
     def _on_smoothing(self, value: int) -> None:
         self.smoothing_label.setText(f"Smoothing: {value / 100:.2f}")

@@ -95,6 +95,7 @@ class CurvesPresenter(QObject):
         self.hidden: set[str] = set()        # names toggled off
         self.smoothing = 0.0
         self.log_y = False
+        self._labels: dict[str, str] = {}
         if context is not None:
             context.eventsIngested.connect(self.on_events)
 
@@ -133,10 +134,16 @@ class CurvesPresenter(QObject):
         return self.buffers[key]
 
     def _update_names(self) -> None:
-        names = sorted({name for _run, name in self.buffers}, key=_name_order)
+        """Names in order of first appearance (new plots go at the end, so a live run never reshuffles the
+        layout); the list of names the user toggles is sorted instead (see ``sorted_names``)."""
+        names = list(dict.fromkeys([n for n in self.names if any(k[1] == n for k in self.buffers)] +
+                                   sorted({name for _run, name in self.buffers}, key=_name_order)))
         if names != self.names:
             self.names = names
-            self.namesChanged.emit(names)
+            self.namesChanged.emit(self.sorted_names())
+
+    def sorted_names(self) -> list[str]:
+        return sorted(self.names, key=_name_order)
 
     def on_events(self, run_id: str, events: list) -> None:
         """Live events of a run: append metric points of shown runs in one pass per batch."""
@@ -209,9 +216,11 @@ class CurvesPresenter(QObject):
         return store.samples(run_id, limit=limit) if store is not None else []
 
     def run_label(self, run_id: str) -> str:
-        store = self.context.store if self.context is not None else None
-        run = store.get_run(run_id) if store is not None else None
-        return run.name if run is not None and run.name else run_id
+        if run_id not in self._labels:  # asked per curve per redraw: one query per run, not per frame
+            store = self.context.store if self.context is not None else None
+            run = store.get_run(run_id) if store is not None else None
+            self._labels[run_id] = run.name if run is not None and run.name else run_id
+        return self._labels[run_id]
 
 
 def _name_order(name: str) -> tuple:

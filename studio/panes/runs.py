@@ -3,6 +3,7 @@ recent events, stderr tail). Thin widget over RunsPresenter."""
 from __future__ import annotations
 
 import html
+import time
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
@@ -23,6 +24,7 @@ class RunsPane(QWidget):
         super().__init__(parent)
         self.context = context
         self.presenter = RunsPresenter(context)
+        self._detail_shown: tuple = (None, None, 0.0)
 
         self.buttons: dict[str, QPushButton] = {}
         bar = QHBoxLayout()
@@ -111,11 +113,16 @@ class RunsPane(QWidget):
             item = self.table.item(r, 0)
             if item is not None and item.data(Qt.ItemDataRole.UserRole) == run_id:
                 run = self.presenter.store.get_run(run_id)
-                if run is not None:
-                    self._fill_row(r, self.presenter.row(run))
+                if run is None:
+                    return
+                self._fill_row(r, self.presenter.row(run))
                 if run_id == self.selected_run_id():
-                    self._show_detail(run_id)
-                    self._update_buttons()
+                    # A live run updates 4x a second; the detail (six queries + the stderr tail) follows its
+                    # status at once and its progress every 2 s, so the table stays smooth.
+                    shown_id, shown_status, shown_at = self._detail_shown
+                    if (shown_id, shown_status) != (run_id, run.status) or time.monotonic() - shown_at > 2.0:
+                        self._show_detail(run_id)
+                        self._update_buttons()
                 return
         self.refresh()  # a run we do not show yet
 
@@ -148,6 +155,7 @@ class RunsPane(QWidget):
         d = self.presenter.detail(run_id)
         if not d:
             return
+        self._detail_shown = (run_id, d["summary"]["status"], time.monotonic())
         self.title.setText(d["title"])
         esc = html.escape
         parts = ["<table>"] + [f"<tr><td><b>{esc(k)}</b></td><td>{esc(str(v))}</td></tr>"

@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal
 
 from studio.store import ACTIVE_STATUSES, RunStore, import_run_dir, mark_dead
 from studio.worker.command import build_trainer_command, trainer_environment
+from studio.worker.ingest import IngestWorker, ingest_once
 from studio.worker.pids import SIGKILL, pid_alive, process_start_ticks, send_signal
 from studio.worker.tailer import EventTailer
 
@@ -37,11 +38,13 @@ def new_run_id(name: str) -> str:
 
 
 class _Follow:
-    """One followed run: its events tailer, its Popen when this studio started it, and rate for the ETA."""
+    """One followed run: its Popen when this studio started it, and its rate for the ETA. (Its events tailer
+    lives in the ingest thread.)"""
 
-    def __init__(self, run_id: str, tailer: EventTailer, popen: subprocess.Popen | None) -> None:
-        self.run_id, self.tailer, self.popen = run_id, tailer, popen
+    def __init__(self, run_id: str, popen: subprocess.Popen | None) -> None:
+        self.run_id, self.popen = run_id, popen
         self.killed = False
+        self.draining = False  # the process ended; waiting for the ingest thread to store its last lines
         self.rate_origin: tuple[float, int] | None = None  # (time, step) of the first metric seen
 
 
@@ -51,6 +54,9 @@ class RunManager(QObject):
     eventsIngested = Signal(str, list)
     checkpointAdded = Signal(str, str)
     runFinished = Signal(str, str)  # run_id, final status
+    _followRequested = Signal(str, str, int)  # to the ingest thread: run_id, events.jsonl, offset
+    _drainRequested = Signal(str)
+    _stopRequested = Signal()
 
     def __init__(self, store: RunStore, runs_dir: Path, command_builder: CommandBuilder = build_trainer_command,
                  poll_ms: int = 250, parent: QObject | None = None) -> None:
@@ -59,7 +65,21 @@ class RunManager(QObject):
         self.runs_dir = Path(runs_dir)
         self.command_builder = command_builder
         self._follows: dict[str, _Follow] = {}
-        self._timer = QTimer(self)
+        self._worker = IngestWorker(store, poll_ms)
+        self._thread = QThread()
+        self._thread.setObjectName("run-ingest")
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.start)
+        self._followRequested.connect(self._worker.follow)
+        self._drainRequested.connect(self._worker.drain)
+        self._stopRequested.connect(self._worker.stop, Qt.ConnectionType.BlockingQueuedConnection)
+        self._worker.ingested.connect(self._on_ingested)
+        self._worker.drained.connect(self._on_drained)
+        self._thread.start()
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+        self._timer = QTimer(self)  # the UI side only watches processes
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self.poll)
         self._timer.start()
@@ -132,38 +152,46 @@ class RunManager(QObject):
                 return False
         self.store.update_run(run_id, status="starting", status_message="", pid=popen.pid, resume_pending=False,
                               pid_start_ticks=process_start_ticks(popen.pid))
-        self._follows[run_id] = _Follow(run_id, EventTailer(run_dir / "events.jsonl", run.events_offset), popen)
+        self._follows[run_id] = _Follow(run_id, popen)
+        self._followRequested.emit(run_id, str(run_dir / "events.jsonl"), run.events_offset or 0)
         self.runUpdated.emit(run_id)
         self.runsChanged.emit()
         return True
 
     # -------------------------------------------------------------- following
     def poll(self) -> None:
-        """One tick: ingest new events of every followed run, then notice runs whose process ended."""
+        """One UI tick: notice runs whose process ended and have the ingest thread store their last lines."""
         for follow in list(self._follows.values()):
-            self._ingest(follow)
-            if self._process_ended(follow):
-                self._ingest(follow, everything=True)  # the last lines written before exit
-                self._finish(follow)
+            if not follow.draining and self._process_ended(follow):
+                follow.draining = True
+                self._drainRequested.emit(follow.run_id)
 
-    def _ingest(self, follow: _Follow, everything: bool = False) -> None:
-        events, bad = follow.tailer.read_all() if everything else follow.tailer.read_new()
-        if bad:
-            with open(Path(follow.tailer.path).parent / "stderr.log", "a") as err:
-                err.writelines(f"[events.jsonl: not an event] {line}\n" for line in bad)
-        if not events:
-            return
-        changes = self.store.add_events(follow.run_id, events, offset=follow.tailer.offset)
+    def _on_drained(self, run_id: str) -> None:
+        follow = self._follows.get(run_id)
+        if follow is not None:
+            self._finish(follow)
+
+    def _on_ingested(self, run_id: str, events: list, changes: dict) -> None:
+        """A stored batch (from the ingest thread, or synchronously at start-up): tell the panes."""
+        follow = self._follows.get(run_id)
         metric = next((e for e in reversed(events) if e.get("type") == "metric"), None)
-        if metric is not None:
-            if follow.rate_origin is None or changes["started"]:
-                follow.rate_origin = (float(metric.get("time", time.time())), int(metric.get("step", 0)))
-        self.eventsIngested.emit(follow.run_id, events)
+        if follow is not None and metric is not None and (follow.rate_origin is None or changes["started"]):
+            follow.rate_origin = (float(metric.get("time", time.time())), int(metric.get("step", 0)))
+        self.eventsIngested.emit(run_id, events)
         for path in changes["checkpoints"]:
-            self.checkpointAdded.emit(follow.run_id, path)
-        self.runUpdated.emit(follow.run_id)
+            self.checkpointAdded.emit(run_id, path)
+        self.runUpdated.emit(run_id)
         if changes["started"] or changes["finished"]:
             self.runsChanged.emit()
+
+    def _ingest_now(self, run_id: str) -> int:
+        """Store everything a run's events.jsonl holds beyond the DB's offset, on this thread; the new offset."""
+        run = self.store.get_run(run_id)
+        tailer = EventTailer(Path(run.run_dir) / "events.jsonl", run.events_offset or 0)
+        events, changes = ingest_once(self.store, run_id, tailer, everything=True)
+        if events:
+            self._on_ingested(run_id, events, changes)
+        return tailer.offset
 
     def _process_ended(self, follow: _Follow) -> bool:
         if follow.popen is not None:
@@ -254,29 +282,27 @@ class RunManager(QObject):
         run_id = import_run_dir(self.store, Path(run_dir))
         run = self.store.get_run(run_id)
         if run.status in LIVE_STATUSES:
-            self._follow_existing(run)
+            self._follows[run_id] = _Follow(run_id, None)
+            self._followRequested.emit(run_id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
         self.runsChanged.emit()
         return run_id
 
     # ------------------------------------------------------------ reconciling
     def reconcile(self) -> list[str]:
-        """After a (re)start: re-attach live runs from their stored offset, settle dead ones, run the queue."""
+        """After a (re)start: catch up on live runs' events and re-attach them, settle dead ones, run the queue."""
         touched = []
         for run in self.store.list_runs(LIVE_STATUSES):
             if run.id in self._follows:
                 continue
-            follow = self._follow_existing(run)
-            self._ingest(follow, everything=True)
+            follow = self._follows[run.id] = _Follow(run.id, None)
+            offset = self._ingest_now(run.id)  # the backlog, synchronously: curves are complete at once
             if self._process_ended(follow):
                 self._finish(follow)
+            else:
+                self._followRequested.emit(run.id, str(Path(run.run_dir) / "events.jsonl"), offset)
             touched.append(run.id)
         self.schedule()
         return touched
-
-    def _follow_existing(self, run) -> _Follow:
-        tailer = EventTailer(Path(run.run_dir) / "events.jsonl", run.events_offset or 0)
-        follow = self._follows[run.id] = _Follow(run.id, tailer, None)
-        return follow
 
     # ---------------------------------------------------------------- queries
     def active_run_id(self) -> str | None:
@@ -303,8 +329,13 @@ class RunManager(QObject):
     def shutdown(self) -> None:
         """Store what is pending and stop following. Never signals a run: training outlives the studio."""
         self._timer.stop()
-        for follow in list(self._follows.values()):
-            self._ingest(follow, everything=True)
+        if self._thread.isRunning():
+            self._stopRequested.emit()
+            self._thread.quit()
+            self._thread.wait()
+        for run_id in list(self._follows):
+            if self.store.get_run(run_id) is not None:
+                self._ingest_now(run_id)  # offsets are in the DB, so nothing is stored twice
         self._follows.clear()
 
 

@@ -1,0 +1,175 @@
+"""UI stall while a run streams events: the studio's event loop must stay responsive during ingestion.
+
+    python -m bench.ui_stall                 # 5 s at 200 events/s, prints a table
+    python -m bench.ui_stall --seconds 10 --rate 500
+
+A real child process (this module with ``--emit``) writes schema-v1 events to run_dir/events.jsonl at ``rate``
+events/s, the studio's real RunManager follows it (tail every 250 ms → one SQLite transaction → signals) and the
+real main window (Runs table, live Curves plots) redraws. A probe QTimer fires every 10 ms; its lateness
+(actual interval − 10 ms) is how long the event loop was blocked. Target: max stall < 50 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROBE_MS = 10
+TARGET_MS = 50.0
+
+
+# ------------------------------------------------------------------------------------------- the child
+def emit_events(config_path: str) -> int:
+    config = json.loads(Path(config_path).read_text())
+    run_dir = Path(config["run_dir"])
+    rate, seconds = float(config["rate"]), float(config["seconds"])
+    total = int(rate * seconds)
+    with open(run_dir / "events.jsonl", "a", encoding="utf-8") as fh:
+        def emit(type_: str, step: int, **fields) -> None:
+            fh.write(json.dumps({"v": 1, "type": type_, "time": time.time(), "step": step, **fields}) + "\n")
+            fh.flush()
+
+        emit("run_started", 0, run_id=run_dir.name, method="grpo", config={}, world_size=1, device="cpu",
+             params=0, dataset_tokens=0, total_steps=total, resumed_from=None, pid=os.getpid())
+        start = time.perf_counter()
+        for step in range(1, total + 1):
+            delay = start + step / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            if step % 50 == 0:
+                emit("sample", step, samples=[{"prompt": "2+2=", "completion": "4", "reward": 1.0,
+                                                "rewards": {"accuracy": 1.0}}] * 4)
+            else:
+                emit("metric", step, epoch=0, metrics={"loss": 3 * math.exp(-step / total) + 0.1 * math.sin(step),
+                                                       "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 5000.0,
+                                                       "reward/mean": step / total, "kl": 0.01})
+        emit("checkpoint", total, path="checkpoints/step-final")
+        emit("run_finished", total, status="completed", message="")
+    return 0
+
+
+def _emitter_command(config_path, resume=None, n_gpus=1) -> list[str]:
+    return [sys.executable, "-m", "bench.ui_stall", "--emit", str(config_path)]
+
+
+# ------------------------------------------------------------------------------------------- the probe
+class _StallProbe:
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(PROBE_MS)
+        self.timer.timeout.connect(self._tick)
+        self.lateness: list[float] = []
+        self._last = None
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.lateness.append(max(0.0, (now - self._last) * 1000 - PROBE_MS))
+        self._last = now
+
+    def summary(self) -> dict:
+        values = sorted(self.lateness) or [0.0]
+        return {"ticks": len(self.lateness), "max_stall_ms": round(values[-1], 1),
+                "p99_ms": round(values[int(0.99 * (len(values) - 1))], 1),
+                "mean_ms": round(sum(values) / len(values), 2)}
+
+
+def _spin(seconds: float, until=None) -> None:
+    """Run the event loop for ``seconds`` or until the signal ``until`` fires. A local QEventLoop, because
+    QApplication.quit() in Qt 6 first closes every window (and the main window's close stops following runs)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    if until is not None:
+        until.connect(loop.quit)
+    loop.exec()
+
+
+def run(seconds: float = 5.0, rate: float = 200.0) -> dict:
+    """Measure idle and ingesting stalls; returns {"idle": {...}, "ingest": {...}, "events": n, ...}."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from studio.app import build_context
+    from studio.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory(prefix="ui-stall-") as tmp:
+        context = build_context(Path(tmp) / "workspace")
+        context.runs.command_builder = _emitter_command
+        window = MainWindow(context, probe_device=False)
+        window.show()
+        window.show_pane("Curves")
+        probe = _StallProbe()
+        probe.start()
+        _spin(1.0)
+        idle = probe.summary()
+
+        probe.lateness.clear()
+        ingested = {"n": 0}
+        context.eventsIngested.connect(lambda _rid, evs: ingested.__setitem__("n", ingested["n"] + len(evs)))
+        run_id = context.runs.launch({"method": "grpo", "rate": rate, "seconds": seconds})
+        context.runSelected.emit(run_id)  # the Curves pane plots it live
+        t0 = time.perf_counter()
+        _spin(seconds + 30, until=context.runs.runFinished)
+        wall = time.perf_counter() - t0
+        probe.stop()
+        ingest = probe.summary()
+        status = context.store.get_run(run_id).status
+        window.close_policy = "keep"
+        window.close()
+        context.store.close()
+    return {"seconds": seconds, "rate": rate, "events": ingested["n"], "wall_s": round(wall, 2), "status": status,
+            "idle": idle, "ingest": ingest, "target_ms": TARGET_MS, "ok": ingest["max_stall_ms"] < TARGET_MS,
+            "load_avg": _load_average(), "cpus": os.cpu_count()}
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load: stalls measured on a busy machine include other processes' time."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def print_table(result: dict) -> None:
+    print(f"UI stall probe ({PROBE_MS} ms timer), {result['events']} events at {result['rate']:.0f}/s, "
+          f"run {result['status']} in {result['wall_s']} s")
+    print(f"{'phase':<8} {'ticks':>6} {'max stall ms':>13} {'p99 ms':>8} {'mean ms':>8}")
+    for phase in ("idle", "ingest"):
+        r = result[phase]
+        print(f"{phase:<8} {r['ticks']:>6} {r['max_stall_ms']:>13} {r['p99_ms']:>8} {r['mean_ms']:>8}")
+    print(f"target: max stall < {result['target_ms']:.0f} ms -> {'OK' if result['ok'] else 'MISSED'}"
+          f"  (load average {result['load_avg']} on {result['cpus']} CPUs; compare with the idle row)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ui_stall", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--emit", metavar="CONFIG", help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args(argv)
+    if args.emit:
+        return emit_events(args.emit)
+    result = run(args.seconds, args.rate)
+    print_table(result)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
