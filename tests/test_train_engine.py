@@ -44,7 +44,8 @@ def _config_file(cfg, path: Path) -> Path:
 def test_loss_falls_well_below_its_start(train_data, tiny_tokenizer_dir, tmp_path):
     # 16 real documents (~2k tokens) seen ~25 times: small enough to learn within a test's time on a busy CPU
     cfg = train_config(tmp_path / "run", tiny_tokenizer_dir, [train_data["pretrain16"]], max_steps=100,
-                       **{"optim.lr": 5e-3})
+                       eval_every=50, **{"optim.lr": 5e-3, "data.eval_files": [str(train_data["pretrain16"])],
+                                         "data.eval_batches": 2})
     with one_thread():
         assert run_training(cfg) == 0
     loss = losses(tmp_path / "run")
@@ -59,6 +60,8 @@ def test_loss_falls_well_below_its_start(train_data, tiny_tokenizer_dir, tmp_pat
     assert metric["total_steps"] == 100 and metric["v"] == 1
     assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "completed"
     assert ck.verify_checkpoint(tmp_path / "run" / "checkpoints" / "step-000100")["step"] == 100
+    evals = {e["step"]: e["metrics"]["eval/loss"] for e in events if e["type"] == "eval"}
+    assert sorted(evals) == [50, 100] and evals[100] < evals[50] < first
 
 
 @pytest.mark.slow

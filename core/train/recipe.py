@@ -98,9 +98,11 @@ class Recipe:
         return float((labels[:, 1:] != -100).sum())
 
     def useful_tokens(self, batch: dict) -> int:
+        if not isinstance(batch, dict):
+            return 0
         if "attention_mask" in batch:
             return int(batch["attention_mask"].sum())
-        return int(batch["input_ids"].numel())
+        return int(batch["input_ids"].numel()) if "input_ids" in batch else 0
 
     def dataset_tokens(self) -> int | None:
         return getattr(self.train_dataset, "num_tokens", None)
@@ -129,7 +131,8 @@ class Recipe:
         pass
 
     def evaluate(self, model: nn.Module, batches) -> dict:
-        """Token-weighted mean loss over `batches` (this rank's share; the engine all-reduces sums)."""
+        """{name: (weighted sum, weight)} over this rank's `batches`; the engine sums both over ranks and
+        reports sum/weight (here: the token-weighted mean loss as `eval/loss`)."""
         total, weight = 0.0, 0.0
         for batch in batches:
             loss, _ = self.loss_fn(model, batch)
