@@ -70,10 +70,14 @@ def _gguf(args) -> int:
         print(f"Ollama: ollama create minimind -f {report['modelfile']}")
     p = report.get("parity")
     if p:
-        print(f"parity with llama.cpp: PASSED (tokenizer {'identical' if p['tokenizer_match'] else 'DIFFERENT'}, "
-              f"max |Δlogit| {p['max_abs_logit_diff']:.2e} = {p['rel_logit_diff']:.1e} of range, "
-              f"greedy agreement {p['top1_agreement']:.0%}, 32-token greedy "
-              f"{'identical' if p['greedy_identical'] else 'diverges at a near-tie'})")
+        if p["greedy_identical"]:
+            greedy = "identical"
+        else:
+            where = p["greedy_first_divergence"]
+            greedy = f"diverges at token {where}" + (" (a near-tie)" if p["greedy_divergence_is_tie"] else "")
+        print(f"parity with llama.cpp: PASSED (tokenizer identical, max |Δlogit| {p['max_abs_logit_diff']:.2e} = "
+              f"{p['rel_logit_diff']:.1e} of the logit range, top-1 agreement {p['top1_agreement']:.0%}, "
+              f"32-token greedy continuation {greedy})")
     else:
         print("parity: not checked (--no-check)")
     return 0

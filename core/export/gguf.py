@@ -42,7 +42,7 @@ def load_for_export(model_or_path, tokenizer=None):
 
 def export_gguf(model_or_path, out_file, qtype: str = "f32", progress: Progress | None = None,
                 tokenizer=None, check: bool = True, modelfile: bool = True) -> dict:
-    """Export to GGUF, write `parity.json` + an Ollama `Modelfile` beside it, and return the report.
+    """Export to GGUF, write `<stem>.parity.json` + an Ollama `<stem>.Modelfile` beside it; return the report.
 
     Raises `UnsupportedExport` before writing anything when no llama.cpp architecture is exact, and
     `core.export.parity.ParityError` when llama.cpp disagrees with the torch model.
