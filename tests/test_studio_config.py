@@ -148,3 +148,15 @@ def test_starting_checkpoint_comes_with_its_run_lineage(qtbot, tmp_path):
         pane.start()
     assert launch.args[0]["init"] == str(ckpt) and launch.args[0]["parent_run_id"] == "sft-1"
     store.close()
+
+
+def test_starting_checkpoint_fixes_the_model_fields(qtbot, pane, infer_checkpoint):
+    from core.model.io import read_model_config
+
+    cfg = pane.config()
+    cfg.update(method="sft", init=str(infer_checkpoint))
+    pane.set_config(cfg)
+    shown = pane.config()["model"]
+    assert shown == read_model_config(infer_checkpoint).model_dump()
+    assert not pane.forms["model"].isEnabled()
+    assert pane.presenter.estimate(pane.config())["params"] > 0

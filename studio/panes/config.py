@@ -76,8 +76,7 @@ class ConfigPane(QWidget):
         self.init_box = QComboBox()
         self.init_box.setMinimumWidth(220)
         self.init_box.currentIndexChanged.connect(lambda _i: self._recheck.start())
-        self.init_box.currentIndexChanged.connect(
-            lambda _i: self.lineage.setText("Lineage: " + self.presenter.lineage_text(self.init_box.currentData())))
+        self.init_box.currentIndexChanged.connect(lambda _i: self._init_changed())
         self.gpus = QSpinBox()
         self.gpus.setRange(1, 64)
         self.gpus.setToolTip("More than 1 launches torchrun with one process per GPU")
@@ -117,6 +116,9 @@ class ConfigPane(QWidget):
                 self.method_help = label("", "muted")
                 v.addWidget(self.method_help)
             if key == "model":
+                self.model_note = label("The architecture comes from the starting checkpoint.", "muted")
+                self.model_note.setVisible(False)
+                v.addWidget(self.model_note)
                 self.model_error = label("", "error")
                 self.model_error.setVisible(False)
                 v.addWidget(self.model_error)
@@ -180,7 +182,20 @@ class ConfigPane(QWidget):
         i = self.init_box.findData(current)
         self.init_box.setCurrentIndex(max(0, i))
         self.init_box.blockSignals(False)
-        self.lineage.setText("Lineage: " + self.presenter.lineage_text(self.init_box.currentData()))
+        self._init_changed()
+
+    def _init_changed(self) -> None:
+        """A starting checkpoint fixes the architecture: show its model config, read-only."""
+        path = self.init_box.currentData()
+        self.lineage.setText("Lineage: " + self.presenter.lineage_text(path))
+        model = self.presenter.checkpoint_model(path)
+        if model is not None:
+            cfg = self.config()
+            cfg["model"] = model
+            self.forms["model"].set_values(cfg)
+        self.forms["model"].setEnabled(model is None)
+        self.preset_box.setEnabled(model is None)
+        self.model_note.setVisible(model is not None)
 
     def set_config(self, config: dict) -> None:
         """Show `config` (a TrainConfig-shaped dict, plus the studio's n_gpus/name)."""
@@ -190,16 +205,19 @@ class ConfigPane(QWidget):
             config["model"] = self.presenter.preset(model)
         self.method_box.setCurrentText(config.get("method", "pretrain"))
         self._method_changed(self.method_box.currentText())
+        self.gpus.setValue(int(config.get("n_gpus") or 1))
+        for form in self.forms.values():
+            form.set_values(config)
         self._refresh_checkpoints()
         if config.get("init"):
             i = self.init_box.findData(config["init"])
             if i < 0:
                 self.init_box.addItem(str(config["init"]), config["init"])
                 i = self.init_box.count() - 1
+            self.init_box.blockSignals(True)
             self.init_box.setCurrentIndex(i)
-        self.gpus.setValue(int(config.get("n_gpus") or 1))
-        for form in self.forms.values():
-            form.set_values(config)
+            self.init_box.blockSignals(False)
+        self._init_changed()  # a starting checkpoint overrides the model fields with its own
         self.refresh()
 
     def config(self) -> dict:

@@ -111,14 +111,12 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
         problems.append("data.tokenizer: no tokenizer found; set data.tokenizer, pick a starting checkpoint, "
                         "or train one in the Datasets pane")
     else:
-        model_vocab = (config.get("model") or {}).get("vocab_size") if isinstance(config.get("model"), dict) else None
-        if model_vocab and model_vocab < tok.vocab_size:
-            problems.append(f"model.vocab_size: {model_vocab} is smaller than the tokenizer's {tok.vocab_size}; "
-                            f"set it to {tok.vocab_size}")
-        elif model_vocab and model_vocab != tok.vocab_size:
+        model = config.get("model") if isinstance(config.get("model"), dict) else {}
+        if not config.get("init") and model.get("vocab_size") not in (None, tok.vocab_size):
+            # core.train.recipe.build_model sizes a fresh model's embedding to the tokenizer
             result.setdefault("notes", []).append(
-                f"model.vocab_size {model_vocab} is larger than the tokenizer's {tok.vocab_size}: "
-                f"{model_vocab - tok.vocab_size} embedding rows will never be used")
+                f"model.vocab_size {model['vocab_size']} will be set to the tokenizer's {tok.vocab_size} "
+                "by the trainer; the estimate above uses the form's value")
     if tok is not None and first_record is not None:
         ids, mask = record_tokens(first_record, kind, tok)
         result.update(record_ids=ids, loss_mask=mask.tolist(), record_html=tokens_html(tok, ids, mask, max_len),

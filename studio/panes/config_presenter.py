@@ -163,6 +163,16 @@ class ConfigPresenter(QObject):
                 return src.run_id
         return None
 
+    def checkpoint_model(self, checkpoint: str | None) -> dict | None:
+        """The ModelConfig of a starting checkpoint (the trainer ignores the model fields when `init` is set)."""
+        if not checkpoint:
+            return None
+        try:
+            from core.model.io import read_model_config, resolve_checkpoint
+            return read_model_config(resolve_checkpoint(checkpoint)).model_dump()
+        except Exception:  # unreadable or not a checkpoint: keep the form's values, pre-flight will say why
+            return None
+
     def lineage_text(self, checkpoint: str | None) -> str:
         """"pretrain-1 (pretrain) → sft-2 (sft) → step-000200" for a checkpoint of a stored run."""
         if not checkpoint:

@@ -152,8 +152,7 @@ class DatasetsPane(QWidget):
         p = self.presenter
         self.add_files_btn.clicked.connect(self._add_files)
         self.add_folder_btn.clicked.connect(self._add_folder)
-        self.file_list.currentItemChanged.connect(
-            lambda item, _prev: p.open(item.data(Qt.UserRole)) if item is not None else None)
+        self.file_list.currentItemChanged.connect(self._open_item)
         self.prev_btn.clicked.connect(lambda: p.show_page(p.page - 1))
         self.next_btn.clicked.connect(lambda: p.show_page(p.page + 1))
         self.page_spin.valueChanged.connect(lambda v: p.show_page(v - 1) if v - 1 != p.page else None)
@@ -195,6 +194,13 @@ class DatasetsPane(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of datasets")
         if folder:
             self.presenter.add_paths([folder])
+
+    def _open_item(self, item, _previous=None) -> None:
+        if item is None:
+            return
+        path = Path(item.data(Qt.UserRole))
+        self.kind_label.setText(f"<b>{path.name}</b><br>detecting the kind…")
+        self.presenter.open(path)
 
     def _on_files(self, files: list) -> None:
         current = self.file_list.currentItem()
