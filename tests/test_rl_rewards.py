@@ -70,3 +70,24 @@ def test_reward_model_source_needs_a_real_rm_checkpoint(tmp_path):
     cfg = RewardConfig.model_validate({"sources": [{"type": "reward_model", "path": str(tmp_path / "nope")}]})
     with pytest.raises(Exception, match="no such file"):
         RewardCombiner(cfg)
+
+
+def test_hf_classifier_source_reads_a_local_folder(tmp_path):
+    """A local transformers sequence-classification folder scores (prompt, reply) pairs; skipped without it."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "what", "is", "3", "+", "4", "7", "8", "?"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                                cls_token="[CLS]", sep_token="[SEP]")
+    fast.save_pretrained(tmp_path)
+    cfg = transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, num_labels=2, max_position_embeddings=32)
+    transformers.BertForSequenceClassification(cfg).save_pretrained(tmp_path)
+    rc = RewardConfig.model_validate({"sources": [{"type": "hf_classifier", "path": str(tmp_path), "label": 1,
+                                                   "clip": 0.001}]})
+    prompts = [[{"role": "user", "content": "what is 3 + 4 ?"}]] * 2
+    total, breakdown = RewardCombiner(rc)(RewardInputs(["7", "8"], [None, None], prompts, [[1], [2]]))
+    assert len(breakdown["hf_classifier"]) == 2 and total.abs().max() <= 0.001 + 1e-9

@@ -106,3 +106,14 @@ def test_spo_sigkill_and_resume_keeps_the_baseline_tracker(rl_data, demo_sft_run
     assert after[0]["metrics"]["baseline"] == pytest.approx(expected, rel=1e-6)
     assert abs(expected) > 1e-3
     assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "completed"
+
+
+def test_bad_method_options_fail_with_the_field_named(tmp_path):
+    from core.config.train import validate_train_config
+
+    cfg = validate_train_config({"method": "grpo", "run_dir": str(tmp_path / "run"), "device": "cpu",
+                                 "init": str(tmp_path / "sft"), "data": {"files": ["rl.jsonl"]},
+                                 "method_options": {"num_generations": 1, "rewards": {"sources": []}}})
+    assert run_training(cfg) == 1
+    error = next(e for e in read_events(tmp_path / "run") if e["type"] == "error")["message"]
+    assert "method_options.num_generations" in error and "method_options.rewards" in error

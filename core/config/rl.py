@@ -10,11 +10,25 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _MethodOptions(_Strict):
+    """Top level of `method_options`: validation errors name the field as `method_options.<path>`."""
+
+    @classmethod
+    def model_validate(cls, obj, *args, **kwargs):
+        from core.config.train import TrainConfigError, format_validation_error
+
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            msg = format_validation_error(exc, "config").replace("config: ", "config: method_options.")
+            raise TrainConfigError(f"{msg}\n(settings of method {cls.__name__[:-6].lower()}: see docs/rl.md)") from None
 
 
 # ---- reward sources -------------------------------------------------------------------------------------------
@@ -101,19 +115,19 @@ class RewardConfig(_Strict):
 
 # ---- preference methods ---------------------------------------------------------------------------------------
 
-class DPOConfig(_Strict):
+class DPOConfig(_MethodOptions):
     beta: float = Field(0.1, gt=0, le=100, description="DPO β: strength of the implicit KL to the reference (MiniMind 0.1).")
     length_normalised: bool = Field(False, description="Mean instead of sum of token log-probs (MiniMind's variant).")
     reference: str | None = Field(None, description="Frozen reference checkpoint (default: `init`).")
 
 
-class RMConfig(_Strict):
+class RMConfig(_MethodOptions):
     center_coef: float = Field(0.0, ge=0, le=10, description="Adds coef·mean((s_c+s_r)²) so scores stay near 0 (TRL center_rewards_coefficient).")
 
 
 # ---- on-policy RL ---------------------------------------------------------------------------------------------
 
-class _RLBase(_Strict):
+class _RLBase(_MethodOptions):
     max_prompt_len: int = Field(128, ge=4, le=32768, description="Prompt tokens kept (the end survives).")
     max_new_tokens: int = Field(64, ge=1, le=32768, description="Longest completion per rollout.")
     temperature: float = Field(0.8, gt=0, le=10, description="Rollout sampling temperature (MiniMind 0.8).")
