@@ -93,29 +93,38 @@ def test_sigkill_then_resume_gives_exactly_the_uninterrupted_losses(train_data, 
     assert got == {s: want[s] for s in got}, f"killed after step {kill_after}, resumed from {saved}"
 
 
-def test_sigterm_stops_cleanly_with_a_checkpoint(train_data, tiny_tokenizer_dir, tmp_path):
+def test_reader_going_away_then_sigterm_stops_cleanly_with_a_checkpoint(train_data, tiny_tokenizer_dir, tmp_path):
+    # The studio dies (stdout pipe closes): training goes on. Then SIGTERM: checkpoint, `stopped`, exit 0.
     run_dir = tmp_path / "run"
     cfg = train_config(run_dir, tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=10000, save_every=0)
-    proc = _launch(["--config", str(_config_file(cfg, tmp_path / "cfg.json"))], stdout=subprocess.DEVNULL)
-    _wait_for(run_dir, lambda ev: any(e["type"] == "metric" and e["step"] >= 2 for e in ev), proc)
+    proc = _launch(["--config", str(_config_file(cfg, tmp_path / "cfg.json"))], stdout=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline())["type"] == "run_started"
+    proc.stdout.close()
+    _wait_for(run_dir, lambda ev: any(e["type"] == "metric" and e["step"] >= 3 for e in ev), proc)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
+    assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
     events = read_events(run_dir)
     last = events[-1]
     assert last["type"] == "run_finished" and last["status"] == "stopped" and f"--resume {run_dir}" in last["message"]
+    assert sorted(losses(run_dir)) == list(range(1, last["step"] + 1))  # every step was still recorded
     ckpt = [e for e in events if e["type"] == "checkpoint"][-1]
     assert ckpt["step"] == last["step"] and ck.verify_checkpoint(run_dir / ckpt["path"])["step"] == last["step"]
 
 
-def test_training_survives_the_reader_of_stdout_going_away(train_data, tiny_tokenizer_dir, tmp_path):
+def test_resume_skips_a_truncated_checkpoint_with_a_warning(train_data, tiny_tokenizer_dir, tmp_path):
     run_dir = tmp_path / "run"
-    cfg = train_config(run_dir, tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=6)
-    proc = _launch(["--config", str(_config_file(cfg, tmp_path / "cfg.json"))], stdout=subprocess.PIPE)
-    assert json.loads(proc.stdout.readline())["type"] == "run_started"
-    proc.stdout.close()  # the studio died
-    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()[-2000:]
+    cfg = train_config(run_dir, tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=4, save_every=2)
+    with one_thread():
+        assert run_training(cfg) == 0
+        weights = run_dir / "checkpoints" / "step-000004" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+        assert run_training(cfg.model_copy(update={"max_steps": 5}), resume=True) == 0
     events = read_events(run_dir)
-    assert events[-1]["status"] == "completed" and max(losses(run_dir)) and 6 in losses(run_dir)
+    started = [e for e in events if e["type"] == "run_started"][-1]
+    assert started["resumed_from"] == 2
+    warning = next(e for e in events[events.index(started):] if e["type"] == "warning")
+    assert "step-000004" in warning["message"] and "model.safetensors: 1000 bytes" in warning["message"]
+    assert events[-1]["status"] == "completed" and events[-1]["step"] == 5
 
 
 def test_nan_loss_is_an_error_naming_the_step(tiny_pretrain_run, train_data, tiny_tokenizer_dir, tmp_path):
