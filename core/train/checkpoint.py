@@ -75,12 +75,20 @@ def save_checkpoint(run_dir: str | Path, step: int, write_files: Callable[[Path]
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    write_files(tmp)
-    body = dict(state, step=step, files=_manifest(tmp))
-    (tmp / STATE_FILE).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    for p in tmp.rglob("*"):
-        _fsync_path(p)
-    _fsync_path(tmp)
+    try:
+        write_files(tmp)
+        body = dict(state, step=step, files=_manifest(tmp))
+        (tmp / STATE_FILE).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        for p in tmp.rglob("*"):
+            _fsync_path(p)
+        _fsync_path(tmp)
+    except Exception as exc:  # disk full, quota, I/O error: drop the half-written copy, keep `latest` as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        latest = ckpts / LATEST
+        kept = latest.read_text(encoding="utf-8").strip() if latest.is_file() else None
+        safe = f"{kept} is intact and still the one to resume from" if kept else "no earlier checkpoint exists"
+        raise CheckpointError(f"{ckpts / name}: could not be written ({type(exc).__name__}: {exc}); {safe}. "
+                              "Free disk space (or raise the quota) and resume the run") from exc
     final = ckpts / name
     if final.exists():  # the same step saved again (e.g. stop right after a periodic save): swap it out
         trash = ckpts / f".old-{name}-{os.getpid()}"
