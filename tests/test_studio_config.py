@@ -33,7 +33,7 @@ def test_form_has_one_editor_per_schema_field_with_schema_bounds(pane):
 
     editors = {k: w for form in pane.forms.values() for k, w in form.editors.items()}
     expected = fields_from_schema(cc.ModelConfig.model_json_schema(), prefix=("model",)) + \
-        fields_from_schema(cc.TrainConfig.model_json_schema(), skip=("method", "init", "model", "method_options"))
+        fields_from_schema(cc.TrainConfig.model_json_schema(), skip=("method", "init", "model", "method_options", "run_dir"))
     assert {s.key for s in expected} <= set(editors)
     assert isinstance(editors["model.hidden_size"], QSpinBox)
     assert (editors["model.hidden_size"].minimum(), editors["model.hidden_size"].maximum()) == (8, 16384)
@@ -48,6 +48,7 @@ def test_invalid_value_shows_the_fields_pydantic_message(pane):
     with pytest.raises(ValidationError) as exc:
         cc.TrainConfig(optim={"lr": 5.0})
     message = exc.value.errors()[0]["msg"]
+    pane.forms["data"].editors["data.files"].setText("train.jsonl")
     pane.forms["optim"].editors["optim.lr"].setText("5")
     errors = pane.refresh()
     label = pane.forms["optim"].error_labels["optim.lr"]
@@ -77,7 +78,11 @@ def test_preset_sets_model_fields_and_exact_parameter_count(pane):
 
 
 def test_start_emits_launch_request(qtbot, pane, context, tmp_path):
+    assert pane.refresh() == {"data.files": "add at least one training file (JSONL, or .txt for pretrain)"}
+    assert pane.current_config() is None and not pane.start_btn.isEnabled()
+    pane.forms["data"].editors["data.files"].setText(str(tmp_path / "a.jsonl"))
     cfg = pane.config()
+    assert pane.current_config() == cfg
     with qtbot.waitSignal(context.launchRequested, timeout=2000) as launch:
         pane.start()
     sent = launch.args[0]
@@ -144,6 +149,7 @@ def test_starting_checkpoint_comes_with_its_run_lineage(qtbot, tmp_path):
     pane.init_box.setCurrentIndex(i)
     assert pane.lineage.text() == "Lineage: pre (pretrain) → chat (sft) → step-000010 → this run"
     pane.method_box.setCurrentText("sft")
+    pane.forms["data"].editors["data.files"].setText("train.jsonl")
     with qtbot.waitSignal(context.launchRequested, timeout=2000) as launch:
         pane.start()
     assert launch.args[0]["init"] == str(ckpt) and launch.args[0]["parent_run_id"] == "sft-1"

@@ -317,6 +317,12 @@ class ConfigPane(QWidget):
                          f"{COLORS['loss']}'>{r['loss_tokens']} carry loss</span></p>{r['record_html']}")
         self.preflight_view.setHtml("".join(parts))
 
+    def current_config(self) -> dict | None:
+        """The config to launch (Run > Start run in the main window), or None while a field is invalid."""
+        if self.refresh():
+            return None
+        return self.presenter.launch_config(self.config())
+
     def start(self) -> None:
         if self.refresh():
             return

@@ -18,7 +18,7 @@ from studio.widgets.model_sources import list_checkpoints
 METHODS = ("pretrain", "sft", "lora", "dpo", "rm", "ppo", "grpo", "spo")
 PRESET_NAMES = ("tiny", "small", "moe", "base")
 # Fields shown in their own widgets (method picker, checkpoint picker) instead of the generated form.
-OWN_WIDGETS = ("method", "init", "model", "method_options")
+OWN_WIDGETS = ("method", "init", "model", "method_options", "run_dir")  # run_dir: the run manager picks it
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
@@ -116,6 +116,8 @@ class ConfigPresenter(QObject):
                 options_model.model_validate(config.get("method_options") or {})
             except ValidationError as exc:
                 errors.update(errors_by_field(exc, ("method_options",)))
+        if not (config.get("data") or {}).get("files"):
+            errors["data.files"] = "add at least one training file (JSONL, or .txt for pretrain)"
         n_gpus = config.get("n_gpus", 1)
         if not isinstance(n_gpus, int) or n_gpus < 1:
             errors["n_gpus"] = "must be a whole number ≥ 1"
@@ -209,15 +211,22 @@ class ConfigPresenter(QObject):
         self._task.failed.connect(self.preflightFailed)
         return self._task.start()
 
-    def launch(self, config: dict) -> bool:
-        """Validate, then ask the studio to start the run (context.launchRequested)."""
+    def launch_config(self, config: dict) -> dict | None:
+        """The dict to launch (with parent_run_id from the starting checkpoint's run), or None when invalid."""
         if self.validate(config):
-            return False
+            return None
         config = dict(config)
         if config.get("init"):  # the run manager records `init` as the run's starting checkpoint
             parent = self.parent_run_of(config["init"])
             if parent:
                 config.setdefault("parent_run_id", parent)
+        return config
+
+    def launch(self, config: dict) -> bool:
+        """Validate, then ask the studio to start the run (context.launchRequested)."""
+        config = self.launch_config(config)
+        if config is None:
+            return False
         if self.context is not None:
             self.context.launchRequested.emit(config)
         self.launched.emit(config)
