@@ -58,8 +58,10 @@ class LlamaCppBackend(Backend):
             raise RuntimeError("the llama.cpp backend needs llama-cpp-python: pip install llama-cpp-python "
                                "(builds from source in ~3 min)") from exc
         self.path = Path(gguf_path)
-        options = dict(n_ctx=n_ctx, n_threads=n_threads or max(1, (os.cpu_count() or 2)),
-                       n_gpu_layers=n_gpu_layers, logits_all=False, verbose=False)
+        threads = n_threads or max(1, os.cpu_count() or 1)
+        # n_threads_batch (prompt evaluation) defaults to every core whatever n_threads says: keep them equal.
+        options = dict(n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_gpu_layers=n_gpu_layers,
+                       logits_all=False, verbose=False)
         if f32_kv_cache:
             options.update(type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
         options.update(llama_options)
