@@ -153,3 +153,23 @@ def test_train_tokenizer_saves_into_the_workspace(qtbot, tmp_path, shared_data):
     assert done.args == [str(ws.tokenizers_dir / "mine")]
     assert MiniMindTokenizer.load(ws.tokenizers_dir / "mine").vocab_size <= 400
     assert presenter.tokenizer_dirs() == [ws.tokenizers_dir / "mine"]
+
+
+def test_added_files_are_remembered_in_the_store(qtbot, tmp_path):
+    from studio.context import StudioContext
+    from studio.store import RunStore
+    from studio.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    store = RunStore(ws.db_path)
+    data = tmp_path / "p.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    first = DatasetsPresenter(StudioContext(ws, store=store))
+    with qtbot.waitSignal(first.fileOpened, timeout=10_000):
+        first.add_paths([data])
+        first.open(data)
+    assert [(d.path, d.kind) for d in store.datasets()] == [(str(data), "pretrain")]
+    again = DatasetsPresenter(StudioContext(ws, store=store))
+    assert again.restore() == [data]
+    first.shutdown()
+    store.close()

@@ -23,6 +23,7 @@ class DatasetsPane(QWidget):
         self._build()
         self._wire()
         self._refresh_tokenizers()
+        self.presenter.restore()
         quit_hook(self.presenter.shutdown)
 
     # ---- layout ----------------------------------------------------------------------------------

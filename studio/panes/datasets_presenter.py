@@ -85,12 +85,33 @@ class DatasetsPresenter(QObject):
         self._tasks: dict[str, Task] = {}
 
     # ---- files -----------------------------------------------------------------------------------
-    def add_paths(self, paths) -> list[Path]:
+    def add_paths(self, paths, remember: bool = True) -> list[Path]:
         for f in collect_files(paths):
             if f not in self.files:
                 self.files.append(f)
+                if remember:
+                    self._remember(f)
         self.filesChanged.emit([str(f) for f in self.files])
         return self.files
+
+    def restore(self) -> list[Path]:
+        """Reopen the datasets recorded in the run store (the list survives a restart)."""
+        store = getattr(self.context, "store", None)
+        if store is None:
+            return self.files
+        try:
+            known = [Path(d.path) for d in reversed(store.datasets()) if Path(d.path).is_file()]
+        except Exception:  # a store problem must not keep the pane from opening
+            return self.files
+        return self.add_paths(known, remember=False) if known else self.files
+
+    def _remember(self, path: Path, **fields) -> None:
+        store = getattr(self.context, "store", None)
+        if store is not None:
+            try:
+                store.add_dataset(str(path), name=path.name, **fields)
+            except Exception:
+                pass
 
     def detect_kind(self, path) -> str:
         records = _core_data()
@@ -119,6 +140,7 @@ class DatasetsPresenter(QObject):
 
     def _on_kind(self, kind: str) -> None:
         self.kind = kind
+        self._remember(self.path, kind=kind)
         self.fileOpened.emit(str(self.path), kind)
         if self.page == 0 and kind == "text":  # re-render page 1 as plain text now that the kind is known
             self.show_page(0)
