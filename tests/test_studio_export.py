@@ -41,6 +41,12 @@ def test_gguf_export_shows_parity_and_appears_in_chat_models(qtbot, context, tin
                                                                "problems": ["greedy continuation diverges"]}})
     chat = ChatPresenter(context)
     assert result["path"] in [m.path for m in chat.refresh_models() if m.kind == "gguf"]
+    chat.select(0, result["path"])  # and it chats through llama.cpp
+    chat.sampling.update(temperature=0.0, max_new_tokens=5)
+    with qtbot.waitSignal(chat.replyFinished, timeout=60_000) as reply:
+        assert chat.send("Hello") is None
+    assert reply.args[1]["text"] and reply.args[1]["model"] == result["path"]
+    chat.shutdown()
 
 
 def test_hf_export_writes_a_folder(qtbot, context, tiny_checkpoint, tmp_path):
