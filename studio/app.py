@@ -77,7 +77,7 @@ def open_window(root: Path, probe_device: bool = True):
 def self_test() -> int:
     """Offscreen window on a throwaway workspace + the trainer entry answers --help. 0 = fine."""
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from PySide6.QtCore import QProcess
+    from PySide6.QtCore import QEvent, QProcess
     from PySide6.QtWidgets import QApplication
 
     from studio.worker.command import trainer_base_command, trainer_environment
@@ -91,6 +91,11 @@ def self_test() -> int:
         window.close_policy = "keep"
         window.close()
         window.context.store.close()
+        window.deleteLater()  # its panes' timers must not outlive the temporary workspace
+        context = window.context
+        del window
+        context.deleteLater()
+        app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
     argv = trainer_base_command() + ["--help"]
     proc = QProcess()
     env = proc.processEnvironment()

@@ -216,4 +216,5 @@ class MainWindow(QMainWindow):
                 runs.stop(run_id)
         if runs is not None:
             runs.shutdown()  # flush pending events; never kills a run
+        self._progress_timer.stop()
         event.accept()

@@ -6,8 +6,6 @@ pixel column of the visible range, whatever the length) and live points are appe
 """
 from __future__ import annotations
 
-import json
-
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QListWidget,
@@ -33,12 +31,14 @@ def configure_plot(plot: pg.PlotItem) -> None:
 class MetricPlot:
     """One metric's plot: a curve per run, a vertical crosshair and a read-out label."""
 
-    def __init__(self, layout: pg.GraphicsLayoutWidget, name: str, row: int, col: int) -> None:
+    def __init__(self, layout: pg.GraphicsLayoutWidget, name: str, row: int, col: int, legend: bool = True) -> None:
         self.name = name
         self.plot = layout.addPlot(row=row, col=col, title=name)
         configure_plot(self.plot)
         self.plot.setLabel("bottom", "step")
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        # One legend (on the first plot) is enough: a run has the same colour in every plot.
+        self.legend = self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 220),
+                                          pen=pg.mkPen("#ccc")) if legend else None
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
         self.crosshair.hide()
@@ -49,7 +49,8 @@ class MetricPlot:
 
     def curve(self, run_id: str, label: str, color: str) -> pg.PlotDataItem:
         if run_id not in self.curves:
-            self.curves[run_id] = self.plot.plot(name=label, pen=pg.mkPen(color, width=1.5))
+            self.curves[run_id] = self.plot.plot(name=label if self.legend is not None else None,
+                                                 pen=pg.mkPen(color, width=1.5))
         return self.curves[run_id]
 
 
@@ -91,8 +92,10 @@ class CurvesPane(QWidget):
         self.samples.setWordWrap(True)
         self.samples.verticalHeader().hide()
         header = self.samples.horizontalHeader()
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        for col, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.Stretch,
+                                    QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.ResizeToContents,
+                                    QHeaderView.ResizeMode.ResizeToContents)):
+            header.setSectionResizeMode(col, mode)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.graphics, "Plots")
         self.tabs.addTab(self.samples, "Rollouts")
@@ -192,7 +195,7 @@ class CurvesPane(QWidget):
             return
         name = self._pending.pop(0)
         i = len(self.plots)
-        plot = MetricPlot(self.graphics, name, i // 2, i % 2)
+        plot = MetricPlot(self.graphics, name, i // 2, i % 2, legend=i == 0)
         plot.plot.setLogMode(y=self.presenter.log_y)
         self.plots[name] = plot
         self.update_series([(run_id, name) for run_id in self.presenter.curves_for(name)])
@@ -259,7 +262,8 @@ class CurvesPane(QWidget):
             reward = sample.get("reward")
             cells = (str(sample.get("step", "")), str(sample.get("prompt", "")), str(sample.get("completion", "")),
                      f"{reward:.3f}" if isinstance(reward, (int, float)) else "",
-                     json.dumps(sample.get("rewards") or {}))
+                     ", ".join(f"{k} {v:.2f}" if isinstance(v, (int, float)) else f"{k} {v}"
+                               for k, v in (sample.get("rewards") or {}).items()))
             for c, text in enumerate(cells):
                 self.samples.setItem(r, c, QTableWidgetItem(text))
         if rows:

@@ -97,8 +97,12 @@ class RunsPresenter:
         if run is None:
             return {}
         lineage = []
-        for ancestor in self.store.lineage(run_id)[:-1]:
-            lineage.append(f"parent run: {ancestor.name} ({ancestor.id}, {ancestor.status})")
+        ancestors = self.store.lineage(run_id)[:-1]
+        if ancestors:
+            parent = ancestors[-1]
+            lineage.append(f"parent run: {parent.name} ({parent.id}, {parent.status})")
+        if len(ancestors) > 1:
+            lineage.append("lineage: " + " → ".join(a.name for a in ancestors + [run]))
         if run.init_checkpoint:
             lineage.append(f"initialised from: {run.init_checkpoint}")
         for child in self.store.children(run_id):
