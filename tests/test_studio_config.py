@@ -65,10 +65,12 @@ def test_model_level_rule_is_reported(pane):
     assert any("divisible by num_attention_heads" in m for m in errors.values())
 
 
-def test_preset_sets_model_fields_and_exact_parameter_count(pane):
+def test_preset_sets_model_fields_and_exact_parameter_count(qtbot, pane):
     from core.model import MiniMindForCausalLM
 
-    pane.load_preset("small")
+    with qtbot.waitSignal(pane.presenter.estimateChanged, timeout=30_000,
+                          check_params_cb=lambda e: e.get("params") == 25_829_888):
+        pane.load_preset("small")
     cfg = pane.config()
     assert cfg["model"]["hidden_size"] == 512 and cfg["model"]["num_hidden_layers"] == 8
     estimate = pane.presenter.estimate(cfg)

@@ -54,6 +54,7 @@ class ConfigPane(QWidget):
         split.setSizes([640, 420])
         root.addWidget(split, 1)
         self.presenter.preflightFinished.connect(self._on_preflight)
+        self.presenter.estimateChanged.connect(self._show_estimate)
         self.presenter.preflightFailed.connect(lambda m: self.preflight_view.setHtml(
             f"<p style='color:{COLORS['bad']}'>Pre-flight failed: {m}</p>"))
         self.set_config(self.presenter.default_config())
@@ -253,7 +254,7 @@ class ConfigPane(QWidget):
         set_banner(self.notice, f"{len(errors)} field(s) need attention: {', '.join(sorted(errors))}"
                    if errors else "")
         self.start_btn.setEnabled(not errors)
-        self._show_estimate(self.presenter.estimate(cfg))
+        self.presenter.request_estimate(cfg)
         return errors
 
     def _show_estimate(self, e: dict) -> None:

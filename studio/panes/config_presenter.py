@@ -54,6 +54,7 @@ class ConfigPresenter(QObject):
         self.errors: dict[str, str] = {}
         self._params_cache: dict[str, tuple[int, int]] = {}
         self._task: Task | None = None
+        self._estimate_seq = 0
 
     @property
     def available(self) -> bool:
@@ -141,19 +142,34 @@ class ConfigPresenter(QObject):
         return self._params_cache[key]
 
     def estimate(self, config: dict) -> dict:
-        """Parameters, training memory per GPU and tokens per optimizer step."""
+        """Parameters, training memory per GPU and tokens per optimizer step (emits estimateChanged too)."""
+        result = self._estimate(config)
+        self.estimateChanged.emit(result)
+        return result
+
+    def _estimate(self, config: dict) -> dict:
         from pydantic import ValidationError
 
         try:
             total, active = self.parameter_count(config["model"])
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
-            result = {"error": f"fix the model fields first ({type(exc).__name__})"}
-            self.estimateChanged.emit(result)
-            return result
+            return {"error": f"fix the model fields first ({type(exc).__name__})"}
         result = estimate_memory(config, total)
         result.update(params=total, active_params=active)
-        self.estimateChanged.emit(result)
         return result
+
+    def request_estimate(self, config: dict) -> None:
+        """Estimate on a worker thread (the first one imports torch: seconds); only the latest answer is shown."""
+        self._estimate_seq += 1
+        seq = self._estimate_seq
+        task = Task(lambda progress, cancelled: (seq, self._estimate(config)), parent=self)
+        task.succeeded.connect(self._on_estimate)
+        task.start()
+
+    def _on_estimate(self, answer: tuple) -> None:
+        seq, result = answer
+        if seq == self._estimate_seq:
+            self.estimateChanged.emit(result)
 
     # ---- checkpoints, files, launch --------------------------------------------------------------
     def checkpoints(self):
@@ -204,9 +220,12 @@ class ConfigPresenter(QObject):
 
         if self._task is not None and self._task.is_running():
             self._task.cancel_and_wait()
-        estimate = self.estimate(config)
         ws = getattr(self.context, "workspace", None)
-        self._task = Task(run_preflight, config, estimate, parent=self, workspace=ws)
+
+        def job(progress, cancelled):
+            return run_preflight(config, self._estimate(config), progress, cancelled, workspace=ws)
+
+        self._task = Task(job, parent=self)
         self._task.succeeded.connect(self.preflightFinished)
         self._task.failed.connect(self.preflightFailed)
         return self._task.start()
