@@ -92,6 +92,14 @@ def _float(v) -> float:
     return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
 
 
+def _is_user_error(exc: BaseException) -> bool:
+    """Errors whose message is written for people (no traceback needed): config, data, checkpoint, files."""
+    from core.data import DataError
+    from core.model.io import CheckpointError as ModelCheckpointError
+
+    return isinstance(exc, (ValueError, OSError, DataError, ckpt_mod.CheckpointError, ModelCheckpointError))
+
+
 def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -134,9 +142,12 @@ class Trainer:
             return EXIT_NONFINITE
         except Exception as exc:  # every failure becomes an event the studio can show
             step = getattr(self, "step", 0)
-            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, OSError)) else str(exc)
-            if not isinstance(exc, (ValueError, ckpt_mod.CheckpointError)) and self.rank == 0:
-                log(traceback.format_exc())
+            if _is_user_error(exc):  # bad config, data or checkpoint: the message says what to do
+                message = str(exc)
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+                if self.rank == 0:
+                    log(traceback.format_exc())
             self._flush_warnings()
             self.events.error(step, message)
             self.events.emit("run_finished", step, status="failed", message=message)
