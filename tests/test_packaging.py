@@ -1,7 +1,7 @@
 """Packaging: the icon set, the desktop entry, the generated CLI reference, and the PyInstaller bundle itself.
 
-The bundle test builds `MiniMindStudio/` with packaging/build.sh (PyInstaller's work folder is kept in
-build/pyinstaller-test so a rebuild reuses its analysis), runs the frozen app's `--self-test`, and trains two
+The bundle test builds `MiniMindStudio/` with packaging/build.sh (PyInstaller's work folder is build.sh's own,
+build/pyinstaller, so a rebuild with unchanged sources reuses its analysis), runs the frozen app's `--self-test`, and trains two
 steps with the frozen trainer (`MiniMindStudio --worker --config FILE`), the path the studio takes in a bundle.
 """
 from __future__ import annotations
@@ -80,13 +80,14 @@ def tiny_training_inputs(tmp: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # PyInstaller analyses all of torch: ~4 CPU-minutes, far longer on a busy machine
 def test_bundle_builds_self_tests_and_trains_with_the_frozen_worker(tmp_path):
     if importlib.util.find_spec("PyInstaller") is None:
         pytest.skip("PyInstaller is not installed (pip install 'pyinstaller>=6.5'): the bundle cannot be built")
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed: the bundle would lack llama.cpp (build.sh refuses)")
     dist = tmp_path / "dist"
-    env = dict(os.environ, DIST=str(dist), WORK=str(REPO / "build" / "pyinstaller-test"), PYTHON=sys.executable)
+    env = dict(os.environ, DIST=str(dist), WORK=str(REPO / "build" / "pyinstaller"), PYTHON=sys.executable)
     build = subprocess.run(["bash", str(REPO / "packaging" / "build.sh")], capture_output=True, text=True, env=env,
                            timeout=1500)
     assert build.returncode == 0, build.stderr[-4000:]

@@ -8,7 +8,7 @@ from core.cli import CLIError
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="run the whole pipeline on the built-in demo data (about 4 minutes on 2 CPU cores)",
+        "demo", help="run the whole pipeline on the built-in demo data (about 3 CPU-minutes)",
         description="Generate the built-in demo data, train a tokenizer, pretrain and SFT a tiny model with the "
                     "real trainer, export it to GGUF (q8_0) with a llama.cpp parity check, and chat with it. "
                     "Progress goes to stderr; the summary (or --json report) to stdout.")
