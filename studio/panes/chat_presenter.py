@@ -18,12 +18,14 @@ DEFAULT_SAMPLING = {"temperature": 0.7, "top_k": 50, "top_p": 0.9, "repetition_p
                     "max_new_tokens": 256}
 
 
-def core_infer():
+def core_infer_present() -> bool:
+    """Whether core.infer is installed, without importing it (it imports torch: seconds on the UI thread)."""
+    import importlib.util
+
     try:
-        import core.infer as ci
-        return ci
+        return importlib.util.find_spec("core.infer") is not None
     except ImportError:
-        return None
+        return False
 
 
 class ChatPresenter(QObject):
@@ -38,7 +40,7 @@ class ChatPresenter(QObject):
     def __init__(self, context=None, parent: QObject | None = None):
         super().__init__(parent)
         self.context = context
-        self.ci = core_infer()
+        self._available = core_infer_present()
         self.models: list[ModelSource] = []
         self.selected: list[str | None] = [None, None]
         self.compare = False
@@ -60,7 +62,7 @@ class ChatPresenter(QObject):
 
     @property
     def available(self) -> bool:
-        return self.ci is not None
+        return self._available
 
     # ---- models ----------------------------------------------------------------------------------
     def refresh_models(self) -> list[ModelSource]:
@@ -82,7 +84,8 @@ class ChatPresenter(QObject):
     def _backend(self, path: str):
         with self._load_lock:  # two slots may load at once; each path loads once
             if path not in self._backends:
-                self._backends[path] = self.ci.open_backend(path)
+                from core.infer import open_backend
+                self._backends[path] = open_backend(path)
             return self._backends[path]
 
     # ---- chatting --------------------------------------------------------------------------------
@@ -106,7 +109,7 @@ class ChatPresenter(QObject):
         if not text:
             return "Type a message first."
         self._stop.clear()
-        params = self.sampling_params()
+        params = dict(self.sampling)
         for slot in slots:
             hist = self.history(slot)
             hist.append({"role": "user", "content": text})
@@ -122,16 +125,16 @@ class ChatPresenter(QObject):
             self._threads[slot].start()
         return None
 
-    def sampling_params(self):
-        return self.ci.SamplingParams(**self.sampling)
-
     def _generate(self, slot: int, path: str, messages: list[dict], params) -> None:
         t0 = time.perf_counter()
         pieces: list[str] = []
         reason = "stopped"
         try:
+            from core.infer import SamplingParams  # imported here: the first import takes seconds
+
+            sampling = SamplingParams(**params)
             backend = self._backend(path)
-            stream = backend.chat_stream(messages, params)
+            stream = backend.chat_stream(messages, sampling)
             try:
                 for piece in stream:
                     if self._stop.is_set():

@@ -22,11 +22,21 @@ PAGE_SIZE = 20
 
 
 def _core_data():
+    """core.data.records, imported on first use (core.data imports torch: call it from a worker thread)."""
     try:
         import core.data.records as records
         return records
     except ImportError:
         return None
+
+
+def _core_data_present() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("core.data") is not None
+    except ImportError:
+        return False
 
 
 def collect_files(paths) -> list[Path]:
@@ -215,9 +225,9 @@ class DatasetsPresenter(QObject):
 
     # ---- validation ------------------------------------------------------------------------------
     def validate(self, kind: str | None = None, max_errors: int = 200) -> Task | None:
-        records = _core_data()
-        if records is None or self.path is None:
-            self.failed.emit("validation is not available: core.data is missing" if records is None
+        present = _core_data_present()
+        if not present or self.path is None:
+            self.failed.emit("validation is not available: core.data is missing" if not present
                              else "open a file first")
             return None
         kind = kind or self.kind
@@ -303,6 +313,9 @@ def dataset_stats(path: Path, kind: str, tokenizer_dir, index: LineIndex | None,
     from core.tokenizer import MiniMindTokenizer
 
     tok = MiniMindTokenizer.load(tokenizer_dir)
+    if not kind:  # asked before the background detection answered
+        from core.data.records import detect_kind
+        kind = detect_kind(path)
     if kind == "text":
         from core.data.records import read_records
         recs = list(islice(read_records(path, "text", on_error="skip"), sample))

@@ -15,12 +15,14 @@ from studio.widgets.model_sources import ModelSource, list_checkpoints
 GGUF_TYPES = ("f32", "f16", "q8_0")
 
 
-def core_export():
+def core_export_present() -> bool:
+    """Whether core.export is installed, without importing it (torch + gguf: seconds on the UI thread)."""
+    import importlib.util
+
     try:
-        import core.export as ce
-        return ce
+        return importlib.util.find_spec("core.export") is not None
     except ImportError:
-        return None
+        return False
 
 
 def parity_lines(report: dict | None) -> list[tuple[str, str, bool | None]]:
@@ -56,7 +58,7 @@ class ExportPresenter(QObject):
     def __init__(self, context=None, parent: QObject | None = None):
         super().__init__(parent)
         self.context = context
-        self.ce = core_export()
+        self._available = core_export_present()
         self.sources: list[ModelSource] = []
         self.last: dict | None = None
         self._task: Task | None = None
@@ -67,7 +69,7 @@ class ExportPresenter(QObject):
 
     @property
     def available(self) -> bool:
-        return self.ce is not None
+        return self._available
 
     def refresh_sources(self) -> list[ModelSource]:
         self.sources = list_checkpoints(self.context)
@@ -86,11 +88,11 @@ class ExportPresenter(QObject):
 
     def export_gguf(self, checkpoint: str, qtype: str = "f32", out: str | Path | None = None) -> Task | None:
         out = Path(out) if out else self.default_output(checkpoint, qtype)
-        return self._start(_gguf_job, self.ce, checkpoint, qtype, out)
+        return self._start(_gguf_job, checkpoint, qtype, out)
 
     def export_hf(self, checkpoint: str, dtype: str = "float32", out: str | Path | None = None) -> Task | None:
         out = Path(out) if out else self.default_output(checkpoint, "hf")
-        return self._start(_hf_job, self.ce, checkpoint, dtype, out)
+        return self._start(_hf_job, checkpoint, dtype, out)
 
     def _start(self, job, *args) -> Task | None:
         if not self.available:
@@ -131,7 +133,8 @@ class ExportPresenter(QObject):
             self._task.cancel_and_wait(60_000)
 
 
-def _gguf_job(ce, checkpoint: str, qtype: str, out: Path, progress, cancelled) -> dict:
+def _gguf_job(checkpoint: str, qtype: str, out: Path, progress, cancelled) -> dict:
+    import core.export as ce
     from core.export.parity import ParityError
 
     try:
@@ -145,7 +148,9 @@ def _gguf_job(ce, checkpoint: str, qtype: str, out: Path, progress, cancelled) -
             "parity": report.get("parity")}
 
 
-def _hf_job(ce, checkpoint: str, dtype: str, out: Path, progress, cancelled) -> dict:
+def _hf_job(checkpoint: str, dtype: str, out: Path, progress, cancelled) -> dict:
+    import core.export as ce
+
     progress(0, 0, "writing the Hugging Face folder")
     report = ce.export_hf(checkpoint, out, dtype)
     return {"format": "hf", "checkpoint": checkpoint, "path": str(out), "report": report}
