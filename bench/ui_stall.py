@@ -100,11 +100,17 @@ def _spin(seconds: float, until=None) -> None:
     loop.exec()
 
 
-def run(seconds: float = 5.0, rate: float = 200.0) -> dict:
-    """Measure idle and ingesting stalls; returns {"idle": {...}, "ingest": {...}, "events": n, ...}."""
+def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = None) -> dict:
+    """Measure idle and ingesting stalls; returns {"idle": {...}, "ingest": {...}, "events": n, ...}.
+
+    ``panes``: build the window with these panes only (e.g. ["Runs", "Curves"]) to attribute a stall."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
+    import studio.panes
+
+    if panes is not None:
+        studio.panes.PANES[:] = [p for p in studio.panes.PANES if p[0] in panes]
     from studio.app import build_context
     from studio.main_window import MainWindow
 
@@ -115,6 +121,7 @@ def run(seconds: float = 5.0, rate: float = 200.0) -> dict:
         window = MainWindow(context, probe_device=False)
         window.show()
         window.show_pane("Curves")
+        _spin(3.0)  # let the panes finish their start-up work (the Config pane sizes a model in a thread)
         probe = _StallProbe()
         probe.start()
         _spin(1.0)
@@ -136,7 +143,8 @@ def run(seconds: float = 5.0, rate: float = 200.0) -> dict:
         context.store.close()
     return {"seconds": seconds, "rate": rate, "events": ingested["n"], "wall_s": round(wall, 2), "status": status,
             "idle": idle, "ingest": ingest, "target_ms": TARGET_MS, "ok": ingest["max_stall_ms"] < TARGET_MS,
-            "load_avg": _load_average(), "cpus": os.cpu_count()}
+            "load_avg": _load_average(), "cpus": os.cpu_count(),
+            "panes": [p[0] for p in studio.panes.PANES]}
 
 
 def _load_average() -> float | None:
@@ -149,7 +157,7 @@ def _load_average() -> float | None:
 
 def print_table(result: dict) -> None:
     print(f"UI stall probe ({PROBE_MS} ms timer), {result['events']} events at {result['rate']:.0f}/s, "
-          f"run {result['status']} in {result['wall_s']} s")
+          f"run {result['status']} in {result['wall_s']} s, panes: {', '.join(result['panes'])}")
     print(f"{'phase':<8} {'ticks':>6} {'max stall ms':>13} {'p99 ms':>8} {'mean ms':>8}")
     for phase in ("idle", "ingest"):
         r = result[phase]
@@ -162,11 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ui_stall", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--panes", help="comma-separated pane titles to build (default: all)")
     parser.add_argument("--emit", metavar="CONFIG", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     if args.emit:
         return emit_events(args.emit)
-    result = run(args.seconds, args.rate)
+    result = run(args.seconds, args.rate, args.panes.split(",") if args.panes else None)
     print_table(result)
     return 0 if result["ok"] else 1
 
