@@ -40,7 +40,10 @@ def import_run_dir(store: RunStore, run_dir: Path, run_id: str | None = None) ->
         raise ValueError(f"{run_dir}: no {EVENTS_FILE} here; choose a run folder written by the trainer "
                          f"(it holds {EVENTS_FILE}, checkpoints/ and config.json)")
     tailer = EventTailer(events_path)
-    events, _bad = tailer.read_all()
+    events, bad = tailer.read_all()
+    if bad:  # say so where the run's messages are read (as the run manager does for live runs); keep the rest
+        with open(run_dir / "stderr.log", "a", encoding="utf-8") as err:
+            err.writelines(f"[events.jsonl: not an event] {line[:200]}\n" for line in bad)
     started = next((e for e in events if e.get("type") == "run_started"), {})
     run_id = run_id or run_dir.name
     if store.get_run(run_id) is not None:
