@@ -172,7 +172,9 @@ def test_cli_flags_and_errors(train_data, tiny_tokenizer_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_processes_equal_one_with_the_same_global_batch(train_data, tiny_tokenizer_dir, tmp_path):
-    one = train_config(tmp_path / "one", tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=6, batch_size=8)
+    # accumulation 2: the first micro-batch of each step runs under DDP no_sync, the second all-reduces
+    one = train_config(tmp_path / "one", tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=6, batch_size=8,
+                       **{"optim.accumulation": 2})
     with one_thread():
         assert run_training(one) == 0
     two = one.model_copy(update={"run_dir": str(tmp_path / "two")})

@@ -63,3 +63,16 @@ def test_accumulation_equals_one_big_batch(train_data, tiny_tokenizer_dir, tmp_p
     a, b = losses(tmp_path / "big"), losses(tmp_path / "acc")
     assert sorted(a) == sorted(b) == [1, 2, 3]
     assert all(abs(a[s] - b[s]) < 1e-5 for s in a), (a, b)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32(precision, train_data, tiny_tokenizer_dir, tmp_path):
+    # fp16 goes through the GradScaler (scale, unscale before clipping, skip on overflow); bf16 does not need it
+    runs = {}
+    for p in ("fp32", precision):
+        cfg = train_config(tmp_path / p, tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=3, precision=p)
+        with one_thread():
+            assert run_training(cfg) == 0
+        runs[p] = losses(tmp_path / p)
+    assert read_events(tmp_path / precision)[0]["precision"] == {"bf16": "bfloat16", "fp16": "float16"}[precision]
+    assert all(abs(runs[precision][s] - runs["fp32"][s]) < 0.05 for s in (1, 2, 3)), runs
