@@ -68,7 +68,7 @@ def test_stop_is_graceful_checkpoint_then_run_finished_stopped(qtbot, run_manage
 
 
 def test_resume_continues_in_the_same_folder_without_duplicate_steps(qtbot, run_manager, store):
-    run_id = run_manager.launch(dict(SLOW, max_steps=400))
+    run_id = run_manager.launch(dict(SLOW, max_steps=200))
     _wait_metrics(qtbot, run_manager, run_id)
     run_manager.stop(run_id)
     _wait_finished(qtbot, run_manager, run_id)
@@ -76,9 +76,9 @@ def test_resume_continues_in_the_same_folder_without_duplicate_steps(qtbot, run_
     run_manager.resume(run_id)
     assert _wait_finished(qtbot, run_manager, run_id, timeout=30000) == "completed"
     run = store.get_run(run_id)
-    assert run.resumed_from == stopped_at and run.last_step == 400
+    assert run.resumed_from == stopped_at and run.last_step == 200
     steps, _ = store.metric_series(run_id, "loss")
-    np.testing.assert_array_equal(steps, np.arange(1, 401))
+    np.testing.assert_array_equal(steps, np.arange(1, 201))
 
 
 def test_kill_leaves_an_interrupted_resumable_run(qtbot, run_manager, store):
