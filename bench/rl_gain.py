@@ -16,6 +16,8 @@ CPU, one thread per run, fixed seeds: the figures repeat on the same machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import tempfile
 import time
@@ -40,14 +42,16 @@ def _train(cfg: dict) -> float:
     from core.train import run_training
 
     t0 = time.perf_counter()
-    code = run_training(validate_train_config(cfg))
+    with contextlib.redirect_stdout(io.StringIO()):  # the event stream; events.jsonl keeps it
+        code = run_training(validate_train_config(cfg))
     if code != 0:
         raise RuntimeError(f"{cfg['method']} run failed (exit {code}); see {cfg['run_dir']}/events.jsonl")
     return time.perf_counter() - t0
 
 
 def run(sft_steps: int = 400, rl_steps: int = 40, train_prompts: int = 300, eval_prompts: int = 96,
-        work_dir: str | None = None) -> dict:
+        work_dir: str | None = None, sft_run: str | None = None) -> dict:
+    """`sft_run`: reuse the SFT run dir of an earlier call (same work_dir layout) instead of training one."""
     import torch
 
     from core.config.rl import RewardConfig
@@ -63,11 +67,12 @@ def run(sft_steps: int = 400, rl_steps: int = 40, train_prompts: int = 300, eval
     rl_train = _lines(demo["rl"], work / "rl_train.jsonl", 0, train_prompts)
     rl_eval = _lines(demo["rl"], work / "rl_eval.jsonl", train_prompts, eval_prompts)
     common = {"device": "cpu", "precision": "fp32", "log_every": 10, "save_every": 0, "seed": 0}
-    times = {"sft": _train({**common, "method": "sft", "run_dir": str(work / "sft"), "max_steps": sft_steps,
-                            "batch_size": 16, "model": MODEL,
-                            "data": {"files": [str(sft_file)], "max_len": 96, "tokenizer": str(work / "tokenizer")},
-                            "optim": {"lr": 3e-3, "warmup_steps": 20}})}
-    rl_common = {**common, "init": str(work / "sft"), "max_steps": rl_steps, "data": {"files": [str(rl_train)]}}
+    sft_dir = Path(sft_run) if sft_run else work / "sft"
+    times = {"sft": 0.0 if sft_run else _train({
+        **common, "method": "sft", "run_dir": str(sft_dir), "max_steps": sft_steps, "batch_size": 16, "model": MODEL,
+        "data": {"files": [str(sft_file)], "max_len": 96, "tokenizer": str(work / "tokenizer")},
+        "optim": {"lr": 3e-3, "warmup_steps": 20}})}
+    rl_common = {**common, "init": str(sft_dir), "max_steps": rl_steps, "data": {"files": [str(rl_train)]}}
     opts = {"max_new_tokens": 16, "rewards": REWARDS, "sample_every": 10}
     times["grpo"] = _train({**rl_common, "method": "grpo", "run_dir": str(work / "grpo"), "batch_size": 4,
                             "optim": {"lr": 1e-3}, "method_options": {**opts, "num_generations": 4}})
@@ -76,7 +81,7 @@ def run(sft_steps: int = 400, rl_steps: int = 40, train_prompts: int = 300, eval
     rewards = RewardConfig.model_validate(REWARDS)
     rows = {}
     for name in ("sft", "grpo", "ppo"):
-        rows[name] = evaluate_policy(work / name, [rl_eval], rewards, max_new_tokens=16)
+        rows[name] = evaluate_policy(sft_dir if name == "sft" else work / name, [rl_eval], rewards, max_new_tokens=16)
         rows[name]["train_s"] = times[name]
     return {"config": {"sft_steps": sft_steps, "rl_steps": rl_steps, "train_prompts": train_prompts,
                        "eval_prompts": eval_prompts, "model": MODEL, "rewards": REWARDS,
@@ -102,6 +107,8 @@ if __name__ == "__main__":
     p.add_argument("--rl-steps", type=int, default=40)
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--sft-run", help="reuse this SFT run dir (from an earlier --work-dir) instead of training one")
+    p.add_argument("--work-dir", help="keep the runs here (default: a new temporary folder)")
     a = p.parse_args()
-    res = run(sft_steps=a.sft_steps, rl_steps=a.rl_steps)
+    res = run(sft_steps=a.sft_steps, rl_steps=a.rl_steps, work_dir=a.work_dir, sft_run=a.sft_run)
     print(json.dumps(res, indent=2) if a.json else table(res, a.markdown))
