@@ -64,6 +64,8 @@ class Recipe:
 
     def __init__(self, cfg: TrainConfig, ctx: RunContext):
         self.cfg, self.ctx = cfg, ctx
+        if self.Options is None and cfg.method_options:
+            raise ValueError(f"method_options: {cfg.method} takes none (got {sorted(cfg.method_options)})")
         self.options = self.Options.model_validate(cfg.method_options) if self.Options else None
         self.model: nn.Module | None = None
         self.tokenizer = None
