@@ -33,7 +33,9 @@ class MetricPlot:
 
     def __init__(self, layout: pg.GraphicsLayoutWidget, name: str, row: int, col: int, legend: bool = True) -> None:
         self.name = name
-        self.plot = layout.addPlot(row=row, col=col, title=name)
+        # No pyqtgraph context menu: the pane has its own controls, and the menu's widgets are ~40 % of the
+        # cost of building a plot (measured 25 vs 15 ms CPU).
+        self.plot = layout.addPlot(row=row, col=col, title=name, enableMenu=False)
         configure_plot(self.plot)
         self.plot.setLabel("bottom", "step")
         # One legend (on the first plot) is enough: a run has the same colour in every plot.
