@@ -159,7 +159,11 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     if path is not None:
         source = str(path)
         try:
-            data.update(json.loads(Path(path).read_text(encoding="utf-8")))
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(loaded, dict):
+                raise TrainConfigError(f"{path}: (top level): a config must be a JSON object of fields, "
+                                       f"not {type(loaded).__name__}; see docs/training.md")
+            data.update(loaded)
         except FileNotFoundError:
             raise TrainConfigError(f"{path}: config file not found") from None
         except json.JSONDecodeError as exc:
