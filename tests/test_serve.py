@@ -171,6 +171,20 @@ def test_garbage_request_line_gets_a_json_error(server):
     assert json.loads(body)["error"]["message"].startswith("Bad")
 
 
+def test_client_leaving_mid_stream_frees_the_server(server, client):
+    conn = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    conn.request("POST", "/v1/chat/completions", chat_body(server, stream=True, max_tokens=400, temperature=1.0),
+                 {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.fp.readline().startswith(b"data: ")
+    conn.close()  # hang up after the first event
+    ok = client.chat.completions.create(model=server.backend.name, messages=[{"role": "user", "content": "x"}],
+                                        max_tokens=2, timeout=20)
+    assert ok.choices[0].message.role == "assistant"
+    assert server.generation_lock.acquire(timeout=20)
+    server.generation_lock.release()
+
+
 def test_concurrent_requests_are_served_one_after_another(server):
     results = []
 
