@@ -168,3 +168,15 @@ def test_starting_checkpoint_fixes_the_model_fields(qtbot, pane, infer_checkpoin
     assert shown == read_model_config(infer_checkpoint).model_dump()
     assert not pane.forms["model"].isEnabled()
     assert pane.presenter.estimate(pane.config())["params"] > 0
+
+
+def test_method_options_form_follows_the_method(pane):
+    pane.forms["data"].editors["data.files"].setText("train.jsonl")
+    pane.method_box.setCurrentText("grpo")
+    assert "method_options.num_generations" in pane.forms["method_options"].editors
+    assert pane.refresh() == {}  # the defaults, nested reward sources included, validate
+    pane.forms["method_options"].editors["method_options.clip"].setText("3")
+    assert pane.refresh() == {"method_options.clip": "Input should be less than or equal to 1"}
+    pane.method_box.setCurrentText("lora")
+    assert pane.refresh() == {"": "method 'lora' needs `init` (the checkpoint or run dir to adapt)"}
+    assert "needs `init`" in pane.notice.text() and not pane.start_btn.isEnabled()

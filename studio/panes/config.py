@@ -166,6 +166,7 @@ class ConfigPane(QWidget):
             old.deleteLater()
         specs = self.presenter.method_fields(method)
         form = SchemaForm(specs, strip_prefix=1)
+        form.set_values(self.presenter.method_defaults(method))
         form.changed.connect(self._recheck.start)
         self.forms["method_options"] = form
         self.section_layouts["method"].insertWidget(1, form)
@@ -248,11 +249,13 @@ class ConfigPane(QWidget):
         for form in self.forms.values():
             form.set_errors(errors)
         known = {k for form in self.forms.values() for k in form.editors}
-        loose = [f"{k or 'config'}: {m}" for k, m in errors.items() if k not in known]
-        self.model_error.setText("\n".join(loose))
-        self.model_error.setVisible(bool(loose))
-        set_banner(self.notice, f"{len(errors)} field(s) need attention: {', '.join(sorted(errors))}"
-                   if errors else "")
+        model_level = [m for k, m in errors.items() if k == "model"]  # ModelConfig's cross-field rules
+        loose = [m for k, m in errors.items() if k not in known and k != "model"]  # e.g. lora without init
+        self.model_error.setText("\n".join(model_level))
+        self.model_error.setVisible(bool(model_level))
+        keyed = sorted(k for k in errors if k in known or k == "model")
+        lines = loose + ([f"{len(keyed)} field(s) need attention: {', '.join(keyed)}"] if keyed else [])
+        set_banner(self.notice, "\n".join(lines))
         self.start_btn.setEnabled(not errors)
         self.presenter.request_estimate(cfg)
         return errors

@@ -73,6 +73,14 @@ class ConfigPresenter(QObject):
             return []
         return fields_from_schema(model.model_json_schema(), prefix=("method_options",))
 
+    def method_defaults(self, method: str) -> dict:
+        """`method_options` filled with the method's defaults (lists and nested settings included)."""
+        model = method_options_model(method)
+        try:
+            return {"method_options": model().model_dump(mode="json")} if model is not None else {}
+        except Exception:  # a model with required fields has no full default
+            return {}
+
     @staticmethod
     def section_of(spec: FieldSpec) -> str:
         """model / data / optim / method / run: the group a field is drawn in."""
@@ -113,8 +121,8 @@ class ConfigPresenter(QObject):
                 errors.update(errors_by_field(exc, ("model",)))
         options_model = method_options_model(config.get("method", ""))
         if options_model is not None:
-            try:
-                options_model.model_validate(config.get("method_options") or {})
+            try:  # the validator itself: core's model_validate re-raises as a one-string TrainConfigError
+                options_model.__pydantic_validator__.validate_python(config.get("method_options") or {})
             except ValidationError as exc:
                 errors.update(errors_by_field(exc, ("method_options",)))
         if not (config.get("data") or {}).get("files"):

@@ -184,6 +184,8 @@ class SchemaForm(QWidget):
                 w.setText("" if value is None else json.dumps(value, ensure_ascii=False))
             else:
                 w.setText("" if value is None else str(value))
+            if isinstance(w, QLineEdit):
+                w.setCursorPosition(0)  # long values (JSON, paths) read from their start
             w.blockSignals(False)
         self.changed.emit()
 
