@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +50,17 @@ def cpu_info() -> DeviceInfo:
     return DeviceInfo("cpu", name, total, free)
 
 
+def gpu_possible() -> bool:
+    """Whether asking torch can find a GPU at all: no NVIDIA driver on Linux means CPU, without importing torch
+    (~1-2 s, and a second thread importing torch at the same time is asking for trouble)."""
+    if sys.platform != "linux":
+        return True  # macOS (MPS), Windows (CUDA): only torch knows
+    return Path("/proc/driver/nvidia/version").exists()
+
+
 def probe_device(use_torch: bool = True) -> DeviceInfo:
     """The device a run would train on: the first CUDA GPU if torch sees one, else the CPU."""
-    if use_torch:
+    if use_torch and gpu_possible():
         try:
             import torch
 

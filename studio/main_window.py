@@ -31,6 +31,7 @@ def format_duration(seconds: float | None) -> str:
 class MainWindow(QMainWindow):
     # The user picked another workspace folder (File > New/Open workspace); the app re-opens on it.
     workspaceSwitchRequested = Signal(str)
+    _deviceProbed = Signal(str)  # from the probe thread (queued to the UI thread)
 
     def __init__(self, context: StudioContext, probe_device: bool = True, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -60,6 +61,7 @@ class MainWindow(QMainWindow):
         self._progress_timer.timeout.connect(self.refresh_progress)
         self._progress_timer.start()
         context.runsChanged.connect(self.refresh_progress)  # status changes at once; progress once a second
+        self._deviceProbed.connect(self.device_label.setText)
         if probe_device:
             QTimer.singleShot(0, self._probe_device)
         else:
@@ -116,9 +118,13 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.device_label)
 
     def _probe_device(self) -> None:
+        """Off the UI thread: torch.cuda's first call can take seconds."""
+        import threading
+
         from studio.device_info import probe_device
 
-        self.device_label.setText(probe_device().summary())
+        threading.Thread(target=lambda: self._deviceProbed.emit(probe_device().summary()), daemon=True,
+                         name="device-probe").start()
 
     # ---------------------------------------------------------------- actions
     def show_pane(self, title: str) -> None:
