@@ -51,7 +51,8 @@ def test_worker_events_reach_sqlite_and_the_live_plot(qtbot, run_manager, store)
     run_dir = Path(run.run_dir)
     assert "a line that is not an event" in (run_dir / "stdout.log").read_text()
     assert "stand-in trainer: warming up" in (run_dir / "stderr.log").read_text()
-    assert json.loads((run_dir / "config.json").read_text())["run_dir"] == str(run_dir)
+    written = json.loads((run_dir / "config.json").read_text())  # what the trainer validates (extra="forbid")
+    assert written["run_dir"] == str(run_dir) and "name" not in written
 
 
 def test_stop_is_graceful_checkpoint_then_run_finished_stopped(qtbot, run_manager, store):
@@ -147,3 +148,17 @@ def test_runs_presenter_rows_buttons_and_detail(qtbot, run_manager, store, works
     assert detail["checkpoints"][0][0] == 25
     assert presenter.delete(child, remove_files=True)
     assert store.get_run(child) is None and not (workspace.runs_dir / child).exists()
+
+
+def test_trainer_command_from_source_with_torchrun_and_frozen(monkeypatch, tmp_path):
+    import sys
+
+    from studio.worker.command import build_trainer_command
+
+    cfg = tmp_path / "config.json"
+    assert build_trainer_command(cfg) == [sys.executable, "-m", "core.train", "--config", str(cfg)]
+    assert build_trainer_command(cfg, tmp_path, n_gpus=2) == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "core.train",
+        "--config", str(cfg), "--resume", str(tmp_path)]
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # a PyInstaller bundle re-runs itself as the worker
+    assert build_trainer_command(cfg) == [sys.executable, "--worker", "--config", str(cfg)]
