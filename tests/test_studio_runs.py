@@ -36,12 +36,12 @@ def test_worker_events_reach_sqlite_and_the_live_plot(qtbot, run_manager, store)
     ctx.store, ctx.eventsIngested = store, run_manager.eventsIngested
     presenter = CurvesPresenter(ctx)
     with qtbot.waitSignal(run_manager.runFinished, timeout=15000) as finished:
-        run_id = run_manager.launch(dict(FAST, method="grpo", method_options={"step_seconds": 0.005,
+        run_id = run_manager.launch(dict(FAST, method="grpo", name="rl", method_options={"step_seconds": 0.005,
                                                                                "samples_every": 5}))
         presenter.set_runs([run_id])
     assert finished.args == [run_id, "completed"]
     run = store.get_run(run_id)
-    assert (run.status, run.last_step, run.total_steps, run.method) == ("completed", 25, 25, "grpo")
+    assert (run.status, run.last_step, run.total_steps, run.method, run.name) == ("completed", 25, 25, "grpo", "rl")
     steps, values = store.metric_series(run_id, "loss")
     np.testing.assert_array_equal(steps, np.arange(1, 26))
     x, y = presenter.series(run_id, "loss")  # live events arrived in the plot buffers, none twice
