@@ -98,6 +98,12 @@ def test_completions_plain_and_streamed(client, server):
     assert streamed == resp.choices[0].text
 
 
+def test_tiny_temperature_samples_like_greedy(client, server):
+    kw = dict(model=server.backend.name, messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+    tiny = client.chat.completions.create(temperature=1e-300, seed=1, **kw).choices[0].message.content
+    assert tiny == client.chat.completions.create(temperature=0, **kw).choices[0].message.content
+
+
 def test_seeded_sampling_is_reproducible_over_http(client, server):
     kw = dict(model=server.backend.name, messages=[{"role": "user", "content": "hi"}], max_tokens=12,
               temperature=1.0, seed=5)
@@ -118,6 +124,9 @@ def test_seeded_sampling_is_reproducible_over_http(client, server):
     ("POST", "/v1/chat/completions", "BODY:temperature=NaN", "application/json", 400),
     ("POST", "/v1/chat/completions", "BODY:seed=1e400", "application/json", 400),
     ("POST", "/v1/chat/completions", "BODY:n=2", "application/json", 400),
+    ("POST", "/v1/chat/completions", '{"model": "M", "messages": [{"role": "user", "content": "\\ud800"}]}',
+     "application/json", 400),
+    ("POST", "/v1/chat/completions", "BODY:repetition_penalty=1e-300", "application/json", 400),
     ("POST", "/v1/chat/completions", '{"model": "M", "messages": [{"content": "no role"}]}', "application/json", 400),
     ("POST", "/v1/chat/completions", "[" * 100000 + "]" * 100000, "application/json", 400),
     ("POST", "/v1/chat/completions", 'BODY:temperature="hot"', "application/json", 400),

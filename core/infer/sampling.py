@@ -25,7 +25,7 @@ class SamplingParams(BaseModel):
     temperature: float = Field(0.85, ge=0.0, le=100.0)
     top_k: int = Field(50, ge=0)  # MiniMind (HF default) keeps 50
     top_p: float = Field(0.85, gt=0.0, le=1.0)
-    repetition_penalty: float = Field(1.0, gt=0.0, le=100.0)
+    repetition_penalty: float = Field(1.0, ge=0.01, le=100.0)
     stop: list[str] = Field(default_factory=list)
     stop_token_ids: list[int] | None = None
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
@@ -94,7 +94,9 @@ def choose_tokens(logits: torch.Tensor, params: SamplingParams, seen: torch.Tens
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.greedy:
         return logits.argmax(dim=-1)
-    logits = filter_top_k(logits / params.temperature, params.top_k)
+    # Below ~1e-4 the scaled logits overflow float32 (inf - inf = NaN in softmax); the distribution is one-hot
+    # by then anyway, so clamping keeps tiny temperatures meaningful instead of crashing.
+    logits = filter_top_k(logits / max(params.temperature, 1e-4), params.top_k)
     logits = filter_top_p(logits, params.top_p)
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

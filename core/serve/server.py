@@ -205,9 +205,15 @@ class Handler(BaseHTTPRequestHandler):
         if not raw:
             raise APIError(400, "the request body is empty; send a JSON object")
         try:
-            return json.loads(raw.decode("utf-8"))
+            payload = json.loads(raw.decode("utf-8"))
+            # "\ud800" escapes decode to lone surrogates, which no tokenizer can encode: refuse them here.
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            return payload
         except UnicodeDecodeError:
             raise APIError(400, "the request body is not valid UTF-8") from None
+        except UnicodeEncodeError:
+            raise APIError(400, "the request contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff); "
+                                "send valid Unicode text") from None
         except json.JSONDecodeError as exc:
             raise APIError(400, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
         except RecursionError:
