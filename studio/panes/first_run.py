@@ -109,10 +109,13 @@ class FirstRunPresenter(QObject):
         cfg["name"] = f"demo-{method}"
         return cfg
 
-    def _launch(self, method: str, init: str | None) -> None:
+    def _launch(self, method: str, init: str | None, parent_run_id: str | None = None) -> None:
         self._enter(2 if method == "pretrain" else 3, "queued")
         self.waiting = (f"demo-{method}", time.time() - 1)
-        self.context.launchRequested.emit(self.config_for(method, init))
+        config = self.config_for(method, init)
+        if parent_run_id:
+            config["parent_run_id"] = parent_run_id  # lineage: the SFT run descends from the pretrain run
+        self.context.launchRequested.emit(config)
         self._poll.start()
 
     def _check_runs(self) -> None:
@@ -136,7 +139,7 @@ class FirstRunPresenter(QObject):
             self.run_dirs[name] = run.run_dir
             self.stepChanged.emit(self.step, "done", f"run {run.id}")
             if name == "demo-pretrain":
-                self._launch("sft", run.run_dir)
+                self._launch("sft", run.run_dir, run.id)
             else:
                 self._poll.stop()
                 self._enter(4)
