@@ -64,9 +64,9 @@ class _Sampling(BaseModel):
     repetition_penalty: Optional[float] = Field(None, gt=0.0, le=10.0)  # extension
     stop: Union[str, list[str], None] = None
     seed: Optional[int] = Field(None, ge=0, le=2**63 - 1)
-    stream: bool = False
+    stream: Optional[bool] = None  # null = false, as OpenAI accepts
     stream_options: Optional[StreamOptions] = None
-    n: int = Field(1, ge=1, le=1)
+    n: Optional[int] = Field(None, ge=1, le=1)
 
     def sampling(self, max_context: int) -> SamplingParams:
         limit = self.max_completion_tokens or self.max_tokens or min(DEFAULT_MAX_TOKENS, max_context)
