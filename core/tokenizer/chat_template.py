@@ -73,5 +73,11 @@ def render(source: str, messages: list[dict], add_generation_prompt: bool = Fals
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message:
             raise ValueError(f"messages[{i}]: expected a dict with 'role' and 'content', got {message!r}")
-    return compile_template(source).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                           tools=tools, **extra)
+    try:
+        return compile_template(source).render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                               tools=tools, **extra)
+    except jinja2.TemplateError:
+        raise
+    except Exception as exc:  # e.g. 1/0, a sandbox range limit (OverflowError), 'a' + 1: still the template's fault
+        raise jinja2.exceptions.TemplateRuntimeError(
+            f"the chat template failed while rendering: {type(exc).__name__}: {exc}") from exc
