@@ -284,6 +284,10 @@ class Trainer:
                          steps_per_epoch=self.steps_per_epoch, resumed_from=self.resumed_from, pid=os.getpid())
         self._flush_warnings()
         last_saved = self.step if self.resumed_from is not None else -1
+        if dist.any_rank(self.stop_requested, self.device):  # stopped while loading data: nothing new to save
+            self.events.emit("run_finished", self.step, status="stopped", message=f"stopped by signal before step "
+                             f"{self.step + 1}; resume with --resume {self.run_dir}")
+            return EXIT_OK
         self._tokens, self._t_log = 0, time.perf_counter()
         while self.step < self.total_steps:
             loader = self._loader(self.epoch, self.batch_pos)
