@@ -7,7 +7,7 @@ backend reuses it unchanged.
 
 Batched (`generate_batch`, used for RL rollouts): prompts are left-padded to one length with an attention
 mask; the model derives positions from the mask, so every row sees exactly the positions it would see
-alone. Finished rows keep being fed a pad token (cheap, and keeps tensors rectangular) until all are done.
+alone. A row that reaches a stop id is removed from the batch and the KV cache.
 """
 from __future__ import annotations
 
@@ -176,6 +176,9 @@ def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingPara
                    generator: torch.Generator | None = None) -> BatchResult:
     """Generate for several prompts at once (left padding + attention mask, one KV cache for the batch).
 
+    Rows that reach a stop id leave the batch (and its KV cache) at once, so a long tail of unfinished
+    rollouts does not pay for the finished ones.
+
     Stops on stop token ids only (`params.stop_token_ids`, eos by default); stop *strings* are a text-level
     matter handled by `stream_generate`/backends. Greedy rows equal per-prompt `generate` (tested). Sampling
     uses one RNG for the whole batch (`params.seed`, or pass `generator` to continue a stream of rollouts).
@@ -204,24 +207,29 @@ def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingPara
 
     out = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
     past, logits = out.past_key_values, out.logits[:, -1].float()
-    tokens = torch.empty((B, budget), dtype=torch.long, device=device)
-    logps = torch.empty((B, budget), dtype=torch.float32, device=device) if return_logprobs else None
+    tokens = torch.full((B, budget), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((B, budget), dtype=torch.float32, device=device) if return_logprobs else None
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     lengths = torch.full((B,), budget, dtype=torch.long, device=device)
+    rows = torch.arange(B, device=device)  # original index of each row still being decoded
     for t in range(budget):
         nxt = choose_tokens(logits, params, seen, gen)
-        nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
-        tokens[:, t] = nxt
+        tokens[rows, t] = nxt
         if logps is not None:
-            logps[:, t] = logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
-        hit = ~finished & torch.isin(nxt, stop_ids)
-        lengths = torch.where(hit, torch.full_like(lengths, t + 1), lengths)
-        finished |= hit
-        if seen is not None:
-            seen.scatter_(1, nxt[:, None], ~finished[:, None])
-        if bool(finished.all()) or t + 1 == budget:
+            logps[rows, t] = logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
+        hit = torch.isin(nxt, stop_ids)
+        lengths[rows[hit]] = t + 1
+        finished[rows[hit]] = True
+        if t + 1 == budget or bool(hit.all()):
             break
-        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
+        if seen is not None:
+            seen.scatter_(1, nxt[:, None], True)
+        if bool(hit.any()):  # drop finished rows from the batch and its KV cache: no work on them any more
+            keep = (~hit).nonzero().squeeze(1)
+            rows, nxt, mask = rows[keep], nxt[keep], mask[keep]
+            past = [(k[keep], v[keep]) for k, v in past]
+            seen = seen[keep] if seen is not None else None
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
         out = model(nxt[:, None], past_key_values=past, use_cache=True, attention_mask=mask)
         past, logits = out.past_key_values, out.logits[:, -1].float()
 
