@@ -57,8 +57,10 @@ def pid_alive(pid: int | None, start_ticks: int | None = None) -> bool:
 def send_signal(pid: int, sig: int, group: bool = False) -> bool:
     """Signal a process (or its whole process group); False when it is already gone."""
     try:
-        if group and hasattr(os, "killpg"):
-            os.killpg(pid, sig)
+        # A detached worker leads no group of its own but shares one only with its children (torchrun ranks);
+        # never signal our own group.
+        if group and hasattr(os, "killpg") and os.getpgid(pid) != os.getpgid(0):
+            os.killpg(os.getpgid(pid), sig)
         else:
             os.kill(pid, sig)
         return True

@@ -22,6 +22,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signa
 
 from studio.store import ACTIVE_STATUSES, RunStore, import_run_dir, mark_dead
 from studio.worker.command import build_trainer_command, trainer_environment
+from studio.worker.spawn import spawn_detached
 from studio.worker.ingest import IngestWorker, ingest_once
 from studio.worker.pids import SIGKILL, pid_alive, process_start_ticks, send_signal
 from studio.worker.tailer import EventTailer
@@ -138,21 +139,19 @@ class RunManager(QObject):
         run_dir = Path(run.run_dir)
         resume = run_dir if run.resume_pending else None
         argv = self.command_builder(run_dir / "config.json", resume, run.n_gpus)
-        with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
+        with open(run_dir / "stderr.log", "ab") as err:
             err.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
-            err.flush()
-            try:
-                popen = subprocess.Popen(argv, cwd=run_dir, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         env=trainer_environment(), **_detach_kwargs())
-            except OSError as exc:
-                self.store.update_run(run_id, status="failed", resume_pending=False,
-                                      status_message=f"could not start {argv[0]}: {exc}")
-                self.runUpdated.emit(run_id)
-                self.runsChanged.emit()
-                return False
-        self.store.update_run(run_id, status="starting", status_message="", pid=popen.pid, resume_pending=False,
-                              pid_start_ticks=process_start_ticks(popen.pid))
-        self._follows[run_id] = _Follow(run_id, popen)
+        try:
+            pid = spawn_detached(argv, run_dir, trainer_environment(), run_dir / "stdout.log", run_dir / "stderr.log")
+        except OSError as exc:
+            self.store.update_run(run_id, status="failed", resume_pending=False,
+                                  status_message=f"could not start {argv[0]}: {exc}")
+            self.runUpdated.emit(run_id)
+            self.runsChanged.emit()
+            return False
+        self.store.update_run(run_id, status="starting", status_message="", pid=pid, resume_pending=False,
+                              pid_start_ticks=process_start_ticks(pid))
+        self._follows[run_id] = _Follow(run_id, None)
         self._followRequested.emit(run_id, str(run_dir / "events.jsonl"), run.events_offset or 0)
         self.runUpdated.emit(run_id)
         self.runsChanged.emit()
@@ -337,10 +336,3 @@ class RunManager(QObject):
             if self.store.get_run(run_id) is not None:
                 self._ingest_now(run_id)  # offsets are in the DB, so nothing is stored twice
         self._follows.clear()
-
-
-def _detach_kwargs() -> dict:
-    """Own session (POSIX) / process group (Windows): the terminal's Ctrl+C and the studio's death spare it."""
-    if sys.platform == "win32":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
