@@ -134,7 +134,7 @@ def _chat(args) -> int:
             history.append({"role": "assistant", "content": answer})
             if args.show_speed:
                 u = backend.usage
-                rate = (u.completion_tokens - 1) / u.decode_s if u.decode_s > 0 and u.completion_tokens > 1 else 0.0
+                rate = u.completion_tokens / u.decode_s if u.decode_s > 0 else 0.0
                 print(f"[{u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, {rate:.1f} tokens/s]",
                       file=sys.stderr)
     finally:
@@ -224,8 +224,8 @@ def _eval(args) -> int:
                    "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
                    "seconds": round(time.perf_counter() - started, 4),
                    "prompt_tokens_per_s": round(u.prompt_tokens / u.prefill_s, 2) if u.prefill_s else None,
-                   "tokens_per_s": round((u.completion_tokens - 1) / u.decode_s, 2)
-                   if u.decode_s > 0 and u.completion_tokens > 1 else None}
+                   "tokens_per_s": round(u.completion_tokens / u.decode_s, 2)
+                   if u.decode_s > 0 else None}
             rows.append(row)
             print(f"### {prompt}\n{completion}\n[{row['completion_tokens']} tokens, {row['tokens_per_s']} tokens/s]\n")
             if out:
