@@ -39,6 +39,10 @@ class PPORecipe(OnPolicyRecipe):
     def build_trainable(self):
         o = self.options
         critic = ScalarHeadModel.load(o.critic, self.ctx.device) if o.critic else ScalarHeadModel.from_causal_lm(self.policy)
+        if critic.config.vocab_size != self.policy.config.vocab_size:
+            raise ValueError(f"method_options.critic: {o.critic} has a vocabulary of {critic.config.vocab_size} tokens, "
+                             f"the policy {self.policy.config.vocab_size}; the critic reads the policy's token ids, so "
+                             "train the reward model from the same SFT checkpoint (or leave critic unset)")
         self.critic = critic.train()
         return PolicyWithCritic(self.policy, self.critic)
 
