@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="minimind-studio", description="MiniMind Studio desktop app")
     parser.add_argument("--workspace", help="workspace folder (default: remembered, else ~/MiniMindStudio)")
     parser.add_argument("--self-test", action="store_true", help="open offscreen, check the trainer starts, exit")
+    parser.add_argument("--demo", action="store_true",
+                        help="open on the built-in demo data and show the guided 'train the demo model' path")
     args = parser.parse_args(argv)
     if args.self_test:
         return self_test()
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
 
     holder["window"].workspaceSwitchRequested.connect(switch)
     holder["window"].show()
+    if args.demo or not any((root / "runs").glob("*/events.jsonl")):  # first run in this workspace: guide them
+        holder["window"].load_demo_datasets()
+        holder["window"].show_first_run_guide()
     return app.exec()
 
 

@@ -102,6 +102,8 @@ class MainWindow(QMainWindow):
             self._action(view_menu, title, lambda _=False, t=title: self.show_pane(t), f"Ctrl+{i + 1}")
 
         help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Train the demo model…", self.show_first_run_guide, "F1",
+                     "Guided path: demo data, tokenizer, pretrain then SFT of the tiny preset, then chat")
         self._action(help_menu, "&About MiniMind Studio", self.about)
 
     def _build_status_bar(self) -> None:
@@ -127,6 +129,29 @@ class MainWindow(QMainWindow):
                          name="device-probe").start()
 
     # ---------------------------------------------------------------- actions
+    def show_first_run_guide(self) -> None:
+        """The guided demo path (studio/panes/first_run.py); non-modal so Runs and Curves stay usable."""
+        try:
+            from studio.panes.first_run import FirstRunDialog
+        except ImportError as exc:
+            QMessageBox.information(self, "Train the demo model", f"The guided demo is not available: {exc}")
+            return
+        if getattr(self, "_first_run", None) is None:
+            self._first_run = FirstRunDialog(self.context, parent=self)
+        self._first_run.show()
+        self._first_run.raise_()
+
+    def load_demo_datasets(self) -> None:
+        """Register the built-in demo datasets (resources/demo) in the Datasets pane and show them."""
+        demo = Path(__file__).resolve().parents[1] / "resources" / "demo"
+        pane = self.panes.get("Datasets")
+        files = sorted(demo.glob("*.jsonl"))
+        if pane is not None and hasattr(pane, "presenter") and files:
+            pane.presenter.add_paths(files)
+            if pane.file_list.count():
+                pane.file_list.setCurrentRow(0)
+        self.show_pane("Datasets")
+
     def show_pane(self, title: str) -> None:
         pane = self.panes.get(title)
         if pane is not None:
