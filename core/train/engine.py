@@ -88,6 +88,18 @@ def _to_device(batch, device):
     return batch
 
 
+def _load_trainer_state(path: Path) -> dict:
+    """optimizer.pt without unpickling code (weights_only): tensors, plain containers and the numpy RNG state's
+    array are all it may hold, so a doctored checkpoint cannot run anything when a run is resumed."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    allowed = [np.ndarray, np.dtype, _reconstruct, type(np.dtype("uint32"))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _float(v) -> float:
     return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
 
@@ -248,7 +260,7 @@ class Trainer:
         for ckpt in candidates:
             try:
                 state = ckpt_mod.verify_checkpoint(ckpt)
-                trainer_state = torch.load(ckpt / ckpt_mod.TRAINER_FILE, map_location="cpu", weights_only=False)
+                trainer_state = _load_trainer_state(ckpt / ckpt_mod.TRAINER_FILE)
                 self.recipe.load_weights(ckpt)
             except Exception as exc:  # verify, unpickling and safetensors header errors alike
                 self._warn(f"{ckpt.name}: cannot resume from it ({exc}); trying an older checkpoint")

@@ -270,7 +270,13 @@ class DatasetsPresenter(QObject):
         if not files:
             self.failed.emit("add at least one dataset file to train a tokenizer on")
             return None
-        out_dir = self.context.workspace.tokenizers_dir / name
+        from core.safety import UnsafePathError, contained_path
+
+        try:  # the name is typed by the user: it must not lead the write out of the workspace
+            out_dir = contained_path(self.context.workspace.tokenizers_dir, name)
+        except UnsafePathError as exc:
+            self.failed.emit(f"tokenizer name {exc}")
+            return None
 
         def run(progress, cancelled):
             train_tokenizer(files, vocab_size=vocab_size, out_dir=out_dir,
