@@ -2,6 +2,7 @@
 
     streamlit run webdemo/app.py -- --model PATH        # or: MINIMIND_MODEL=PATH streamlit run webdemo/app.py
 
+Offline use: add `--browser.gatherUsageStats false` before the `--` (Streamlit otherwise tries to send usage stats).
 The model path can also be typed in the sidebar. Replies stream token by token through `core.infer` (the same
 backends as `minimind chat` and the studio's Chat pane), with sampling settings from the sidebar sliders.
 """
