@@ -37,7 +37,10 @@ def _slice(src: Path, dst: Path, n: int) -> Path:
     return dst
 
 
-def _naive(data: Path, tok, preset: str, batch_size: int, seq_len: int, steps: int) -> dict:
+def _naive(data: Path, tok, preset: str, batch_size: int, seq_len: int, steps: int, device: str = "cpu",
+           precision: str = "fp32") -> dict:
+    import contextlib
+
     import torch
     from torch.utils.data import DataLoader, Dataset
 
@@ -60,19 +63,24 @@ def _naive(data: Path, tok, preset: str, batch_size: int, seq_len: int, steps: i
             return x, labels
 
     torch.manual_seed(0)
-    model = MiniMindForCausalLM(get_preset(preset, vocab_size=tok.vocab_size))
+    model = MiniMindForCausalLM(get_preset(preset, vocab_size=tok.vocab_size)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    amp = (lambda: torch.autocast(device_type=torch.device(device).type, dtype=dtype)) if dtype else contextlib.nullcontext
     loader = iter(DataLoader(PaddedPretrain(data), batch_size=batch_size, shuffle=True,
                              generator=torch.Generator().manual_seed(0)))
     times, useful, total = [], 0, 0
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        x, y = next(loader)
-        loss = model(x, labels=y).loss
+        x, y = (t.to(device) for t in next(loader))
+        with amp():
+            loss = model(x, labels=y).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         if i:  # step 0 is the warm-up
             times.append(time.perf_counter() - t0)
             useful += int((y != -100).sum())
@@ -82,13 +90,14 @@ def _naive(data: Path, tok, preset: str, batch_size: int, seq_len: int, steps: i
             "tokens_per_step": total // len(times)}
 
 
-def _packed(data: Path, tok_dir: Path, work: Path, preset: str, batch_size: int, seq_len: int, steps: int) -> dict:
+def _packed(data: Path, tok_dir: Path, work: Path, preset: str, batch_size: int, seq_len: int, steps: int,
+            device: str = "cpu", precision: str = "fp32") -> dict:
     from core.config.train import load_train_config
     from core.train import run_training
 
     run_dir = work / "packed-run"
     base = {"method": "pretrain", "model": preset, "run_dir": str(run_dir), "max_steps": steps + 1,
-            "batch_size": batch_size, "device": "cpu", "precision": "fp32", "log_every": 1, "save_every": 0,
+            "batch_size": batch_size, "device": device, "precision": precision, "log_every": 1, "save_every": 0,
             "data": {"files": [str(data)], "seq_len": seq_len, "tokenizer": str(tok_dir),
                      "cache_dir": str(work / "cache")}}
     cfg = load_train_config(None, [], base=base)
@@ -109,7 +118,7 @@ def _packed(data: Path, tok_dir: Path, work: Path, preset: str, batch_size: int,
 
 
 def run(preset: str = "small", batch_size: int = 8, seq_len: int = 340, steps: int = 4, records: int = 20000,
-        threads: int | None = None, data: Path | None = None) -> dict:
+        threads: int | None = None, data: Path | None = None, device: str = "cpu", precision: str = "fp32") -> dict:
     """{"preset", "batch_size", "seq_len", "steps", "threads", "rows": {"packed": {...}, "naive": {...}}, "ratio"}."""
     import torch
 
@@ -124,11 +133,30 @@ def run(preset: str = "small", batch_size: int = 8, seq_len: int = 340, steps: i
         work = Path(tmp)
         sliced = _slice(src, work / "pretrain.jsonl", records)
         tok = train_tokenizer([sliced], vocab_size=6400, out_dir=work / "tokenizer", max_records=5000)
-        rows = {"packed": _packed(sliced, work / "tokenizer", work, preset, batch_size, seq_len, steps),
-                "naive": _naive(sliced, tok, preset, batch_size, seq_len, steps)}
-    return {"preset": preset, "batch_size": batch_size, "seq_len": seq_len, "steps": steps, "records": records,
+        rows = {"packed": _packed(sliced, work / "tokenizer", work, preset, batch_size, seq_len, steps, device, precision),
+                "naive": _naive(sliced, tok, preset, batch_size, seq_len, steps, device, precision)}
+    _add_mfu(rows, preset, device, precision)
+    return {"device": device, "precision": precision, "preset": preset, "batch_size": batch_size, "seq_len": seq_len, "steps": steps, "records": records,
             "threads": torch.get_num_threads(), "rows": rows,
             "ratio": rows["packed"]["useful_tok_s"] / rows["naive"]["useful_tok_s"]}
+
+
+def _add_mfu(rows: dict, preset: str, device: str, precision: str) -> None:
+    """On a GPU, each row's MFU = 6·N·useful tok/s / the card's peak (bench.common)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    from bench.common import gpu_peak_flops, mfu
+    from core.config import get_preset
+    from core.model import MiniMindForCausalLM
+
+    with torch.device("meta"):
+        params = MiniMindForCausalLM(get_preset(preset)).num_parameters()
+    peak = gpu_peak_flops(torch.cuda.get_device_name(0), precision)
+    for r in rows.values():
+        r["mfu"] = mfu(params, r["useful_tok_s"], peak)
+        r["gpu"] = torch.cuda.get_device_name(0)
 
 
 def format_table(result: dict, markdown: bool = False) -> str:
@@ -138,7 +166,8 @@ def format_table(result: dict, markdown: bool = False) -> str:
         label = "packed (our engine)" if name == "packed" else "pad to max length (MiniMind)"
         lines.append([label, f"{r['step_s']:.2f}", f"{r['useful_tok_s']:.0f}", f"{r['padding']:.1%}",
                       str(r["tokens_per_step"])])
-    title = (f"{result['preset']} preset, CPU, {result['threads']} threads, batch {result['batch_size']} x "
+    where = "CPU" if result.get("device", "cpu") == "cpu" else f"{result['device']} {result.get('precision')}"
+    title = (f"{result['preset']} preset, {where}, {result['threads']} threads, batch {result['batch_size']} x "
              f"{result['seq_len']} tokens, {result['steps']} timed steps; useful-token ratio {result['ratio']:.2f}x")
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -157,9 +186,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--records", type=int, default=20000)
     p.add_argument("--threads", type=int)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU figures: --device cuda --precision bf16)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--markdown", action="store_true")
     a = p.parse_args(argv)
-    result = run(a.preset, a.batch_size, a.seq_len, a.steps, a.records, a.threads)
+    result = run(a.preset, a.batch_size, a.seq_len, a.steps, a.records, a.threads, device=a.device,
+                 precision=a.precision)
     print(format_table(result, a.markdown))
     return 0
 

@@ -1,0 +1,68 @@
+"""What every benchmark report needs: the machine it ran on, and model FLOPs utilisation.
+
+MFU follows the PaLM paper's definition (Chowdhery et al. 2022, appendix B): a dense decoder's training step
+costs about 6·N FLOPs per token (2·N forward, 4·N backward; attention's extra term left out, as there), so
+MFU = 6·N·tokens_per_s / peak_flops.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+# Dense (no sparsity) tensor-core peaks from the vendors' data sheets, FLOP/s.
+PEAK_FLOPS = {
+    "H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},    # H100 SXM5 data sheet
+    "H200": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},    # same GH100 compute as the H100 SXM
+    "A100": {"bf16": 312e12, "fp16": 312e12, "fp32": 19.5e12},  # A100 SXM4 data sheet
+}
+
+
+def gpu_peak_flops(device_name: str, precision: str) -> float | None:
+    """The peak for a CUDA device name such as 'NVIDIA H100 80GB HBM3', or None when the card is not listed."""
+    for key, peaks in PEAK_FLOPS.items():
+        if key in device_name.upper():
+            return peaks.get(precision)
+    return None
+
+
+def mfu(params: int, tokens_per_s: float, peak_flops: float | None) -> float | None:
+    """Model FLOPs utilisation: 6·N·tokens/s over the peak (None without a known peak)."""
+    if not peak_flops:
+        return None
+    return 6.0 * params * tokens_per_s / peak_flops
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """CPU model, cores, load, Python, torch, llama-cpp-python versions and the GPU if torch sees one."""
+    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(terse=True), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    try:
+        info["load_average"] = [round(x, 1) for x in os.getloadavg()]
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["torch"] = None
+    try:
+        import llama_cpp
+
+        info["llama_cpp"] = getattr(llama_cpp, "__version__", "unknown")
+    except ImportError:
+        info["llama_cpp"] = None
+    return info
