@@ -4,6 +4,7 @@
     python -m bench --full               # the settings the per-area sections of docs/benchmarks.md use
     python -m bench --only ingest_rate --only cold_start
     python -m bench --markdown           # the table as Markdown (docs/benchmarks.md, "Suite")
+    python -m bench --show --markdown    # the table of the last results.json, without running anything
 
 Each benchmark runs in its own child process (`python -m bench --child NAME`) with a time limit: a missing
 module, an exception, a crash inside llama.cpp or a timeout marks that row and the others still run. With
@@ -165,11 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=1800, help="seconds per benchmark (default 1800)")
     p.add_argument("--out", default=str(RESULTS), help="results file (default bench/results.json)")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--show", action="store_true", help="print the table of the results file without running")
     p.add_argument("--child", choices=sorted(BENCHES), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         return child(a.child, a.full, a.out)
 
+    if a.show:
+        print(table(json.loads(Path(a.out).read_text()), a.markdown))
+        return 0
     from bench.common import machine_info
 
     names = a.only or [n for n, spec in BENCHES.items() if a.full or spec[1] is not None]
