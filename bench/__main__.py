@@ -52,11 +52,14 @@ def _resolve(name: str):
 def child(name: str, full: bool, out: str) -> int:
     kwargs = BENCHES[name][2] if full else (BENCHES[name][1] or BENCHES[name][2])
     try:
-        result = {"ok": True, "result": _resolve(name)(**kwargs), "settings": kwargs}
-    except ModuleNotFoundError as exc:
-        result = {"ok": False, "missing": True, "error": str(exc)}
-    except Exception as exc:  # the suite reports it and goes on
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        func = _resolve(name)
+    except ModuleNotFoundError as exc:  # the benchmark module itself is absent
+        func, result = None, {"ok": False, "missing": True, "error": str(exc)}
+    if func is not None:
+        try:
+            result = {"ok": True, "result": func(**kwargs), "settings": kwargs}
+        except Exception as exc:  # the suite reports it and goes on
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     Path(out).write_text(json.dumps(result, default=str))
     return 0
 
