@@ -128,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [WORKER_FLAG]:
         return run_worker(argv[1:])
+    if argv[:1] == ["--parity-worker"]:  # the frozen app's llama.cpp parity child (core/export/parity.py)
+        from core.export.parity_worker import main as parity_worker
+
+        return parity_worker(argv[1:])
     parser = argparse.ArgumentParser(prog="minimind-studio", description="MiniMind Studio desktop app")
     parser.add_argument("--workspace", help="workspace folder (default: remembered, else ~/MiniMindStudio)")
     parser.add_argument("--self-test", action="store_true", help="open offscreen, check the trainer starts, exit")

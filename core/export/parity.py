@@ -92,7 +92,7 @@ def run_worker(gguf_file: Path, text: str, reference: list[int], prompt_len: int
             "n_threads": worker_threads(Path(gguf_file))}), encoding="utf-8")
         # Run the worker as a script, not `-m core.export...`: importing the package would load torch (seconds).
         try:
-            proc = subprocess.run([sys.executable, str(WORKER), str(req_path)], capture_output=True, text=True,
+            proc = subprocess.run(worker_command(req_path), capture_output=True, text=True,
                                   timeout=timeout, cwd=tmp)
         except subprocess.TimeoutExpired:
             raise ParityError(f"{gguf_file}: llama.cpp did not finish the parity run within {timeout:.0f} s") from None
@@ -102,6 +102,14 @@ def run_worker(gguf_file: Path, text: str, reference: list[int], prompt_len: int
                               {"returncode": proc.returncode, "stderr_tail": proc.stderr[-4000:]})
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         return json.loads(lines[-1]), np.load(npy)
+
+
+def worker_command(req_path: Path) -> list[str]:
+    """The parity child's argv. In a PyInstaller bundle `sys.executable` is the app and there is no .py file to
+    run: the app becomes the worker when given `--parity-worker` (studio/app.py)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--parity-worker", str(req_path)]
+    return [sys.executable, str(WORKER), str(req_path)]
 
 
 def describe_exit(code: int) -> str:
