@@ -282,3 +282,35 @@ def test_garbage_and_a_cut_last_line_in_events_jsonl_lose_nothing_else(tmp_path)
         assert "[events.jsonl: not an event] [1, 2, 3]" in run.status_message  # and which lines were skipped
     finally:
         store.close()
+
+
+def test_a_studio_db_cut_in_half_is_rebuilt_from_the_run_folders(tmp_path):
+    from studio.store import open_store
+
+    runs = tmp_path / "runs"
+    t = time.time()
+    for name, n in (("a", 40), ("b", 25)):
+        (runs / name).mkdir(parents=True)
+        evs = [{"v": 1, "type": "run_started", "time": t, "step": 0, "run_id": name, "method": "pretrain",
+                "config": {}, "world_size": 1, "device": "cpu", "params": 1, "dataset_tokens": 1, "total_steps": n,
+                "resumed_from": None, "pid": 1}]
+        evs += [{"v": 1, "type": "metric", "time": t + s, "step": s, "epoch": 0, "metrics": {"loss": 1.0}}
+                for s in range(1, n + 1)]
+        evs.append({"v": 1, "type": "run_finished", "time": t + n, "step": n, "status": "completed", "message": ""})
+        (runs / name / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
+    db = tmp_path / "studio.db"
+    store = open_store(db, runs)
+    store.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    data = db.read_bytes()
+    assert len(data) > 8192
+    db.write_bytes(data[: len(data) // 2])  # a crash or a full disk mid-copy
+
+    store = open_store(db, runs)
+    try:
+        assert store.recovery_message and "2 run(s) re-imported" in store.recovery_message
+        assert {r.id: r.status for r in store.list_runs()} == {"a": "completed", "b": "completed"}
+        assert len(store.metric_series("a", "loss")[0]) == 40 and len(store.metric_series("b", "loss")[0]) == 25
+    finally:
+        store.close()

@@ -110,7 +110,9 @@ def format_validation_error(exc: ValidationError, source: str = "config") -> str
     """One line per problem: `source: field.sub: message (got value)`."""
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        # an unknown key may hold newlines or be empty: quote it so each problem stays one readable line
+        where = ".".join(str(p) if str(p).isprintable() and str(p).strip() == str(p) != "" else repr(str(p))
+                         for p in err["loc"]) or "(top level)"
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
         lines.append(f"{source}: {where}: {err['msg']}{got}")
     return "\n".join(lines)
