@@ -9,6 +9,7 @@ re-attached to it after a restart.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,11 @@ def spawn_detached(argv: list[str], cwd: Path, env: dict[str, str], stdout_log: 
                                      creationflags=subprocess.CREATE_NEW_PROCESS_GROUP)
         return popen.pid
     env = {**env, "MINIMIND_STDOUT_LOG": str(stdout_log), "MINIMIND_STDERR_LOG": str(stderr_log)}
-    env_args = ["-i"] + [f"{k}={v}" for k, v in env.items() if "=" not in k]
+    # The child inherits this process's environment; only what differs goes on the command line, so secrets
+    # already in the environment (tokens, keys) never appear in /proc/<pid>/cmdline. Removed variables are unset.
+    inherited = os.environ
+    env_args = [f"--unset={k}" for k in inherited if k not in env]
+    env_args += [f"{k}={v}" for k, v in env.items() if "=" not in k and inherited.get(k) != v]
     ok, pid = QProcess.startDetached("/usr/bin/env", [*env_args, "/bin/sh", "-c", _REDIRECT, *argv], str(cwd))
     if not ok or not pid:
         raise SpawnError(f"could not start {argv[0]}")
