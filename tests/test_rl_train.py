@@ -117,3 +117,49 @@ def test_bad_method_options_fail_with_the_field_named(tmp_path):
     assert run_training(cfg) == 1
     error = next(e for e in read_events(tmp_path / "run") if e["type"] == "error")["message"]
     assert "method_options.num_generations" in error and "method_options.rewards" in error
+
+
+def test_rollout_logprobs_are_those_of_the_sampling_temperature(rl_data, demo_sft_run):
+    """The ratio and KL must be of the distribution the sampler drew from, softmax(logits / T) (as TRL does);
+    at T ≠ 1 the raw-logit log-probs would make every update silently off-policy."""
+    from types import SimpleNamespace
+
+    from core.data import PromptDataset
+    from core.model.io import load_model
+    from core.rl.rewards import RewardCombiner
+    from core.rl.rollout import make_rollout, response_logits
+
+    model, tok = load_model(demo_sft_run)
+    items = [PromptDataset([rl_data["rl"]], tok, 64)[i] for i in range(3)]
+    rewards = RewardCombiner(RewardConfig.model_validate(DEMO_REWARDS))
+    opts = SimpleNamespace(max_prompt_len=64, max_new_tokens=6, temperature=0.5, top_p=1.0, top_k=0)
+    torch.manual_seed(0)
+    with one_thread():
+        r = make_rollout(model, model, tok, rewards, items, opts, "cpu", repeats=2)
+        logits = response_logits(model, r.input_ids, r.attention_mask, r.prompt_width)[0].detach()
+    target = r.input_ids[:, r.prompt_width:].unsqueeze(-1)
+    at_t = torch.log_softmax(logits / 0.5, -1).gather(-1, target).squeeze(-1)
+    at_1 = torch.log_softmax(logits, -1).gather(-1, target).squeeze(-1)
+    m = r.response_mask.bool()
+    assert r.temperature == 0.5
+    assert torch.allclose(r.old_logp[m], at_t[m], atol=1e-4) and torch.allclose(r.ref_logp[m], at_t[m], atol=1e-4)
+    assert not torch.allclose(r.old_logp[m], at_1[m], atol=1e-2)
+
+
+def test_held_out_split_is_disjoint_and_sft_answers_only_training_prompts(demo_data_dir, tmp_path):
+    import json
+
+    from core.rl.evaluate import split_prompts, write_hinted_sft
+
+    train, held = split_prompts(demo_data_dir / "rl.jsonl", tmp_path / "t.jsonl", tmp_path / "e.jsonl", 200, 40)
+    read = lambda p: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()]  # noqa: E731
+    key = lambda r: r["conversations"][0]["content"]  # noqa: E731
+    t, e = read(train), read(held)
+    assert len(t) == 200 and len(e) == 40 and len({key(r) for r in e}) == 40
+    assert not {key(r) for r in e} & {key(r) for r in t}
+    with pytest.raises(ValueError, match="distinct held-out prompts"):
+        split_prompts(demo_data_dir / "rl.jsonl", tmp_path / "t2.jsonl", tmp_path / "e2.jsonl", 390, 100)
+    sft = write_hinted_sft(demo_data_dir / "sft.jsonl", tmp_path / "sft.jsonl", answered=train)
+    added = read(sft)[-200:]
+    assert [c["conversations"][-1]["content"] for c in added] == [r["answer"] for r in t]
+    assert [key(c) for c in added] == [key(r) for r in t]

@@ -28,6 +28,7 @@ class Rollout:
     ref_logp: torch.Tensor           # (B, C)
     advantages: torch.Tensor | None = None   # (B, 1) sequence-level or (B, C) token-level
     extras: dict = field(default_factory=dict)  # method-specific (PPO: old values, returns)
+    temperature: float = 1.0         # the sampling temperature: log-probs are of softmax(logits / temperature)
 
     def to(self, device) -> "Rollout":
         for name in ("input_ids", "attention_mask", "response_mask", "rewards", "old_logp", "ref_logp", "advantages"):
@@ -68,9 +69,17 @@ def response_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     return logits[:, :-1], out
 
 
+def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Logits of the distribution the sampler drew from: logits / T (as TRL's GRPO/PPO trainers). Without it the
+    ratio and KL are of the T=1 policy while the samples come from the T≠1 one, a silent off-policy bias."""
+    return logits if temperature == 1.0 else logits / temperature
+
+
 def response_logprobs(model, r: Rollout, with_entropy: bool = False):
-    """Per-token log-probs of the completion under `model` (B, C), and the mean entropy (float) if asked."""
-    logits, _ = response_logits(model, r.input_ids, r.attention_mask, r.prompt_width)
+    """Per-token log-probs of the completion under `model` at the sampling temperature (B, C), and the mean
+    entropy (float) if asked."""
+    logits = scaled(response_logits(model, r.input_ids, r.attention_mask, r.prompt_width)[0],
+                    getattr(r, "temperature", 1.0))
     logp = token_logprobs(logits, r.input_ids[:, r.prompt_width:])
     if not with_entropy:
         return logp
@@ -117,7 +126,7 @@ def make_rollout(policy, reference, tokenizer, rewards, items: list[dict], opts,
     ids, mask, resp, P = pack_sequences(prompts, completions, tokenizer.pad_id, device)
     ctx = autocast() if autocast is not None else contextlib.nullcontext()
     with torch.no_grad(), ctx:
-        old = token_logprobs(response_logits(policy, ids, mask, P)[0], ids[:, P:])
-        ref = token_logprobs(response_logits(reference, ids, mask, P)[0], ids[:, P:])
+        old = token_logprobs(scaled(response_logits(policy, ids, mask, P)[0], opts.temperature), ids[:, P:])
+        ref = token_logprobs(scaled(response_logits(reference, ids, mask, P)[0], opts.temperature), ids[:, P:])
     return Rollout(ids, mask, resp, P, [it["prompt"] for it in items], texts, completions, total.to(device),
-                   breakdown, old.float(), ref.float())
+                   breakdown, old.float(), ref.float(), temperature=opts.temperature)

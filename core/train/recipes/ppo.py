@@ -16,7 +16,7 @@ from core.config.rl import PPOConfig
 from core.rl.losses import (clipped_policy_loss, entropy_from_logits, gae, k3_kl, masked_mean, masked_whiten,
                             token_logprobs, value_loss)
 from core.rl.recipe_base import OnPolicyRecipe
-from core.rl.rollout import response_logits
+from core.rl.rollout import response_logits, scaled
 from core.rl.value import ScalarHeadModel
 
 
@@ -71,6 +71,7 @@ class PPORecipe(OnPolicyRecipe):
         o = self.options
         r = self.rollout_for(batch)
         logits, values = model(r.input_ids, r.attention_mask, r.prompt_width)
+        logits = scaled(logits, getattr(r, "temperature", 1.0))  # the sampler's distribution
         logp = token_logprobs(logits, r.input_ids[:, r.prompt_width:])
         mask = r.response_mask
         pg, ratio, clipped = clipped_policy_loss(logp, r.old_logp, r.advantages, o.clip)
