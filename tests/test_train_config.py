@@ -50,10 +50,18 @@ def test_config_round_trips_through_json_and_exports_a_schema(tmp_path):
 
 
 def test_minimind_schedule_is_the_reference_formula():
-    # MiniMind v2 get_lr: lr*(0.1 + 0.45*(1+cos(pi*t/T)))
+    # MiniMind v2 get_lr: lr*(0.1 + 0.45*(1+cos(pi*t/T))), with T = steps-1 so the last step (t=99) is the floor
     T = 100
     for t in (0, 25, 50, 99):
-        assert lr_factor(t, T, "minimind") == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * t / T)))
+        assert lr_factor(t, T, "minimind") == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * t / (T - 1))))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "minimind"])
+@pytest.mark.parametrize("total,warmup", [(10, 0), (10, 3), (2, 0)])
+def test_the_last_step_reaches_the_floor(schedule, total, warmup):
+    # was 0.122 at the last of 10 steps: progress t/T never reached 1
+    assert lr_factor(total - 1, total, schedule, warmup_steps=warmup, min_lr_ratio=0.1) == pytest.approx(0.1)
+    assert lr_factor(warmup, total, schedule, warmup_steps=warmup, min_lr_ratio=0.1) == pytest.approx(1.0)
 
 
 def test_cosine_warms_up_then_decays_to_the_floor():
