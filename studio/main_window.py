@@ -61,6 +61,8 @@ class MainWindow(QMainWindow):
         self._progress_timer.timeout.connect(self.refresh_progress)
         self._progress_timer.start()
         context.runsChanged.connect(self.refresh_progress)  # status changes at once; progress once a second
+        if context.runs is not None and hasattr(context.runs, "runImported"):
+            context.runs.runImported.connect(self._on_run_imported)
         self._deviceProbed.connect(self.device_label.setText)
         if probe_device:
             QTimer.singleShot(0, self._probe_device)
@@ -183,11 +185,15 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Import a run folder (with events.jsonl)",
                                                   str(self.context.workspace.runs_dir))
         if folder and self.context.runs is not None:
-            try:
-                run_id = self.context.runs.import_run_dir(Path(folder))
-            except (OSError, ValueError) as exc:
-                QMessageBox.warning(self, "Import run folder", str(exc))
-                return
+            # Read and stored in the ingest thread: a long events.jsonl must not freeze the window.
+            self.statusBar().showMessage(f"Importing {folder}…")
+            self.context.runs.import_run_dir_async(Path(folder))
+
+    def _on_run_imported(self, run_id: str, error: str) -> None:
+        if error:
+            self.statusBar().clearMessage()
+            QMessageBox.warning(self, "Import run folder", error)
+        else:
             self.statusBar().showMessage(f"Imported run {run_id}", 8000)
 
     def _choose_workspace(self, title: str) -> None:

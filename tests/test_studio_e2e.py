@@ -52,9 +52,9 @@ def test_main_window_hosts_every_pane_follows_a_run_and_stops_it_on_close(qtbot,
 
     window.close_policy = "stop"  # the close dialog's "Stop (save checkpoint)"
     window.close()
-    pid = context.store.get_run(run_id).pid
+    run = context.store.get_run(run_id)
     deadline = time.time() + 15
-    while pid_alive(pid) and time.time() < deadline:
+    while pid_alive(run.pid, run.pid_start_ticks) and time.time() < deadline:
         time.sleep(0.05)  # not a Qt wait: nothing in this process follows the run any more
     events = [json.loads(line) for line in (workspace.runs_dir / run_id / "events.jsonl").read_text().splitlines()]
     assert [e["type"] for e in events[-2:]] == ["checkpoint", "run_finished"]
@@ -93,8 +93,8 @@ def test_a_killed_studio_leaves_the_run_training_and_reopening_reconciles_it(qtb
         time.sleep(0.05)  # the studio runs in another process: poll its files
     studio.send_signal(signal.SIGKILL)
     studio.wait(10)
-    worker_pid = json.loads(events_path.read_text().splitlines()[0])["pid"]
-    assert pid_alive(worker_pid), "the trainer must survive the studio"
+    started = json.loads(events_path.read_text().splitlines()[0])
+    assert pid_alive(started["pid"], started["pid_start_ticks"]), "the trainer must survive the studio"
 
     from studio.app import build_context
 

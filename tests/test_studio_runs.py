@@ -111,8 +111,8 @@ def test_dropping_the_studio_side_does_not_stop_the_run_and_reopening_reattaches
     _wait_metrics(qtbot, first, run_id)
     first.shutdown()  # the studio goes away without stopping anything
     del first
-    pid = store.get_run(run_id).pid
-    assert pid_alive(pid)
+    run = store.get_run(run_id)
+    assert pid_alive(run.pid, run.pid_start_ticks)
 
     second = RunManager(store, workspace.runs_dir, command_builder=standin, poll_ms=50)
     with qtbot.waitSignal(second.runFinished, timeout=20000) as finished:

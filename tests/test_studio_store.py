@@ -68,20 +68,23 @@ def test_round_trip_on_a_real_sqlite_file_in_wal_mode(workspace):
     reopened.close()
 
 
-def test_add_events_is_one_transaction(workspace):
+def test_add_events_is_one_transaction_and_skips_malformed_events(workspace):
     store = RunStore(workspace.db_path)
     store.create_run("r1", run_dir=workspace.runs_dir / "r1")
-    batch = _events(50)
-    batch.insert(10, {"v": 1, "type": "metric", "time": 0, "step": "not-an-int", "metrics": {"loss": 1.0}})
     try:
-        store.add_events("r1", batch, offset=99)
-    except ValueError:
+        store.add_events("missing", _events(5), offset=99)
+    except KeyError:
         pass
     else:
-        raise AssertionError("a malformed step must raise")
-    # Nothing of the failed batch is visible: no metrics, offset unchanged, so the batch can be re-read.
-    assert store.metric_series("r1", "loss")[0].size == 0
-    assert (store.get_run("r1").events_offset, store.get_run("r1").status) == (0, "queued")
+        raise AssertionError("events of an unknown run must raise")
+    batch = _events(50)
+    batch.insert(10, {"v": 1, "type": "metric", "time": 0, "step": "not-an-int", "metrics": {"loss": 1.0}})
+    batch.insert(20, {"v": 1, "type": "metric", "time": 0, "step": 3, "metrics": [1.0]})
+    changes = store.add_events("r1", batch, offset=99)
+    # The two malformed events are described and skipped; the rest of the batch is stored with its offset.
+    assert len(changes["bad"]) == 2 and "'step'" in changes["bad"][0] and "'metrics'" in changes["bad"][1]
+    assert store.metric_series("r1", "loss")[0].size == 50
+    assert (store.get_run("r1").events_offset, store.get_run("r1").status) == (99, "running")
     store.close()
 
 
@@ -133,7 +136,8 @@ def test_reconcile_marks_a_dead_run_interrupted_with_all_its_metrics(qtbot, work
     (run_dir / "stderr.log").write_text("Traceback ...\nRuntimeError: out of memory\n")
 
     manager = RunManager(store, workspace.runs_dir, poll_ms=50)
-    assert manager.reconcile() == ["r-dead"]
+    with qtbot.waitSignal(manager.runFinished, timeout=10000):  # the backlog is read in the ingest thread
+        assert manager.reconcile() == ["r-dead"]
     run = store.get_run("r-dead")
     assert run.status == "interrupted"
     assert "out of memory" in run.status_message
@@ -170,3 +174,69 @@ def test_a_run_that_dies_before_its_run_folder_exists_reports_the_trainers_messa
         + "\n")
     assert mark_dead(store, "bad") == "failed"
     assert store.get_run("bad").status_message == error
+
+
+def test_a_reused_pid_of_an_unrelated_process_is_not_the_runs(workspace, store):
+    """run_started's pid now belongs to another program (pid reuse): not running, and never signalled."""
+    from studio.store import import_run_dir
+    from studio.worker.pids import pid_alive, process_start_ticks, send_signal
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        with_ticks = _events(5)
+        with_ticks[0].update(pid=sleeper.pid, pid_start_ticks=12345)  # ticks of the trainer, long gone
+        without_ticks = _events(5)
+        without_ticks[0]["pid"] = sleeper.pid  # an older trainer: no ticks, and `sleep` is not a trainer
+        for name, events in (("ticks", with_ticks), ("no-ticks", without_ticks)):
+            import_run_dir(store, _write_run_dir(workspace.runs_dir, name, events))
+            run = store.get_run(name)
+            assert run.status == "interrupted", name
+            assert not send_signal(run.pid, 15, group=True, start_ticks=run.pid_start_ticks)
+        assert sleeper.poll() is None  # still alive: nothing was sent to it
+        assert pid_alive(sleeper.pid, process_start_ticks(sleeper.pid))  # with its own ticks it is itself
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_malformed_run_folder_does_not_stop_the_rebuild(workspace):
+    _write_run_dir(workspace.runs_dir, "good", _events(10, finished="completed"))
+    bad = _events(6, finished="completed")
+    bad[0]["total_steps"] = [5]
+    bad[3]["metrics"] = 3
+    bad_dir = _write_run_dir(workspace.runs_dir, "odd", bad)
+    broken = workspace.runs_dir / "broken"
+    broken.mkdir()
+    (broken / "events.jsonl").write_text(json.dumps(_events(2)[0]) + "\n")
+    (broken / "config.json").write_text("[1, 2]")  # not an object: must not stop anything either
+    workspace.db_path.write_bytes(b"not a database" * 100)
+
+    store = open_store(workspace.db_path, workspace.runs_dir)
+    runs = {r.id: r for r in store.list_runs()}
+    assert runs["good"].status == "completed" and store.metric_series("good", "loss")[0].size == 10
+    assert runs["odd"].status == "completed" and store.metric_series("odd", "loss")[0].size == 5
+    assert "broken" in runs
+    assert "2 line(s)" in store.recovery_message and str(bad_dir) in store.recovery_message
+    log = (bad_dir / "stderr.log").read_text()
+    assert "'total_steps'" in log and "'metrics'" in log
+    store.close()
+
+
+def test_a_malformed_live_event_is_reported_once_and_ingestion_goes_on(workspace, store):
+    from studio.worker.ingest import ingest_once
+    from studio.worker.tailer import EventTailer
+
+    run_dir = _write_run_dir(workspace.runs_dir, "live", [])
+    store.create_run("live", run_dir=run_dir, status="running")
+    events = _events(4)
+    events[2]["metrics"] = "oops"
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    tailer = EventTailer(run_dir / "events.jsonl")
+    stored, changes = ingest_once(store, "live", tailer)
+    assert len(changes["bad"]) == 1 and all(isinstance(e.get("metrics", {}), dict) for e in stored)
+    with open(run_dir / "events.jsonl", "a") as fh:
+        fh.write(json.dumps({"v": 1, "type": "metric", "time": 1.0, "step": 9, "metrics": {"loss": 0.1}}) + "\n")
+    stored, changes = ingest_once(store, "live", tailer)  # the next poll is not stuck on the bad line
+    assert [e["step"] for e in stored] == [9] and not changes["bad"]
+    assert store.metric_series("live", "loss")[0].tolist() == [1, 3, 4, 9]  # step 2 was the bad one
+    assert (run_dir / "stderr.log").read_text().count("bad event") == 1

@@ -28,11 +28,23 @@ def stderr_tail(run_dir: Path, lines: int = 5) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def import_run_dir(store: RunStore, run_dir: Path, run_id: str | None = None) -> str:
+def report_bad_lines(run_dir: Path, bad_lines: list[str], bad_events: list[str]) -> None:
+    """Lines of events.jsonl that are not (valid) events go where the run's messages are read: stderr.log."""
+    if not bad_lines and not bad_events:
+        return
+    with open(Path(run_dir) / "stderr.log", "a", encoding="utf-8") as err:
+        err.writelines(f"[events.jsonl: not an event] {line[:200]}\n" for line in bad_lines)
+        err.writelines(f"[events.jsonl: bad event] {text}\n" for text in bad_events)
+
+
+def import_run_dir(store: RunStore, run_dir: Path, run_id: str | None = None,
+                   problems: list[str] | None = None) -> str:
     """Add a run folder (trained by the studio or the CLI) to the store and return its id.
 
     The status comes from its run_finished event; without one the run is ``running`` if its process is alive
-    (the run manager re-attaches it) and ``interrupted`` otherwise (resumable from its last checkpoint).
+    and verifiably the trainer (the run manager re-attaches it) and ``interrupted`` otherwise (resumable from
+    its last checkpoint). Lines that are not valid events are skipped, appended to the folder's stderr.log and
+    counted in ``problems`` (when given).
     """
     run_dir = Path(run_dir).resolve()
     events_path = run_dir / EVENTS_FILE
@@ -41,28 +53,38 @@ def import_run_dir(store: RunStore, run_dir: Path, run_id: str | None = None) ->
                          f"(it holds {EVENTS_FILE}, checkpoints/ and config.json)")
     tailer = EventTailer(events_path)
     events, bad = tailer.read_all()
-    if bad:  # say so where the run's messages are read (as the run manager does for live runs); keep the rest
-        with open(run_dir / "stderr.log", "a", encoding="utf-8") as err:
-            err.writelines(f"[events.jsonl: not an event] {line[:200]}\n" for line in bad)
     started = next((e for e in events if e.get("type") == "run_started"), {})
     run_id = run_id or run_dir.name
     if store.get_run(run_id) is not None:
         raise ValueError(f"{run_dir}: a run named {run_id!r} is already in this workspace")
-    config = started.get("config") or {}
+    config = started.get("config")
     config_file = run_dir / "config.json"
     if config_file.is_file():
         try:
             config = json.loads(config_file.read_text())
         except ValueError:
             pass
-    created = float(started.get("time") or events_path.stat().st_mtime)
+    config = config if isinstance(config, dict) else {}
+    try:
+        created = float(started.get("time") or events_path.stat().st_mtime)
+    except (TypeError, ValueError):
+        created = events_path.stat().st_mtime
+    init = config.get("init")
     store.create_run(run_id, run_dir=run_dir, config=config, name=run_id,
                      method=str(started.get("method") or config.get("method") or ""), status="running",
-                     init_checkpoint=config.get("init"), created_at=created)
-    store.add_events(run_id, events, offset=tailer.offset)
+                     init_checkpoint=init if isinstance(init, str) else None, created_at=created)
+    try:
+        changes = store.add_events(run_id, events, offset=tailer.offset)
+    except BaseException:
+        store.delete_run(run_id)  # no half-imported row: importing the folder again must work
+        raise
+    report_bad_lines(run_dir, bad, changes["bad"])
+    if problems is not None and (bad or changes["bad"]):
+        problems.append(f"{run_dir}: {len(bad) + len(changes['bad'])} line(s) of {EVENTS_FILE} were not valid "
+                        f"events and were skipped (listed in {run_dir / 'stderr.log'})")
     run = store.get_run(run_id)
     if run.status in ("running", "starting", "queued", "stopping"):
-        if pid_alive(run.pid):
+        if pid_alive(run.pid, run.pid_start_ticks):  # a reused pid (another program) does not count
             store.update_run(run_id, status="running")
         else:
             mark_dead(store, run_id)
@@ -106,16 +128,19 @@ def mark_dead(store: RunStore, run_id: str) -> str:
     return status
 
 
-def reimport_runs(store: RunStore, runs_dir: Path) -> list[str]:
-    """Import every runs/*/events.jsonl; a broken folder is skipped (its problem is not everyone's)."""
+def reimport_runs(store: RunStore, runs_dir: Path, problems: list[str] | None = None) -> list[str]:
+    """Import every runs/*/events.jsonl; a broken folder is skipped (its problem is not everyone's) and
+    described in ``problems``."""
     imported = []
     if not runs_dir.is_dir():
         return imported
     for events_path in sorted(runs_dir.glob(f"*/{EVENTS_FILE}")):
         try:
-            imported.append(import_run_dir(store, events_path.parent))
-        except (ValueError, OSError):
-            continue
+            imported.append(import_run_dir(store, events_path.parent, problems=problems))
+        except Exception as exc:  # noqa: BLE001 - any damage in one folder must not stop the rebuild
+            if problems is not None:
+                problems.append(f"{events_path.parent}: not imported ({type(exc).__name__}: {exc}); fix or "
+                                f"remove the folder, then use File > Import run folder")
     return imported
 
 
@@ -150,9 +175,12 @@ def open_store(db_path: Path, runs_dir: Path) -> RunStore:
             pass
     moved = _move_aside(db_path)
     store = RunStore(db_path)
-    runs = reimport_runs(store, runs_dir)
+    problems: list[str] = []
+    runs = reimport_runs(store, runs_dir, problems)
     store.recovery_message = (
         f"The studio database {db_path} could not be used ({reason}). It was moved to {moved} and a new one "
         f"was built from the run folders in {runs_dir}: {len(runs)} run(s) re-imported with their metrics. "
         "Exports and dataset entries are rediscovered when you open those panes.")
+    if problems:
+        store.recovery_message += "\nProblems:\n" + "\n".join(f"- {p}" for p in problems)
     return store

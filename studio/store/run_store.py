@@ -43,6 +43,57 @@ def _finite(value: Any) -> float | None:
     return number if not math.isnan(number) else None
 
 
+_INT_FIELDS = {"run_started": ("total_steps", "resumed_from", "pid", "pid_start_ticks")}
+
+
+def _int_field(ev: dict, key: str) -> int | None:
+    value = ev.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{ev.get('type')} event: field {key!r} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{ev.get('type')} event: field {key!r} must be an integer, got {value!r}") from None
+
+
+def coerce_event(ev: Any) -> dict:
+    """A copy of a schema-v1 event with its fields in the types the store folds (step int, time float,
+    metrics a dict, ...), or ValueError saying which field is wrong. Events come from files other programs wrote:
+    nothing about their types is trusted."""
+    if not isinstance(ev, dict) or not isinstance(ev.get("type"), str):
+        raise ValueError("not an event object with a string 'type'")
+    out = dict(ev)
+    out["step"] = _int_field(ev, "step") or 0
+    t = _finite(ev.get("time")) if ev.get("time") is not None else None
+    if ev.get("time") is not None and (t is None or isinstance(ev.get("time"), bool) or math.isinf(t)):
+        raise ValueError(f"{ev['type']} event: field 'time' must be a number, got {ev.get('time')!r}")
+    out["time"] = t or time.time()
+    if ev["type"] in ("metric", "eval"):
+        metrics = ev.get("metrics") or {}
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{ev['type']} event: field 'metrics' must be an object of name: number, "
+                             f"got {metrics!r}")
+        out["metrics"] = metrics
+    for key in _INT_FIELDS.get(ev["type"], ()):
+        out[key] = _int_field(ev, key)
+    if ev["type"] == "checkpoint" and ev.get("path") is not None and not isinstance(ev["path"], str):
+        raise ValueError(f"checkpoint event: field 'path' must be a string, got {ev['path']!r}")
+    try:
+        json.dumps(ev)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{ev['type']} event cannot be stored as JSON ({exc})") from None
+    return out
+
+
+def _preview(ev: Any) -> str:
+    try:
+        return json.dumps(ev)[:200]
+    except (TypeError, ValueError):
+        return repr(ev)[:200]
+
+
 class RunStore:
     def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
@@ -113,22 +164,29 @@ class RunStore:
         """Store a batch of schema-v1 events in one transaction and fold them into the run's row.
 
         ``offset`` (bytes of events.jsonl consumed) is saved in the same transaction, so a crash can never
-        store an event twice or skip one. Returns what changed: ``{"checkpoints": [abs paths],
-        "finished": status | None, "started": bool}``.
+        store an event twice or skip one. An event whose fields have the wrong type (``coerce_event``) is
+        skipped and described in ``changes["bad"]``; the caller reports it like a line that is not JSON.
+        Returns what changed: ``{"checkpoints": [abs paths], "finished": status | None, "started": bool,
+        "bad": [descriptions], "events": [the stored events, coerced]}``.
         """
-        changes: dict[str, Any] = {"checkpoints": [], "finished": None, "started": False}
+        changes: dict[str, Any] = {"checkpoints": [], "finished": None, "started": False, "bad": [],
+                                   "events": []}
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
             if run is None:
                 raise KeyError(f"no run {run_id!r} in {self.db_path}")
             metric_rows, event_rows, checkpoint_rows = [], [], []
-            for ev in events:
-                kind = ev.get("type")
-                step = int(ev.get("step") or 0)
-                t = float(ev.get("time") or time.time())
+            for raw in events:
+                try:
+                    ev = coerce_event(raw)
+                except ValueError as exc:  # one malformed event must not stop the run's other events
+                    changes["bad"].append(f"{exc}: {_preview(raw)}")
+                    continue
+                changes["events"].append(ev)
+                kind, step, t = ev["type"], ev["step"], ev["time"]
                 run.last_event_time = t
                 if kind in ("metric", "eval"):
-                    for name, value in (ev.get("metrics") or {}).items():
+                    for name, value in ev["metrics"].items():
                         number = _finite(value)
                         if number is None:
                             continue
@@ -142,7 +200,7 @@ class RunStore:
                                    "payload_json": json.dumps(ev)})
                 if kind == "run_started":
                     if ev.get("resumed_from") is not None:  # replayed steps: keep only the new copies
-                        metric_rows = [r for r in metric_rows if r["step"] <= int(ev["resumed_from"])]
+                        metric_rows = [r for r in metric_rows if r["step"] <= ev["resumed_from"]]
                     self._fold_started(s, run, ev, t)
                     changes["started"] = True
                 elif kind == "checkpoint" and ev.get("path"):
@@ -174,8 +232,8 @@ class RunStore:
         if resumed is not None:
             # Steps logged after the checkpoint we resume from are replayed by the trainer: drop the old copies
             # so curves show one line, not a loop back.
-            s.execute(delete(Metric).where(Metric.run_id == run.id, Metric.step > int(resumed)))
-            run.last_step = int(resumed)
+            s.execute(delete(Metric).where(Metric.run_id == run.id, Metric.step > resumed))
+            run.last_step = resumed
         run.resumed_from = resumed
         run.status = "running"
         run.status_message = ""
@@ -184,9 +242,11 @@ class RunStore:
         if ev.get("method"):
             run.method = str(ev["method"])
         if ev.get("total_steps") is not None:
-            run.total_steps = int(ev["total_steps"])
+            run.total_steps = ev["total_steps"]
         if ev.get("pid") and not run.pid:  # the pid the studio launched (torchrun, not rank 0) wins
-            run.pid = int(ev["pid"])
+            run.pid, run.pid_start_ticks = ev["pid"], ev.get("pid_start_ticks")
+        elif ev.get("pid") == run.pid and run.pid_start_ticks is None:
+            run.pid_start_ticks = ev.get("pid_start_ticks")
         if ev.get("device"):
             run.device = str(ev["device"])
         if ev.get("config") and run.config_json in ("", "{}"):

@@ -5,23 +5,31 @@ run in a QThread; the UI thread only receives finished batches (a queued signal)
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from studio.store import RunStore
+from studio.store.recovery import import_run_dir, report_bad_lines
 from studio.worker.tailer import EventTailer
 
 
 def ingest_once(store: RunStore, run_id: str, tailer: EventTailer, everything: bool = False) -> tuple[list, dict]:
     """Read what is new (or everything left) and store it with the new offset in one transaction."""
+    before = tailer.offset
     events, bad = tailer.read_all() if everything else tailer.read_new()
-    if bad:  # lines that are not events: keep them for the user next to the trainer's stderr
-        with open(Path(tailer.path).parent / "stderr.log", "a", encoding="utf-8") as err:
-            err.writelines(f"[events.jsonl: not an event] {line}\n" for line in bad)
     if not events:
+        report_bad_lines(Path(tailer.path).parent, bad, [])
         return [], {}
-    return events, store.add_events(run_id, events, offset=tailer.offset)
+    try:
+        changes = store.add_events(run_id, events, offset=tailer.offset)
+    except BaseException:
+        tailer.offset = before  # nothing was stored: read the same lines again next time
+        raise
+    # Lines that are not (valid) events: kept for the user next to the trainer's stderr, never retried.
+    report_bad_lines(Path(tailer.path).parent, bad, changes["bad"])
+    return changes.pop("events"), changes  # only valid events reach the panes
 
 
 class IngestWorker(QObject):
@@ -29,6 +37,7 @@ class IngestWorker(QObject):
 
     ingested = Signal(str, object, object)  # run_id, events (list), changes (dict)
     drained = Signal(str)                   # run_id: everything up to the end of the file is stored
+    imported = Signal(str, str)             # run_id ("" on failure), error ("" on success)
 
     def __init__(self, store: RunStore, poll_ms: int) -> None:
         super().__init__()
@@ -63,6 +72,17 @@ class IngestWorker(QObject):
             self._ingest(run_id, tailer, everything=True)
         self.drained.emit(run_id)
 
+    @Slot(str)
+    def import_dir(self, run_dir: str) -> None:
+        """File > Import run folder, here so that reading a long events.jsonl never blocks the window."""
+        try:
+            run_id = import_run_dir(self.store, Path(run_dir))
+        except Exception as exc:  # noqa: BLE001 - told to the user, not raised into Qt's event loop
+            self.imported.emit("", str(exc) if isinstance(exc, (OSError, ValueError)) else
+                               f"{run_dir}: could not import ({type(exc).__name__}: {exc})")
+            return
+        self.imported.emit(run_id, "")
+
     @Slot()
     def poll(self) -> None:
         for run_id, tailer in list(self.tailers.items()):
@@ -73,6 +93,10 @@ class IngestWorker(QObject):
             events, changes = ingest_once(self.store, run_id, tailer, everything)
         except KeyError:  # the run was deleted meanwhile
             self.tailers.pop(run_id, None)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. the DB is busy: the same lines are read again next tick
+            print(f"studio: storing events of run {run_id} failed ({type(exc).__name__}: {exc}); retrying",
+                  file=sys.stderr)
             return
         if events:
             self.ingested.emit(run_id, events, changes)

@@ -2,7 +2,10 @@
 
 A pid alone is not proof: after a reboot or a long time the same number can belong to another program.
 On Linux /proc/<pid>/stat field 22 (starttime, clock ticks since boot; proc(5)) identifies the process; we
-store it at launch and compare. Elsewhere we fall back to ``os.kill(pid, 0)``.
+store it at launch (or read it from run_started's ``pid_start_ticks``) and compare. When the ticks are unknown
+(a run folder from an older trainer) the pid only counts as ours if /proc/<pid>/cmdline is a trainer's
+(``core.train`` or the bundle's ``--worker``); without /proc and without ticks it counts as gone. A pid whose
+identity is not verified is never signalled: it may belong to an unrelated program (and killpg to its group).
 """
 from __future__ import annotations
 
@@ -25,6 +28,24 @@ def process_start_ticks(pid: int) -> int | None:
         return None
 
 
+def process_cmdline(pid: int) -> bytes | None:
+    """The NUL-separated command line of ``pid``, or None when unknown (no /proc, no such process)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def looks_like_trainer(pid: int) -> bool:
+    """True when /proc says ``pid`` runs the trainer (source or bundle); False when not or unknown."""
+    cmdline = process_cmdline(pid)
+    if not cmdline:
+        return False
+    args = cmdline.split(b"\0")
+    return any(arg == b"core.train" or arg.endswith(b"core/train/__main__.py") for arg in args) \
+        or b"--worker" in args
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -33,8 +54,9 @@ def _is_zombie(pid: int) -> bool:
     return stat[stat.rfind(")") + 2:].startswith("Z")
 
 
-def pid_alive(pid: int | None, start_ticks: int | None = None) -> bool:
-    """True when ``pid`` runs and (if ``start_ticks`` is known) is the same process that was launched."""
+def pid_alive(pid: int | None, start_ticks: int | None = None, trusted: bool = False) -> bool:
+    """True when ``pid`` runs and is the run's process: same start ticks when known, else a trainer's command
+    line. ``trusted``: this studio spawned the pid itself moments ago (identity known without /proc)."""
     if not pid or pid <= 0:
         return False
     try:
@@ -42,20 +64,25 @@ def pid_alive(pid: int | None, start_ticks: int | None = None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists but belongs to someone else: cannot be ours unless ticks match below
+        pass  # exists but belongs to someone else: ours only if its identity checks out below
     except OSError:
         return False
     if _is_zombie(pid):
         return False
+    if trusted:
+        return True
     if start_ticks is not None:
         current = process_start_ticks(pid)
-        if current is not None and current != start_ticks:
-            return False
-    return True
+        return current is None or current == start_ticks  # None: no /proc to compare with (kill(0) said alive)
+    return looks_like_trainer(pid)
 
 
-def send_signal(pid: int, sig: int, group: bool = False) -> bool:
-    """Signal a process (or its whole process group); False when it is already gone."""
+def send_signal(pid: int, sig: int, group: bool = False, start_ticks: int | None = None,
+                trusted: bool = False) -> bool:
+    """Signal a run's process (or its whole process group); False when it is gone or not verifiably the run's
+    (see ``pid_alive``): a reused pid must never receive our SIGTERM/SIGKILL."""
+    if not pid_alive(pid, start_ticks, trusted):
+        return False
     try:
         # A detached worker leads no group of its own but shares one only with its children (torchrun ranks);
         # never signal our own group.

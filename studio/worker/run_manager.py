@@ -42,8 +42,9 @@ class _Follow:
     """One followed run: its Popen when this studio started it, and its rate for the ETA. (Its events tailer
     lives in the ingest thread.)"""
 
-    def __init__(self, run_id: str, popen: subprocess.Popen | None) -> None:
+    def __init__(self, run_id: str, popen: subprocess.Popen | None, spawned: bool = False) -> None:
         self.run_id, self.popen = run_id, popen
+        self.spawned = spawned  # this studio started the pid itself: its identity is known without /proc
         self.killed = False
         self.draining = False  # the process ended; waiting for the ingest thread to store its last lines
         self.rate_origin: tuple[float, int] | None = None  # (time, step) of the first metric seen
@@ -55,8 +56,10 @@ class RunManager(QObject):
     eventsIngested = Signal(str, list)
     checkpointAdded = Signal(str, str)
     runFinished = Signal(str, str)  # run_id, final status
+    runImported = Signal(str, str)  # import_run_dir_async: run_id ("" on failure), error message ("" on success)
     _followRequested = Signal(str, str, int)  # to the ingest thread: run_id, events.jsonl, offset
     _drainRequested = Signal(str)
+    _importRequested = Signal(str)  # to the ingest thread: a run folder to import
     _stopRequested = Signal()
 
     def __init__(self, store: RunStore, runs_dir: Path, command_builder: CommandBuilder = build_trainer_command,
@@ -73,6 +76,8 @@ class RunManager(QObject):
         self._thread.started.connect(self._worker.start)
         self._followRequested.connect(self._worker.follow)
         self._drainRequested.connect(self._worker.drain)
+        self._importRequested.connect(self._worker.import_dir)
+        self._worker.imported.connect(self._on_imported)
         self._stopRequested.connect(self._worker.stop, Qt.ConnectionType.BlockingQueuedConnection)
         self._worker.ingested.connect(self._on_ingested)
         self._worker.drained.connect(self._on_drained)
@@ -151,7 +156,7 @@ class RunManager(QObject):
             return False
         self.store.update_run(run_id, status="starting", status_message="", pid=pid, resume_pending=False,
                               pid_start_ticks=process_start_ticks(pid))
-        self._follows[run_id] = _Follow(run_id, None)
+        self._follows[run_id] = _Follow(run_id, None, spawned=True)
         self._followRequested.emit(run_id, str(run_dir / "events.jsonl"), run.events_offset or 0)
         self.runUpdated.emit(run_id)
         self.runsChanged.emit()
@@ -196,7 +201,11 @@ class RunManager(QObject):
         if follow.popen is not None:
             return follow.popen.poll() is not None
         run = self.store.get_run(follow.run_id)
-        return run is None or not pid_alive(run.pid, run.pid_start_ticks)
+        return run is None or not pid_alive(run.pid, run.pid_start_ticks, trusted=follow.spawned)
+
+    def _trusted(self, run_id: str) -> bool:
+        follow = self._follows.get(run_id)
+        return follow is not None and follow.spawned
 
     def _finish(self, follow: _Follow) -> None:
         self._follows.pop(follow.run_id, None)
@@ -228,7 +237,8 @@ class RunManager(QObject):
             self.store.update_run(run_id, status="stopping")
             # Only the main process: torchrun forwards SIGTERM to its ranks, and DataLoader workers must not
             # die before the trainer has written its checkpoint.
-            send_signal(run.pid, signal.SIGTERM)
+            # send_signal checks the pid is still the run's (start ticks / trainer command line) first.
+            send_signal(run.pid, signal.SIGTERM, start_ticks=run.pid_start_ticks, trusted=self._trusted(run_id))
         self.runUpdated.emit(run_id)
         self.runsChanged.emit()
 
@@ -240,8 +250,9 @@ class RunManager(QObject):
         follow = self._follows.get(run_id)
         if follow is not None:
             follow.killed = True
-        if not send_signal(run.pid, SIGKILL, group=True):
-            send_signal(run.pid, SIGKILL)
+        ticks, trusted = run.pid_start_ticks, self._trusted(run_id)
+        if not send_signal(run.pid, SIGKILL, group=True, start_ticks=ticks, trusted=trusted):
+            send_signal(run.pid, SIGKILL, start_ticks=ticks, trusted=trusted)
 
     def resume(self, run_id: str) -> None:
         """Continue a finished/stopped/interrupted run in its own folder (``--resume run_dir``)."""
@@ -278,13 +289,24 @@ class RunManager(QObject):
         return True
 
     def import_run_dir(self, run_dir: Path) -> str:
+        """Import on this thread (scripts, tests); the window uses ``import_run_dir_async``."""
         run_id = import_run_dir(self.store, Path(run_dir))
-        run = self.store.get_run(run_id)
-        if run.status in LIVE_STATUSES:
+        self._on_imported(run_id, "")
+        return run_id
+
+    def import_run_dir_async(self, run_dir: Path) -> None:
+        """Import in the ingest thread (a long events.jsonl must not freeze the window); ``runImported`` says
+        how it went."""
+        self._importRequested.emit(str(run_dir))
+
+    def _on_imported(self, run_id: str, error: str) -> None:
+        run = self.store.get_run(run_id) if run_id else None
+        if run is not None and run.status in LIVE_STATUSES and run_id not in self._follows:
             self._follows[run_id] = _Follow(run_id, None)
             self._followRequested.emit(run_id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
-        self.runsChanged.emit()
-        return run_id
+        if run is not None:
+            self.runsChanged.emit()
+        self.runImported.emit(run_id, error)
 
     # ------------------------------------------------------------ reconciling
     def reconcile(self) -> list[str]:
@@ -294,13 +316,14 @@ class RunManager(QObject):
             if run.id in self._follows:
                 continue
             follow = self._follows[run.id] = _Follow(run.id, None)
-            offset = self._ingest_now(run.id)  # the backlog, synchronously: curves are complete at once
+            # The backlog is read by the ingest thread (MAX_READ bytes per tick, so the window stays responsive
+            # and the curves fill in as it goes); a dead run is drained there and then settled by _on_drained.
+            self._followRequested.emit(run.id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
             if self._process_ended(follow):
-                self._finish(follow)
-            else:
-                self._followRequested.emit(run.id, str(Path(run.run_dir) / "events.jsonl"), offset)
+                follow.draining = True
+                self._drainRequested.emit(run.id)
             touched.append(run.id)
-        self.schedule()
+        self.schedule()  # a run still settling counts as active: the queue waits for _finish
         return touched
 
     # ---------------------------------------------------------------- queries
