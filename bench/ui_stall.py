@@ -2,6 +2,7 @@
 
     python -m bench.ui_stall                 # 5 s at 200 events/s, prints a table
     python -m bench.ui_stall --seconds 10 --rate 500
+    python -m bench.ui_stall --compare       # eager panes (the old window) vs lazy panes, side by side
 
 A real child process (this module with ``--emit``) writes schema-v1 events to run_dir/events.jsonl at ``rate``
 events/s, the studio's real RunManager follows it (tail every 250 ms → one SQLite transaction → signals) and the
@@ -100,10 +101,11 @@ def _spin(seconds: float, until=None) -> None:
     loop.exec()
 
 
-def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = None) -> dict:
+def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = None, lazy: bool = True) -> dict:
     """Measure idle and ingesting stalls; returns {"idle": {...}, "ingest": {...}, "events": n, ...}.
 
-    ``panes``: build the window with these panes only (e.g. ["Runs", "Curves"]) to attribute a stall."""
+    ``panes``: build the window with these panes only (e.g. ["Runs", "Curves"]) to attribute a stall.
+    ``lazy``: panes built on first show (the window's default); False builds all six at start as before."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
@@ -116,9 +118,11 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
 
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory(prefix="ui-stall-") as tmp:
+        t_build = time.perf_counter()
         context = build_context(Path(tmp) / "workspace")
         context.runs.command_builder = _emitter_command
-        window = MainWindow(context, probe_device=False)
+        window = MainWindow(context, probe_device=False, lazy_panes=lazy)
+        build_s = time.perf_counter() - t_build
         window.show()
         window.show_pane("Curves")
         _spin(3.0)  # let the panes finish their start-up work (the Config pane sizes a model in a thread)
@@ -143,7 +147,7 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
         context.store.close()
     return {"seconds": seconds, "rate": rate, "events": ingested["n"], "wall_s": round(wall, 2), "status": status,
             "idle": idle, "ingest": ingest, "target_ms": TARGET_MS, "ok": ingest["max_stall_ms"] < TARGET_MS,
-            "load_avg": _load_average(), "cpus": os.cpu_count(),
+            "load_avg": _load_average(), "cpus": os.cpu_count(), "lazy": lazy, "build_s": round(build_s, 2),
             "panes": [p[0] for p in studio.panes.PANES]}
 
 
@@ -158,6 +162,7 @@ def _load_average() -> float | None:
 def print_table(result: dict) -> None:
     print(f"UI stall probe ({PROBE_MS} ms timer), {result['events']} events at {result['rate']:.0f}/s, "
           f"run {result['status']} in {result['wall_s']} s, panes: {', '.join(result['panes'])}")
+    print(f"panes {'lazy' if result['lazy'] else 'eager'}: context + window built in {result['build_s']} s")
     print(f"{'phase':<8} {'ticks':>6} {'max stall ms':>13} {'p99 ms':>8} {'mean ms':>8}")
     for phase in ("idle", "ingest"):
         r = result[phase]
@@ -171,13 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--panes", help="comma-separated pane titles to build (default: all)")
+    parser.add_argument("--compare", action="store_true",
+                        help="run twice in this process: eager panes (before) then lazy panes (after)")
     parser.add_argument("--emit", metavar="CONFIG", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     if args.emit:
         return emit_events(args.emit)
-    result = run(args.seconds, args.rate, args.panes.split(",") if args.panes else None)
-    print_table(result)
-    return 0 if result["ok"] else 1
+    panes = args.panes.split(",") if args.panes else None
+    results = [run(args.seconds, args.rate, panes, lazy=False)] if args.compare else []
+    results.append(run(args.seconds, args.rate, panes, lazy=True))
+    for result in results:
+        print_table(result)
+        print()
+    return 0 if results[-1]["ok"] else 1
 
 
 if __name__ == "__main__":

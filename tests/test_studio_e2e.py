@@ -39,6 +39,11 @@ def test_main_window_hosts_every_pane_follows_a_run_and_stops_it_on_close(qtbot,
              for a in window.menuBar().actions()}
     assert menus["Run"] == ["Start run", "Stop run", "Resume run"]
     assert "Import run folder…" in menus["File"] and "Quit" in menus["File"]
+    # Panes are built on first use: only the first tab exists yet (cold start), the rest on demand.
+    assert [t for t in window.panes if window.panes.is_built(t)] == ["Datasets"]
+    context.configEditRequested.emit({"method": "sft", "max_steps": 7})  # Clone & edit into an unbuilt pane
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Config"
+    assert window.panes["Config"].method_box.currentText() == "sft"
 
     with qtbot.waitSignal(context.eventsIngested, timeout=15000,
                           check_params_cb=lambda _r, evs: any(e["type"] == "metric" for e in evs)):
@@ -60,6 +65,11 @@ def test_main_window_hosts_every_pane_follows_a_run_and_stops_it_on_close(qtbot,
     assert [e["type"] for e in events[-2:]] == ["checkpoint", "run_finished"]
     assert events[-1]["status"] == "stopped"
     context.store.close()
+    import threading  # the Config pane sizes its model in a thread: let it end before the interpreter does
+
+    for thread in threading.enumerate():
+        if thread.daemon and not isinstance(thread, threading._DummyThread):
+            thread.join(60)
 
 
 STUDIO_SCRIPT = """

@@ -22,11 +22,14 @@ from studio.store.models import Base, Checkpoint, Dataset, Event, Export, Metric
 
 def _sqlite_engine(db_path: Path) -> Engine:
     engine = create_engine(f"sqlite:///{db_path}", future=True)
+    wal = {"set": False}
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):  # every pooled connection gets the same settings
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")     # readers never block the writer
+        if not wal["set"]:  # WAL is a property of the file: set once. Setting it again on every new pooled
+            cur.execute("PRAGMA journal_mode=WAL")  # connection waited for the writer's lock (159 ms on the
+            wal["set"] = True                       # UI thread in bench.ui_stall). Readers never block the writer.
         cur.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable across app crashes, fast commits
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=5000")

@@ -45,6 +45,8 @@ class _Follow:
     def __init__(self, run_id: str, popen: subprocess.Popen | None, spawned: bool = False) -> None:
         self.run_id, self.popen = run_id, popen
         self.spawned = spawned  # this studio started the pid itself: its identity is known without /proc
+        # The run's (pid, start ticks), read once: the UI thread's poll must not query SQLite every tick.
+        self.identity: tuple[int, int | None] | None = None
         self.killed = False
         self.draining = False  # the process ended; waiting for the ingest thread to store its last lines
         self.rate_origin: tuple[float, int] | None = None  # (time, step) of the first metric seen
@@ -200,8 +202,15 @@ class RunManager(QObject):
     def _process_ended(self, follow: _Follow) -> bool:
         if follow.popen is not None:
             return follow.popen.poll() is not None
-        run = self.store.get_run(follow.run_id)
-        return run is None or not pid_alive(run.pid, run.pid_start_ticks, trusted=follow.spawned)
+        if follow.identity is None:
+            run = self.store.get_run(follow.run_id)
+            if run is None:
+                return True
+            if not run.pid:  # not launched yet as far as the DB knows: ask again next tick
+                return True
+            follow.identity = (run.pid, run.pid_start_ticks)
+        pid, ticks = follow.identity
+        return not pid_alive(pid, ticks, trusted=follow.spawned)
 
     def _trusted(self, run_id: str) -> bool:
         follow = self._follows.get(run_id)
