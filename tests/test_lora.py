@@ -92,3 +92,18 @@ def test_bad_targets_and_truncated_adapters_are_explained(model, tmp_path):
     (tmp_path / "adapter.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load_adapter(model, tmp_path)
+
+
+@pytest.mark.parametrize("target", ["lm_head", "embed_tokens"])
+def test_tied_head_or_embedding_is_refused(model, target):
+    # merging would untie the head and saving (embedding only) would drop the adapter without a word
+    assert model.config.tie_word_embeddings
+    with pytest.raises(ValueError, match=f"{target}.*tie_word_embeddings"):
+        apply_lora(model, LoraConfig(rank=4, target_modules=["q_proj", target]))
+
+
+def test_untied_head_can_be_adapted():
+    torch.manual_seed(0)
+    m = MiniMindForCausalLM(get_preset("tiny", vocab_size=128, tie_word_embeddings=False))
+    apply_lora(m, LoraConfig(rank=4, target_modules=["lm_head"]))
+    assert isinstance(m.lm_head, LoRALinear)

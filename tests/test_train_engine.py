@@ -188,3 +188,47 @@ def test_two_processes_equal_one_with_the_same_global_batch(train_data, tiny_tok
     want, got = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert sorted(got) == list(range(1, 7))
     assert all(abs(got[s] - want[s]) < 1e-5 for s in got), (want, got)
+
+
+def test_infinite_gradient_with_a_finite_loss_stops_before_the_update(tiny_pretrain_run, train_data,
+                                                                       tiny_tokenizer_dir, tmp_path):
+    import torch
+
+    from core.model import io
+
+    model, tok = io.load_model(tiny_pretrain_run)
+    with torch.no_grad():  # logits ~1e20: the loss stays finite in fp32, the gradient norm overflows
+        model.model.norm.weight[0] = 1e20
+    io.save_checkpoint(model, tmp_path / "huge", tokenizer=tok)
+    cfg = train_config(tmp_path / "run", tiny_tokenizer_dir, [train_data["sft"]], method="sft",
+                       init=str(tmp_path / "huge"), max_steps=5)
+    with one_thread():
+        assert run_training(cfg) == 3
+    events = read_events(tmp_path / "run")
+    error = next(e for e in events if e["type"] == "error")
+    assert error["step"] == 1 and "gradient norm is inf at step 1" in error["message"], error
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "failed"
+    assert not ck.list_checkpoints(tmp_path / "run")
+
+
+def test_a_failure_before_the_run_folder_exists_is_still_an_event(train_data, tiny_tokenizer_dir, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    cfg = train_config(tmp_path / "file" / "run", tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=1)
+    assert run_training(cfg) == 1
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [e["type"] for e in lines] == ["error", "run_finished"], lines
+    assert lines[-1]["status"] == "failed" and str(tmp_path / "file") in lines[-1]["message"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_full_disk_for_events_jsonl_keeps_the_stdout_stream(tmp_path, capfd):
+    from core.train.events import EventLog
+
+    (tmp_path / "events.jsonl").symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    events = EventLog(tmp_path)
+    events.emit("run_started", 0)
+    events.emit("metric", 1, metrics={"loss": 1.0})
+    events.close()
+    out, err = capfd.readouterr()
+    assert [json.loads(x)["type"] for x in out.splitlines()] == ["run_started", "metric"]
+    assert err.count("cannot write") == 1 and "No space left" in err

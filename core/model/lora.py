@@ -70,6 +70,12 @@ def apply_lora(model: nn.Module, cfg) -> nn.Module:
     """Replace every nn.Linear whose name (last component) is in `cfg.target_modules` by a LoRALinear,
     freeze everything else, and return the model. `cfg` is a LoraConfig or a dict with the same keys."""
     rank, alpha, dropout, targets = _cfg_fields(cfg)
+    tied = sorted({"lm_head", "embed_tokens"} & set(targets))
+    if tied and getattr(getattr(model, "config", None), "tie_word_embeddings", False):
+        # the head shares the embedding matrix: merging would untie it and saving (which stores the embedding
+        # alone) would silently drop the adapter
+        raise ValueError(f"LoRA: lora.target_modules has {tied}, but this model ties its input embedding to the "
+                         "output head (tie_word_embeddings); remove them from lora.target_modules")
     for p in model.parameters():
         p.requires_grad_(False)
     replaced = 0

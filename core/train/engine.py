@@ -100,6 +100,16 @@ def _load_trainer_state(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def pid_start_ticks() -> int | None:
+    """This process's start time in clock ticks since boot (Linux /proc/self/stat field 22, proc(5)); with the pid
+    it names the process uniquely, so the studio never signals a stranger that reused the pid. None elsewhere."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])  # fields after "(comm)" start at field 3
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _float(v) -> float:
     return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
 
@@ -121,7 +131,9 @@ class Trainer:
         self.cfg, self.resume = cfg, resume
         self.rank, self.local_rank, self.world_size = dist.world()
         self.stop_requested = False
-        self.events = EventLog(None, enabled=False)
+        # stdout-only until the run folder exists: a failure before that (device, dist init, mkdir) still
+        # reaches the studio as `error` + `run_finished failed`
+        self.events = EventLog(None, enabled=self.rank == 0)
         self._pending_warnings: list[str] | None = []  # set-up warnings wait for run_started
 
     # ---- signals ---------------------------------------------------------------------------------------
@@ -182,6 +194,7 @@ class Trainer:
         if self.rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier()
+        self.events.close()
         self.events = EventLog(run_dir, enabled=self.rank == 0)
         if not self.resume and ckpt_mod.list_checkpoints(run_dir):
             raise ValueError(f"run_dir: {run_dir} already has checkpoints; resume it with --resume {run_dir} "
@@ -192,8 +205,11 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         self.autocast_dtype = resolve_precision(cfg.precision, self.device)
         seed_everything(cfg.seed)  # same on every rank: identical initial weights
+        # on resume the model is rebuilt from the run's own checkpoint, never from `init` (which may have moved)
+        resume_from = next((c for c in ckpt_mod.resume_candidates(run_dir) if (c / "model_config.json").is_file()),
+                           None) if self.resume else None
         self.ctx = RunContext(run_dir=run_dir, device=self.device, rank=self.rank, world_size=self.world_size,
-                              autocast_dtype=self.autocast_dtype, log=log,
+                              autocast_dtype=self.autocast_dtype, log=log, resume_from=resume_from,
                               warn=self._warn,
                               extras={"emit": self.events.emit})  # recipes' own events (RL `sample`)
         from core.train import get_recipe
@@ -218,13 +234,13 @@ class Trainer:
             raise ValueError(f"batch_size×accumulation: the data holds {self.num_batches} batches of {cfg.batch_size}, "
                              f"fewer than one optimizer step of {o.accumulation}; add data or lower batch_size")
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
-        self.step, self.epoch, self.batch_pos, self.resumed_from = 0, 0, 0, None
+        self.step, self.epoch, self.batch_pos, self.resumed_from, self._resume_rng = 0, 0, 0, None, None
         if self.resume:
             self._load_resume_state()
         if self.rank == 0 and not self.resume:
             save_train_config(cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir / "config.json")
         self.train_model = self._wrap(self.model)
-        if self.resumed_from is None:
+        if self._resume_rng is None:
             seed_everything(cfg.seed + self.rank)  # per-rank streams for dropout and sampling
         else:
             set_rng_state(self._resume_rng)
@@ -256,6 +272,7 @@ class Trainer:
         candidates = ckpt_mod.resume_candidates(self.run_dir)
         if not candidates:
             self._warn(f"{self.run_dir}: no checkpoint yet; starting the run from step 0")
+            self.resumed_from = 0  # tells the studio to drop the steps it kept from the earlier attempt
             return
         for ckpt in candidates:
             try:
@@ -265,9 +282,12 @@ class Trainer:
             except Exception as exc:  # verify, unpickling and safetensors header errors alike
                 self._warn(f"{ckpt.name}: cannot resume from it ({exc}); trying an older checkpoint")
                 continue
+            # load_state_dict restores the saved lr/base_lr/betas/weight_decay; `--resume --set optim.lr=...`
+            # must win, so this run's fresh hyperparameters go back on top (the moments are kept)
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict(trainer_state["optimizer"])
-            for g in self.optimizer.param_groups:  # base_lr lives in the group; keep this run's config
-                g["base_lr"] = g.get("base_lr", self.cfg.optim.lr)
+            for g, f in zip(self.optimizer.param_groups, fresh):
+                g.update(f)
             self.scaler.load_state_dict(trainer_state["scaler"])
             self.recipe.load_extra_state(trainer_state.get("recipe", {}))
             rngs = trainer_state.get("rng", [])
@@ -293,7 +313,8 @@ class Trainer:
                          params=sum(p.numel() for p in raw.parameters()),
                          trainable_params=sum(p.numel() for p in self.params),
                          dataset_tokens=self.recipe.dataset_tokens(), total_steps=self.total_steps,
-                         steps_per_epoch=self.steps_per_epoch, resumed_from=self.resumed_from, pid=os.getpid())
+                         steps_per_epoch=self.steps_per_epoch, resumed_from=self.resumed_from, pid=os.getpid(),
+                         pid_start_ticks=pid_start_ticks())
         self._flush_warnings()
         last_saved = self.step if self.resumed_from is not None else -1
         if dist.any_rank(self.stop_requested, self.device):  # stopped while loading data: nothing new to save
@@ -336,8 +357,11 @@ class Trainer:
 
         sampler = self.recipe.batch_sampler(self.recipe.train_dataset, epoch, skip)
         # num_workers=0: the data is already tokenized in a memory-mapped cache, and the order stays exact
+        # an own generator: DataLoader draws its base seed from it, not from the global RNG, so rebuilding the
+        # loader on resume leaves the dropout stream exactly where the checkpoint saved it
         return iter(DataLoader(self.recipe.train_dataset, batch_sampler=sampler, collate_fn=self.recipe.collate,
-                               num_workers=0, pin_memory=self.device.type == "cuda"))
+                               num_workers=0, pin_memory=self.device.type == "cuda",
+                               generator=torch.Generator().manual_seed(self.cfg.seed + epoch)))
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -379,10 +403,15 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, o.grad_clip)
         else:
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        if not self.scaler.is_enabled() and not np.isfinite(_float(grad_norm)):
+            # without a GradScaler nothing would skip this step: Inf/NaN gradients would reach the weights
+            raise NonFiniteLoss(self.step + 1, f"gradient norm is {_float(grad_norm)} at step {self.step + 1} "
+                                f"(loss {reduced['loss']:.4g}); training stopped, the last good checkpoint is kept. "
+                                "Lower optim.lr, check the data, or check the init weights for huge values")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        reduced.update(lr=o.lr * factor, grad_norm=_float(grad_norm))
+        reduced.update(lr=self.optimizer.param_groups[0]["lr"], grad_norm=_float(grad_norm))
         return reduced
 
     def _emit_metrics(self, metrics: dict) -> None:
@@ -403,7 +432,8 @@ class Trainer:
         ds = self.recipe.eval_dataset
         sampler = self.recipe.batch_sampler(ds, 0, 0, shuffle=False)
         batches = (_to_device(b, self.device) for _, b in
-                   zip(range(self.cfg.data.eval_batches), DataLoader(ds, batch_sampler=sampler, collate_fn=self.recipe.collate)))
+                   zip(range(self.cfg.data.eval_batches), DataLoader(ds, batch_sampler=sampler, collate_fn=self.recipe.collate,
+                                                                     generator=torch.Generator().manual_seed(self.cfg.seed))))
         self.model.eval()
         with self._autocast():
             pairs = self.recipe.evaluate(self.model, batches)

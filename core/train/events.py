@@ -85,8 +85,11 @@ class EventLog:
         event.update(_jsonable(fields))
         line = json.dumps(event, ensure_ascii=False, allow_nan=False) + "\n"
         if self._file is not None:
-            self._file.write(line)
-            self._file.flush()
+            try:
+                self._file.write(line)
+                self._file.flush()
+            except OSError as exc:  # disk full, file system gone: keep training and keep the stdout stream
+                self._drop_file(exc)
         if self.stdout and not safe_write("stdout", line):
             self.stdout = False  # the reader is gone; keep training, events.jsonl still has everything
         return event
@@ -99,12 +102,26 @@ class EventLog:
         log(f"error: {message}")
         self.emit("error", step, message=message)
 
+    def _drop_file(self, exc: OSError) -> None:
+        """Stop writing events.jsonl after a failed write; said once on stderr, events still go to stdout."""
+        log(f"warning: cannot write {getattr(self._file, 'name', 'events.jsonl')} ({exc}); events go to stdout "
+            "only from now on, so this run's history will be incomplete if the studio restarts")
+        f, self._file = self._file, None
+        try:
+            f.close()
+        except OSError:
+            pass
+
     def close(self) -> None:
+        """Flush and close events.jsonl; never raises (it runs in the trainer's `finally`, before dist shutdown)."""
         if self._file is not None:
+            f, self._file = self._file, None
             try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
+                f.flush()
+                os.fsync(f.fileno())
             except OSError:
                 pass
-            self._file.close()
-            self._file = None
+            try:
+                f.close()
+            except OSError:
+                pass

@@ -52,6 +52,7 @@ class RunContext:
     autocast_dtype: torch.dtype | None = None
     log: Any = print                       # human log line (stderr)
     warn: Any = print                      # warning event + log
+    resume_from: Path | None = None        # on resume: the run's newest checkpoint; build the model from it
     extras: dict = field(default_factory=dict)
 
     @property
@@ -145,8 +146,9 @@ class Recipe:
 
 # ---- shared building blocks for recipes ------------------------------------------------------------------
 
-def load_tokenizer_for(cfg: TrainConfig):
-    """The run's tokenizer: `data.tokenizer` when given, else the one stored with the init checkpoint."""
+def load_tokenizer_for(cfg: TrainConfig, resume_from: Path | None = None):
+    """The run's tokenizer: `data.tokenizer` when given, else the one stored with the run's own checkpoint
+    (`resume_from`, on resume), else the one stored with the init checkpoint."""
     from core.model import io
     from core.tokenizer import MiniMindTokenizer
 
@@ -156,16 +158,24 @@ def load_tokenizer_for(cfg: TrainConfig):
             raise ValueError(f"data.tokenizer: {path} has no tokenizer.json; train one with "
                              "`minimind tokenizer train` or point at a checkpoint's tokenizer/ folder")
         return MiniMindTokenizer.load(path)
+    if resume_from is not None and (Path(resume_from) / io.TOKENIZER_DIR / "tokenizer.json").is_file():
+        return io.load_tokenizer(resume_from)
     if cfg.init:
         return io.load_tokenizer(io.resolve_checkpoint(cfg.init))
     raise ValueError("data.tokenizer: no tokenizer given; set data.tokenizer (a tokenizer folder) or init")
 
 
-def build_model(cfg: TrainConfig, tokenizer) -> nn.Module:
-    """A fresh model from `cfg.model` (preset name or config), or the init checkpoint's weights."""
+def build_model(cfg: TrainConfig, tokenizer, resume_from: Path | None = None) -> nn.Module:
+    """A fresh model from `cfg.model` (preset name or config), or the init checkpoint's weights. On resume
+    (`resume_from`: a checkpoint of this run) the architecture comes from that checkpoint and `init` is not read:
+    it may have moved on since; the engine then loads the checkpoint's weights (`Recipe.load_weights`)."""
     from core.config.model import ModelConfig, get_preset
     from core.model import MiniMindForCausalLM, io
 
+    if resume_from is not None:
+        model = MiniMindForCausalLM(io.read_model_config(resume_from))
+        model.train()
+        return model
     if cfg.init:
         model, _ = io.load_model(cfg.init, with_tokenizer=False)
         model.train()

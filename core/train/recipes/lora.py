@@ -28,9 +28,14 @@ class LoRARecipe(SFTRecipe):
         save_adapter(self.model, ckpt_dir)
 
     def load_weights(self, ckpt_dir: Path) -> None:
-        from core.model.lora import load_adapter
+        from core.model import io
+        from core.model.lora import load_adapter, lora_state_dict
 
-        # the base is the init checkpoint, rebuilt by setup(); only the adapter changed during training
+        # the frozen base comes from the checkpoint itself, not from `init` (a run dir whose `latest` may have
+        # moved since); the adapter tensors are placeholders here and load_adapter fills them
+        state = io.read_weights(ckpt_dir / io.WEIGHTS)
+        state.update(lora_state_dict(self.model))
+        io.load_weights_into(self.model, state, str(ckpt_dir / io.WEIGHTS))
         load_adapter(self.model, ckpt_dir)
 
 

@@ -8,8 +8,9 @@ class SFTRecipe(Recipe):
     def setup(self) -> None:
         from core.data import SFTDataset
 
-        self.tokenizer = load_tokenizer_for(self.cfg)
-        self.model = self.prepare_model(build_model(self.cfg, self.tokenizer)).to(self.ctx.device)
+        resume_from = self.ctx.resume_from  # resume: base and tokenizer from the run's checkpoint, not from init
+        self.tokenizer = load_tokenizer_for(self.cfg, resume_from)
+        self.model = self.prepare_model(build_model(self.cfg, self.tokenizer, resume_from)).to(self.ctx.device)
         cache = data_cache_dir(self.cfg, self.ctx.run_dir)
         d = self.cfg.data
         self.train_dataset = SFTDataset(require_files(self.cfg), self.tokenizer, d.max_len, cache, d.on_error)
