@@ -240,3 +240,24 @@ def test_a_malformed_live_event_is_reported_once_and_ingestion_goes_on(workspace
     assert [e["step"] for e in stored] == [9] and not changes["bad"]
     assert store.metric_series("live", "loss")[0].tolist() == [1, 3, 4, 9]  # step 2 was the bad one
     assert (run_dir / "stderr.log").read_text().count("bad event") == 1
+
+
+def test_stop_and_kill_never_signal_a_pid_that_is_not_the_runs(qtbot, workspace, store):
+    from studio.worker.run_manager import RunManager
+
+    sleeper = subprocess.Popen(["sleep", "30"])  # holds the pid an old run's row still names
+    try:
+        run_dir = _write_run_dir(workspace.runs_dir, "stale", _events(3))
+        store.create_run("stale", run_dir=run_dir, status="running")
+        store.update_run("stale", pid=sleeper.pid, pid_start_ticks=None, started_at=1.0)
+        manager = RunManager(store, workspace.runs_dir, poll_ms=50)
+        manager.stop("stale")
+        manager.kill("stale")
+        with qtbot.waitSignal(manager.runFinished, timeout=10000) as finished:
+            manager.reconcile()
+        assert finished.args == ["stale", "interrupted"]
+        assert sleeper.poll() is None  # neither SIGTERM nor a SIGKILL to its group reached it
+        manager.shutdown()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

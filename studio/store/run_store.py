@@ -56,9 +56,12 @@ def _int_field(ev: dict, key: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"{ev.get('type')} event: field {key!r} must be an integer, got {value!r}")
     try:
-        return int(value)
+        number = int(value)
     except (ValueError, OverflowError):
         raise ValueError(f"{ev.get('type')} event: field {key!r} must be an integer, got {value!r}") from None
+    if not -2**63 <= number < 2**63:  # SQLite's INTEGER; a larger one would fail the whole batch, every poll
+        raise ValueError(f"{ev.get('type')} event: field {key!r} is out of range ({value!r})")
+    return number
 
 
 def coerce_event(ev: Any) -> dict:
