@@ -6,6 +6,8 @@ pixel column of the visible range, whatever the length) and live points are appe
 """
 from __future__ import annotations
 
+import math
+
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QListWidget,
@@ -31,6 +33,15 @@ def configure_plot(plot: pg.PlotItem) -> None:
         plot.getAxis(axis).enableAutoSIPrefix(False)
 
 
+def nice_span(span: float) -> float:
+    """The smallest 1, 2 or 5 x 10^k that is >= span."""
+    k = math.floor(math.log10(span))
+    for m in (1, 2, 5, 10):
+        if m * 10 ** k >= span:
+            return float(m * 10 ** k)
+    return float(10 ** (k + 1))
+
+
 class MetricPlot:
     """One metric's plot: a curve per run, a vertical crosshair and a read-out label.
 
@@ -54,6 +65,27 @@ class MetricPlot:
         self.label = pg.TextItem(anchor=(0, 1), color="#222", fill=pg.mkBrush(255, 255, 255, 210))
         self.label.hide()
         self.plot.addItem(self.label, ignoreBounds=True)
+        # The x range is set by follow_x, not pyqtgraph's auto-range: auto-range moves the x axis on every
+        # live redraw, and each move re-generates the axis' ticks and labels (the largest part of a repaint).
+        # A user's pan/zoom hands the range back to the user.
+        self.following = True
+        self.plot.enableAutoRange(x=False)
+        self.plot.getViewBox().sigRangeChangedManually.connect(self._stop_following)
+
+    def _stop_following(self, *_args) -> None:
+        self.following = False
+
+    def follow_x(self, lo: float, hi: float) -> None:
+        """Keep [lo, hi] in view, widening the range in steps (span x1.5 rounded up to 1/2/5·10^k) so a
+        live run moves the x axis once every many redraws instead of every time."""
+        if not self.following:
+            return
+        view_lo, view_hi = self.plot.getViewBox().viewRange()[0]
+        if self.plot.getViewBox().state["autoRange"][0] is not False:
+            return  # the user pressed pyqtgraph's auto-range button: pyqtgraph follows the data itself
+        if lo == view_lo and hi <= view_hi:
+            return
+        self.plot.setXRange(lo, lo + nice_span(1.5 * max(hi - lo, 1.0)), padding=0)
 
     def place(self, layout: pg.GraphicsLayoutWidget, name: str, row: int, col: int, legend: bool) -> None:
         self.name = name
@@ -241,12 +273,20 @@ class CurvesPane(QWidget):
             self._spare_timer.start()  # refill while idle for the next run's plots
 
     def update_series(self, keys: list) -> None:
+        names = set()
         for run_id, name in keys:
             plot = self.plots.get(name)
             if plot is None:
                 continue
             x, y = self.presenter.series(run_id, name)
             plot.curve(run_id, self.presenter.run_label(run_id), self._color(run_id)).setData(x, y)
+            names.add(name)
+        for name in names:
+            # The x extent of every shown run, not only the updated ones, so an overlay never cuts a run off.
+            ends = [x[[0, -1]] for x, _y in (self.presenter.series(r, name) for r in self.presenter.curves_for(name))
+                    if x.size]
+            if ends:
+                self.plots[name].follow_x(float(min(e[0] for e in ends)), float(max(e[1] for e in ends)))
 
     def _mark_dirty(self, keys: list) -> None:
         self._dirty.update(keys)
