@@ -99,3 +99,39 @@ def test_one_million_points_draw_downsampled_and_take_live_appends(qtbot, worksp
     redraw = time.perf_counter() - t0
     print(f"1M points: first draw {first_draw * 1000:.0f} ms, redraw after append {redraw * 1000:.0f} ms")
     assert redraw < 2.0  # generous: shared 2-core CI; measured ~0.1 s
+
+
+def test_nice_span_rounds_up_to_1_2_5():
+    from studio.panes.curves import nice_span
+
+    assert [nice_span(s) for s in (1.0, 1.5, 3.0, 7.0, 10.0, 10.5, 0.03)] == [1, 2, 5, 10, 10, 20, 0.05]
+
+
+def test_live_points_move_the_x_axis_in_steps_and_plots_come_from_idle_built_spares(qtbot, workspace, store):
+    from studio.context import StudioContext
+    from studio.panes.curves import SPARE_PLOTS, CurvesPane
+
+    pane = CurvesPane(StudioContext(workspace, store))
+    qtbot.addWidget(pane)
+    pane.show()
+    qtbot.waitUntil(lambda: len(pane._spares) == SPARE_PLOTS, timeout=5000)  # built while idle
+    spare = pane._spares[0]
+    pane.presenter.add_series("r", "loss", [0], [1.0])
+    qtbot.waitUntil(lambda: "loss" in pane.plots)
+    assert pane.plots["loss"] is spare and pane.plots["loss"].plot.titleLabel.text == "loss"
+
+    vb = pane.plots["loss"].plot.getViewBox()
+    moves = []
+    vb.sigXRangeChanged.connect(lambda *_: moves.append(vb.viewRange()[0]))
+    for step in range(1, 1001):
+        pane.presenter.add_series("r", "loss", [step], [1.0 / step])
+        pane.flush()
+    lo, hi = vb.viewRange()[0]
+    assert lo == 0 and hi >= 1000  # every point in view
+    assert 0 < len(moves) <= 12  # 1000 redraws, the axis moved only when the data left the view (~x1.5 each)
+
+    vb.sigRangeChangedManually.emit([True, True])  # what a mouse pan/zoom emits: the user owns the range now
+    vb.setXRange(100, 200, padding=0)
+    pane.presenter.add_series("r", "loss", [5000], [0.1])
+    pane.flush()
+    assert vb.viewRange()[0] == [100, 200]
