@@ -19,6 +19,7 @@ from studio.panes.curves_presenter import CurvesPresenter
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 SAMPLE_COLUMNS = ("Step", "Prompt", "Completion", "Reward", "Breakdown")
 REDRAW_MS = 500
+AXIS_WIDTH = 56  # px: room for "0.00125" or "1.5e+04" at the default font
 SPARE_MS = 150
 FLUSH_STEP_MS = 30
 SPARE_PLOTS = 6  # plots built ahead while idle (a typical run logs ~6 metric names)
@@ -31,6 +32,9 @@ def configure_plot(plot: pg.PlotItem) -> None:
     # No grid: alpha-blended grid lines triple the repaint cost (measured 72 vs 29 ms CPU for six plots).
     for axis in ("left", "bottom"):  # SI prefixes re-layout the axis label on every range change
         plot.getAxis(axis).enableAutoSIPrefix(False)
+    # A fixed axis width: otherwise a y tick label that gets wider ("0.9" -> "0.95") resizes the axis, which
+    # re-lays out the grid and repaints every plot in it.
+    plot.getAxis("left").setWidth(AXIS_WIDTH)
 
 
 def nice_span(span: float) -> float:
