@@ -13,8 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.infer.backend import TorchBackend
-from core.serve import make_server
 
 MODEL = "__MODEL__"  # replaced by the served model's name when the request is sent
 PATHS = ["/v1/chat/completions", "/v1/completions"]
@@ -45,19 +43,8 @@ bodies = (chat.map(json.dumps) | completion.map(json.dumps) | json_values.map(js
 
 
 @pytest.fixture(scope="module")
-def server(infer_checkpoint):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    backend = TorchBackend(infer_checkpoint)
-    srv = make_server(backend, "127.0.0.1", 0)
-    srv.start_background()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    backend.close()
-    torch.set_num_threads(threads)
+def server(api_server):
+    return api_server
 
 
 def send(server, path: str, body: bytes, ctype: str | None = "application/json", method: str = "POST"):

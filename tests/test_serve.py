@@ -9,24 +9,11 @@ import pytest
 
 openai = pytest.importorskip("openai", reason="the server tests use the official openai client (pip install openai)")
 
-from core.infer.backend import TorchBackend  # noqa: E402
-from core.serve import make_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(infer_checkpoint):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    backend = TorchBackend(infer_checkpoint)
-    srv = make_server(backend, "127.0.0.1", 0)
-    srv.start_background()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    backend.close()
-    torch.set_num_threads(threads)
+def server(api_server):
+    return api_server
 
 
 @pytest.fixture(scope="module")
