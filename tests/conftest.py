@@ -33,7 +33,11 @@ pytest_plugins = [
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared real datasets (../shared/data beside the repo); skip when this checkout has none."""
+    """The shared real datasets (../shared/data beside the repo). A fresh clone without them skips the tests
+    that need them; under CI (CI=true) those tests fail instead, so a missing checkout cannot pass as green."""
     if not (SHARED_DATA / "pretrain.jsonl").is_file():
-        pytest.skip(f"needs the shared datasets at {SHARED_DATA} (absent on a fresh clone)")
+        message = f"needs the shared datasets at {SHARED_DATA} (absent on a fresh clone)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}; CI must have them", pytrace=False)
+        pytest.skip(message)
     return SHARED_DATA

@@ -60,18 +60,62 @@ def test_dataset_lines_give_records_or_a_data_error_naming_file_and_line(lines, 
         assert all(isinstance(r, dict) for r in records)
 
 
+def _decodes(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _rejected_alone(raw: bytes, lineno: int, kind: str) -> bool:
+    """Whether raise mode rejects the line on its own, at the same line number (blank lines before it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "one.jsonl"
+        path.write_bytes(b"\n" * (lineno - 1) + raw + b"\n")
+        try:
+            list(read_records(path, kind))
+        except DataError as exc:
+            assert exc.line == lineno, (exc.line, lineno)
+            return True
+        return False
+
+
+def _expected_text(lines: list[bytes]) -> tuple[list[int], list[str]]:
+    """(bad line numbers, kept lines) of a .txt file: only undecodable lines are bad; blank lines separate."""
+    bad = [n for n, raw in enumerate(lines, 1) if not _decodes(raw)]
+    kept = [raw.decode().rstrip("\r\n") for raw in lines if _decodes(raw) and raw.decode().strip()]
+    return bad, kept
+
+
+def _expected_jsonl(lines: list[bytes], kind: str) -> tuple[list[int], list[int]]:
+    """(bad line numbers, kept line numbers): each non-blank line is one record, judged alone in raise mode."""
+    records = [n for n, raw in enumerate(lines, 1) if (raw.removeprefix(b"\xef\xbb\xbf") if n == 1 else raw).strip()]
+    bad = [n for n in records if _rejected_alone(lines[n - 1], n, kind)]
+    return bad, [n for n in records if n not in bad]
+
+
 @FAST
 @given(lines=st.lists(line, min_size=1, max_size=6), kind=st.sampled_from(KINDS))
 def test_skip_mode_never_raises_and_accounts_for_every_bad_line(lines, kind):
-    from core.data.records import DataReport
+    """Skip mode keeps every good record and reports every bad line with its number: none vanishes silently."""
+    from core.data.records import DataReport, iter_records
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("data.txt" if kind == "text" else "data.jsonl")
         path.write_bytes(b"\n".join(lines) + b"\n")
         report = DataReport()
-        kept = list(read_records(path, kind, on_error="skip", report=report))
-        assert len(kept) + report.skipped <= len(lines) + 1
-        assert all(re.match(rf"{re.escape(str(path))}:\d+: ", str(e)) for e in report.errors)
+        kept = list(iter_records(path, kind, on_error="skip", report=report))
+    errors = [e.line for e in report.errors]  # six lines at most: fewer than max_errors, so all are listed
+    assert report.records == len(kept) and report.skipped == len(errors)
+    assert all(str(e).startswith(f"{path}:{e.line}: ") for e in report.errors)
+    if kind == "text":  # records are paragraphs: compare the lines they hold
+        bad, good = _expected_text(lines)
+        assert errors == bad and [ln for rec, *_ in kept for ln in rec["text"].split("\n")] == good
+    else:
+        bad, good = _expected_jsonl(lines, kind)
+        assert errors == bad and [n for _, n, _ in kept] == good
+        assert report.records + report.skipped == len(good) + len(bad)  # every non-blank line accounted for
 
 
 # ---- config files -------------------------------------------------------------------------------------------

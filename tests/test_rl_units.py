@@ -11,14 +11,16 @@ from core.rl.value import BetaValueTracker
 
 
 def test_dpo_loss_matches_hand_computation():
-    pc, pr = torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -4.0])
-    rc, rr = torch.tensor([-3.5, -4.5]), torch.tensor([-3.5, -4.5])
+    # Unequal reference margins, so a dropped reference term (z = β·[1, −1]) or a flipped one
+    # (z = β·[2.5, −3]) gives a different loss and different implicit rewards.
+    pc, pr = torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -4.0])  # policy margins: 1, −1
+    rc, rr = torch.tensor([-3.0, -6.0]), torch.tensor([-4.5, -4.0])  # reference margins: 1.5, −2
     loss, cr, rj = L.dpo_loss(pc, pr, rc, rr, beta=0.5)
-    # pair 1: (−3 − −4) − (0) = 1 ; pair 2: (−5 − −4) − 0 = −1
-    expected = (-math.log(1 / (1 + math.exp(-0.5))) - math.log(1 / (1 + math.exp(0.5)))) / 2
+    # z = β·[(π_c − π_r) − (ref_c − ref_r)] = 0.5·[1 − 1.5, −1 − (−2)] = [−0.25, 0.5]; −log σ(z) = log(1 + e^−z)
+    expected = (math.log(1 + math.exp(0.25)) + math.log(1 + math.exp(-0.5))) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
-    assert cr.tolist() == pytest.approx([0.25, -0.25])
-    assert rj.tolist() == pytest.approx([-0.25, 0.25])
+    assert cr.tolist() == pytest.approx([0.0, 0.5])   # β·(π_c − ref_c) = 0.5·[0, 1]
+    assert rj.tolist() == pytest.approx([0.25, 0.0])  # β·(π_r − ref_r) = 0.5·[0.5, 0]
 
 
 def test_sequence_logprobs_sum_and_length_normalised():
