@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.infer.backend import CONTROL_IDS, Backend, _model_name
+from core.infer.backend_base import CONTROL_IDS, Backend, model_name
 from core.tokenizer.chat_template import CHAT_TEMPLATE
 
 GGML_TYPE_F32 = 0  # llama.cpp's KV cache is f16 by default (~1e-2 logit noise); f32 keeps parity at ~1e-4
@@ -73,7 +73,7 @@ class LlamaCppBackend(Backend):
         meta = self.llm.metadata or {}
         self.chat_template = meta.get("tokenizer.chat_template") or CHAT_TEMPLATE
         self.eos_id = int(meta.get("tokenizer.ggml.eos_token_id", 2))
-        self.name = _model_name(self.path)
+        self.name = model_name(self.path)
         self._pieces: dict[int, bytes] = {}
 
     def tokenize(self, text: str) -> list[int]:
