@@ -110,6 +110,13 @@ def pid_start_ticks() -> int | None:
         return None
 
 
+def rank_processes() -> list[dict]:
+    """``{"rank", "pid", "pid_start_ticks"}`` of every rank, so the studio can signal each one (torchrun starts
+    them in sessions of their own). A collective: every rank calls it, as every rank evaluates run_started's
+    fields (only rank 0 writes the event)."""
+    return dist.gather_objects({"rank": dist.world()[0], "pid": os.getpid(), "pid_start_ticks": pid_start_ticks()})
+
+
 def _float(v) -> float:
     return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
 
@@ -314,7 +321,7 @@ class Trainer:
                          trainable_params=sum(p.numel() for p in self.params),
                          dataset_tokens=self.recipe.dataset_tokens(), total_steps=self.total_steps,
                          steps_per_epoch=self.steps_per_epoch, resumed_from=self.resumed_from, pid=os.getpid(),
-                         pid_start_ticks=pid_start_ticks())
+                         pid_start_ticks=pid_start_ticks(), ranks=rank_processes())
         self._flush_warnings()
         last_saved = self.step if self.resumed_from is not None else -1
         if dist.any_rank(self.stop_requested, self.device):  # stopped while loading data: nothing new to save

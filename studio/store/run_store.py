@@ -288,6 +288,23 @@ class RunStore:
             rows = [json.loads(r[0]) for r in conn.execute(query)]
         return rows[::-1]
 
+    def rank_processes(self, run_id: str) -> list[tuple[int, int | None]]:
+        """(pid, start ticks) of every rank the run's newest ``run_started`` lists in ``ranks`` (torchrun runs;
+        empty before it arrives or for an older trainer). Kept in that event's stored payload, so databases made
+        before the field existed open unchanged. Malformed entries are skipped: the file was written by another
+        program, and these pids are about to be signalled (after ``studio.worker.pids`` checks their ticks)."""
+        started = self.events(run_id, ["run_started"], limit=1)
+        ranks = started[0].get("ranks") if started else None
+        out = []
+        for entry in ranks if isinstance(ranks, list) else ():
+            try:
+                pid, ticks = _int_field(entry, "pid"), _int_field(entry, "pid_start_ticks")
+            except (ValueError, AttributeError):  # AttributeError: an entry that is not an object
+                continue
+            if pid is not None and pid > 0:
+                out.append((pid, ticks))
+        return out
+
     def samples(self, run_id: str, limit: int = 500) -> list[dict]:
         """RL rollouts, one row per sample: step, prompt, completion, reward, rewards (breakdown)."""
         out = []

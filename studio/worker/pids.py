@@ -14,18 +14,38 @@ import signal
 from pathlib import Path
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot, or None when unknown (no /proc, no such process)."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 onwards of /proc/<pid>/stat (state, ppid, ...), or None when unknown (no /proc, no such process).
+    The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
-    fields = stat[stat.rfind(")") + 2:].split()
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot, or None when unknown (no /proc, no such process)."""
+    fields = _stat_fields(pid)
     try:
         return int(fields[19])  # field 22 overall; fields[0] is field 3 (state)
-    except (IndexError, ValueError):
+    except (TypeError, IndexError, ValueError):
         return None
+
+
+def child_processes(pid: int) -> list[tuple[int, int | None]]:
+    """(pid, start ticks) of every live child of ``pid`` (field 4 of /proc/<child>/stat is its parent); empty
+    without /proc. torchrun's ranks are its children, each in a session of its own."""
+    try:
+        names = [entry.name for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    except OSError:  # no /proc (macOS, Windows)
+        return []
+    children = []
+    for name in names:
+        fields = _stat_fields(int(name))  # None when the process ended since the listing
+        if fields and len(fields) > 19 and fields[1] == str(pid) and fields[0] != "Z":
+            children.append((int(name), int(fields[19])))
+    return children
 
 
 def process_cmdline(pid: int) -> bytes | None:
@@ -47,11 +67,8 @@ def looks_like_trainer(pid: int) -> bool:
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].startswith("Z")
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] == "Z"
 
 
 def pid_alive(pid: int | None, start_ticks: int | None = None, trusted: bool = False) -> bool:
@@ -95,4 +112,12 @@ def send_signal(pid: int, sig: int, group: bool = False, start_ticks: int | None
         return False
 
 
+def kill_process_group(pid: int, start_ticks: int | None = None, trusted: bool = False) -> bool:
+    """SIGKILL ``pid`` with its process group (its own children, unless it shares our group), or ``pid`` alone
+    when the group cannot be signalled (no process groups on Windows); False when it is gone or not the run's."""
+    return send_signal(pid, SIGKILL, group=True, start_ticks=start_ticks, trusted=trusted) \
+        or send_signal(pid, SIGKILL, start_ticks=start_ticks, trusted=trusted)
+
+
 SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+SIGSTOP = getattr(signal, "SIGSTOP", None)  # POSIX only

@@ -24,7 +24,8 @@ from studio.store import ACTIVE_STATUSES, RunStore, import_run_dir, mark_dead
 from studio.worker.command import build_trainer_command, trainer_environment
 from studio.worker.spawn import spawn_detached
 from studio.worker.ingest import IngestWorker, ingest_once
-from studio.worker.pids import SIGKILL, pid_alive, process_start_ticks, send_signal
+from studio.worker.pids import (SIGSTOP, child_processes, kill_process_group, looks_like_trainer, pid_alive,
+                                process_start_ticks, send_signal)
 from studio.worker.tailer import EventTailer
 
 LIVE_STATUSES = ("starting", "running", "stopping")
@@ -235,7 +236,8 @@ class RunManager(QObject):
 
     # --------------------------------------------------------------- controls
     def stop(self, run_id: str) -> None:
-        """Graceful stop: SIGTERM; the trainer saves a checkpoint and emits run_finished(stopped)."""
+        """Graceful stop: SIGTERM to each rank (the trainer itself when it runs alone); the engine saves a
+        checkpoint at the next step boundary and emits run_finished(stopped)."""
         run = self.store.get_run(run_id)
         if run is None:
             return
@@ -244,15 +246,20 @@ class RunManager(QObject):
                                   resume_pending=False)
         elif run.status in LIVE_STATUSES and run.pid:
             self.store.update_run(run_id, status="stopping")
-            # Only the main process: torchrun forwards SIGTERM to its ranks, and DataLoader workers must not
-            # die before the trainer has written its checkpoint.
-            # send_signal checks the pid is still the run's (start ticks / trainer command line) first.
-            send_signal(run.pid, signal.SIGTERM, start_ticks=run.pid_start_ticks, trusted=self._trusted(run_id))
+            # The ranks themselves, not torchrun: torchrun would SIGKILL them 30 s after forwarding a SIGTERM,
+            # checkpoint written or not; told nothing, it sees its workers exit 0 and exits 0. A stop seen by any
+            # rank stops them all (dist.any_rank). Only the pids, not their groups: DataLoader workers must not
+            # die before the checkpoint is written. send_signal first checks each pid is still the run's.
+            signalled = [send_signal(pid, signal.SIGTERM, start_ticks=ticks)
+                         for pid, ticks in self._rank_processes(run)]
+            if not any(signalled):  # a single process, or no rank known or verifiable yet (no /proc)
+                send_signal(run.pid, signal.SIGTERM, start_ticks=run.pid_start_ticks, trusted=self._trusted(run_id))
         self.runUpdated.emit(run_id)
         self.runsChanged.emit()
 
     def kill(self, run_id: str) -> None:
-        """Immediate stop without checkpoint: SIGKILL to the run's whole process group."""
+        """Immediate stop without checkpoint: SIGKILL to the run's process group and to each rank's (torchrun
+        starts every rank in a session of its own, so killing torchrun's group alone leaves them training)."""
         run = self.store.get_run(run_id)
         if run is None or not run.pid or run.status not in LIVE_STATUSES:
             return
@@ -260,8 +267,22 @@ class RunManager(QObject):
         if follow is not None:
             follow.killed = True
         ticks, trusted = run.pid_start_ticks, self._trusted(run_id)
-        if not send_signal(run.pid, SIGKILL, group=True, start_ticks=ticks, trusted=trusted):
-            send_signal(run.pid, SIGKILL, start_ticks=ticks, trusted=trusted)
+        if run.n_gpus > 1 and SIGSTOP is not None:  # torchrun must not start a rank while its ranks are listed
+            send_signal(run.pid, SIGSTOP, start_ticks=ticks, trusted=trusted)
+        ranks = self._rank_processes(run)
+        kill_process_group(run.pid, ticks, trusted)
+        for pid, rank_ticks in ranks:
+            kill_process_group(pid, rank_ticks)
+
+    def _rank_processes(self, run) -> list[tuple[int, int | None]]:
+        """(pid, start ticks) of the run's ranks: those its newest run_started lists, and, for a run this studio
+        launched under torchrun, torchrun's children that run the trainer (the ranks before run_started names
+        them, e.g. while they import torch, or after a resume whose run_started has not arrived yet). A
+        single-process run's own children (compile workers) are never listed."""
+        ranks = dict(self.store.rank_processes(run.id))
+        if run.n_gpus > 1 and pid_alive(run.pid, run.pid_start_ticks, self._trusted(run.id)):
+            ranks.update((pid, ticks) for pid, ticks in child_processes(run.pid) if looks_like_trainer(pid))
+        return list(ranks.items())
 
     def resume(self, run_id: str) -> None:
         """Continue a finished/stopped/interrupted run in its own folder (``--resume run_dir``)."""
