@@ -91,27 +91,27 @@ def test_a_malicious_pickle_in_a_pth_import_is_refused_and_runs_nothing(tiny_tok
 def test_a_doctored_optimizer_state_is_refused_on_resume_and_runs_nothing(tmp_path):
     import torch
 
-    from core.train.engine import _load_trainer_state
+    from core.train.engine import load_trainer_state
 
     marker = tmp_path / "pwned"
     path = tmp_path / "optimizer.pt"
     torch.save({"optimizer": {}, "rng": [_Boom(marker)]}, path)
     with pytest.raises(pickle.UnpicklingError):
-        _load_trainer_state(path)
+        load_trainer_state(path)
     assert not marker.exists()
 
 
 def test_the_trainer_state_it_writes_itself_loads_weights_only(tmp_path):
     import torch
 
-    from core.train.engine import _load_trainer_state, rng_state
+    from core.train.engine import load_trainer_state, rng_state
 
     model = torch.nn.Linear(3, 3)
     opt = torch.optim.AdamW(model.parameters())
     model(torch.ones(1, 3)).sum().backward()
     opt.step()
-    torch.save({"optimizer": opt.state_dict(), "rng": [rng_state()], "recipe": {"t": {"a": 1.0}}}, tmp_path / "o.pt")
-    state = _load_trainer_state(tmp_path / "o.pt")
+    torch.save({"optimizer": opt.state_dict(), "rng": [rng_state(torch.device("cpu"))], "recipe": {"t": {"a": 1.0}}}, tmp_path / "o.pt")
+    state = load_trainer_state(tmp_path / "o.pt")
     assert state["rng"][0]["numpy"][0] == "MT19937" and state["optimizer"]["state"]
 
 

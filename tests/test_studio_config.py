@@ -12,14 +12,6 @@ from studio.panes.config_schema import fields_from_schema  # noqa: E402
 
 
 @pytest.fixture
-def context(tmp_path):
-    from studio.context import StudioContext
-    from studio.workspace import Workspace
-
-    return StudioContext(Workspace(tmp_path / "ws").ensure())
-
-
-@pytest.fixture
 def pane(qtbot, context):
     from studio.panes.config import ConfigPane
 
@@ -94,14 +86,15 @@ def test_start_emits_launch_request(qtbot, pane, context, tmp_path):
     assert pane.presenter.load(saved) == json.loads(json.dumps(sent))
 
 
-def test_preflight_highlights_exactly_the_assistant_tokens(qtbot, tmp_path, tiny_tokenizer_dir, tiny_tokenizer):
+def test_preflight_highlights_exactly_the_assistant_tokens(qtbot, context, tmp_path, tiny_tokenizer_dir,
+                                                           tiny_tokenizer):
     from studio.panes.config_presenter import ConfigPresenter
 
     data = tmp_path / "sft.jsonl"
     conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a cat?"},
             {"role": "assistant", "content": "A small furry animal."}]
     data.write_text(json.dumps({"conversations": conv}) + "\n" + "{broken\n")
-    presenter = ConfigPresenter()
+    presenter = ConfigPresenter(context)
     cfg = presenter.default_config()
     cfg.update(method="sft")
     cfg["data"].update(files=[str(data)], tokenizer=str(tiny_tokenizer_dir), max_len=64)
@@ -130,20 +123,15 @@ def test_first_run_guide_makes_data_and_tokenizer_then_requests_a_valid_pretrain
     guide.shutdown()
 
 
-def test_starting_checkpoint_comes_with_its_run_lineage(qtbot, tmp_path):
-    from studio.context import StudioContext
+def test_starting_checkpoint_comes_with_its_run_lineage(qtbot, context):
     from studio.panes.config import ConfigPane
-    from studio.store import RunStore
-    from studio.workspace import Workspace
 
-    ws = Workspace(tmp_path / "ws").ensure()
-    store = RunStore(ws.db_path)
+    ws, store = context.workspace, context.store
     store.create_run("pre-1", run_dir=ws.runs_dir / "pre-1", name="pre", method="pretrain")
     store.create_run("sft-1", run_dir=ws.runs_dir / "sft-1", name="chat", method="sft", parent_run_id="pre-1")
     ckpt = ws.runs_dir / "sft-1" / "checkpoints" / "step-000010"
     ckpt.mkdir(parents=True)
     (ckpt / "model_config.json").write_text("{}")
-    context = StudioContext(ws, store=store)
     pane = ConfigPane(context)
     qtbot.addWidget(pane)
     i = pane.init_box.findData(str(ckpt))
@@ -155,7 +143,6 @@ def test_starting_checkpoint_comes_with_its_run_lineage(qtbot, tmp_path):
     with qtbot.waitSignal(context.launchRequested, timeout=2000) as launch:
         pane.start()
     assert launch.args[0]["init"] == str(ckpt) and launch.args[0]["parent_run_id"] == "sft-1"
-    store.close()
 
 
 def test_starting_checkpoint_fixes_the_model_fields(qtbot, pane, infer_checkpoint):
@@ -178,5 +165,5 @@ def test_method_options_form_follows_the_method(pane):
     pane.forms["method_options"].editors["method_options.clip"].setText("3")
     assert pane.refresh() == {"method_options.clip": "Input should be less than or equal to 1"}
     pane.method_box.setCurrentText("lora")
-    assert pane.refresh() == {"": "method 'lora' needs `init` (the checkpoint or run dir to adapt)"}
+    assert pane.refresh() == {"": "method 'lora' needs `init` (the checkpoint or run dir to start from)"}
     assert "needs `init`" in pane.notice.text() and not pane.start_btn.isEnabled()

@@ -97,3 +97,21 @@ def test_lora_resume_keeps_the_base_it_was_trained_on(tiny_pretrain_run, train_d
     started, got = _last_attempt(run_dir)
     assert started["resumed_from"] == 2 and sorted(got) == [3, 4]
     assert {s: m["loss"] for s, m in got.items()} == {s: want[s]["loss"] for s in got}
+
+
+def test_a_run_resumes_in_another_precision_with_the_scaler_handled(train_data, tiny_tokenizer_dir, tmp_path):
+    """fp32 → fp16 (no saved loss scale: a fresh GradScaler) → bf16 (the saved scale is dropped)."""
+    run_dir = tmp_path / "run"
+    cfg = train_config(run_dir, tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=2, save_every=2)
+    with one_thread():
+        assert run_training(cfg) == 0
+        for precision, steps in (("fp16", 4), ("bf16", 6)):
+            again = cfg.model_copy(update={"precision": precision, "max_steps": steps})
+            assert run_training(again, resume=True) == 0, read_events(run_dir)[-1]
+            started, got = _last_attempt(run_dir)
+            assert started["precision"] == {"fp16": "float16", "bf16": "bfloat16"}[precision]
+            assert started["resumed_from"] == steps - 2 and sorted(got) == [steps - 1, steps]
+    warnings = [e["message"] for e in read_events(run_dir) if e["type"] == "warning"]
+    assert any("GradScaler starts afresh" in w for w in warnings), warnings
+    assert any("trained in fp32 and continues in float16" in w for w in warnings), warnings
+    assert any("trained in float16 and continues in bfloat16" in w for w in warnings), warnings

@@ -15,7 +15,7 @@ COMMAND_MODULES = [
     "core.cli.model_cmd",      # model info
     "core.cli.tokenizer_cmd",  # tokenizer train
     "core.cli.data_cmd",       # data check|prepare|stats
-    "core.cli.train_cmd",      # train pretrain|sft|lora|dpo|rm|ppo|grpo|spo
+    "core.cli.train_cmd",      # train <method> (one subcommand per core/methods.py entry)
     "core.cli.infer_cmd",      # chat, eval
     "core.cli.serve_cmd",      # serve
     "core.cli.export_cmd",     # export gguf|hf, import

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.config.train import METHODS
+from core.methods import all_methods, method_names
 
 # plain flag -> (config key, type); each becomes a `--set key=value` applied after the config file
 FLAGS = {
@@ -29,11 +29,11 @@ FLAGS = {
 def register(subparsers) -> None:
     from core.train.cli import add_common_arguments
 
-    train = subparsers.add_parser("train", help="train a model (pretrain, sft, lora, dpo, rm, ppo, grpo, spo)",
+    train = subparsers.add_parser("train", help=f"train a model ({', '.join(method_names())})",
                                   description="Train a model. Settings come from --config, then flags, then --set.")
     methods = train.add_subparsers(dest="method", metavar="METHOD")
-    for method in METHODS:
-        p = methods.add_parser(method, help=f"{method} training")
+    for spec in all_methods():
+        p = methods.add_parser(spec.name, help=spec.help, description=spec.help)
         add_common_arguments(p)
         p.add_argument("--data", action="append", default=[], metavar="FILE", help="training data file (repeatable)")
         for flag, (_, typ, metavar, help_) in FLAGS.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -18,17 +18,8 @@ class _Strict(BaseModel):
 
 
 class _MethodOptions(_Strict):
-    """Top level of `method_options`: validation errors name the field as `method_options.<path>`."""
-
-    @classmethod
-    def model_validate(cls, obj, *args, **kwargs):
-        from core.config.train import TrainConfigError, format_validation_error
-
-        try:
-            return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as exc:
-            msg = format_validation_error(exc, "config").replace("config: ", "config: method_options.")
-            raise TrainConfigError(f"{msg}\n(settings of method {cls.__name__[:-6].lower()}: see docs/rl.md)") from None
+    """Top level of `method_options` (validated by core.methods.validate_options, which names each field as
+    `method_options.<path>`)."""
 
 
 # ---- reward sources -------------------------------------------------------------------------------------------

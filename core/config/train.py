@@ -2,7 +2,7 @@
 
 `TrainConfig.model_json_schema()` drives the studio's run form, so every field carries a description and its
 bounds. Method-specific settings (DPO beta, RL rollouts, ...) live in `method_options`, a free dict that the
-method's recipe validates with its own pydantic model (`Recipe.Options`), so a new method needs no edit here.
+method's option model (core/methods.py) validates, so a new method needs no edit here.
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.config.model import ModelConfig
 
-METHODS = ("pretrain", "sft", "lora", "dpo", "rm", "ppo", "grpo", "spo")
-Method = Literal["pretrain", "sft", "lora", "dpo", "rm", "ppo", "grpo", "spo"]
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -28,9 +26,15 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_old_kind(cls, data):
+        # configs saved before the method registry carry `kind: null`; the method alone decides the format now
+        if isinstance(data, dict) and "kind" in data and data["kind"] is None:
+            data = {k: v for k, v in data.items() if k != "kind"}
+        return data
+
     files: list[str] = Field(default_factory=list, description="Training data files (JSONL, or .txt for pretrain).")
-    kind: Literal["pretrain", "sft", "dpo", "prompt"] | None = Field(
-        None, description="Record format; default follows the method (pretrain→pretrain, sft/lora→sft, dpo/rm→dpo, ppo/grpo/spo→prompt).")
     seq_len: int = Field(512, ge=8, le=65536, description="Pretrain: tokens per packed window.")
     max_len: int = Field(512, ge=8, le=65536, description="SFT/DPO/RL: longest sample in tokens (longer ones are truncated).")
     eval_files: list[str] = Field(default_factory=list, description="Held-out files for `eval` events (optional).")
@@ -69,7 +73,7 @@ class LoraConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    method: Method = Field("pretrain", description="Training method (one recipe each).")
+    method: str = Field("pretrain", description="Training method (one recipe each; core/methods.py lists them).")
     model: ModelConfig | str | None = Field(
         None, description="Model config or preset name; default: the init checkpoint's config, else the 'small' preset.")
     init: str | None = Field(None, description="Start from this checkpoint or run dir (required for sft-after-pretrain, lora, RL).")
@@ -91,17 +95,27 @@ class TrainConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Used by the lora method.")
     method_options: dict[str, Any] = Field(default_factory=dict, description="Method-specific settings, validated by the method's recipe.")
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        from core.methods import get_method  # lazy: core.methods imports core.config
+
+        get_method(v)
+        return v
+
     @model_validator(mode="after")
     def _check_method_needs(self) -> "TrainConfig":
-        if self.method == "lora" and not self.init:
-            raise ValueError("method 'lora' needs `init` (the checkpoint or run dir to adapt)")
+        from core.methods import get_method
+
+        if get_method(self.method).needs_init and not self.init:
+            raise ValueError(f"method {self.method!r} needs `init` (the checkpoint or run dir to start from)")
         return self
 
     def data_kind(self) -> str:
-        """The record format this run reads (explicit `data.kind`, else the method's usual one)."""
-        if self.data.kind:
-            return self.data.kind
-        return {"pretrain": "pretrain", "sft": "sft", "lora": "sft", "dpo": "dpo", "rm": "dpo"}.get(self.method, "prompt")
+        """The record format this run reads: the method's (core/methods.py)."""
+        from core.methods import get_method
+
+        return get_method(self.method).data_kind
 
 
 # ---- edge helpers: JSON files, --set overrides, readable errors -------------------------------------------

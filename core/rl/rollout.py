@@ -6,7 +6,7 @@ attention mask, so one forward with `logits_to_keep=C+1` yields the log-prob of 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -30,17 +30,36 @@ class Rollout:
     extras: dict = field(default_factory=dict)  # method-specific (PPO: old values, returns)
     temperature: float = 1.0         # the sampling temperature: log-probs are of softmax(logits / temperature)
 
-    def to(self, device) -> "Rollout":
-        for name in ("input_ids", "attention_mask", "response_mask", "rewards", "old_logp", "ref_logp", "advantages"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.to(device))
-        self.extras = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.extras.items()}
-        return self
+    def state_dict(self) -> dict:
+        """Plain data for a checkpoint (tensors, numbers, strings, lists, dicts: what the weights-only loader
+        accepts), as CPU copies: the live rollout is left as it is, on its device."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extras":
+                value = {k: _cpu_copy(v) for k, v in value.items()}
+            elif f.name == "breakdown":
+                value = {k: [float(x) for x in v] for k, v in value.items()}
+            out[f.name] = _cpu_copy(value)
+        return out
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device) -> "Rollout":
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+        moved["extras"] = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state["extras"].items()}
+        return cls(**moved)
 
     @property
     def response_lengths(self) -> torch.Tensor:
         return self.response_mask.sum(-1)
+
+
+def _cpu_copy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, list):
+        return [list(v) if isinstance(v, list) else v for v in value]
+    return value
 
 
 def pack_sequences(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device

@@ -65,17 +65,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device) -> dict:
+    """This process's RNG streams: Python, numpy, the CPU generator and the generator of its own GPU only (a
+    resume may see fewer GPUs; each rank restores just the one it trains on)."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
-def set_rng_state(s: dict) -> None:
+def set_rng_state(s: dict, device: torch.device) -> None:
     random.setstate(s["python"])
     np.random.set_state(s["numpy"])
     torch.set_rng_state(s["torch"])
-    if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
+    if device.type == "cuda" and isinstance(s.get("cuda"), torch.Tensor):
+        torch.cuda.set_rng_state(s["cuda"], device)
 
 
 def _to_device(batch, device):
@@ -88,7 +90,7 @@ def _to_device(batch, device):
     return batch
 
 
-def _load_trainer_state(path: Path) -> dict:
+def load_trainer_state(path: Path) -> dict:
     """optimizer.pt without unpickling code (weights_only): tensors, plain containers and the numpy RNG state's
     array are all it may hold, so a doctored checkpoint cannot run anything when a run is resumed."""
     try:
@@ -98,6 +100,25 @@ def _load_trainer_state(path: Path) -> dict:
     allowed = [np.ndarray, np.dtype, _reconstruct, type(np.dtype("uint32"))]
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
+
+
+def check_plain(obj, where: str = "extra_state") -> None:
+    """Recipe state must be plain data (tensors, numbers, strings, lists, tuples, dicts with plain keys): the
+    weights-only loader refuses anything else on resume, so catch it at the first save, naming the key."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} is a {type(k).__name__}; use str or int keys")
+            check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+    elif not isinstance(obj, _PLAIN):
+        raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}; a recipe's extra_state must "
+                        "be plain data (tensors, numbers, strings, lists, dicts) so resume can load it weights-only")
 
 
 def pid_start_ticks() -> int | None:
@@ -250,7 +271,7 @@ class Trainer:
         if self._resume_rng is None:
             seed_everything(cfg.seed + self.rank)  # per-rank streams for dropout and sampling
         else:
-            set_rng_state(self._resume_rng)
+            set_rng_state(self._resume_rng, self.device)
 
     def _flush_warnings(self) -> None:
         for message in self._pending_warnings or []:
@@ -284,7 +305,7 @@ class Trainer:
         for ckpt in candidates:
             try:
                 state = ckpt_mod.verify_checkpoint(ckpt)
-                trainer_state = _load_trainer_state(ckpt / ckpt_mod.TRAINER_FILE)
+                trainer_state = load_trainer_state(ckpt / ckpt_mod.TRAINER_FILE)
                 self.recipe.load_weights(ckpt)
             except Exception as exc:  # verify, unpickling and safetensors header errors alike
                 self._warn(f"{ckpt.name}: cannot resume from it ({exc}); trying an older checkpoint")
@@ -295,19 +316,34 @@ class Trainer:
             self.optimizer.load_state_dict(trainer_state["optimizer"])
             for g, f in zip(self.optimizer.param_groups, fresh):
                 g.update(f)
-            self.scaler.load_state_dict(trainer_state["scaler"])
+            self._load_scaler(trainer_state.get("scaler") or {})
+            saved_precision = trainer_state.get("precision")
+            if saved_precision and saved_precision != self._precision_name():
+                self._warn(f"precision: the run was trained in {saved_precision} and continues in "
+                           f"{self._precision_name()}; the weights and optimizer moments carry over unchanged (fp32)")
             self.recipe.load_extra_state(trainer_state.get("recipe", {}))
             rngs = trainer_state.get("rng", [])
             if len(rngs) != self.world_size:
                 self._warn(f"resuming with {self.world_size} processes, saved with {len(rngs)}: "
                                        "data order is kept, dropout RNG streams restart")
-            self._resume_rng = rngs[self.rank] if self.rank < len(rngs) else rng_state()
+            self._resume_rng = rngs[self.rank] if self.rank < len(rngs) else rng_state(self.device)
             self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_in_epoch"]
             self.resumed_from = self.step
             log(f"resuming {self.run_dir} from {ckpt.name} (epoch {self.epoch}, batch {self.batch_pos})")
             return
         raise ckpt_mod.CheckpointError(f"{self.run_dir}: no usable checkpoint (all {len(candidates)} are incomplete "
                                        "or corrupt, see the warnings above); start a new run")
+
+    def _load_scaler(self, saved: dict) -> None:
+        """The GradScaler's state, across a precision change: fp16 after fp32/bf16 starts a fresh scale (there
+        is none saved), and fp32/bf16 after fp16 drops the saved one (nothing scales any more)."""
+        if self.scaler.is_enabled() and saved:
+            self.scaler.load_state_dict(saved)
+        elif self.scaler.is_enabled():
+            self._warn("precision: resumed as fp16 from a run without loss scaling; the GradScaler starts afresh")
+
+    def _precision_name(self) -> str:
+        return str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "fp32"
 
     # ---- the loop --------------------------------------------------------------------------------------
     def _train(self) -> int:
@@ -316,7 +352,7 @@ class Trainer:
         self.run_id = self.run_dir.name
         self.events.emit("run_started", self.step, run_id=self.run_id, method=cfg.method,
                          config=cfg.model_dump(mode="json"), world_size=self.world_size, device=str(self.device),
-                         precision=str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "fp32",
+                         precision=self._precision_name(),
                          params=sum(p.numel() for p in raw.parameters()),
                          trainable_params=sum(p.numel() for p in self.params),
                          dataset_tokens=self.recipe.dataset_tokens(), total_steps=self.total_steps,
@@ -451,14 +487,18 @@ class Trainer:
         self.events.emit("eval", self.step, metrics=result)
 
     def _save(self) -> None:
-        rngs = dist.gather_objects(rng_state())
+        rngs = dist.gather_objects(rng_state(self.device))
         if self.rank == 0:
+            extra = self.recipe.extra_state()
+            check_plain(extra, f"{self.cfg.method} recipe's extra_state")
+
             def write(tmp: Path) -> None:
                 self.recipe.save_weights(tmp)
                 torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                             "schedule": {"name": self.cfg.optim.schedule, "step": self.step,
                                          "total_steps": self.total_steps},
-                            "rng": rngs, "recipe": self.recipe.extra_state()}, tmp / ckpt_mod.TRAINER_FILE)
+                            "rng": rngs, "recipe": extra, "precision": self._precision_name()},
+                           tmp / ckpt_mod.TRAINER_FILE)
 
             state = {"format": 1, "method": self.cfg.method, "epoch": self.epoch, "batch_in_epoch": self.batch_pos,
                      "total_steps": self.total_steps, "world_size": self.world_size, "time": time.time()}

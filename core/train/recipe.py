@@ -1,18 +1,21 @@
 """The recipe interface: one small file per training method, over the shared engine (torchtune style).
 
 A recipe owns only what is unique to its method; the engine (core/train/engine.py) owns device, precision,
-gradient accumulation, clipping, the LR schedule, DDP, checkpoints, signals and events.
+gradient accumulation, clipping, the LR schedule, DDP, checkpoints, resume, signals and events.
 
-Write a method as `core/train/recipes/<name>.py` defining `RECIPE = MyRecipe` (a subclass of `Recipe`);
-`core.train.RECIPES` finds it by name, lazily. What a recipe provides:
+Write a method as one recipe file defining `RECIPE = MyRecipe` (a subclass of `Recipe`) plus one entry in the
+method registry (core/methods.py: name, recipe module, option model, data kind, help). What a recipe provides:
 
     class MyRecipe(Recipe):
-        Options = MyOptions            # optional pydantic model; validates cfg.method_options into self.options
-
         def setup(self):               # build self.tokenizer, self.model (on self.ctx.device), self.train_dataset
-            ...                        # (+ optional self.eval_dataset); extra models (reference, critic) too
+            ...                        # (+ optional self.eval_dataset); extra models (reference, critic) too.
+                                       # Build them with self.load_tokenizer(), self.build_model() and
+                                       # self.build_reference(): on resume these read the run's own checkpoint
+                                       # and never `init` (which may have been deleted since)
         def loss_fn(self, model, batch):     # -> (loss tensor, {name: float|tensor}); `model` is the wrapped
             ...                              #    (DDP/compiled) self.model: call it, not self.model, for DDP
+
+    `self.options` is cfg.method_options validated by the registry's option model (None when it has none).
 
     Optional overrides (defaults in `Recipe` fit causal-LM methods with {"input_ids", "labels"} batches):
         collate(items) -> batch                    batch_sampler(epoch, skip_batches) -> index lists of this rank
@@ -21,14 +24,17 @@ Write a method as `core/train/recipes/<name>.py` defining `RECIPE = MyRecipe` (a
                                                    a label by default; return 1.0 for a plain per-batch mean)
         useful_tokens(batch) -> int                non-pad tokens processed (for tokens_per_s)
         param_groups() -> [{"params": [...], "lr": ...}]   e.g. a critic with its own LR (default: trainable params)
-        save_weights(ckpt_dir) / load_weights(ckpt_dir)     model files of a checkpoint (default: core.model.io)
-        extra_state() -> dict / load_extra_state(dict)      anything else to checkpoint: reference/old models,
-                                                            a second optimizer, value trackers (torch.save-able)
+        save_weights(ckpt_dir) / load_weights(ckpt_dir)     model files of a checkpoint (default: core.model.io);
+                                                            the engine calls load_weights on resume, after setup
+        extra_state() -> dict / load_extra_state(dict)      anything else to checkpoint (rollout caches, value
+                                                            trackers). Plain data only: tensors, numbers, strings,
+                                                            lists, dicts — the weights-only loader refuses
+                                                            anything else — and copies, never the live objects
         on_step_end(step, metrics)                 after each optimizer step (refresh an old policy, update a tracker)
-        evaluate(model, batches) -> {"eval/...": float}
+        evaluate(model, batches) -> {"eval/...": (sum, weight)}
 
 RL methods that generate inside the step do so in `loss_fn` (under torch.no_grad for the rollout), with batches of
-prompts from `PromptDataset`; the engine still does backward, accumulation, clipping and the optimizer step.
+prompts (core/train/recipes/onpolicy.py); the engine still does backward, accumulation, clipping and the step.
 """
 from __future__ import annotations
 
@@ -61,13 +67,11 @@ class RunContext:
 
 
 class Recipe:
-    Options: type | None = None
-
     def __init__(self, cfg: TrainConfig, ctx: RunContext):
+        from core.methods import validate_options
+
         self.cfg, self.ctx = cfg, ctx
-        if self.Options is None and cfg.method_options:
-            raise ValueError(f"method_options: {cfg.method} takes none (got {sorted(cfg.method_options)})")
-        self.options = self.Options.model_validate(cfg.method_options) if self.Options else None
+        self.options = validate_options(cfg.method, cfg.method_options)
         self.model: nn.Module | None = None
         self.tokenizer = None
         self.train_dataset = None
@@ -110,6 +114,20 @@ class Recipe:
     def dataset_tokens(self) -> int | None:
         return getattr(self.train_dataset, "num_tokens", None)
 
+    # ---- building the models: the one place that decides between init and the run's own checkpoint -----
+    def load_tokenizer(self):
+        return load_tokenizer_for(self.cfg, self.ctx.resume_from)
+
+    def build_model(self) -> nn.Module:
+        """The starting model, on the CPU: see `build_model` below."""
+        return build_model(self.cfg, self.tokenizer, self.ctx.resume_from)
+
+    def build_reference(self, policy: nn.Module, path: str | None) -> nn.Module:
+        """The frozen reference: on resume an empty model shaped like the saved one (load_weights fills it from
+        the checkpoint's reference.safetensors); else the checkpoint at `path`, else a copy of `policy`."""
+        return frozen_reference(policy, None if self.ctx.resume_from is not None else path, self.ctx,
+                                self.ctx.resume_from)
+
     # ---- parameters and checkpoints --------------------------------------------------------------------
     def param_groups(self) -> list[dict]:
         return [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
@@ -147,19 +165,19 @@ class Recipe:
 # ---- shared building blocks for recipes ------------------------------------------------------------------
 
 def load_tokenizer_for(cfg: TrainConfig, resume_from: Path | None = None):
-    """The run's tokenizer: `data.tokenizer` when given, else the one stored with the run's own checkpoint
-    (`resume_from`, on resume), else the one stored with the init checkpoint."""
+    """The run's tokenizer: on resume the one stored with the run's own checkpoint (`resume_from`); else
+    `data.tokenizer` when given, else the one stored with the init checkpoint."""
     from core.model import io
     from core.tokenizer import MiniMindTokenizer
 
+    if resume_from is not None and (Path(resume_from) / io.TOKENIZER_DIR / "tokenizer.json").is_file():
+        return io.load_tokenizer(resume_from)
     if cfg.data.tokenizer:
         path = Path(cfg.data.tokenizer)
         if not (path / "tokenizer.json").is_file():
             raise ValueError(f"data.tokenizer: {path} has no tokenizer.json; train one with "
                              "`minimind tokenizer train` or point at a checkpoint's tokenizer/ folder")
         return MiniMindTokenizer.load(path)
-    if resume_from is not None and (Path(resume_from) / io.TOKENIZER_DIR / "tokenizer.json").is_file():
-        return io.load_tokenizer(resume_from)
     if cfg.init:
         return io.load_tokenizer(io.resolve_checkpoint(cfg.init))
     raise ValueError("data.tokenizer: no tokenizer given; set data.tokenizer (a tokenizer folder) or init")
@@ -200,3 +218,50 @@ def require_files(cfg: TrainConfig) -> list[str]:
     if missing:
         raise ValueError(f"data.files: {missing[0]} does not exist")
     return list(cfg.data.files)
+
+
+REFERENCE_FILE = "reference.safetensors"
+REFERENCE_CONFIG = "reference_config.json"
+
+
+def frozen_reference(policy: nn.Module, path: str | None, ctx: RunContext, resume_from: Path | None = None):
+    """A frozen reference model: eval mode, no grad, cast to the training dtype (it only runs under no_grad).
+    On resume (`resume_from`) its shape comes from the checkpoint (weights follow in `load_reference`); else it is
+    the checkpoint at `path`, else a copy of the starting policy."""
+    import copy
+
+    from core.model import MiniMindForCausalLM, io
+
+    if resume_from is not None and (Path(resume_from) / REFERENCE_CONFIG).is_file():
+        from core.config.model import ModelConfig
+
+        model = MiniMindForCausalLM(ModelConfig.load(Path(resume_from) / REFERENCE_CONFIG)).to(ctx.device)
+    elif path:
+        model, _ = io.load_model(path, device=ctx.device, with_tokenizer=False)
+    else:
+        model = copy.deepcopy(policy)
+    if ctx.autocast_dtype is not None:
+        model.to(ctx.autocast_dtype)
+    return model.eval().requires_grad_(False)
+
+
+def save_reference(reference: nn.Module, ckpt_dir: Path) -> None:
+    """The reference travels with each checkpoint (weights + config), so a resume never reads `init` again."""
+    from safetensors.torch import save_file
+
+    from core.model import io
+
+    save_file(io.model_state_dict(reference), str(ckpt_dir / REFERENCE_FILE), metadata={"format": "pt"})
+    reference.config.save(ckpt_dir / REFERENCE_CONFIG)
+
+
+def load_reference(reference: nn.Module, ckpt_dir: Path) -> None:
+    from core.model import io
+
+    path = ckpt_dir / REFERENCE_FILE
+    if not path.is_file():
+        raise io.CheckpointError(f"{path}: missing; this checkpoint of a method with a reference model has no "
+                                 "reference weights")
+    dtype = next(reference.parameters()).dtype
+    io.load_weights_into(reference, io.read_weights(path), str(path))
+    reference.to(dtype).requires_grad_(False)

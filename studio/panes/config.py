@@ -5,21 +5,11 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
                                QScrollArea, QSpinBox, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
-from studio.panes.config_presenter import METHODS, PRESET_NAMES, ConfigPresenter
+from studio.panes.config_presenter import PRESET_NAMES, ConfigPresenter, method_help, method_names
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.schema_form import SchemaForm
 from studio.widgets.theme import COLORS, pane_style
 
-METHOD_HELP = {
-    "pretrain": "Next-token prediction on raw text (packed windows). No extra options.",
-    "sft": "Supervised fine-tuning on conversations: only the assistant replies carry loss. No extra options.",
-    "lora": "SFT through low-rank adapters: the base stays frozen. Needs a starting checkpoint.",
-    "dpo": "Direct Preference Optimization on chosen/rejected pairs, against a frozen reference.",
-    "rm": "Reward model: learns to score chosen above rejected.",
-    "ppo": "PPO with a critic: rollouts on prompts, rewards from the sources below.",
-    "grpo": "GRPO: several samples per prompt, advantages relative to the group.",
-    "spo": "SPO: single-sample policy optimisation with a running baseline.",
-}
 SECTIONS = (("run", "Run"), ("model", "Model"), ("data", "Data"), ("optim", "Optimizer"), ("method", "Method"))
 
 
@@ -40,9 +30,6 @@ class ConfigPane(QWidget):
         root.addWidget(label("Training config", "title"))
         self.notice = banner()
         root.addWidget(self.notice)
-        if not self.presenter.available:
-            set_banner(self.notice, "The config forms are not available: core.config is missing in this build.")
-            return
         self._recheck = QTimer(self, singleShot=True, interval=250)
         self._recheck.timeout.connect(self.refresh)
         root.addLayout(self._toolbar())
@@ -58,11 +45,6 @@ class ConfigPane(QWidget):
         self.presenter.preflightFailed.connect(lambda m: self.preflight_view.setHtml(
             f"<p style='color:{COLORS['bad']}'>Pre-flight failed: {m}</p>"))
         self.set_config(self.presenter.default_config())
-        for signal in ("runsChanged", "checkpointAdded"):
-            if hasattr(context, signal):
-                getattr(context, signal).connect(lambda *_: self._refresh_checkpoints())
-        if hasattr(context, "configEditRequested"):
-            context.configEditRequested.connect(self.set_config)
 
     # ---- layout ----------------------------------------------------------------------------------
     def _toolbar(self) -> QHBoxLayout:
@@ -72,7 +54,7 @@ class ConfigPane(QWidget):
         preset_btn = QPushButton("Load preset")
         preset_btn.clicked.connect(lambda: self.load_preset(self.preset_box.currentText()))
         self.method_box = QComboBox()
-        self.method_box.addItems(METHODS)
+        self.method_box.addItems(method_names())
         self.method_box.currentTextChanged.connect(self._method_changed)
         self.init_box = QComboBox()
         self.init_box.setMinimumWidth(220)
@@ -171,10 +153,10 @@ class ConfigPane(QWidget):
         self.forms["method_options"] = form
         self.section_layouts["method"].insertWidget(1, form)
         self.forms["method"].setVisible(method == "lora")  # the LoRA fields only matter to the lora method
-        self.method_help.setText(METHOD_HELP.get(method, ""))
+        self.method_help.setText(method_help(method))
         self._recheck.start()
 
-    def _refresh_checkpoints(self) -> None:
+    def refresh_checkpoints(self) -> None:
         current = self.init_box.currentData()
         self.init_box.blockSignals(True)
         self.init_box.clear()
@@ -210,7 +192,7 @@ class ConfigPane(QWidget):
         self.gpus.setValue(int(config.get("n_gpus") or 1))
         for form in self.forms.values():
             form.set_values(config)
-        self._refresh_checkpoints()
+        self.refresh_checkpoints()
         if config.get("init"):
             i = self.init_box.findData(config["init"])
             if i < 0:
@@ -330,7 +312,7 @@ class ConfigPane(QWidget):
     def start(self) -> None:
         if self.refresh():
             return
-        if self.presenter.launch(self.config()) and hasattr(self.context, "statusMessage"):
+        if self.presenter.launch(self.config()):
             self.context.statusMessage.emit(f"Starting a {self.method_box.currentText()} run…")
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)

@@ -13,15 +13,13 @@ from studio.widgets.theme import COLORS
 
 LINT_RECORDS = 5000      # records checked per file (the whole file for small ones)
 TRUNCATION_SAMPLE = 500  # records tokenized to measure truncation
-CORE_KIND = {"pretrain": "pretrain", "sft": "sft", "dpo": "dpo", "prompt": "rl"}
 
 
 def data_kind(config: dict) -> str:
-    kind = (config.get("data") or {}).get("kind")
-    if kind:
-        return CORE_KIND.get(kind, kind)
-    return {"pretrain": "pretrain", "sft": "sft", "lora": "sft", "dpo": "dpo", "rm": "dpo"}.get(
-        config.get("method", "pretrain"), "rl")
+    """The record kind the method reads (core/methods.py)."""
+    from core.methods import get_method
+
+    return get_method(config.get("method", "pretrain")).data_kind
 
 
 def find_tokenizer(config: dict, workspace=None):

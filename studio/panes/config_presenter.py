@@ -15,29 +15,33 @@ from studio.panes.config_schema import FieldSpec, errors_by_field, fields_from_s
 from studio.threads import Task
 from studio.widgets.model_sources import list_checkpoints
 
-METHODS = ("pretrain", "sft", "lora", "dpo", "rm", "ppo", "grpo", "spo")
 PRESET_NAMES = ("tiny", "small", "moe", "base")
 # Fields shown in their own widgets (method picker, checkpoint picker) instead of the generated form.
 OWN_WIDGETS = ("method", "init", "model", "method_options", "run_dir")  # run_dir: the run manager picks it
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
-def core_config():
-    try:
-        import core.config as cc
-        return cc
-    except ImportError:
-        return None
+def method_names() -> tuple[str, ...]:
+    """The methods the picker offers, in the registry's order (core/methods.py)."""
+    from core.methods import method_names as names
+
+    return names()
+
+
+def method_help(method: str) -> str:
+    from core.methods import get_method
+
+    return get_method(method).help
 
 
 def method_options_model(method: str):
-    """The pydantic model of `method_options` for a method (None when it has none)."""
+    """The pydantic model of `method_options` for a method (None when it has none or is unknown)."""
+    from core.methods import get_method
+
     try:
-        from core.config import rl
-    except ImportError:
+        return get_method(method).options
+    except ValueError:
         return None
-    return {"dpo": rl.DPOConfig, "rm": rl.RMConfig, "ppo": rl.PPOConfig, "grpo": rl.GRPOConfig,
-            "spo": rl.SPOConfig}.get(method)
 
 
 class ConfigPresenter(QObject):
@@ -47,18 +51,16 @@ class ConfigPresenter(QObject):
     preflightFailed = Signal(str)
     launched = Signal(dict)
 
-    def __init__(self, context=None, parent: QObject | None = None):
+    def __init__(self, context, parent: QObject | None = None):
         super().__init__(parent)
+        import core.config as cc  # pydantic: imported when the Config pane is first built, not at start-up
+
         self.context = context
-        self.cc = core_config()
+        self.cc = cc
         self.errors: dict[str, str] = {}
         self._params_cache: dict[str, tuple[int, int]] = {}
         self._task: Task | None = None
         self._estimate_seq = 0
-
-    @property
-    def available(self) -> bool:
-        return self.cc is not None and hasattr(self.cc, "TrainConfig")
 
     # ---- schema ----------------------------------------------------------------------------------
     def model_fields(self) -> list[FieldSpec]:
@@ -204,8 +206,7 @@ class ConfigPresenter(QObject):
         if not checkpoint:
             return "Random initialisation"
         run_id = self.parent_run_of(checkpoint)
-        store = getattr(self.context, "store", None)
-        chain = store.lineage(run_id) if store is not None and run_id else []
+        chain = self.context.store.lineage(run_id) if run_id else []
         names = [f"{r.name or r.id} ({r.method})" for r in chain]
         return " → ".join(names + [Path(checkpoint).name]) + " → this run"
 
@@ -228,7 +229,7 @@ class ConfigPresenter(QObject):
 
         if self._task is not None and self._task.is_running():
             self._task.cancel_and_wait()
-        ws = getattr(self.context, "workspace", None)
+        ws = self.context.workspace
 
         def job(progress, cancelled):
             return run_preflight(config, self._estimate(config), progress, cancelled, workspace=ws)
@@ -254,8 +255,7 @@ class ConfigPresenter(QObject):
         config = self.launch_config(config)
         if config is None:
             return False
-        if self.context is not None:
-            self.context.launchRequested.emit(config)
+        self.context.launchRequested.emit(config)
         self.launched.emit(config)
         return True
 
@@ -291,9 +291,12 @@ def estimate_memory(config: dict, params: int) -> dict[str, Any]:
     attn_term = 0 if m.get("flash_attn", True) else 5 * heads * seq / h
     activations = layers * seq * b * h * (34 + attn_term) * act_bytes / 2
     logits = 2 * b * seq * vocab * 4
-    reference = 4 * params if method in ("dpo", "ppo", "grpo", "spo") else 0
-    if method == "ppo":
-        reference += 16 * params  # the critic is trained too
+    from core.methods import get_method
+
+    spec = get_method(method)
+    reference = 4 * params if spec.reference else 0
+    if spec.critic:
+        reference += 16 * params  # the critic is trained too: weights, gradients and AdamW moments
     total = weights + grads_adam + activations + logits + reference
     tokens = int(config.get("batch_size", 16)) * seq * int(config.get("optim", {}).get("accumulation", 1))
     return {"weights": weights, "grads_adam": grads_adam, "activations": activations + logits,

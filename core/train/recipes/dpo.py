@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import torch
 
-from core.config.rl import DPOConfig
 from core.rl.losses import dpo_loss, sequence_logprobs
-from core.rl.recipe_base import load_reference, save_reference, frozen_reference
-from core.train.recipe import Recipe, build_model, data_cache_dir, load_tokenizer_for, require_files
+from core.train.recipe import Recipe, data_cache_dir, load_reference, require_files, save_reference
 
 
 class DPORecipe(Recipe):
-    Options = DPOConfig
-
     def setup(self) -> None:
         from core.data import DPODataset
 
-        if not self.cfg.init:
+        if not self.cfg.init and self.ctx.resume_from is None:
             self.ctx.warn("dpo: no `init` checkpoint; DPO starts from a random model (the reference is random too)")
-        self.tokenizer = load_tokenizer_for(self.cfg)
-        self.model = build_model(self.cfg, self.tokenizer).to(self.ctx.device)
-        self.reference = frozen_reference(self.model, self.options.reference, self.ctx)
+        self.tokenizer = self.load_tokenizer()
+        self.model = self.build_model().to(self.ctx.device)
+        self.reference = self.build_reference(self.model, self.options.reference)
         cache, d = data_cache_dir(self.cfg, self.ctx.run_dir), self.cfg.data
         self.train_dataset = DPODataset(require_files(self.cfg), self.tokenizer, d.max_len, cache, d.on_error)
         if d.eval_files:

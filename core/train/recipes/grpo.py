@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import torch
 
-from core.config.rl import GRPOConfig
 from core.rl.losses import clipped_policy_loss, group_advantages, k3_kl, masked_mean
-from core.rl.recipe_base import OnPolicyRecipe
+from core.train.recipes.onpolicy import OnPolicyRecipe
 from core.rl.rollout import response_logprobs
 
 
 class GRPORecipe(OnPolicyRecipe):
-    Options = GRPOConfig
-
     def setup(self) -> None:
         self.repeats = self.options.num_generations
         super().setup()

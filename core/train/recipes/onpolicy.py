@@ -4,8 +4,9 @@ A micro-batch is a list of prompt indices. `loss_fn` samples a rollout for it (K
 no grad), scores it, and returns the method's loss; the engine does backward, accumulation, clipping and the
 step. With `updates_per_rollout` μ > 1 the sampler hands each accumulation group of prompts μ times in a row
 and the recipe reuses the cached rollout, so updates 2..μ see a real ratio π/π_old ≠ 1 (PPO epochs) against
-the log-probs of the policy that sampled. The cache, the reference weights (and the PPO critic, the SPO
-tracker in the subclasses) are part of every checkpoint, so a resume continues exactly.
+the log-probs of the policy that sampled. The cache (as plain tensors and lists: `Rollout.state_dict`), the
+reference weights (and the PPO critic, the SPO tracker in the subclasses) are part of every checkpoint, so a
+resume continues exactly, even from a stop in the middle of a rollout group.
 """
 from __future__ import annotations
 
@@ -13,45 +14,7 @@ import contextlib
 
 import torch
 
-from core.train.recipe import Recipe, build_model, load_tokenizer_for, require_files
-
-
-REFERENCE_FILE = "reference.safetensors"
-
-
-def frozen_reference(policy, path: str | None, ctx):
-    """The frozen reference: the checkpoint at `path`, else a copy of the starting policy; eval mode, no grad,
-    cast to the training dtype (it only ever runs under no_grad)."""
-    import copy
-
-    from core.model import io
-
-    if path:
-        model, _ = io.load_model(path, device=ctx.device, with_tokenizer=False)
-    else:
-        model = copy.deepcopy(policy)
-    if ctx.autocast_dtype is not None:
-        model.to(ctx.autocast_dtype)
-    return model.eval().requires_grad_(False)
-
-
-def save_reference(reference, ckpt_dir) -> None:
-    """The reference travels with each checkpoint, so a resume does not depend on `init` still being on disk."""
-    from safetensors.torch import save_file
-
-    from core.model import io
-
-    save_file(io.model_state_dict(reference), str(ckpt_dir / REFERENCE_FILE), metadata={"format": "pt"})
-
-
-def load_reference(reference, ckpt_dir) -> None:
-    from core.model import io
-
-    path = ckpt_dir / REFERENCE_FILE
-    if path.is_file():
-        dtype = next(reference.parameters()).dtype
-        io.load_weights_into(reference, io.read_weights(path), str(path))
-        reference.to(dtype).requires_grad_(False)
+from core.train.recipe import Recipe, load_reference, require_files, save_reference
 
 
 class RepeatedPromptSampler:
@@ -106,12 +69,12 @@ class OnPolicyRecipe(Recipe):
         from core.rl.rewards import RewardCombiner
 
         o, d = self.options, self.cfg.data
-        if not self.cfg.init:
+        if not self.cfg.init and self.ctx.resume_from is None:
             self.ctx.warn(f"{self.cfg.method}: no `init` checkpoint; RL from a random model rarely learns — "
                           "start from an SFT checkpoint")
-        self.tokenizer = load_tokenizer_for(self.cfg)
-        self.policy = build_model(self.cfg, self.tokenizer).to(self.ctx.device)
-        self.reference = frozen_reference(self.policy, o.reference, self.ctx)
+        self.tokenizer = self.load_tokenizer()
+        self.policy = self.build_model().to(self.ctx.device)
+        self.reference = self.build_reference(self.policy, o.reference)
         self.train_dataset = _Indexed(PromptDataset(require_files(self.cfg), self.tokenizer, o.max_prompt_len,
                                                     d.on_error))
         if d.eval_files:
@@ -214,11 +177,15 @@ class OnPolicyRecipe(Recipe):
         load_reference(self.reference, ckpt_dir)
 
     def extra_state(self) -> dict:
-        cache = {k: [v[0].to("cpu"), v[1]] for k, v in self._cache.items()}
-        return {"rollout_cache": cache}
+        # CPU copies as plain data: the live rollouts stay where they are (on the GPU) and unchanged
+        return {"rollout_cache": [{"prompts": list(k), "updates": n, "rollout": r.state_dict()}
+                                  for k, (r, n) in self._cache.items()]}
 
     def load_extra_state(self, state: dict) -> None:
-        self._cache = {k: [v[0].to(self.ctx.device), v[1]] for k, v in state.get("rollout_cache", {}).items()}
+        from core.rl.rollout import Rollout
+
+        self._cache = {tuple(e["prompts"]): [Rollout.from_state_dict(e["rollout"], self.ctx.device), e["updates"]]
+                       for e in state.get("rollout_cache", [])}
 
     # ---- evaluation: greedy replies on held-out prompts --------------------------------------------------
     @torch.no_grad()

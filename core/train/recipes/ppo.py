@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.config.rl import PPOConfig
 from core.rl.losses import (clipped_policy_loss, entropy_from_logits, gae, k3_kl, masked_mean, masked_whiten,
                             token_logprobs, value_loss)
-from core.rl.recipe_base import OnPolicyRecipe
+from core.train.recipes.onpolicy import OnPolicyRecipe
 from core.rl.rollout import response_logits, scaled
 from core.rl.value import ScalarHeadModel
 
@@ -34,11 +33,16 @@ class PolicyWithCritic(nn.Module):
 
 
 class PPORecipe(OnPolicyRecipe):
-    Options = PPOConfig
-
     def build_trainable(self):
         o = self.options
-        critic = ScalarHeadModel.load(o.critic, self.ctx.device) if o.critic else ScalarHeadModel.from_causal_lm(self.policy)
+        if self.ctx.resume_from is not None:  # shaped like the saved critic; load_weights fills it
+            from core.model import io
+
+            critic = ScalarHeadModel(io.read_model_config(self.ctx.resume_from / "critic")).to(self.ctx.device)
+        elif o.critic:
+            critic = ScalarHeadModel.load(o.critic, self.ctx.device)
+        else:
+            critic = ScalarHeadModel.from_causal_lm(self.policy)
         if critic.config.vocab_size != self.policy.config.vocab_size:
             raise ValueError(f"method_options.critic: {o.critic} has a vocabulary of {critic.config.vocab_size} tokens, "
                              f"the policy {self.policy.config.vocab_size}; the critic reads the policy's token ids, so "

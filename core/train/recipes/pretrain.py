@@ -1,15 +1,15 @@
 """Pretraining: next-token loss on packed windows (no padding; every token counts)."""
 from __future__ import annotations
 
-from core.train.recipe import Recipe, build_model, data_cache_dir, load_tokenizer_for, require_files
+from core.train.recipe import Recipe, data_cache_dir, require_files
 
 
 class PretrainRecipe(Recipe):
     def setup(self) -> None:
         from core.data import PretrainDataset
 
-        self.tokenizer = load_tokenizer_for(self.cfg)
-        self.model = build_model(self.cfg, self.tokenizer).to(self.ctx.device)
+        self.tokenizer = self.load_tokenizer()
+        self.model = self.build_model().to(self.ctx.device)
         cache = data_cache_dir(self.cfg, self.ctx.run_dir)
         d = self.cfg.data
         self.train_dataset = PretrainDataset(require_files(self.cfg), self.tokenizer, d.seq_len, cache, d.on_error)

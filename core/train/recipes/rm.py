@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import torch
 
-from core.config.rl import RMConfig
 from core.rl.losses import bradley_terry_loss
 from core.rl.value import ScalarHeadModel, last_token_values
+from core.train.recipe import data_cache_dir, require_files
 from core.train.recipes.dpo import DPORecipe
-from core.train.recipe import build_model, data_cache_dir, load_tokenizer_for, require_files
 
 
 class RMRecipe(DPORecipe):
-    Options = RMConfig
-
     def setup(self) -> None:
         from core.data import DPODataset
 
-        self.tokenizer = load_tokenizer_for(self.cfg)
-        self.model = ScalarHeadModel.from_causal_lm(build_model(self.cfg, self.tokenizer)).to(self.ctx.device)
+        self.tokenizer = self.load_tokenizer()
+        self.model = ScalarHeadModel.from_causal_lm(self.build_model()).to(self.ctx.device)
         cache, d = data_cache_dir(self.cfg, self.ctx.run_dir), self.cfg.data
         self.train_dataset = DPODataset(require_files(self.cfg), self.tokenizer, d.max_len, cache, d.on_error)
         if d.eval_files:

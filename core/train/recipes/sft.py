@@ -1,16 +1,15 @@
 """Supervised fine-tuning: loss on assistant replies only, length-grouped batches of chat samples."""
 from __future__ import annotations
 
-from core.train.recipe import Recipe, build_model, data_cache_dir, load_tokenizer_for, require_files
+from core.train.recipe import Recipe, data_cache_dir, require_files
 
 
 class SFTRecipe(Recipe):
     def setup(self) -> None:
         from core.data import SFTDataset
 
-        resume_from = self.ctx.resume_from  # resume: base and tokenizer from the run's checkpoint, not from init
-        self.tokenizer = load_tokenizer_for(self.cfg, resume_from)
-        self.model = self.prepare_model(build_model(self.cfg, self.tokenizer, resume_from)).to(self.ctx.device)
+        self.tokenizer = self.load_tokenizer()
+        self.model = self.prepare_model(self.build_model()).to(self.ctx.device)
         cache = data_cache_dir(self.cfg, self.ctx.run_dir)
         d = self.cfg.data
         self.train_dataset = SFTDataset(require_files(self.cfg), self.tokenizer, d.max_len, cache, d.on_error)

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from core.config.rl import SPOConfig
 from core.rl.losses import clipped_policy_loss, k3_kl, masked_mean
-from core.rl.recipe_base import OnPolicyRecipe
+from core.train.recipes.onpolicy import OnPolicyRecipe
 from core.rl.rollout import response_logprobs
 from core.rl.value import BetaValueTracker
 
 
 class SPORecipe(OnPolicyRecipe):
-    Options = SPOConfig
-
     def setup(self) -> None:
         super().setup()
         o = self.options

@@ -1,0 +1,114 @@
+"""The method registry (core/methods.py) is the one list of training methods: the config, the CLI, the engine and
+the studio all derive from it, so a new method is one recipe file plus one registry entry."""
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from core.methods import MethodSpec, all_methods, get_method, method_names, register, unregister
+from tests.fixtures.train import REPO, one_thread, read_events, train_config
+
+PLUGIN = '''
+"""A method outside the code base: pretraining whose loss is multiplied by `scale`."""
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.train.recipes.pretrain import PretrainRecipe
+
+
+class ScaledOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scale: float = Field(0.5, gt=0, le=10, description="Loss multiplier.")
+
+
+class ScaledPretrain(PretrainRecipe):
+    def loss_fn(self, model, batch):
+        loss, metrics = super().loss_fn(model, batch)
+        return loss * self.options.scale, {**metrics, "scale": self.options.scale}
+
+
+RECIPE = ScaledPretrain
+'''
+
+
+def test_the_registry_imports_without_torch_or_qt():
+    code = "import sys, core.methods; print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_registered_method_has_a_recipe_and_a_cli_subcommand():
+    from core.cli import build_parser
+
+    parser = build_parser()
+    for spec in all_methods():
+        assert importlib.import_module(spec.recipe).RECIPE is not None, spec.name
+        args = parser.parse_args(["train", spec.name, "--config", "x.json"])
+        assert args.method == spec.name
+
+
+def test_unknown_methods_are_refused_with_the_known_ones_named():
+    from core.config.train import TrainConfigError, validate_train_config
+
+    with pytest.raises(TrainConfigError, match=r"method: .*'nope' is not a training method; known: pretrain, sft"):
+        validate_train_config({"method": "nope"})
+    with pytest.raises(ValueError, match="known:"):
+        get_method("nope")
+
+
+@pytest.fixture
+def plugin_method(tmp_path, monkeypatch):
+    from core.config import rl  # noqa: F401  (option models are plain pydantic)
+
+    (tmp_path / "scaled_pretrain_plugin.py").write_text(textwrap.dedent(PLUGIN), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    options = importlib.import_module("scaled_pretrain_plugin").ScaledOptions
+    register(MethodSpec("scaled", "scaled_pretrain_plugin", "Pretraining with a scaled loss.", "pretrain", options))
+    yield "scaled"
+    unregister("scaled")
+    sys.modules.pop("scaled_pretrain_plugin", None)
+
+
+def test_a_new_method_is_one_recipe_file_plus_one_registry_entry(plugin_method, train_data, tiny_tokenizer_dir,
+                                                                  tmp_path):
+    """Registered at run time, with no other edit: the config, CLI, studio and engine all take it."""
+    from core.cli import build_parser
+    from core.train import run_training
+    from studio.panes.config_preflight import data_kind
+    from studio.panes.config_presenter import estimate_memory, method_names as studio_methods
+    from studio.panes.config_presenter import method_options_model
+
+    assert plugin_method in method_names() and plugin_method in studio_methods()
+    assert build_parser().parse_args(["train", "scaled", "--config", "x.json"]).method == "scaled"
+    assert method_options_model("scaled").__name__ == "ScaledOptions"
+    assert data_kind({"method": "scaled"}) == "pretrain"
+    from core.config import get_preset
+
+    tiny = get_preset("tiny").model_dump()
+    assert estimate_memory({"method": "scaled", "model": tiny}, 1000)["reference"] == 0
+
+    bad = train_config(tmp_path / "bad", tiny_tokenizer_dir, [train_data["pretrain"]], method="scaled",
+                       method_options={"scale": -1}, max_steps=1)
+    assert run_training(bad) == 1
+    errors = [e["message"] for e in read_events(tmp_path / "bad") if e["type"] == "error"]
+    assert len(errors) == 1 and "method_options.scale" in errors[0], errors
+    run_dir = tmp_path / "run"
+    cfg = train_config(run_dir, tiny_tokenizer_dir, [train_data["pretrain"]], method="scaled",
+                       method_options={"scale": 0.25}, max_steps=2)
+    with one_thread():
+        assert run_training(cfg) == 0, (run_dir / "events.jsonl").read_text()
+    metrics = [e["metrics"] for e in read_events(run_dir) if e["type"] == "metric"]
+    assert [m["scale"] for m in metrics] == [0.25, 0.25]
+
+
+def test_reference_and_critic_flags_drive_the_memory_estimate():
+    from core.config import get_preset
+    from studio.panes.config_presenter import estimate_memory
+
+    tiny = get_preset("tiny").model_dump()
+    est = {m.name: estimate_memory({"method": m.name, "model": tiny}, 1000)["reference"] for m in all_methods()}
+    for m in all_methods():
+        assert est[m.name] == 4000 * m.reference + 16000 * m.critic, m.name
