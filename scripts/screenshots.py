@@ -85,7 +85,7 @@ def take(out: Path, workspace: Path) -> list[Path]:
     window.show()
     runs = context.store.list_runs()
     for run in reversed(runs):  # overlay every run on the curves, select the newest in the Runs table
-        context.runSelected.emit(run.id)
+        context.select_run(run.id)
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     for i in range(window.tabs.count()):

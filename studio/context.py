@@ -1,7 +1,8 @@
-"""What every pane receives: the workspace, the run store, the run manager and app-wide signals.
+"""What every pane receives: the workspace, the run store, the run manager, the selected run and app-wide signals.
 
 Panes are built as ``Pane(context: StudioContext, parent=None)``. They talk to each other only through the
-signals below (never by holding references to one another), so any pane may be missing or replaced.
+signals below (never by holding references to one another), so any pane may be missing or replaced. Who listens
+to which signal is decided in one place, ``MainWindow._connect_signals`` / ``MainWindow._connect_pane``.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class StudioContext(QObject):
         runs: the run manager: ``launch(config, name=None, method=None, parent_run_id=None,
             init_checkpoint=None, n_gpus=None) -> run_id``, ``stop(run_id)``, ``kill(run_id)``, ``resume(run_id)``,
             ``clone(run_id)``.
+        selected_run_id: the run selected in the Runs pane (None before any), state every pane may read; a pane
+            built later reads it instead of being told. Set it with ``select_run``.
     """
 
     # The list of runs or a run's status changed (launch, finish, delete, import).
@@ -46,19 +49,32 @@ class StudioContext(QObject):
     launchRequested = Signal(dict)
     # Open this config in the Config pane for editing (clone-and-edit from the Runs pane).
     configEditRequested = Signal(dict)
-    # Select a run everywhere (Runs table, Curves): run_id.
-    runSelected = Signal(str)
+    # ``selected_run_id`` changed (``select_run``): the new run_id.
+    selectedRunChanged = Signal(str)
     # Switch the main window to a pane by its title ("Datasets", "Config", "Runs", "Curves", "Chat", "Export").
     showPaneRequested = Signal(str)
     # One line for the status bar.
     statusMessage = Signal(str)
 
-    def __init__(self, workspace: "Workspace", store: "RunStore | None" = None, runs: "RunManager | None" = None,
+    def __init__(self, workspace: "Workspace", store: "RunStore", runs: "RunManager",
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.workspace = workspace
         self.store = store
         self.runs = runs
+        self._selected_run_id: str | None = None
+
+    @property
+    def selected_run_id(self) -> str | None:
+        return self._selected_run_id
+
+    def select_run(self, run_id: str | None) -> None:
+        """Make ``run_id`` the selected run (Runs table, Curves overlay, Run menu); ``selectedRunChanged`` only
+        when it changes, so a pane that answers the signal by selecting the same run ends the exchange."""
+        run_id = run_id or None
+        if run_id != self._selected_run_id:
+            self._selected_run_id = run_id
+            self.selectedRunChanged.emit(run_id or "")
 
     def request_launch(self, config: dict[str, Any]) -> None:
         """Start a run with ``config`` (same as emitting ``launchRequested``)."""

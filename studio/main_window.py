@@ -2,6 +2,8 @@
 
 The window owns no logic beyond wiring: runs are started/stopped by ``context.runs`` (RunManager), and the
 close question ("keep training or stop?") is answered by ``close_policy`` in tests and by a dialog otherwise.
+Every connection between components is made in ``_connect_signals`` and ``_connect_pane`` (as qutebrowser's
+``MainWindow._connect_signals`` does), so one screen shows who reacts to what.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QP
                                QVBoxLayout, QWidget)
 
 from studio.context import StudioContext
-from studio.panes import PANES, create_pane
+from studio.panes import PANES, PlaceholderPane, create_pane
 
 ABOUT = ("<h3>MiniMind Studio</h3><p>Train, watch, chat with and export small MiniMind-style language models, "
          "fully offline.</p><p>Training runs in its own process: closing the studio never has to stop it.</p>")
@@ -66,7 +68,6 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.context = context
         self.close_policy = "ask"  # "ask" | "keep" | "stop": what closing does to active runs
-        self.selected_run_id: str | None = None
         self.setWindowTitle(f"MiniMind Studio — {context.workspace.root}")
         self.resize(1280, 820)
 
@@ -79,28 +80,20 @@ class MainWindow(QMainWindow):
             QVBoxLayout(host).setContentsMargins(0, 0, 0, 0)
             self.tabs.addTab(host, title)
         self.panes = LazyPanes(list(self._pane_specs), self._build_pane)
-        self.tabs.currentChanged.connect(lambda i: self.panes.get(self.tabs.tabText(i)))
+        self.setCentralWidget(self.tabs)
+
+        self._build_menus()
+        self._build_status_bar()
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setInterval(1000)
+        self._first_run = None
+        self._connect_signals()
         if self.tabs.count():
             self.panes.get(self.tabs.tabText(self.tabs.currentIndex()))
         if not lazy_panes:  # every pane at once (what the window did before; bench.ui_stall compares)
             for title in self.panes:
                 self.panes.get(title)
-        self.setCentralWidget(self.tabs)
-
-        self._build_menus()
-        self._build_status_bar()
-        context.showPaneRequested.connect(self.show_pane)
-        context.runSelected.connect(self._on_run_selected)
-        context.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        context.configEditRequested.connect(self._on_config_edit)
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setInterval(1000)
-        self._progress_timer.timeout.connect(self.refresh_progress)
         self._progress_timer.start()
-        context.runsChanged.connect(self.refresh_progress)  # status changes at once; progress once a second
-        if context.runs is not None and hasattr(context.runs, "runImported"):
-            context.runs.runImported.connect(self._on_run_imported)
-        self._deviceProbed.connect(self.device_label.setText)
         if probe_device:
             QTimer.singleShot(0, self._probe_device)
         else:
@@ -108,25 +101,65 @@ class MainWindow(QMainWindow):
 
             self.device_label.setText(cpu_info().summary())
 
+    # ----------------------------------------------------------------- wiring
+    def _connect_signals(self) -> None:
+        """Every connection between the window, the context and the run manager; the panes' are made by
+        ``_connect_pane`` when each is built. (The run manager's own signals reach the context through
+        ``RunManager.connect_context``, which ``studio.app.build_context`` calls.) Connections inside one widget,
+        a button to its own pane's slot, stay in that widget."""
+        context = self.context
+        self.tabs.currentChanged.connect(lambda i: self.panes.get(self.tabs.tabText(i)))
+        context.showPaneRequested.connect(self.show_pane)
+        context.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        context.configEditRequested.connect(self._on_config_edit)
+        context.runsChanged.connect(self.refresh_progress)  # status changes at once; progress once a second
+        context.runs.runImported.connect(self._on_run_imported)
+        self._progress_timer.timeout.connect(self.refresh_progress)
+        self._deviceProbed.connect(self.device_label.setText)
+
+    def _connect_pane(self, title: str, pane: QWidget) -> None:
+        """A pane's connections to the context, made once when the pane is built. A pane built after a run was
+        selected reads ``context.selected_run_id`` itself; nothing is replayed to it."""
+        context = self.context
+        if isinstance(pane, PlaceholderPane):
+            return
+        if title == "Runs":
+            context.runsChanged.connect(pane.refresh)
+            context.runUpdated.connect(pane.refresh_row)
+            context.selectedRunChanged.connect(pane.select_run)
+        elif title == "Curves":
+            context.runsChanged.connect(pane.refresh_runs)
+            context.selectedRunChanged.connect(pane.show_run)
+            context.eventsIngested.connect(pane.presenter.on_events)
+        elif title == "Config":
+            context.runsChanged.connect(pane.refresh_checkpoints)
+            context.checkpointAdded.connect(lambda _run_id, _path: pane.refresh_checkpoints())
+        elif title == "Chat":
+            context.runsChanged.connect(pane.presenter.refresh_models)
+            context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_models())
+            context.exportAdded.connect(lambda _path: pane.presenter.refresh_models())
+        elif title == "Export":
+            context.runsChanged.connect(pane.presenter.refresh_sources)
+            context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_sources())
+        elif title == "Datasets":
+            context.datasetsChanged.connect(pane.refresh_tokenizers)
+        elif title == "Demo guide":  # the first-run dialog (Help > Train the demo model)
+            context.runsChanged.connect(pane.presenter.check_runs)
+            context.runUpdated.connect(lambda _run_id: pane.presenter.check_runs())
+
     # ----------------------------------------------------------------- set-up
     def _build_pane(self, title: str) -> QWidget:
-        """Build a pane into its tab, then tell it what it missed while it did not exist (the selected run)."""
         module, cls = self._pane_specs[title]
         host = self._hosts[title]
         pane = create_pane(title, module, cls, self.context, host)
         host.layout().addWidget(pane)
-        if self.selected_run_id:
-            if callable(getattr(pane, "select_run", None)):
-                pane.select_run(self.selected_run_id, emit=False)
-            elif callable(getattr(pane, "show_run", None)):
-                pane.show_run(self.selected_run_id)
+        self._connect_pane(title, pane)
         return pane
 
     def _on_config_edit(self, config: dict) -> None:
-        fresh = not self.panes.is_built("Config")
         pane = self.panes.get("Config")
-        if fresh and callable(getattr(pane, "set_config", None)):
-            pane.set_config(config)  # built during this emission: its own connection missed it
+        if not isinstance(pane, PlaceholderPane):
+            pane.set_config(config)
         self.show_pane("Config")
 
     def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -195,8 +228,9 @@ class MainWindow(QMainWindow):
         except ImportError as exc:
             QMessageBox.information(self, "Train the demo model", f"The guided demo is not available: {exc}")
             return
-        if getattr(self, "_first_run", None) is None:
+        if self._first_run is None:
             self._first_run = FirstRunDialog(self.context, parent=self)
+            self._connect_pane("Demo guide", self._first_run)
         self._first_run.show()
         self._first_run.raise_()
 
@@ -216,9 +250,6 @@ class MainWindow(QMainWindow):
             self.panes.get(title)
             self.tabs.setCurrentWidget(self._hosts[title])
 
-    def _on_run_selected(self, run_id: str) -> None:
-        self.selected_run_id = run_id or None
-
     def start_run(self) -> None:
         config_pane = self.panes.get("Config")
         get_config = getattr(config_pane, "current_config", None)
@@ -231,17 +262,17 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Fill in a config in the Config pane, then start it.", 8000)
 
     def stop_run(self) -> None:
-        if self.context.runs is not None and self.selected_run_id:
-            self.context.runs.stop(self.selected_run_id)
+        if self.context.selected_run_id:
+            self.context.runs.stop(self.context.selected_run_id)
 
     def resume_run(self) -> None:
-        if self.context.runs is not None and self.selected_run_id:
-            self.context.runs.resume(self.selected_run_id)
+        if self.context.selected_run_id:
+            self.context.runs.resume(self.context.selected_run_id)
 
     def import_run_dir(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a run folder (with events.jsonl)",
                                                   str(self.context.workspace.runs_dir))
-        if folder and self.context.runs is not None:
+        if folder:
             # Read and stored in the ingest thread: a long events.jsonl must not freeze the window.
             self.statusBar().showMessage(f"Importing {folder}…")
             self.context.runs.import_run_dir_async(Path(folder))
@@ -270,7 +301,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------- progress
     def refresh_progress(self) -> None:
         runs = self.context.runs
-        active = runs.active_run_id() if runs is not None else None
+        active = runs.active_run_id()
         if active is None:
             self.run_label.setText("No active run")
             self.progress.hide()
@@ -287,7 +318,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ close
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         runs = self.context.runs
-        active = runs.live_run_ids() if runs is not None else []
+        active = runs.live_run_ids()
         policy = self.close_policy
         if active and policy == "ask":
             box = QMessageBox(self)
@@ -308,7 +339,6 @@ class MainWindow(QMainWindow):
         if active and policy == "stop":
             for run_id in active:
                 runs.stop(run_id)
-        if runs is not None:
-            runs.shutdown()  # flush pending events; never kills a run
+        runs.shutdown()  # flush pending events; never kills a run
         self._progress_timer.stop()
         event.accept()

@@ -11,15 +11,11 @@ pytest.importorskip("core.infer")
 
 
 @pytest.fixture
-def workspace_with_runs(tmp_path, infer_checkpoint):
-    """A workspace whose runs/ folder holds two runs, each with the tiny checkpoint."""
-    from studio.context import StudioContext
-    from studio.workspace import Workspace
-
-    ws = Workspace(tmp_path / "ws").ensure()
+def workspace_with_runs(context, infer_checkpoint):
+    """The shared context, its workspace's runs/ folder holding two runs, each with the tiny checkpoint."""
     for run in ("run-a", "run-b"):
-        shutil.copytree(infer_checkpoint, ws.runs_dir / run / "checkpoints" / infer_checkpoint.name)
-    return StudioContext(ws)
+        shutil.copytree(infer_checkpoint, context.workspace.runs_dir / run / "checkpoints" / infer_checkpoint.name)
+    return context
 
 
 @pytest.fixture

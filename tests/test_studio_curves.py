@@ -41,8 +41,8 @@ def test_buffer_appends_in_place_and_grows_by_doubling():
     assert np.shares_memory(y, buf.y)  # views, not copies
 
 
-def test_live_events_append_points_discover_names_and_rollouts(qtbot):
-    presenter = CurvesPresenter()
+def test_live_events_append_points_discover_names_and_rollouts(qtbot, context):
+    presenter = CurvesPresenter(context)
     presenter.runs = ["r"]
     events = [{"type": "metric", "step": s, "metrics": {"loss": 1.0 / s}} for s in range(1, 6)]
     with qtbot.waitSignal(presenter.namesChanged) as names:
@@ -60,19 +60,18 @@ def test_live_events_append_points_discover_names_and_rollouts(qtbot):
     assert ("other-run", "loss") not in presenter.buffers
 
 
-def test_hover_readout_picks_the_nearest_point_of_each_run():
-    presenter = CurvesPresenter()
+def test_hover_readout_picks_the_nearest_point_of_each_run(context):
+    presenter = CurvesPresenter(context)
     presenter.add_series("a", "loss", [0, 10, 20], [3.0, 2.0, 1.0])
     presenter.add_series("b", "loss", [5, 15], [9.0, 8.0])
     assert presenter.readout("loss", 12) == [("a", 10, 2.0), ("b", 15, 8.0)]
     assert presenter.readout("loss", -100) == [("a", 0, 3.0), ("b", 5, 9.0)]
 
 
-def test_one_million_points_draw_downsampled_and_take_live_appends(qtbot, workspace, store):
-    from studio.context import StudioContext
+def test_one_million_points_draw_downsampled_and_take_live_appends(qtbot, context):
     from studio.panes.curves import CurvesPane
 
-    pane = CurvesPane(StudioContext(workspace, store))
+    pane = CurvesPane(context)
     qtbot.addWidget(pane)
     pane.resize(1200, 700)
     n = 1_000_000
@@ -107,11 +106,10 @@ def test_nice_span_rounds_up_to_1_2_5():
     assert [nice_span(s) for s in (1.0, 1.5, 3.0, 7.0, 10.0, 10.5, 0.03)] == [1, 2, 5, 10, 10, 20, 0.05]
 
 
-def test_live_points_move_the_x_axis_in_steps_and_plots_come_from_idle_built_spares(qtbot, workspace, store):
-    from studio.context import StudioContext
+def test_live_points_move_the_x_axis_in_steps_and_plots_come_from_idle_built_spares(qtbot, context):
     from studio.panes.curves import SPARE_PLOTS, CurvesPane
 
-    pane = CurvesPane(StudioContext(workspace, store))
+    pane = CurvesPane(context)
     qtbot.addWidget(pane)
     pane.show()
     qtbot.waitUntil(lambda: len(pane._spares) == SPARE_PLOTS, timeout=5000)  # built while idle

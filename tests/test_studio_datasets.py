@@ -27,14 +27,14 @@ def big_sft(tmp_path_factory):
     return path
 
 
-def test_kind_detection_of_each_format(qtbot, tmp_path):
+def test_kind_detection_of_each_format(qtbot, context, tmp_path):
     samples = {
         "p.jsonl": {"text": "hello"},
         "s.jsonl": {"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
         "d.jsonl": {"chosen": [{"role": "user", "content": "q"}], "rejected": [{"role": "user", "content": "q"}]},
         "r.jsonl": {"conversations": [{"role": "user", "content": "q"}], "answer": "a"},
     }
-    presenter = DatasetsPresenter()
+    presenter = DatasetsPresenter(context)
     got = {}
     for name, rec in samples.items():
         (tmp_path / name).write_text(json.dumps(rec) + "\n")
@@ -44,16 +44,16 @@ def test_kind_detection_of_each_format(qtbot, tmp_path):
     assert got == {"p.jsonl": "pretrain", "s.jsonl": "sft", "d.jsonl": "dpo", "r.jsonl": "rl", "t.txt": "text"}
 
 
-def test_add_folder_finds_data_files(qtbot, tmp_path):
+def test_add_folder_finds_data_files(qtbot, context, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.jsonl").write_text('{"text": "a"}\n')
     (tmp_path / "notes.bin").write_bytes(b"\0")
-    presenter = DatasetsPresenter()
+    presenter = DatasetsPresenter(context)
     assert [f.name for f in presenter.add_paths([tmp_path])] == ["x.jsonl"]
 
 
-def test_big_file_page_one_before_index_then_later_page(qtbot, big_sft):
-    presenter = DatasetsPresenter(page_size=20)
+def test_big_file_page_one_before_index_then_later_page(qtbot, context, big_sft):
+    presenter = DatasetsPresenter(context, page_size=20)
     first_pages = []
     presenter.pageReady.connect(lambda page, html: first_pages.append(
         (page, html, presenter.index.complete if presenter.index else None)))
@@ -76,8 +76,8 @@ def test_big_file_page_one_before_index_then_later_page(qtbot, big_sft):
     presenter.shutdown()
 
 
-def test_page_requested_before_index_reaches_it_is_served_later(qtbot, big_sft):
-    presenter = DatasetsPresenter(page_size=10)
+def test_page_requested_before_index_reaches_it_is_served_later(qtbot, context, big_sft):
+    presenter = DatasetsPresenter(context, page_size=10)
     with qtbot.waitSignal(presenter.pageReady, timeout=30_000,
                           check_params_cb=lambda page, html: page == 10_999) as shown:
         presenter.open(big_sft)
@@ -86,13 +86,13 @@ def test_page_requested_before_index_reaches_it_is_served_later(qtbot, big_sft):
     presenter.shutdown()
 
 
-def test_validation_lists_file_line_problems(qtbot, tmp_path):
+def test_validation_lists_file_line_problems(qtbot, context, tmp_path):
     path = tmp_path / "bad.jsonl"
     good = json.dumps({"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
     path.write_text("\n".join([good, "{not json", good,
                                json.dumps({"conversations": [{"role": "user", "content": "q"}]}),
                                json.dumps({"conversations": [{"role": "robot", "content": "q"}]})]) + "\n")
-    presenter = DatasetsPresenter()
+    presenter = DatasetsPresenter(context)
     presenter.open(path)
     with qtbot.waitSignal(presenter.validationFinished, timeout=10_000) as done:
         presenter.validate("sft")
@@ -103,11 +103,11 @@ def test_validation_lists_file_line_problems(qtbot, tmp_path):
     presenter.shutdown()
 
 
-def test_stats_measure_token_lengths(qtbot, shared_data, tiny_tokenizer_dir, tiny_tokenizer, tmp_path):
+def test_stats_measure_token_lengths(qtbot, context, shared_data, tiny_tokenizer_dir, tiny_tokenizer, tmp_path):
     path = tmp_path / "pre.jsonl"
     lines = (shared_data / "pretrain.jsonl").read_text(encoding="utf-8").splitlines()[:300]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    presenter = DatasetsPresenter()
+    presenter = DatasetsPresenter(context)
     with qtbot.waitSignal(presenter.indexFinished, timeout=10_000):
         presenter.open(path)
     with qtbot.waitSignal(presenter.statsFinished, timeout=20_000) as done:
@@ -121,12 +121,12 @@ def test_stats_measure_token_lengths(qtbot, shared_data, tiny_tokenizer_dir, tin
     presenter.shutdown()
 
 
-def test_pane_shows_records_as_bubbles(qtbot, tmp_path):
+def test_pane_shows_records_as_bubbles(qtbot, context, tmp_path):
     from studio.panes.datasets import DatasetsPane
 
     path = tmp_path / "s.jsonl"
     path.write_text(_sft_line(7, "hi"))
-    pane = DatasetsPane(None)
+    pane = DatasetsPane(context)
     qtbot.addWidget(pane)
     with qtbot.waitSignal(pane.presenter.indexFinished, timeout=10_000), \
             qtbot.waitSignal(pane.presenter.fileOpened, timeout=10_000):
@@ -135,13 +135,10 @@ def test_pane_shows_records_as_bubbles(qtbot, tmp_path):
     assert "sft" in pane.kind_label.text()
 
 
-def test_train_tokenizer_saves_into_the_workspace(qtbot, tmp_path, shared_data):
+def test_train_tokenizer_saves_into_the_workspace(qtbot, context, tmp_path, shared_data):
     from core.tokenizer import MiniMindTokenizer
-    from studio.context import StudioContext
-    from studio.workspace import Workspace
 
-    ws = Workspace(tmp_path / "ws").ensure()
-    context = StudioContext(ws)
+    ws = context.workspace
     data = tmp_path / "sft.jsonl"
     data.write_text("".join((shared_data / "sft.jsonl").read_text(encoding="utf-8").splitlines(True)[:500]),
                     encoding="utf-8")
@@ -155,21 +152,17 @@ def test_train_tokenizer_saves_into_the_workspace(qtbot, tmp_path, shared_data):
     assert presenter.tokenizer_dirs() == [ws.tokenizers_dir / "mine"]
 
 
-def test_added_files_are_remembered_in_the_store(qtbot, tmp_path):
+def test_added_files_are_remembered_in_the_store(qtbot, context, tmp_path):
     from studio.context import StudioContext
-    from studio.store import RunStore
-    from studio.workspace import Workspace
 
-    ws = Workspace(tmp_path / "ws").ensure()
-    store = RunStore(ws.db_path)
+    store = context.store
     data = tmp_path / "p.jsonl"
     data.write_text('{"text": "hello"}\n')
-    first = DatasetsPresenter(StudioContext(ws, store=store))
+    first = DatasetsPresenter(context)
     with qtbot.waitSignal(first.fileOpened, timeout=10_000):
         first.add_paths([data])
         first.open(data)
     assert [(d.path, d.kind) for d in store.datasets()] == [(str(data), "pretrain")]
-    again = DatasetsPresenter(StudioContext(ws, store=store))
+    again = DatasetsPresenter(StudioContext(context.workspace, store, context.runs))  # a studio restarted
     assert again.restore() == [data]
     first.shutdown()
-    store.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio.worker.pids import pid_alive
+from core.process_identity import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINER_PRESENT = (REPO / "core" / "train" / "__main__.py").is_file()
@@ -54,6 +54,9 @@ def test_main_window_hosts_every_pane_follows_a_run_and_stops_it_on_close(qtbot,
     assert window.progress.maximum() == 100000
     runs_pane = window.panes["Runs"]
     assert runs_pane.table.rowCount() == 1 and runs_pane.table.item(0, 0).text() == "from the config pane"
+    runs_pane.table.selectRow(0)  # the selected run is state: a pane built afterwards reads it
+    assert context.selected_run_id == run_id and not window.panes.is_built("Curves")
+    assert window.panes["Curves"].presenter.runs == [run_id]
 
     window.close_policy = "stop"  # the close dialog's "Stop (save checkpoint)"
     window.close()

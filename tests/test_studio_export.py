@@ -7,18 +7,6 @@ pytest.importorskip("PySide6")
 pytest.importorskip("core.export", reason="core.export is not part of this build")
 
 
-@pytest.fixture
-def context(tmp_path):
-    from studio.context import StudioContext
-    from studio.store import RunStore
-    from studio.workspace import Workspace
-
-    ws = Workspace(tmp_path / "ws").ensure()
-    store = RunStore(ws.db_path)
-    yield StudioContext(ws, store=store)
-    store.close()
-
-
 @pytest.mark.slow
 def test_gguf_export_shows_parity_and_appears_in_chat_models(qtbot, context, tiny_checkpoint):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")

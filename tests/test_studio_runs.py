@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.worker.pids import pid_alive
+from core.process_identity import pid_alive
 
 FAST = {"method": "pretrain", "max_steps": 25, "method_options": {"step_seconds": 0.005}}
 SLOW = {"method": "pretrain", "max_steps": 100000, "method_options": {"step_seconds": 0.01}}
@@ -26,15 +26,14 @@ def _wait_metrics(qtbot, manager, run_id, timeout=15000):
                      check_params_cb=lambda rid, evs: rid == run_id and any(e["type"] == "metric" for e in evs)).wait()
 
 
-def test_worker_events_reach_sqlite_and_the_live_plot(qtbot, run_manager, store):
+def test_worker_events_reach_sqlite_and_the_live_plot(qtbot, run_manager, store, workspace):
+    from studio.context import StudioContext
     from studio.panes.curves_presenter import CurvesPresenter
 
-    class Ctx:  # the presenter only needs the store and the eventsIngested signal
-        pass
-
-    ctx = Ctx()
-    ctx.store, ctx.eventsIngested = store, run_manager.eventsIngested
-    presenter = CurvesPresenter(ctx)
+    context = StudioContext(workspace, store, run_manager)
+    run_manager.connect_context(context)
+    presenter = CurvesPresenter(context)
+    context.eventsIngested.connect(presenter.on_events)  # as MainWindow._connect_pane wires the Curves pane
     with qtbot.waitSignal(run_manager.runFinished, timeout=15000) as finished:
         run_id = run_manager.launch(dict(FAST, method="grpo", name="rl", method_options={"step_seconds": 0.005,
                                                                                "samples_every": 5}))

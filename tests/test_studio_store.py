@@ -179,7 +179,8 @@ def test_a_run_that_dies_before_its_run_folder_exists_reports_the_trainers_messa
 def test_a_reused_pid_of_an_unrelated_process_is_not_the_runs(workspace, store):
     """run_started's pid now belongs to another program (pid reuse): not running, and never signalled."""
     from studio.store import import_run_dir
-    from studio.worker.pids import pid_alive, process_start_ticks, send_signal
+    from core.process_identity import pid_alive, process_start_ticks
+    from studio.worker.pids import send_signal
 
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
@@ -224,7 +225,7 @@ def test_a_malformed_run_folder_does_not_stop_the_rebuild(workspace):
 
 def test_a_malformed_live_event_is_reported_once_and_ingestion_goes_on(workspace, store):
     from studio.worker.ingest import ingest_once
-    from studio.worker.tailer import EventTailer
+    from studio.store.tailer import EventTailer
 
     run_dir = _write_run_dir(workspace.runs_dir, "live", [])
     store.create_run("live", run_dir=run_dir, status="running")

@@ -1,4 +1,4 @@
-"""The trainer's event stream (schema v1, docs/events.md) and its human log.
+"""The trainer's event stream (schema v1: core/event_schema.py, docs/events.md) and its human log.
 
 Events go to stdout, one JSON object per line, flushed (the studio reads them live), and are appended to
 `run_dir/events.jsonl`, flushed per line, so a studio that restarts can replay the run. Only rank 0 writes.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from core.event_schema import make_event
 
 
 def _jsonable(value: Any) -> Any:
@@ -81,8 +81,7 @@ class EventLog:
     def emit(self, type: str, step: int, **fields: Any) -> dict | None:
         if not self.enabled:
             return None
-        event = {"v": SCHEMA_VERSION, "type": type, "time": time.time(), "step": int(step)}
-        event.update(_jsonable(fields))
+        event = make_event(type, step, **_jsonable(fields))  # ValueError when it breaks the schema
         line = json.dumps(event, ensure_ascii=False, allow_nan=False) + "\n"
         if self._file is not None:
             try:

@@ -22,8 +22,6 @@ class ChatPane(QWidget):
         self.presenter = ChatPresenter(context, self)
         self._build()
         self._wire()
-        if not self.presenter.available:
-            set_banner(self.notice, "Chat is not available: core.infer is missing in this build.")
         self.presenter.refresh_models()
 
     def _build(self) -> None:

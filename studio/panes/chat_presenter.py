@@ -18,16 +18,6 @@ DEFAULT_SAMPLING = {"temperature": 0.7, "top_k": 50, "top_p": 0.9, "repetition_p
                     "max_new_tokens": 256}
 
 
-def core_infer_present() -> bool:
-    """Whether core.infer is installed, without importing it (it imports torch: seconds on the UI thread)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("core.infer") is not None
-    except ImportError:
-        return False
-
-
 class ChatPresenter(QObject):
     modelsChanged = Signal(list)              # [ModelSource]
     pieceReceived = Signal(int, str)          # slot (0 = left/only, 1 = right), text piece
@@ -37,10 +27,9 @@ class ChatPresenter(QObject):
     busyChanged = Signal(bool)
     _replyDone = Signal(int)                  # worker thread -> UI thread hand-over of a finished reply
 
-    def __init__(self, context=None, parent: QObject | None = None):
+    def __init__(self, context, parent: QObject | None = None):
         super().__init__(parent)
         self.context = context
-        self._available = core_infer_present()
         self.models: list[ModelSource] = []
         self.selected: list[str | None] = [None, None]
         self.compare = False
@@ -55,17 +44,10 @@ class ChatPresenter(QObject):
         self._done_info: dict[int, dict | None] = {}
         self._replyDone.connect(self._on_finished)
         self.pieceReceived.connect(self._on_piece)
-        if context is not None:
-            for name in ("runsChanged", "checkpointAdded", "exportAdded"):
-                if hasattr(context, name):
-                    getattr(context, name).connect(lambda *_: self.refresh_models())
-
-    @property
-    def available(self) -> bool:
-        return self._available
 
     # ---- models ----------------------------------------------------------------------------------
     def refresh_models(self) -> list[ModelSource]:
+        """Re-list the models (also when runs, checkpoints or exports change: MainWindow._connect_pane)."""
         self.models = list_checkpoints(self.context) + list_ggufs(self.context)
         self.modelsChanged.emit(self.models)
         return self.models
@@ -95,8 +77,6 @@ class ChatPresenter(QObject):
 
     def send(self, text: str) -> str | None:
         """Send `text` to the selected model (both in compare mode). Returns a message when it cannot."""
-        if not self.available:
-            return "Chat is not available: core.infer is missing in this build."
         if self.busy:
             return "A reply is still streaming; stop it first."
         slots = self.active_slots()
@@ -204,13 +184,12 @@ class ChatPresenter(QObject):
         self.save_histories()
 
     # ---- persistence -----------------------------------------------------------------------------
-    def history_file(self) -> Path | None:
-        ws = getattr(self.context, "workspace", None)
-        return ws.root / "chats" / "history.json" if ws is not None else None
+    def history_file(self) -> Path:
+        return self.context.workspace.root / "chats" / "history.json"
 
     def _load_histories(self) -> dict[str, list[dict]]:
         path = self.history_file()
-        if path is None or not path.is_file():
+        if not path.is_file():
             return {}
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -220,8 +199,6 @@ class ChatPresenter(QObject):
 
     def save_histories(self) -> None:
         path = self.history_file()
-        if path is None:
-            return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({k: v for k, v in self.histories.items() if v}, ensure_ascii=False, indent=1),

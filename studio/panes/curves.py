@@ -173,8 +173,6 @@ class CurvesPane(QWidget):
         self._redraw.timeout.connect(self.flush)
         self.presenter.seriesChanged.connect(self._mark_dirty)
         self.presenter.samplesAdded.connect(self._append_samples)
-        context.runsChanged.connect(self.refresh_runs)
-        context.runSelected.connect(self.show_run)
         # A child timer (not QTimer.singleShot) so nothing fires into a deleted pane.
         self._spare_timer = QTimer(self)
         # Spaced out, so a spare built while a run streams never lands in the same pass as a repaint.
@@ -185,12 +183,12 @@ class CurvesPane(QWidget):
         self._flush_timer.setInterval(FLUSH_STEP_MS)  # room for the previous plot's repaint in between
         self._flush_timer.timeout.connect(self._flush_next)
         self.refresh_runs()
+        if context.selected_run_id:
+            self.show_run(context.selected_run_id)
 
     # ------------------------------------------------------------------ runs
     def refresh_runs(self) -> None:
         store = self.context.store
-        if store is None:
-            return
         checked = set(self.presenter.runs)
         self.run_list.blockSignals(True)
         self.run_list.clear()
@@ -203,8 +201,8 @@ class CurvesPane(QWidget):
         self.run_list.blockSignals(False)
 
     def show_run(self, run_id: str) -> None:
-        """Add a run to the overlay (the Runs pane's selection lands here)."""
-        if run_id not in self.presenter.runs:
+        """Add a run to the overlay (the selected run lands here)."""
+        if run_id and run_id not in self.presenter.runs:
             self.presenter.set_runs(self.presenter.runs + [run_id])
             self.refresh_runs()
             self._load_samples()

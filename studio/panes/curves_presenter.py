@@ -86,7 +86,7 @@ class CurvesPresenter(QObject):
     # New RL rollouts for a shown run: list of sample rows.
     samplesAdded = Signal(list)
 
-    def __init__(self, context=None, parent: QObject | None = None) -> None:
+    def __init__(self, context, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.context = context
         self.buffers: dict[tuple[str, str], SeriesBuffer] = {}
@@ -96,8 +96,6 @@ class CurvesPresenter(QObject):
         self.smoothing = 0.0
         self.log_y = False
         self._labels: dict[str, str] = {}
-        if context is not None:
-            context.eventsIngested.connect(self.on_events)
 
     # --------------------------------------------------------------- runs
     def set_runs(self, run_ids: list[str]) -> None:
@@ -105,9 +103,9 @@ class CurvesPresenter(QObject):
         self.runs = list(dict.fromkeys(run_ids))
         for key in [k for k in self.buffers if k[0] not in self.runs]:
             del self.buffers[key]
-        store = self.context.store if self.context is not None else None
+        store = self.context.store
         for run_id in self.runs:
-            if store is None or any(k[0] == run_id for k in self.buffers):
+            if any(k[0] == run_id for k in self.buffers):
                 continue
             for name in store.metric_names(run_id):
                 steps, values = store.metric_series(run_id, name)
@@ -146,7 +144,8 @@ class CurvesPresenter(QObject):
         return sorted(self.names, key=_name_order)
 
     def on_events(self, run_id: str, events: list) -> None:
-        """Live events of a run: append metric points of shown runs in one pass per batch."""
+        """Live events of a run (``context.eventsIngested``): append metric points of shown runs in one pass per
+        batch."""
         if run_id not in self.runs:
             return
         points: dict[str, tuple[list, list]] = {}
@@ -212,13 +211,11 @@ class CurvesPresenter(QObject):
         return out
 
     def samples(self, run_id: str, limit: int = 500) -> list[dict]:
-        store = self.context.store if self.context is not None else None
-        return store.samples(run_id, limit=limit) if store is not None else []
+        return self.context.store.samples(run_id, limit=limit)
 
     def run_label(self, run_id: str) -> str:
         if run_id not in self._labels:  # asked per curve per redraw: one query per run, not per frame
-            store = self.context.store if self.context is not None else None
-            run = store.get_run(run_id) if store is not None else None
+            run = self.context.store.get_run(run_id)
             self._labels[run_id] = run.name if run is not None and run.name else run_id
         return self._labels[run_id]
 

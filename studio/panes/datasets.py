@@ -22,7 +22,7 @@ class DatasetsPane(QWidget):
         self.presenter = DatasetsPresenter(context, self)
         self._build()
         self._wire()
-        self._refresh_tokenizers()
+        self.refresh_tokenizers()
         self.presenter.restore()
         quit_hook(self.presenter.shutdown)
 
@@ -173,8 +173,6 @@ class DatasetsPane(QWidget):
         self.tok_btn.clicked.connect(self._train_tokenizer)
         p.tokenizerProgress.connect(lambda d, t, _s: self._bar(self.tok_bar, d, t))
         p.tokenizerFinished.connect(self._on_tokenizer)
-        if self.context is not None and hasattr(self.context, "datasetsChanged"):
-            self.context.datasetsChanged.connect(self._refresh_tokenizers)
 
     @staticmethod
     def _bar(bar: QProgressBar, done: int, total: int) -> None:
@@ -185,7 +183,7 @@ class DatasetsPane(QWidget):
         bar.setValue(int(1000 * done / total))
 
     def _add_files(self) -> None:
-        start = str(getattr(getattr(self.context, "workspace", None), "datasets_dir", Path.home()))
+        start = str(self.context.workspace.datasets_dir)
         files, _ = QFileDialog.getOpenFileNames(self, "Add dataset files", start,
                                                 "Datasets (*.jsonl *.json *.txt *.md);;All files (*)")
         if files:
@@ -260,7 +258,7 @@ class DatasetsPane(QWidget):
                                       f"</b></span> · {result['summary']}")
         self.problems.setPlainText("\n".join(result["errors"]) or "No problems.")
 
-    def _refresh_tokenizers(self) -> None:
+    def refresh_tokenizers(self) -> None:
         current = self.stats_tokenizer.currentData()
         self.stats_tokenizer.clear()
         for d in self.presenter.tokenizer_dirs():
@@ -310,7 +308,7 @@ class DatasetsPane(QWidget):
     def _on_tokenizer(self, out_dir: str) -> None:
         self._bar(self.tok_bar, 1, 1)
         self.tok_status.setText(f"Saved to {out_dir}")
-        self._refresh_tokenizers()
+        self.refresh_tokenizers()
         self._select_tokenizer(out_dir)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)

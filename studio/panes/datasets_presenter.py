@@ -82,7 +82,7 @@ class DatasetsPresenter(QObject):
     tokenizerFinished = Signal(str)           # saved directory
     failed = Signal(str)                      # a message for people
 
-    def __init__(self, context=None, parent: QObject | None = None, page_size: int = PAGE_SIZE):
+    def __init__(self, context, parent: QObject | None = None, page_size: int = PAGE_SIZE):
         super().__init__(parent)
         self.context = context
         self.page_size = page_size
@@ -106,22 +106,17 @@ class DatasetsPresenter(QObject):
 
     def restore(self) -> list[Path]:
         """Reopen the datasets recorded in the run store (the list survives a restart)."""
-        store = getattr(self.context, "store", None)
-        if store is None:
-            return self.files
         try:
-            known = [Path(d.path) for d in reversed(store.datasets()) if Path(d.path).is_file()]
+            known = [Path(d.path) for d in reversed(self.context.store.datasets()) if Path(d.path).is_file()]
         except Exception:  # a store problem must not keep the pane from opening
             return self.files
         return self.add_paths(known, remember=False) if known else self.files
 
     def _remember(self, path: Path, **fields) -> None:
-        store = getattr(self.context, "store", None)
-        if store is not None:
-            try:
-                store.add_dataset(str(path), name=path.name, **fields)
-            except Exception:
-                pass
+        try:
+            self.context.store.add_dataset(str(path), name=path.name, **fields)
+        except Exception:  # a store problem must not keep the file from opening
+            pass
 
     def detect_kind(self, path) -> str:
         records = _core_data()
@@ -255,10 +250,7 @@ class DatasetsPresenter(QObject):
     # ---- tokenizer -------------------------------------------------------------------------------
     def tokenizer_dirs(self) -> list[Path]:
         """Trained tokenizers in the workspace (each a folder holding tokenizer.json)."""
-        ws = getattr(self.context, "workspace", None)
-        if ws is None or not ws.tokenizers_dir.is_dir():
-            return []
-        return sorted(p.parent for p in ws.tokenizers_dir.glob("*/tokenizer.json"))
+        return sorted(p.parent for p in self.context.workspace.tokenizers_dir.glob("*/tokenizer.json"))
 
     def train_tokenizer(self, name: str, vocab_size: int, files=None) -> Task | None:
         try:
@@ -292,8 +284,7 @@ class DatasetsPresenter(QObject):
 
     def _tokenizer_done(self, out_dir: str) -> None:
         self.tokenizerFinished.emit(out_dir)
-        if self.context is not None and hasattr(self.context, "datasetsChanged"):
-            self.context.datasetsChanged.emit()
+        self.context.datasetsChanged.emit()
 
 
 def validate_file(path: Path, kind: str, max_errors: int, progress, cancelled) -> dict:

@@ -70,10 +70,6 @@ class ExportPane(QWidget):
         self.gguf_btn.clicked.connect(lambda: self._export("gguf"))
         self.hf_btn.clicked.connect(lambda: self._export("hf"))
         self.open_btn.clicked.connect(self.open_folder)
-        if not p.available:
-            set_banner(self.notice, "Export is not available: core.export is missing in this build.")
-            self.gguf_btn.setEnabled(False)
-            self.hf_btn.setEnabled(False)
         p.refresh_sources()
         quit_hook(self.presenter.shutdown)
 

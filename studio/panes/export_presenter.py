@@ -15,16 +15,6 @@ from studio.widgets.model_sources import ModelSource, list_checkpoints
 GGUF_TYPES = ("f32", "f16", "q8_0")
 
 
-def core_export_present() -> bool:
-    """Whether core.export is installed, without importing it (torch + gguf: seconds on the UI thread)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("core.export") is not None
-    except ImportError:
-        return False
-
-
 def parity_lines(report: dict | None) -> list[tuple[str, str, bool | None]]:
     """(label, value, ok) rows for the parity report; ok None for plain information."""
     if not report:
@@ -55,23 +45,15 @@ class ExportPresenter(QObject):
     finished = Signal(object)     # {"format", "path", "report", "parity", "error"}
     busyChanged = Signal(bool)
 
-    def __init__(self, context=None, parent: QObject | None = None):
+    def __init__(self, context, parent: QObject | None = None):
         super().__init__(parent)
         self.context = context
-        self._available = core_export_present()
         self.sources: list[ModelSource] = []
         self.last: dict | None = None
         self._task: Task | None = None
-        if context is not None:
-            for name in ("runsChanged", "checkpointAdded"):
-                if hasattr(context, name):
-                    getattr(context, name).connect(lambda *_: self.refresh_sources())
-
-    @property
-    def available(self) -> bool:
-        return self._available
 
     def refresh_sources(self) -> list[ModelSource]:
+        """Re-list the checkpoints (also when runs or checkpoints change: MainWindow._connect_pane)."""
         self.sources = list_checkpoints(self.context)
         self.sourcesChanged.emit(self.sources)
         return self.sources
@@ -79,8 +61,7 @@ class ExportPresenter(QObject):
     def default_output(self, checkpoint: str, fmt: str) -> Path:
         ck = Path(checkpoint)
         stem = f"{ck.parent.parent.name}-{ck.name}" if ck.parent.name == "checkpoints" else ck.name
-        root = self.context.workspace.exports_dir if self.context is not None else ck.parent
-        return root / (f"{stem}-{fmt}.gguf" if fmt in GGUF_TYPES else f"{stem}-hf")
+        return self.context.workspace.exports_dir / (f"{stem}-{fmt}.gguf" if fmt in GGUF_TYPES else f"{stem}-hf")
 
     @property
     def busy(self) -> bool:
@@ -95,9 +76,6 @@ class ExportPresenter(QObject):
         return self._start(_hf_job, checkpoint, dtype, out)
 
     def _start(self, job, *args) -> Task | None:
-        if not self.available:
-            self.finished.emit({"error": "Export is not available: core.export is missing in this build."})
-            return None
         if self.busy:
             return None
         self._task = Task(job, *args, parent=self)
@@ -116,17 +94,14 @@ class ExportPresenter(QObject):
 
     def _record(self, result: dict) -> None:
         """Remember the export in the store and tell the other panes (Chat lists GGUFs from there)."""
-        store = getattr(self.context, "store", None)
         run_id = next((s.run_id for s in self.sources if s.path == result.get("checkpoint")), None)
-        if store is not None:
-            try:
-                store.add_export(result["path"], result["format"], run_id=run_id,
-                                 checkpoint_path=result.get("checkpoint", ""),
-                                 meta={"parity": result.get("parity")})
-            except Exception as exc:  # the file exists either way; say why the list may miss it
-                result["warning"] = f"not recorded in the run store: {exc}"
-        if self.context is not None and hasattr(self.context, "exportAdded"):
-            self.context.exportAdded.emit(result["path"])
+        try:
+            self.context.store.add_export(result["path"], result["format"], run_id=run_id,
+                                          checkpoint_path=result.get("checkpoint", ""),
+                                          meta={"parity": result.get("parity")})
+        except Exception as exc:  # the file exists either way; say why the list may miss it
+            result["warning"] = f"not recorded in the run store: {exc}"
+        self.context.exportAdded.emit(result["path"])
 
     def shutdown(self) -> None:
         if self._task is not None:

@@ -38,10 +38,7 @@ class FirstRunPresenter(QObject):
         self.run_dirs: dict[str, str] = {}
         self._task: Task | None = None
         self._poll = QTimer(self, interval=2000)
-        self._poll.timeout.connect(self._check_runs)
-        for name in ("runsChanged", "runUpdated"):
-            if hasattr(context, name):
-                getattr(context, name).connect(lambda *_: self._check_runs())
+        self._poll.timeout.connect(self.check_runs)  # also on runsChanged/runUpdated (MainWindow._connect_pane)
 
     def _plan(self):
         if self.plan is None:
@@ -79,8 +76,7 @@ class FirstRunPresenter(QObject):
     def _data_done(self, paths: dict) -> None:
         self.paths = {k: Path(v) for k, v in paths.items()}
         self.stepChanged.emit(0, "done", f"{len(paths)} files in {self.paths['pretrain'].parent}")
-        if hasattr(self.context, "datasetsChanged"):
-            self.context.datasetsChanged.emit()
+        self.context.datasetsChanged.emit()
         self._enter(1)
         out = self.context.workspace.tokenizers_dir / "demo"
         files, vocab = [self.paths["pretrain"], self.paths["sft"]], self._plan().vocab_size
@@ -118,12 +114,11 @@ class FirstRunPresenter(QObject):
         self.context.launchRequested.emit(config)
         self._poll.start()
 
-    def _check_runs(self) -> None:
-        store = getattr(self.context, "store", None)
-        if self.waiting is None or store is None:
+    def check_runs(self) -> None:
+        if self.waiting is None:
             return
         name, since = self.waiting
-        runs = [r for r in store.list_runs() if r.name == name and (r.created_at or 0) >= since]
+        runs = [r for r in self.context.store.list_runs() if r.name == name and (r.created_at or 0) >= since]
         if not runs:
             return
         run = max(runs, key=lambda r: r.created_at)
@@ -143,8 +138,7 @@ class FirstRunPresenter(QObject):
             else:
                 self._poll.stop()
                 self._enter(4)
-                if hasattr(self.context, "showPaneRequested"):
-                    self.context.showPaneRequested.emit("Chat")
+                self.context.showPaneRequested.emit("Chat")
                 self.stepChanged.emit(4, "done", "")
                 self.finished.emit(True, "The demo model is ready: ask it “What colour is the sky?”")
 

@@ -71,10 +71,9 @@ class RunsPane(QWidget):
         layout.addLayout(bar)
         layout.addWidget(splitter)
 
-        context.runsChanged.connect(self.refresh)
-        context.runUpdated.connect(self._refresh_row)
-        context.runSelected.connect(self.select_run)
         self.refresh()
+        if context.selected_run_id:
+            self.select_run(context.selected_run_id)
 
     # ---------------------------------------------------------------- render
     def selected_run_id(self) -> str | None:
@@ -93,7 +92,7 @@ class RunsPane(QWidget):
             self._fill_row(r, row)
         self.table.blockSignals(False)
         if selected:
-            self.select_run(selected, emit=False)
+            self.select_run(selected)
         self._update_buttons()
 
     def _fill_row(self, r: int, row) -> None:
@@ -108,7 +107,7 @@ class RunsPane(QWidget):
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.table.setItem(r, c, item)
 
-    def _refresh_row(self, run_id: str) -> None:
+    def refresh_row(self, run_id: str) -> None:
         for r in range(self.table.rowCount()):
             item = self.table.item(r, 0)
             if item is not None and item.data(Qt.ItemDataRole.UserRole) == run_id:
@@ -126,14 +125,14 @@ class RunsPane(QWidget):
                 return
         self.refresh()  # a run we do not show yet
 
-    def select_run(self, run_id: str, emit: bool = True) -> None:
+    def select_run(self, run_id: str) -> None:
+        """Show ``run_id`` selected (the context's selected run; it is not announced again)."""
         if run_id == self.selected_run_id():
             return
         for r in range(self.table.rowCount()):
             item = self.table.item(r, 0)
             if item is not None and item.data(Qt.ItemDataRole.UserRole) == run_id:
-                if not emit:
-                    self.table.blockSignals(True)
+                self.table.blockSignals(True)
                 self.table.selectRow(r)
                 self.table.blockSignals(False)
                 self._show_detail(run_id)
@@ -145,7 +144,7 @@ class RunsPane(QWidget):
         self._update_buttons()
         if run_id:
             self._show_detail(run_id)
-            self.context.runSelected.emit(run_id)
+            self.context.select_run(run_id)
 
     def _update_buttons(self) -> None:
         for key, allowed in self.presenter.allowed(self.selected_run_id()).items():

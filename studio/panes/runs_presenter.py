@@ -46,7 +46,7 @@ class RunsPresenter:
 
     # ------------------------------------------------------------------ rows
     def rows(self) -> list[RunRow]:
-        return [self.row(run) for run in self.store.list_runs()] if self.store is not None else []
+        return [self.row(run) for run in self.store.list_runs()]
 
     def row(self, run) -> RunRow:
         end = run.finished_at or (time.time() if run.status in LIVE else run.last_event_time)
@@ -60,7 +60,7 @@ class RunsPresenter:
     # --------------------------------------------------------------- actions
     def allowed(self, run_id: str | None) -> dict[str, bool]:
         """Which buttons make sense for the selected run (start is always possible: it opens the Config pane)."""
-        run = self.store.get_run(run_id) if run_id and self.store is not None else None
+        run = self.store.get_run(run_id) if run_id else None
         status = run.status if run else None
         has_ckpt = bool(run and self.store.checkpoints(run.id))
         return {

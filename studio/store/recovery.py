@@ -13,9 +13,10 @@ from pathlib import Path
 
 from sqlalchemy.exc import DatabaseError
 
+from core.event_schema import parse_event_line
+from core.process_identity import pid_alive
 from studio.store.run_store import RunStore
-from studio.worker.pids import pid_alive
-from studio.worker.tailer import EventTailer, parse_event_line
+from studio.store.tailer import EventTailer
 
 EVENTS_FILE = "events.jsonl"
 

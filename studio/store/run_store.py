@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, delete, event, insert, select, text, updat
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.event_schema import EVENTS, validate_event
 from studio.store.models import Base, Checkpoint, Dataset, Event, Export, Metric, Run
 
 
@@ -46,9 +47,6 @@ def _finite(value: Any) -> float | None:
     return number if not math.isnan(number) else None
 
 
-_INT_FIELDS = {"run_started": ("total_steps", "resumed_from", "pid", "pid_start_ticks")}
-
-
 def _int_field(ev: dict, key: str) -> int | None:
     value = ev.get(key)
     if value is None:
@@ -65,27 +63,20 @@ def _int_field(ev: dict, key: str) -> int | None:
 
 
 def coerce_event(ev: Any) -> dict:
-    """A copy of a schema-v1 event with its fields in the types the store folds (step int, time float,
-    metrics a dict, ...), or ValueError saying which field is wrong. Events come from files other programs wrote:
-    nothing about their types is trusted."""
-    if not isinstance(ev, dict) or not isinstance(ev.get("type"), str):
-        raise ValueError("not an event object with a string 'type'")
+    """A copy of a schema-v1 event with the defaults the store folds (step 0, time now, metrics {}), or ValueError
+    saying what is wrong: a field of the wrong type (``core.event_schema.validate_event``), an integer SQLite
+    cannot hold, or something JSON cannot. Events come from files other programs wrote: nothing is trusted."""
+    problem = validate_event(ev)
+    if problem:
+        raise ValueError(problem)
     out = dict(ev)
-    out["step"] = _int_field(ev, "step") or 0
-    t = _finite(ev.get("time")) if ev.get("time") is not None else None
-    if ev.get("time") is not None and (t is None or isinstance(ev.get("time"), bool) or math.isinf(t)):
-        raise ValueError(f"{ev['type']} event: field 'time' must be a number, got {ev.get('time')!r}")
-    out["time"] = t or time.time()
+    for key in ("step", *(k for k, spec in EVENTS.get(ev["type"], {}).items() if spec.type is int)):
+        if key in ev:
+            out[key] = _int_field(ev, key)
+    out["step"] = out.get("step") or 0
+    out["time"] = float(ev.get("time") or time.time())
     if ev["type"] in ("metric", "eval"):
-        metrics = ev.get("metrics") or {}
-        if not isinstance(metrics, dict):
-            raise ValueError(f"{ev['type']} event: field 'metrics' must be an object of name: number, "
-                             f"got {metrics!r}")
-        out["metrics"] = metrics
-    for key in _INT_FIELDS.get(ev["type"], ()):
-        out[key] = _int_field(ev, key)
-    if ev["type"] == "checkpoint" and ev.get("path") is not None and not isinstance(ev["path"], str):
-        raise ValueError(f"checkpoint event: field 'path' must be a string, got {ev['path']!r}")
+        out["metrics"] = ev.get("metrics") or {}
     try:
         json.dumps(ev)
     except (TypeError, ValueError) as exc:

@@ -29,42 +29,37 @@ def list_checkpoints(context) -> list[ModelSource]:
     """Newest first within each run; runs known to the store first, then folders found on disk."""
     out: list[ModelSource] = []
     seen: set[str] = set()
-    store = getattr(context, "store", None)
-    if store is not None:
-        try:
-            for run in store.list_runs():
-                for ck in sorted(store.checkpoints(run.id), key=lambda c: -c.step):
-                    if Path(ck.path).is_dir() and ck.path not in seen:
-                        seen.add(ck.path)
-                        name = run.name or run.id
-                        out.append(ModelSource(f"{name} · {Path(ck.path).name} ({run.method})", ck.path,
-                                               "checkpoint", run.id))
-        except Exception:  # a store problem must not empty the lists: fall back to the folder scan
-            pass
-    ws = getattr(context, "workspace", None)
-    if ws is not None:
-        for run_id, ck in reversed(_scan_checkpoints(ws.runs_dir)):
-            if str(ck) not in seen:
-                seen.add(str(ck))
-                out.append(ModelSource(f"{run_id} · {ck.name}", str(ck), "checkpoint", run_id))
+    store = context.store
+    try:
+        for run in store.list_runs():
+            for ck in sorted(store.checkpoints(run.id), key=lambda c: -c.step):
+                if Path(ck.path).is_dir() and ck.path not in seen:
+                    seen.add(ck.path)
+                    name = run.name or run.id
+                    out.append(ModelSource(f"{name} · {Path(ck.path).name} ({run.method})", ck.path,
+                                           "checkpoint", run.id))
+    except Exception:  # a store problem must not empty the lists: fall back to the folder scan
+        pass
+    for run_id, ck in reversed(_scan_checkpoints(context.workspace.runs_dir)):
+        if str(ck) not in seen:
+            seen.add(str(ck))
+            out.append(ModelSource(f"{run_id} · {ck.name}", str(ck), "checkpoint", run_id))
     return out
 
 
 def list_ggufs(context) -> list[ModelSource]:
     out: list[ModelSource] = []
     seen: set[str] = set()
-    store = getattr(context, "store", None)
-    if store is not None:
-        try:
-            for ex in store.exports():
-                if ex.format == "gguf" and Path(ex.path).is_file() and ex.path not in seen:
-                    seen.add(ex.path)
-                    out.append(ModelSource(f"{Path(ex.path).name} (GGUF)", ex.path, "gguf", ex.run_id))
-        except Exception:
-            pass
-    ws = getattr(context, "workspace", None)
-    if ws is not None and ws.exports_dir.is_dir():
-        for f in sorted(ws.exports_dir.rglob("*.gguf")):
+    try:
+        for ex in context.store.exports():
+            if ex.format == "gguf" and Path(ex.path).is_file() and ex.path not in seen:
+                seen.add(ex.path)
+                out.append(ModelSource(f"{Path(ex.path).name} (GGUF)", ex.path, "gguf", ex.run_id))
+    except Exception:
+        pass
+    exports_dir = context.workspace.exports_dir
+    if exports_dir.is_dir():
+        for f in sorted(exports_dir.rglob("*.gguf")):
             if str(f) not in seen:
                 seen.add(str(f))
                 out.append(ModelSource(f"{f.name} (GGUF)", str(f), "gguf"))

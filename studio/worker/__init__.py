@@ -1,5 +1,6 @@
-"""Launching and following training runs. Attributes are imported lazily: ``studio.store`` imports the Qt-free
-helpers here (pids, tailer), and the run manager imports the store."""
+"""Launching, following and signalling training runs (QProcess, the ingest thread). Above ``studio.store``: the
+worker imports the store, never the other way round. Attributes are imported lazily (Qt and the store load on
+first use)."""
 from __future__ import annotations
 
 __all__ = ["RunManager", "build_trainer_command"]

@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from studio.store import RunStore
 from studio.store.recovery import import_run_dir, report_bad_lines
-from studio.worker.tailer import EventTailer
+from studio.store.tailer import EventTailer
 
 
 def ingest_once(store: RunStore, run_id: str, tailer: EventTailer, everything: bool = False) -> tuple[list, dict]:

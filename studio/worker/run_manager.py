@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,13 +19,13 @@ from typing import Callable
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal
 
+from core.process_identity import looks_like_trainer, pid_alive, process_start_ticks
 from studio.store import ACTIVE_STATUSES, RunStore, import_run_dir, mark_dead
+from studio.store.tailer import EventTailer
 from studio.worker.command import build_trainer_command, trainer_environment
 from studio.worker.spawn import spawn_detached
 from studio.worker.ingest import IngestWorker, ingest_once
-from studio.worker.pids import (SIGSTOP, child_processes, kill_process_group, looks_like_trainer, pid_alive,
-                                process_start_ticks, send_signal)
-from studio.worker.tailer import EventTailer
+from studio.worker.pids import SIGSTOP, child_processes, kill_process_group, send_signal
 
 LIVE_STATUSES = ("starting", "running", "stopping")
 # Keys a launch request may carry for the studio alone; the rest is the trainer's TrainConfig (extra="forbid").
@@ -40,11 +39,11 @@ def new_run_id(name: str) -> str:
 
 
 class _Follow:
-    """One followed run: its Popen when this studio started it, and its rate for the ETA. (Its events tailer
+    """One followed run: whether this studio started it, and its rate for the ETA. (Its events tailer
     lives in the ingest thread.)"""
 
-    def __init__(self, run_id: str, popen: subprocess.Popen | None, spawned: bool = False) -> None:
-        self.run_id, self.popen = run_id, popen
+    def __init__(self, run_id: str, spawned: bool = False) -> None:
+        self.run_id = run_id
         self.spawned = spawned  # this studio started the pid itself: its identity is known without /proc
         # The run's (pid, start ticks), read once: the UI thread's poll must not query SQLite every tick.
         self.identity: tuple[int, int | None] | None = None
@@ -159,7 +158,7 @@ class RunManager(QObject):
             return False
         self.store.update_run(run_id, status="starting", status_message="", pid=pid, resume_pending=False,
                               pid_start_ticks=process_start_ticks(pid))
-        self._follows[run_id] = _Follow(run_id, None, spawned=True)
+        self._follows[run_id] = _Follow(run_id, spawned=True)
         self._followRequested.emit(run_id, str(run_dir / "events.jsonl"), run.events_offset or 0)
         self.runUpdated.emit(run_id)
         self.runsChanged.emit()
@@ -201,8 +200,6 @@ class RunManager(QObject):
         return tailer.offset
 
     def _process_ended(self, follow: _Follow) -> bool:
-        if follow.popen is not None:
-            return follow.popen.poll() is not None
         if follow.identity is None:
             run = self.store.get_run(follow.run_id)
             if run is None:
@@ -332,7 +329,7 @@ class RunManager(QObject):
     def _on_imported(self, run_id: str, error: str) -> None:
         run = self.store.get_run(run_id) if run_id else None
         if run is not None and run.status in LIVE_STATUSES and run_id not in self._follows:
-            self._follows[run_id] = _Follow(run_id, None)
+            self._follows[run_id] = _Follow(run_id)
             self._followRequested.emit(run_id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
         if run is not None:
             self.runsChanged.emit()
@@ -345,7 +342,7 @@ class RunManager(QObject):
         for run in self.store.list_runs(LIVE_STATUSES):
             if run.id in self._follows:
                 continue
-            follow = self._follows[run.id] = _Follow(run.id, None)
+            follow = self._follows[run.id] = _Follow(run.id)
             # The backlog is read by the ingest thread (MAX_READ bytes per tick, so the window stays responsive
             # and the curves fill in as it goes); a dead run is drained there and then settled by _on_drained.
             self._followRequested.emit(run.id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)

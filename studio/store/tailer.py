@@ -2,25 +2,16 @@
 
 The trainer appends one JSON object per line. A line being written may be incomplete when we read, so only
 bytes up to the last newline are consumed; the rest is read again next time. The offset is stored in the DB so
-a re-opened studio continues exactly where it stopped.
+a re-opened studio continues exactly where it stopped. Used by the store (importing a run folder) and by the
+worker's ingest thread (following a live run).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from core.event_schema import parse_event_line
+
 MAX_READ = 8 * 1024 * 1024  # bytes per poll: a huge backlog is ingested over several ticks, not in one stall
-
-
-def parse_event_line(line: bytes) -> dict | None:
-    """A schema event, or None for a line that is not a JSON object with a ``type``."""
-    try:
-        event = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        return None
-    return event
 
 
 class EventTailer:
