@@ -147,9 +147,20 @@ class PPOConfig(_RLBase):
 
 class GRPOConfig(_RLBase):
     num_generations: int = Field(4, ge=2, le=256, description="Samples per prompt G (MiniMind v2 8, v3 6).")
+    loss: Literal["grpo", "dapo", "dr_grpo", "cispo"] = Field(
+        "grpo", description="grpo: PPO clip, per-sequence token mean; dapo: clip-higher (ε_high 0.28 unless set), "
+        "one token mean over the batch; dr_grpo: no std scaling, token sum over batch×max_new_tokens; cispo: "
+        "stop-gradient importance weight min(ρ, cispo_cap) × A × log π, token mean (MiniMind v3's default).")
     clip: float = Field(0.2, gt=0, le=1, description="ε_low of the clipped ratio.")
-    clip_high: float | None = Field(None, gt=0, le=10, description="ε_high (clip-higher, DAPO); default = clip.")
-    scale_rewards: bool = Field(True, description="Divide by the group std (off = Dr. GRPO).")
+    clip_high: float | None = Field(None, gt=0, le=10, description="ε_high (clip-higher, DAPO); default = clip "
+                                    "(0.28 for loss=dapo).")
+    cispo_cap: float = Field(5.0, gt=1, le=100, description="CISPO: upper bound of the importance weight (MiniMind v3 5).")
+    scale_rewards: bool = Field(True, description="Divide by the group std (ignored by dr_grpo, which never does).")
+
+    def epsilon_high(self) -> float:
+        if self.clip_high is not None:
+            return self.clip_high
+        return 0.28 if self.loss == "dapo" else self.clip
 
 
 class SPOConfig(_RLBase):

@@ -116,6 +116,37 @@ def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: 
     return loss, ratio, clipped
 
 
+def cispo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, cap: float = 5.0
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CISPO per token (MiniMax-M1, Chen et al. 2025, eq. 4; MiniMind v3's default): −sg(min(ρ, cap))·A·log π.
+
+    The importance weight is clipped from above and its gradient stopped, so every token keeps a gradient
+    A·min(ρ, cap)·∇log π — unlike PPO-clip, which zeroes the gradient of clipped tokens. `cap` is the absolute
+    upper bound of the weight (1 + ε_high^IS; MiniMind v3 uses 5). Returns (per-token loss, ratio, clipped).
+    """
+    ratio = torch.exp(logp - old_logp)
+    weight = ratio.clamp(max=cap).detach()
+    return -(weight * advantages * logp), ratio, (ratio > cap).float()
+
+
+POLICY_LOSSES = ("grpo", "dapo", "dr_grpo", "cispo")
+
+
+def aggregate_policy_loss(per_token: torch.Tensor, mask: torch.Tensor, variant: str, max_len: int) -> torch.Tensor:
+    """Reduce a per-token loss (B, T) to the batch loss the way each variant normalises it:
+    grpo: mean over sequences of each sequence's token mean (DeepSeekMath eq. 3);
+    dapo, cispo: one token mean over the whole batch, so long replies are not down-weighted (DAPO eq. 8,
+    MiniMax-M1 eq. 4); dr_grpo: the token sum over B·max_len, a constant (Liu et al. 2025, "Understanding R1-Zero-
+    Like Training", §3.2), so neither length nor batch composition rescales a token's gradient."""
+    if variant == "grpo":
+        return masked_mean(per_token, mask, dim=1).mean()
+    if variant in ("dapo", "cispo"):
+        return (per_token * mask).sum() / mask.sum().clamp(min=1)
+    if variant == "dr_grpo":
+        return (per_token * mask).sum() / (mask.shape[0] * max_len)
+    raise ValueError(f"method_options.loss: {variant!r} is not one of {', '.join(POLICY_LOSSES)}")
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
         lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over response tokens (Schulman et al. 2016, eq. 16).

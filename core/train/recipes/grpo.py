@@ -1,14 +1,28 @@
-"""GRPO (Shao et al. 2024, DeepSeekMath §4): G samples per prompt, group-normalised advantages, PPO-clipped
-ratio against the sampling policy's log-probs, k3 KL to the frozen reference. Loss per sequence = token mean,
-then mean over sequences (DeepSeekMath eq. 3). Settings: core/config/rl.py GRPOConfig; docs/rl.md.
+"""GRPO (Shao et al. 2024, DeepSeekMath §4) and its loss variants: G samples per prompt, group-normalised
+advantages, a policy loss against the sampling policy's log-probs, k3 KL to the frozen reference.
+
+`method_options.loss` picks the policy loss and its normalisation (core/rl/losses.py):
+grpo — PPO-clip, per-sequence token mean, then mean over sequences (DeepSeekMath eq. 3);
+dapo — clip-higher (ε_high 0.28) and one token mean over the batch (Yu et al. 2025);
+dr_grpo — advantages without the std division, token sum over batch × max_new_tokens (Liu et al. 2025);
+cispo — stop-gradient importance weight min(ρ, cap) × A × log π, token mean (MiniMax-M1; MiniMind v3's default).
+Settings: core/config/rl.py GRPOConfig; docs/rl.md.
 """
 from __future__ import annotations
 
 import torch
 
-from core.rl.losses import clipped_policy_loss, group_advantages, k3_kl, masked_mean
-from core.train.recipes.onpolicy import OnPolicyRecipe
+from core.rl.losses import (aggregate_policy_loss, cispo_policy_loss, clipped_policy_loss, group_advantages, k3_kl,
+                            masked_mean)
 from core.rl.rollout import response_logprobs
+from core.train.recipes.onpolicy import OnPolicyRecipe
+
+
+def policy_loss_terms(o, logp, old_logp, advantages):
+    """(per-token policy loss, ratio, clipped) for the variant `o.loss` of GRPO-style options `o`."""
+    if o.loss == "cispo":
+        return cispo_policy_loss(logp, old_logp, advantages, o.cispo_cap)
+    return clipped_policy_loss(logp, old_logp, advantages, o.clip, o.epsilon_high())
 
 
 class GRPORecipe(OnPolicyRecipe):
@@ -17,18 +31,19 @@ class GRPORecipe(OnPolicyRecipe):
         super().setup()
 
     def prepare_rollout(self, r) -> None:
-        r.advantages = group_advantages(r.rewards, self.repeats, scale=self.options.scale_rewards)[:, None]
+        o = self.options
+        scale = o.scale_rewards and o.loss != "dr_grpo"
+        r.advantages = group_advantages(r.rewards, self.repeats, scale=scale)[:, None]
 
     def loss_fn(self, model, batch):
         o = self.options
         r = self.rollout_for(batch)
         logp, entropy = response_logprobs(model, r, with_entropy=True)
-        pg, ratio, clipped = clipped_policy_loss(logp, r.old_logp, r.advantages, o.clip, o.clip_high)
+        pg, ratio, clipped = policy_loss_terms(o, logp, r.old_logp, r.advantages)
         kl = k3_kl(logp, r.ref_logp)
-        per_token = pg + o.kl_coef * kl
-        loss = masked_mean(per_token, r.response_mask, dim=1).mean()
+        loss = aggregate_policy_loss(pg + o.kl_coef * kl, r.response_mask, o.loss, o.max_new_tokens)
         with torch.no_grad():
-            metrics = {"policy_loss": masked_mean(pg, r.response_mask, dim=1).mean(),
+            metrics = {"policy_loss": aggregate_policy_loss(pg, r.response_mask, o.loss, o.max_new_tokens),
                        "kl": masked_mean(kl, r.response_mask), "entropy": entropy,
                        "clip_ratio": masked_mean(clipped, r.response_mask),
                        "ratio/mean": masked_mean(ratio, r.response_mask), **self.rollout_metrics(r)}
