@@ -131,14 +131,14 @@ def test_kill_before_run_started_reaches_the_ranks_through_torchruns_children(qt
 @real_ddp_run
 def test_stop_signals_each_rank_checkpoints_the_stopped_step_and_the_run_resumes(qtbot, manager, store,
                                                                                  ddp_config):
-    run_id = manager.launch(dict(ddp_config, max_steps=60))
+    run_id = manager.launch(dict(ddp_config, max_steps=20))
     _wait_metrics(qtbot, manager, run_id)
     manager.stop(run_id)
     assert _finished(qtbot, manager, run_id) == "stopped", store.get_run(run_id).status_message
     run = store.get_run(run_id)
     finished = store.events(run_id, ["run_finished"], limit=1)[0]
     stopped_at = finished["step"]
-    assert 0 < stopped_at < 60 and finished["status"] == "stopped"
+    assert 0 < stopped_at < 20 and finished["status"] == "stopped"
     checkpoint = store.checkpoints(run_id)[-1]
     assert checkpoint.step == stopped_at and (Path(checkpoint.path) / "model.safetensors").is_file()
     assert (Path(run.run_dir) / "checkpoints" / "latest").read_text().strip() == Path(checkpoint.path).name
@@ -148,4 +148,4 @@ def test_stop_signals_each_rank_checkpoints_the_stopped_step_and_the_run_resumes
     manager.resume(run_id)
     assert _finished(qtbot, manager, run_id) == "completed", store.get_run(run_id).status_message
     run = store.get_run(run_id)
-    assert (run.resumed_from, run.last_step) == (stopped_at, 60)
+    assert (run.resumed_from, run.last_step) == (stopped_at, 20)
