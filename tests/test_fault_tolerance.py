@@ -1,9 +1,10 @@
 """Nothing is lost under kill, crash and disk failure: the trainer's checkpoints and the studio's event ingestion.
 
-Trainer processes are forked from a "zygote" that has already imported torch: on a loaded 2-core machine
-`import torch` alone takes 10+ s, which would make 20 kill/resume cycles take minutes. Each forked child is
-still a real, separate process running the real engine, killed with a real SIGKILL; the zygote only forks
-and reaps (`waitpid`) so the test sees each child's exit status.
+Most trainer processes are forked from a "zygote" (tests/fixtures/zygote.py) that has already imported torch:
+on a loaded 2-core machine `import torch` alone takes 10+ s, which would make 20 kill/resume cycles take
+minutes. A forked child cannot be killed during its imports, so the kills meant for start-up hit fresh
+`python -m core.train` processes instead; they die within their first seconds and cost little. The
+uninterrupted reference run is a fresh process too.
 """
 from __future__ import annotations
 
@@ -19,76 +20,11 @@ from pathlib import Path
 import pytest
 
 from core.train import checkpoint as ck
+from tests.fixtures.zygote import Zygote
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
               "num_key_value_heads": 1, "max_position_embeddings": 64}
-
-# The zygote: reads one JSON command per line ({"config": path, "resume": bool, "fsize": bytes|null}), forks a
-# trainer child, prints {"pid"}, waits for it and prints {"status"} (exit code, or -signal).
-ZYGOTE = r"""
-import json, os, resource, signal, sys
-sys.path.insert(0, sys.argv[1])
-import torch
-from core.config.train import load_train_config
-from core.train import run_training
-import core.train.engine, core.train.recipes.pretrain, core.data, core.model.io, core.tokenizer  # noqa: preload
-import safetensors.torch, torch.utils.data  # noqa: preload
-torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])  # its first use imports torch._dynamo (~5 s here)
-print(json.dumps({"ready": True}), flush=True)
-for line in sys.stdin:
-    cmd = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)                  # the event stream also goes to events.jsonl
-            err = os.open(cmd["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-            os.dup2(err, 2)
-            torch.set_num_threads(1)             # one thread: bit-reproducible CPU results
-            if cmd.get("fsize"):                 # a real write failure: EFBIG past this many bytes per file
-                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-                resource.setrlimit(resource.RLIMIT_FSIZE, (cmd["fsize"], cmd["fsize"]))
-            code = run_training(load_train_config(cmd["config"]), resume=cmd["resume"])
-        except BaseException:
-            import traceback; traceback.print_exc(); code = 99
-        os._exit(code)
-    print(json.dumps({"pid": pid}), flush=True)
-    _, status = os.waitpid(pid, 0)
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
-    print(json.dumps({"status": code}), flush=True)
-"""
-
-
-class Zygote:
-    def __init__(self, work: Path):
-        self.work = work
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE, str(REPO)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
-        assert self._read() == {"ready": True}
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        assert line, f"the zygote died (rc {self.proc.poll()})"
-        return json.loads(line)
-
-    def start(self, config: Path, resume: bool, fsize: int | None = None) -> int:
-        cmd = {"config": str(config), "resume": resume, "fsize": fsize, "stderr": str(self.work / "stderr.log")}
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        return self._read()["pid"]
-
-    def wait(self) -> int:
-        return self._read()["status"]
-
-    def run(self, config: Path, resume: bool, fsize: int | None = None) -> int:
-        self.start(config, resume, fsize)
-        return self.wait()
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -143,87 +79,140 @@ def current_checkpoint(run_dir: Path) -> int | None:
     return ck.verify_checkpoint(run_dir / "checkpoints" / latest.read_text().strip())["step"]
 
 
-def _kill_when(pid: int, run_dir: Path, how: str, delay: float, nth: int = 1, timeout: float = 60.0) -> str:
-    """SIGKILL `pid`: `delay` s after it was forked ("start", setup included), or `delay` s after it logged its
-    `nth` metric ("step") or began writing its `nth` checkpoint ("mid-checkpoint": its own temp dir appears).
-    Kills are keyed to the child's progress, not the clock, so they land alike on a fast or a loaded machine."""
-    ckpts, events_path = run_dir / "checkpoints", run_dir / "events.jsonl"
-    start, seen, mark = time.monotonic(), set(), None
-    while time.monotonic() - start < timeout:
-        if mark is None:
-            if how == "start":
-                mark = start
-            elif how == "step":
-                text = events_path.read_text(errors="replace") if events_path.is_file() else ""
-                mine = text.rfind(f'"pid": {pid}')
-                if mine >= 0 and text.count('"type": "metric"', mine) >= nth:
-                    mark = time.monotonic()
-            elif ckpts.is_dir():
-                seen.update(n for n in os.listdir(ckpts) if n.startswith(".tmp-step-") and n.endswith(f"-{pid}"))
-                if len(seen) >= nth:
-                    mark = time.monotonic()
-        if mark is not None and time.monotonic() - mark >= delay:
-            return _kill(pid, f"{how} {nth if how != 'start' else ''} +{delay * 1000:.1f} ms")
+def _fresh_trainer(config: Path, run_dir: Path | None = None) -> subprocess.Popen:
+    """A real `python -m core.train` process that imports everything itself (`--resume run_dir` if given)."""
+    argv = [sys.executable, "-m", "core.train", "--config", str(config)]
+    argv += ["--resume", str(run_dir)] if run_dir is not None else []
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _reference_run(config: Path) -> float:
+    """Run `config` uninterrupted in a fresh process; seconds until it printed its first event (start-up)."""
+    t0 = time.monotonic()
+    proc = _fresh_trainer(config)
+    first = proc.stdout.readline()
+    startup = time.monotonic() - t0
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and json.loads(first)["type"] == "run_started", err.decode()[-3000:]
+    return startup
+
+
+def _temp_dirs(run_dir: Path, pid: int) -> list[str]:
+    """Checkpoint temp dirs (`.tmp-step-N-<pid>`) of one process: a checkpoint write it began and did not finish."""
+    ckpts = run_dir / "checkpoints"
+    return [n for n in os.listdir(ckpts) if n.startswith(".tmp-step-") and n.endswith(f"-{pid}")] \
+        if ckpts.is_dir() else []
+
+
+def _wait_for(pid: int, run_dir: Path, how: str, nth: int, timeout: float = 60.0) -> bool:
+    """Until the forked child `pid` has logged its `nth` metric ("step") or begun its `nth` checkpoint write
+    ("mid-checkpoint": its own temp dir appears); "start" returns at once. Kills are keyed to the child's
+    progress, not the clock, so they land alike on a fast or a loaded machine."""
+    events_path, seen, deadline = run_dir / "events.jsonl", set(), time.monotonic() + timeout
+    while how != "start" and time.monotonic() < deadline:
+        if how == "step":
+            text = events_path.read_text(errors="replace") if events_path.is_file() else ""
+            mine = text.rfind(f'"pid": {pid}')
+            if mine >= 0 and text.count('"type": "metric"', mine) >= nth:
+                return True
+        else:
+            seen.update(_temp_dirs(run_dir, pid))
+            if len(seen) >= nth:
+                return True
         time.sleep(0.0003)
-    return _kill(pid, "timeout")
+    return how == "start"
 
 
-def _kill(pid: int, how: str) -> str:
+def _sigkill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)  # the zygote reaps only after we read its status: the pid is still ours
     except ProcessLookupError:
-        return "ended first"
-    return how
+        pass  # it ended first: its exit status says so
+
+
+def _kill_forked(zygote: Zygote, config: Path, run_dir: Path, how: str, rng: random.Random) -> dict:
+    """One forked child, SIGKILLed 0-4 ms after its mark (0-0.3 s after the fork for "start", set-up included)."""
+    nth, delay = rng.randint(1, 3), rng.uniform(0, 0.3) if how == "start" else rng.uniform(0, 0.004)
+    pid = zygote.start(config, resume=True)
+    reached = _wait_for(pid, run_dir, how, nth)
+    mark = time.monotonic()
+    while time.monotonic() - mark < delay:
+        pass  # a busy wait: sleep() granularity is coarser than the write being hit
+    _sigkill(pid)
+    return {"how": f"{how} {nth} +{delay * 1000:.1f} ms", "pid": pid, "reached": reached,
+            "status": zygote.wait(), "left_behind": _temp_dirs(run_dir, pid)}
+
+
+def _kill_during_imports(config: Path, run_dir: Path, window: float, rng: random.Random) -> dict:
+    """A fresh trainer process, SIGKILLed at a random moment of its first `window` seconds (imports)."""
+    delay = rng.uniform(0, window)
+    proc = _fresh_trainer(config, run_dir)
+    time.sleep(delay)
+    proc.kill()
+    out, _ = proc.communicate(timeout=30)
+    return {"how": f"import +{delay * 1000:.0f} ms", "pid": proc.pid, "reached": True,
+            "status": proc.returncode, "emitted": out.decode(errors="replace"), "left_behind": []}
+
+
+# Twenty kills of one run: forked children at their 1st-3rd checkpoint write (8), at their 1st-3rd metric (4), in
+# their set-up (4), and fresh processes inside their start-up imports (4).
+KILL_PLAN = ("mid-checkpoint", "import", "step", "mid-checkpoint", "start") * 4
+
+
+def _kill_twenty_times(setup: dict, config: Path, run_dir: Path, startup: float, seed: int) -> list[dict]:
+    rng, kills = random.Random(seed), []
+    for how in KILL_PLAN:
+        before = current_checkpoint(run_dir)
+        kill = _kill_during_imports(config, run_dir, min(startup / 3, 2.0), rng) if how == "import" else \
+            _kill_forked(setup["zygote"], config, run_dir, how, rng)
+        kill.update(before=before, after=current_checkpoint(run_dir))  # `after` verifies every file it names
+        kills.append(kill)
+        assert kill["status"] == -signal.SIGKILL and kill["reached"], (seed, kills)
+        assert kill["after"] is None or kill["before"] is None or kill["after"] >= kill["before"], (seed, kills)
+    return kills
+
+
+def _assert_where_the_kills_landed(kills: list[dict], started: dict, seed: int) -> None:
+    assert len(kills) == 20 and all(k["status"] == -signal.SIGKILL for k in kills), (seed, kills)
+    # the kills during imports: the process had printed nothing and logged nothing, not even run_started
+    imports = [k for k in kills if k["how"].startswith("import")]
+    assert len(imports) == 4 and all(k["emitted"] == "" and k["pid"] not in started for k in imports), imports
+    # the kills at a metric or a checkpoint write hit a process that had started training
+    assert all(k["pid"] in started for k in kills if k["how"].startswith(("step", "mid-checkpoint"))), (seed, kills)
+    # several landed inside a checkpoint write: the killed process's temp dir `.tmp-step-N-<pid>` was left behind
+    inside = [k for k in kills if k["how"].startswith("mid-checkpoint") and k["left_behind"]]
+    assert len(inside) >= 4, (seed, kills)
 
 
 @pytest.mark.slow
 def test_twenty_sigkills_at_random_moments_then_resume_gives_the_uninterrupted_weights(tiny_setup, tmp_path):
-    zygote, steps = tiny_setup["zygote"], 80
+    steps, zygote = 80, tiny_setup["zygote"]
     ref_dir = tmp_path / "reference"
-    assert zygote.run(write_config(tiny_setup, ref_dir, max_steps=steps), resume=False) == 0
-    want = final_weights(ref_dir)
-
+    startup = _reference_run(write_config(tiny_setup, ref_dir, max_steps=steps))
     run_dir = tmp_path / "killed"
     config = write_config(tiny_setup, run_dir, max_steps=steps)
     seed = int(os.environ.get("FAULT_SEED", time.time()))  # rerun a failure with FAULT_SEED=<seed>
-    rng = random.Random(seed)
-    history = []
-    for cycle in range(20):
-        before = current_checkpoint(run_dir)
-        how = ("mid-checkpoint", "step", "start")[cycle % 3]  # at most ~17 steps of progress per three cycles
-        delay = rng.uniform(0, 0.3) if how == "start" else rng.uniform(0, 0.004)
-        t0 = time.monotonic()
-        pid = zygote.start(config, resume=True)
-        how = _kill_when(pid, run_dir, how, delay, nth=rng.randint(1, 3))
-        status = zygote.wait()
-        after = current_checkpoint(run_dir)  # verifies every file of the checkpoint `latest` names
-        history.append((cycle, pid, how, status, before, after, round(time.monotonic() - t0, 2)))
-        if status == 0:
-            break  # finished before the kill landed: nothing left to interrupt
-        assert status == -signal.SIGKILL, (seed, history)
-        assert after is None or before is None or after >= before, (seed, history)
+    kills = _kill_twenty_times(tiny_setup, config, run_dir, startup, seed)
     before = current_checkpoint(run_dir)
     last_pid = zygote.start(config, resume=True)
-    assert zygote.wait() == 0, (tiny_setup["work"] / "stderr.log").read_text()[-3000:]
-    history.append((len(history), last_pid, "not killed", 0, before, current_checkpoint(run_dir), None))
+    assert zygote.wait() == 0, zygote.stderr_tail()
 
     evs = events(run_dir)
     started = {e["pid"]: e["resumed_from"] for e in evs if e["type"] == "run_started"}
+    _assert_where_the_kills_landed(kills, started, seed)
+    # the temp dirs the kills left were removed by later saves: none survives the final run
+    assert [n for n in os.listdir(run_dir / "checkpoints") if n.startswith((".tmp-", ".old-"))] == []
     # every process that got as far as starting resumed from the checkpoint the previous one left behind
-    for _, pid, _, _, before, *_ in history:
-        if pid in started:
-            # a --resume that finds no checkpoint yet starts over and says so with resumed_from 0
-            assert started[pid] == (0 if before is None else before), (pid, started[pid], (seed, history))
-    assert len(started) >= len(history) // 2, (seed, history)
+    # (a --resume that finds no checkpoint yet starts over and says so with resumed_from 0)
+    for k in kills + [{"pid": last_pid, "before": before}]:
+        if k["pid"] in started:
+            assert started[k["pid"]] == (k["before"] or 0), (k, started[k["pid"]], seed)
     assert evs[-1]["type"] == "run_finished" and evs[-1]["status"] == "completed", evs[-1]
-    assert sum(h[2].startswith("mid-checkpoint") for h in history) >= 5, (seed, history)
-    assert "timeout" not in {h[2] for h in history}, (seed, history)
-    got = final_weights(run_dir)
+    got, want = final_weights(run_dir), final_weights(ref_dir)
     assert got.keys() == want.keys()
-    for name in want:
-        assert (got[name] == want[name]).all(), f"{name} differs after kills {history} (FAULT_SEED={seed})"
-    leftovers = [n for n in os.listdir(run_dir / "checkpoints") if n.startswith((".tmp-", ".old-"))]
-    assert leftovers == [], leftovers
+    for name in want:  # bit for bit, not a tolerance
+        assert (got[name] == want[name]).all(), f"{name} differs after kills {kills} (FAULT_SEED={seed})"
 
 
 def test_a_checkpoint_write_that_fails_keeps_the_previous_one_and_says_why(tiny_setup, tmp_path):

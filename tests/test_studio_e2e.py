@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,7 @@ sys.path[:0] = [{repo!r}, {tests!r}]
 from PySide6.QtCore import QCoreApplication
 from studio.app import build_context
 from fixtures.studio import standin_command
+{hook}
 app = QCoreApplication([])
 context = build_context({ws!r})
 context.runs.command_builder = standin_command
@@ -88,27 +91,64 @@ print(context.runs.launch({config!r}), flush=True)
 app.exec()
 """
 
+# Test-only hook for the studio process: on the `nth` add_events batch that holds metrics, SIGKILL the process
+# from inside the store's transaction, at the flush that has written the batch's rows and its new offset (the
+# last SQL before COMMIT). What the transaction held is written to `mark` first, read back through its own
+# connection: the proof that the kill landed inside it.
+KILL_INSIDE_ADD_EVENTS = """
+import json, os, signal
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+from studio.store.run_store import RunStore
+pending = {{"batches": 0, "offset": None}}
+store_batch = RunStore.add_events
+def add_events(self, run_id, events, offset=None):
+    steps = [e["step"] for e in events if e.get("type") == "metric"]
+    pending["batches"] += bool(steps)
+    if steps and pending["batches"] == {nth}:
+        pending.update(offset=offset, run_id=run_id, steps=steps)
+    return store_batch(self, run_id, events, offset)
+RunStore.add_events = add_events
+@event.listens_for(Session, "after_flush")
+def kill_before_commit(session, _context):
+    if pending["offset"] is None:
+        return
+    sql = session.connection().exec_driver_sql
+    run_id, steps = pending["run_id"], pending["steps"]
+    offset = sql("SELECT events_offset FROM run WHERE id = ?", (run_id,)).scalar()
+    if offset != pending["offset"]:
+        return  # an earlier flush of the same transaction (the run row's other fields)
+    rows = sql("SELECT count(*) FROM metric WHERE run_id = ? AND name = 'loss' AND step BETWEEN ? AND ?",
+               (run_id, steps[0], steps[-1])).scalar()
+    with open({mark!r}, "w") as f:
+        json.dump({{"offset": offset, "steps": steps, "rows": rows, "in_transaction": session.in_transaction()}}, f)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
 
-def _metric_lines(path: Path) -> int:
-    return path.read_text().count('"type": "metric"') if path.exists() else 0
+
+def _metric_lines(path: Path, limit: int | None = None) -> int:
+    """Metric events in events.jsonl (in its first `limit` bytes)."""
+    return path.read_bytes()[:limit].count(b'"type": "metric"') if path.exists() else 0
 
 
-@pytest.mark.slow
-def test_a_killed_studio_leaves_the_run_training_and_reopening_reconciles_it(qtbot, workspace):
-    config = dict(SLOW_RUN, max_steps=300)
-    script = STUDIO_SCRIPT.format(repo=str(REPO), tests=str(REPO / "tests"), ws=str(workspace.root), config=config)
+def _launch_studio(workspace, config: dict, hook: str = "") -> tuple[subprocess.Popen, str]:
+    script = STUDIO_SCRIPT.format(repo=str(REPO), tests=str(REPO / "tests"), ws=str(workspace.root),
+                                  config=config, hook=hook)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     studio = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-    run_id = studio.stdout.readline().strip()
-    events_path = workspace.runs_dir / run_id / "events.jsonl"
-    deadline = time.time() + 20
-    while time.time() < deadline and _metric_lines(events_path) < 5:
-        time.sleep(0.05)  # the studio runs in another process: poll its files
-    studio.send_signal(signal.SIGKILL)
-    studio.wait(10)
-    started = json.loads(events_path.read_text().splitlines()[0])
-    assert pid_alive(started["pid"], started["pid_start_ticks"]), "the trainer must survive the studio"
+    return studio, studio.stdout.readline().strip()
 
+
+def _stored(workspace, run_id: str) -> tuple[int, int, str]:
+    """(saved events offset, stored loss rows, status) as the studio's database holds them, read from outside."""
+    with closing(sqlite3.connect(f"file:{workspace.db_path}?mode=ro", uri=True, timeout=5)) as db:
+        row = db.execute("SELECT events_offset, status FROM run WHERE id = ?", (run_id,)).fetchone()
+        rows = db.execute("SELECT count(*) FROM metric WHERE run_id = ? AND name = 'loss'", (run_id,)).fetchone()
+    return (row[0], rows[0], row[1]) if row else (0, 0, "")
+
+
+def _reopen_and_finish(qtbot, workspace, run_id: str, steps: int) -> None:
+    """Reopen the studio on the workspace: it reconciles the run, follows it to the end, every step once."""
     from studio.app import build_context
 
     context = build_context(workspace.root, reconcile=False)
@@ -116,10 +156,53 @@ def test_a_killed_studio_leaves_the_run_training_and_reopening_reconciles_it(qtb
     with qtbot.waitSignal(context.runs.runFinished, timeout=30000) as finished:
         assert context.runs.reconcile() == [run_id]
     assert finished.args == [run_id, "completed"]
-    steps, _ = context.store.metric_series(run_id, "loss")
-    np.testing.assert_array_equal(steps, np.arange(1, 301))
+    stored, _ = context.store.metric_series(run_id, "loss")
+    np.testing.assert_array_equal(stored, np.arange(1, steps + 1))  # none missing, none twice
     context.runs.shutdown()
     context.store.close()
+
+
+def _assert_trainer_alive(events_path: Path) -> None:
+    started = json.loads(events_path.read_text().splitlines()[0])
+    assert pid_alive(started["pid"], started["pid_start_ticks"]), "the trainer must survive the studio"
+
+
+@pytest.mark.slow
+def test_a_killed_studio_leaves_the_run_training_and_reopening_reconciles_it(qtbot, workspace):
+    """Killed after a partial ingest (a saved offset > 0, the run not finished): reopening goes on from that
+    offset, so no step is lost or stored twice."""
+    studio, run_id = _launch_studio(workspace, dict(SLOW_RUN, max_steps=300))
+    events_path = workspace.runs_dir / run_id / "events.jsonl"
+    deadline = time.time() + 30
+    while time.time() < deadline and _stored(workspace, run_id)[1] == 0:
+        time.sleep(0.02)  # the studio runs in another process: poll its database
+    studio.send_signal(signal.SIGKILL)
+    studio.wait(10)
+    offset, rows, status = _stored(workspace, run_id)
+    assert offset > 0 and 0 < rows < 300 and status in ("starting", "running"), (offset, rows, status)
+    assert rows == _metric_lines(events_path, offset)  # the offset and the events were saved together
+    _assert_trainer_alive(events_path)
+    _reopen_and_finish(qtbot, workspace, run_id, 300)
+
+
+@pytest.mark.slow
+def test_a_studio_killed_inside_the_store_transaction_loses_and_repeats_no_step(qtbot, workspace, tmp_path):
+    mark = tmp_path / "killed-inside.json"
+    hook = KILL_INSIDE_ADD_EVENTS.format(nth=3, mark=str(mark))
+    studio, run_id = _launch_studio(workspace, dict(SLOW_RUN, max_steps=300), hook)
+    try:
+        assert studio.wait(30) == -signal.SIGKILL  # it killed itself: the hook fired
+    finally:
+        studio.kill()
+    inside = json.loads(mark.read_text())
+    # inside the transaction: its batch's rows and its new offset were written, COMMIT was not reached
+    assert inside["in_transaction"] and inside["rows"] == len(inside["steps"]) > 0, inside
+    offset, rows, _ = _stored(workspace, run_id)
+    assert 0 < offset < inside["offset"], (offset, inside)  # two batches committed, the third rolled back
+    committed = _metric_lines(workspace.runs_dir / run_id / "events.jsonl", offset)
+    assert rows == committed == inside["steps"][0] - 1, (rows, committed, inside)
+    _assert_trainer_alive(workspace.runs_dir / run_id / "events.jsonl")
+    _reopen_and_finish(qtbot, workspace, run_id, 300)
 
 
 @pytest.mark.skipif(not TRAINER_PRESENT, reason="core.train has no __main__ yet (trainer not in this checkout)")

@@ -82,11 +82,16 @@ def test_resume_continues_in_the_same_folder_without_duplicate_steps(qtbot, run_
 
 
 def test_kill_leaves_an_interrupted_resumable_run(qtbot, run_manager, store):
-    run_id = run_manager.launch(SLOW)
+    run_id = run_manager.launch(dict(SLOW, max_steps=200))
     _wait_metrics(qtbot, run_manager, run_id)
     run_manager.kill(run_id)
     assert _wait_finished(qtbot, run_manager, run_id) == "interrupted"
-    assert "killed" in store.get_run(run_id).status_message
+    run = store.get_run(run_id)
+    assert "killed" in run.status_message and not pid_alive(run.pid, run.pid_start_ticks)
+    run_manager.resume(run_id)  # resumable: it runs again in its folder to the end, every step stored once
+    assert _wait_finished(qtbot, run_manager, run_id, timeout=30000) == "completed"
+    steps, _ = store.metric_series(run_id, "loss")
+    np.testing.assert_array_equal(steps, np.arange(1, 201))
 
 
 def test_a_second_run_waits_in_the_queue_until_the_device_is_free(qtbot, run_manager, store):
