@@ -1,6 +1,8 @@
 """Stop and Kill reach every rank of a torchrun run: a real 2-rank gloo run on CPU, launched the studio's way
 (RunManager with n_gpus=2, so ``python -m torch.distributed.run --standalone --nproc_per_node=2 -m core.train``).
-torchrun starts each rank in a session of its own: signalling torchrun's group alone leaves them training."""
+torchrun starts each rank in a session of its own: signalling torchrun's group alone leaves them training.
+The three real runs take 60-90 s together on the shared 2-core machine: torch's import in torchrun and in each rank
+(about 14 s per launch) is most of it; Stop-and-resume launches twice."""
 from __future__ import annotations
 
 import os

@@ -34,8 +34,8 @@ def send_signal(pid: int, sig: int, group: bool = False, start_ticks: int | None
     if not pid_alive(pid, start_ticks, trusted):
         return False
     try:
-        # A detached worker leads no group of its own but shares one only with its children (torchrun ranks);
-        # never signal our own group.
+        # A detached worker leads no group of its own but shares one only with its own children (not torchrun's
+        # ranks: each has a session of its own, see RunManager.kill); never signal our own group.
         if group and hasattr(os, "killpg") and os.getpgid(pid) != os.getpgid(0):
             os.killpg(os.getpgid(pid), sig)
         else:
