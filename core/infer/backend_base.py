@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator
 
+from core.infer.chat_output import ChatOutputParser, OutputDelta
 from core.infer.generate import Usage, decode_loop
 from core.infer.sampling import SamplingParams
 from core.tokenizer.chat_template import CHAT_TEMPLATE, render
@@ -58,13 +59,35 @@ class Backend(ABC):
         """Free the model. Call before exit (llama.cpp otherwise raises from `Llama.__del__` at shutdown)."""
 
     # ---- shared behaviour ---------------------------------------------------------------------------
-    def render_chat(self, messages: list[dict]) -> str:
-        """The prompt text for `messages` ({"role", "content"}), ending with the assistant header."""
-        return render(self.chat_template, messages, add_generation_prompt=True,
-                      bos_token="<|im_start|>", eos_token="<|im_end|>")
+    def render_chat(self, messages: list[dict], tools: list[dict] | None = None, think: bool | None = None) -> str:
+        """The prompt text for `messages` ({"role", "content"}, assistant `tool_calls`, `tool` results), ending
+        with the assistant header. `tools`: OpenAI function descriptions, rendered into the system turn.
+        `think`: open the reasoning block (True), close it (False), or leave it to the template (None); passed
+        as both `enable_thinking` (Qwen3/MiniMind v2 name) and `open_thinking` (MiniMind-3 name). Both backends
+        render this way: the GGUF has no tokenizer object, only the template string, and the tokenizer's
+        `apply_chat_template` is this same `render` of the same template."""
+        switches = {} if think is None else {"enable_thinking": think, "open_thinking": think}
+        return render(self.chat_template, messages, add_generation_prompt=True, tools=tools or None,
+                      bos_token="<|im_start|>", eos_token="<|im_end|>", **switches)
 
-    def chat_stream(self, messages: list[dict], sampling: SamplingParams | None = None) -> Iterator[str]:
-        return self.stream_ids(self.tokenize(self.render_chat(messages)), sampling)
+    def chat_stream(self, messages: list[dict], sampling: SamplingParams | None = None,
+                    tools: list[dict] | None = None, think: bool | None = None) -> Iterator[str]:
+        """Raw text pieces of the answer (tags included)."""
+        return self.stream_ids(self.tokenize(self.render_chat(messages, tools, think)), sampling)
+
+    def chat_events(self, messages: list[dict], sampling: SamplingParams | None = None,
+                    tools: list[dict] | None = None, think: bool | None = None) -> Iterator[OutputDelta]:
+        """The answer split as it streams: reasoning and content deltas, complete tool calls
+        (`core.infer.chat_output`). Closing the iterator stops generation."""
+        prompt = self.render_chat(messages, tools, think)
+        parser = ChatOutputParser.for_prompt(prompt)
+        pieces = self.stream_ids(self.tokenize(prompt), sampling)
+        try:
+            for piece in pieces:
+                yield from parser.feed(piece)
+            yield from parser.finish()
+        finally:
+            pieces.close()
 
     def complete_stream(self, prompt: str, sampling: SamplingParams | None = None) -> Iterator[str]:
         return self.stream_ids(self.tokenize(prompt), sampling)

@@ -41,8 +41,8 @@ class IncrementalDecoder:
         return window_text[len(prefix_text):]
 
 
-def _held_suffix(text: str, stops: Iterable[str]) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of some stop string."""
+def held_suffix(text: str, stops: Iterable[str]) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of some stop string (or tag)."""
     best = 0
     for stop in stops:
         for n in range(min(len(stop) - 1, len(text)), best, -1):
@@ -109,7 +109,7 @@ class TextStream:
                 self._emitted = cut
                 self.finish_reason = "stop"
                 return piece
-        end = len(self._text) if final else len(self._text) - _held_suffix(self._text, self.stop)
+        end = len(self._text) if final else len(self._text) - held_suffix(self._text, self.stop)
         end = max(end, self._emitted)
         piece = self._text[self._emitted:end]
         self._emitted = end
