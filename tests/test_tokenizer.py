@@ -37,27 +37,30 @@ def test_round_trip_is_exact(tiny_tokenizer, name):
 def test_ids_and_vocab(tiny_tokenizer):
     assert (tiny_tokenizer.pad_id, tiny_tokenizer.bos_id, tiny_tokenizer.eos_id) == (0, 1, 2)
     assert tiny_tokenizer.special_tokens == {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2,
-                                             "<think>": 3, "</think>": 4}
+                                             "<think>": 3, "</think>": 4, "<tool_call>": 5, "</tool_call>": 6,
+                                             "<tool_response>": 7, "</tool_response>": 8}
+    assert tiny_tokenizer.has_tool_tokens
     assert tiny_tokenizer.vocab_size == 1024 == len(tiny_tokenizer.tokens)
-    # 256 byte symbols + 5 reserved + merges make up the vocabulary (MiniMind: 256 + 3 + 6141 = 6400).
-    assert len(tiny_tokenizer.merges) == 1024 - 256 - 5
+    # 256 byte symbols + 9 reserved + merges make up the vocabulary (MiniMind: 256 + 3 + 6141 = 6400).
+    assert len(tiny_tokenizer.merges) == 1024 - 256 - 9
     assert all(len(m.split(" ")) == 2 for m in tiny_tokenizer.merges)
     assert tiny_tokenizer.id_to_token(tiny_tokenizer.token_to_id("Ġthe")) == "Ġthe"
 
 
 def test_special_tokens_stay_atomic(tiny_tokenizer):
     assert tiny_tokenizer.encode("<|im_start|>") == [1]
-    ids = tiny_tokenizer.encode("hi<|im_start|>user\nyo<|im_end|><think>x</think><|endoftext|>")
-    for token_id in (0, 1, 2, 3, 4):
+    ids = tiny_tokenizer.encode("hi<|im_start|>user\nyo<|im_end|><think>x</think><|endoftext|>"
+                                "<tool_call>{}</tool_call><tool_response>ok</tool_response>")
+    for token_id in range(9):
         assert ids.count(token_id) == 1
     assert ids[tiny_tokenizer.encode("hi").__len__()] == 1
     # Without the exact spelling no special id appears.
-    assert not set(tiny_tokenizer.encode("<|im_start |> <think >")) & {0, 1, 2, 3, 4}
+    assert not set(tiny_tokenizer.encode("<|im_start |> <think > <tool_call")) & set(range(9))
 
 
 def test_skip_special_tokens_keeps_think_tags(tiny_tokenizer):
-    ids = tiny_tokenizer.encode("<|im_start|>assistant\n<think>r</think>a<|im_end|>")
-    assert tiny_tokenizer.decode(ids, skip_special_tokens=True) == "assistant\n<think>r</think>a"
+    ids = tiny_tokenizer.encode("<|im_start|>assistant\n<think>r</think>a<tool_call>{}</tool_call><|im_end|>")
+    assert tiny_tokenizer.decode(ids, skip_special_tokens=True) == "assistant\n<think>r</think>a<tool_call>{}</tool_call>"
     assert tiny_tokenizer.control_ids == {0, 1, 2}
 
 
@@ -133,9 +136,9 @@ def test_tools_are_listed_in_the_system_turn(tiny_tokenizer):
     text = tiny_tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True)
     assert text.startswith("<|im_start|>system\n# Tools\n")
     assert '"name": "now", "description": "time in a city"' in text
-    assert ('<|im_start|>assistant\n<tool_call>\n{"name": "now", "arguments": {"city": "北京"}}\n</tool_call>'
-            '<|im_end|>\n<|im_start|>user\n<tool_response>\n12:00\n</tool_response><|im_end|>\n'
-            '<|im_start|>assistant\n') in text
+    assert ('<|im_start|>assistant\n<think>\n\n</think>\n\n<tool_call>\n{"name": "now", "arguments": '
+            '{"city": "北京"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n12:00\n</tool_response>'
+            '<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n') in text
 
 
 def test_reads_every_format_and_respects_max_records(shared_data, tmp_path):
@@ -185,7 +188,7 @@ def test_record_without_text_names_file_line_and_field(tmp_path):
 
 def test_rejects_too_small_vocab_and_unknown_files(tmp_path):
     (tmp_path / "a.csv").write_text("x\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="at least 261"):
+    with pytest.raises(ValueError, match="at least 265"):
         train_tokenizer([tmp_path / "a.csv"], vocab_size=100)
     with pytest.raises(ValueError, match=r"a\.csv: unsupported file type"):
         train_tokenizer([tmp_path / "a.csv"], vocab_size=300)

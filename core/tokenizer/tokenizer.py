@@ -13,15 +13,9 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from core.tokenizer.chat_template import CHAT_TEMPLATE, render
+from core.tokenizer.special_tokens import (BOS_TOKEN, CONTROL_TOKENS, EOS_TOKEN, PAD_TOKEN,  # noqa: F401 (re-export)
+                                           RESERVED_TOKENS, THINK_TOKENS, TOOL_TOKENS)
 
-PAD_TOKEN = "<|endoftext|>"   # id 0, also unk
-BOS_TOKEN = "<|im_start|>"    # id 1
-EOS_TOKEN = "<|im_end|>"      # id 2
-THINK_TOKENS = ("<think>", "</think>")  # ids 3, 4
-# Control tokens: dropped by decode(skip_special_tokens=True). <think>/</think> are atomic added tokens but
-# not control tokens (as in Qwen3 / MiniMind v3), so reasoning survives decoding for display and rewards.
-CONTROL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN)
-RESERVED_TOKENS = CONTROL_TOKENS + THINK_TOKENS
 MODEL_MAX_LENGTH = 32768
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -108,9 +102,16 @@ class MiniMindTokenizer:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = False,
-                            tokenize: bool = False, tools: list | None = None) -> str | list[int]:
-        """Render a conversation as ChatML; with `tokenize=True` return its ids instead of the string."""
+                            tokenize: bool = False, tools: list | str | None = None,
+                            enable_thinking: bool | None = None, open_thinking: bool | None = None
+                            ) -> str | list[int]:
+        """Render a conversation with this tokenizer's template; `tokenize=True` returns its ids instead.
+
+        `messages` may be a record's minimind-3 form (tools on the system message, `tool_calls` as JSON strings);
+        `enable_thinking` (or upstream's name `open_thinking`) is the thinking switch. See `render`.
+        """
         text = render(self.chat_template, messages, add_generation_prompt=add_generation_prompt, tools=tools,
+                      enable_thinking=enable_thinking, open_thinking=open_thinking,
                       bos_token=BOS_TOKEN, eos_token=EOS_TOKEN)
         return self.encode(text) if tokenize else text
 
@@ -131,8 +132,15 @@ class MiniMindTokenizer:
 
     @property
     def special_tokens(self) -> dict[str, int]:
-        """The reserved atomic tokens this tokenizer has (token -> id): the three control tokens + think tags."""
-        return {t: i for t in RESERVED_TOKENS if (i := self.backend.token_to_id(t)) is not None}
+        """Every atomic added token (token -> id): the control tokens, then e.g. think and tool tags. Trained
+        here: `RESERVED_TOKENS`; MiniMind v3: its 36 reserved ids; v2: the 3 control tokens."""
+        return {t["content"]: t["id"] for t in sorted(self._json["added_tokens"], key=lambda t: t["id"])}
+
+    @property
+    def has_tool_tokens(self) -> bool:
+        """Whether the think and tool tags are single tokens (False for v2 and for tokenizers trained here
+        before the tool tags were reserved: their tags are then spelled out in several byte-level tokens)."""
+        return all(t in self.special_tokens for t in THINK_TOKENS + TOOL_TOKENS)
 
     @property
     def control_ids(self) -> set[int]:

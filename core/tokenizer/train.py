@@ -10,7 +10,8 @@ from typing import Callable, Iterator
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from core.tokenizer.corpus import check_files, count_records, iter_records
-from core.tokenizer.tokenizer import RESERVED_TOKENS, THINK_TOKENS, MiniMindTokenizer
+from core.tokenizer.special_tokens import CONTROL_TOKENS, RESERVED_TOKENS
+from core.tokenizer.tokenizer import MiniMindTokenizer
 
 Progress = Callable[[int, "int | None"], None]
 PROGRESS_INTERVAL_S = 0.25
@@ -53,7 +54,7 @@ def train_tokenizer(files, vocab_size: int = 6400, out_dir: str | Path | None = 
         show_progress=progress is None and sys.stdout.isatty(),
     )
     backend.train_from_iterator(_texts(paths, max_records, total, progress), trainer=trainer, length=total)
-    backend = _demote_think_tokens(backend)
+    backend = _demote_tags(backend)
     tokenizer = MiniMindTokenizer(backend)
     if out_dir is not None:
         tokenizer.save(out_dir)
@@ -86,11 +87,11 @@ def _texts(paths, max_records, total, progress) -> Iterator[str]:
         progress(done, total)
 
 
-def _demote_think_tokens(backend: Tokenizer) -> Tokenizer:
-    """Mark <think>/</think> as non-control added tokens (BpeTrainer makes every reserved token special)."""
+def _demote_tags(backend: Tokenizer) -> Tokenizer:
+    """Mark the think and tool tags as non-control added tokens (BpeTrainer makes every reserved token special)."""
     data = json.loads(backend.to_str())
     for token in data["added_tokens"]:
-        if token["content"] in THINK_TOKENS:
+        if token["content"] not in CONTROL_TOKENS:
             token["special"] = False
     backend = Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
     ids = [backend.token_to_id(t) for t in RESERVED_TOKENS]
