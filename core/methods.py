@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config import rl
+from core.config import distill, rl
 
 # record kinds (core.data.records.KINDS): what a method's training files hold
 DATA_KINDS = ("pretrain", "sft", "dpo", "rl")
@@ -33,10 +33,17 @@ class MethodSpec:
     critic: bool = False           # trains a second full model (PPO's critic)
     needs_init: bool = False       # cannot start without `init` (LoRA adapts an existing model)
     generates: bool = False        # samples rollouts inside the step (on-policy RL)
+    teacher: bool = False          # runs a frozen teacher (method_options.teacher) beside the student
+    other_kinds: tuple[str, ...] = ()  # further record kinds it reads, detected from the files
 
     def __post_init__(self) -> None:
-        if self.data_kind not in DATA_KINDS:
-            raise ValueError(f"method {self.name}: data_kind {self.data_kind!r} is not one of {DATA_KINDS}")
+        for kind in (self.data_kind, *self.other_kinds):
+            if kind not in DATA_KINDS:
+                raise ValueError(f"method {self.name}: data kind {kind!r} is not one of {DATA_KINDS}")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.data_kind, *self.other_kinds)
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -104,5 +111,7 @@ for _spec in (
                "rl", rl.GRPOConfig, reference=True, generates=True),
     MethodSpec("spo", _R + "spo", "SPO: single-sample policy optimisation with a running baseline.", "rl",
                rl.SPOConfig, reference=True, generates=True),
+    MethodSpec("distill", _R + "distill", "Knowledge distillation: CE on the data plus T²·KL to a frozen teacher "
+               "that shares the tokenizer.", "sft", distill.DistillConfig, teacher=True, other_kinds=("pretrain",)),
 ):
     register(_spec)

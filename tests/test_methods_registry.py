@@ -104,11 +104,13 @@ def test_a_new_method_is_one_recipe_file_plus_one_registry_entry(plugin_method, 
     assert [m["scale"] for m in metrics] == [0.25, 0.25]
 
 
-def test_reference_and_critic_flags_drive_the_memory_estimate():
+def test_reference_critic_and_teacher_flags_drive_the_memory_estimate():
     from core.config import get_preset
     from studio.panes.config_presenter import estimate_memory
 
     tiny = get_preset("tiny").model_dump()
-    est = {m.name: estimate_memory({"method": m.name, "model": tiny}, 1000)["reference"] for m in all_methods()}
+    config = {"model": tiny, "batch_size": 2, "data": {"max_len": 8, "seq_len": 8}}
+    teacher_logits = 2 * 8 * tiny["vocab_size"] * 4
     for m in all_methods():
-        assert est[m.name] == 4000 * m.reference + 16000 * m.critic, m.name
+        got = estimate_memory({**config, "method": m.name}, 1000, teacher_params=3000)["reference"]
+        assert got == 4000 * m.reference + 16000 * m.critic + (12000 + teacher_logits) * m.teacher, m.name

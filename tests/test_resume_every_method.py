@@ -48,6 +48,8 @@ def _write_config(method: str, run_dir: Path, init: Path, files: list[str], save
                                  "sample_every": 1, "samples_logged": 1}
         if method == "grpo":
             cfg["method_options"]["num_generations"] = 2
+    if spec.teacher:  # a frozen teacher that stays on disk (only `init` is deleted)
+        cfg["method_options"] = {"teacher": str(init.parent / "teacher")}
     path = run_dir.parent / f"{run_dir.name}.json"
     path.write_text(json.dumps(cfg), encoding="utf-8")
     return path
@@ -66,6 +68,7 @@ def test_every_method_killed_after_a_checkpoint_resumes_to_the_uninterrupted_wei
     import torch
 
     init = shutil.copytree(tiny_sft_checkpoint, tmp_path / "init")
+    shutil.copytree(tiny_sft_checkpoint, tmp_path / "teacher")
     files = _data_files(method, train_data, rl_data)
     reference_cfg = _write_config(method, tmp_path / "reference", init, files, save_every=0)
     assert zygote.run(reference_cfg, resume=False) == 0, zygote.stderr_tail()

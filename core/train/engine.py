@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from core.config.train import TrainConfig, save_train_config
+from core.process_identity import process_start_ticks
 from core.train import checkpoint as ckpt_mod
 from core.train import distributed as dist
 from core.train.events import EventLog, log
@@ -121,21 +122,11 @@ def check_plain(obj, where: str = "extra_state") -> None:
                         "be plain data (tensors, numbers, strings, lists, dicts) so resume can load it weights-only")
 
 
-def pid_start_ticks() -> int | None:
-    """This process's start time in clock ticks since boot (Linux /proc/self/stat field 22, proc(5)); with the pid
-    it names the process uniquely, so the studio never signals a stranger that reused the pid. None elsewhere."""
-    try:
-        stat = Path("/proc/self/stat").read_text()
-        return int(stat[stat.rindex(")") + 2:].split()[19])  # fields after "(comm)" start at field 3
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def rank_processes() -> list[dict]:
     """``{"rank", "pid", "pid_start_ticks"}`` of every rank, so the studio can signal each one (torchrun starts
     them in sessions of their own). A collective: every rank calls it, as every rank evaluates run_started's
     fields (only rank 0 writes the event)."""
-    return dist.gather_objects({"rank": dist.world()[0], "pid": os.getpid(), "pid_start_ticks": pid_start_ticks()})
+    return dist.gather_objects({"rank": dist.world()[0], "pid": os.getpid(), "pid_start_ticks": process_start_ticks()})
 
 
 def _float(v) -> float:
@@ -357,7 +348,7 @@ class Trainer:
                          trainable_params=sum(p.numel() for p in self.params),
                          dataset_tokens=self.recipe.dataset_tokens(), total_steps=self.total_steps,
                          steps_per_epoch=self.steps_per_epoch, resumed_from=self.resumed_from, pid=os.getpid(),
-                         pid_start_ticks=pid_start_ticks(), ranks=rank_processes())
+                         pid_start_ticks=process_start_ticks(), ranks=rank_processes())
         self._flush_warnings()
         last_saved = self.step if self.resumed_from is not None else -1
         if dist.any_rank(self.stop_requested, self.device):  # stopped while loading data: nothing new to save

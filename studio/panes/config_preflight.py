@@ -16,10 +16,22 @@ TRUNCATION_SAMPLE = 500  # records tokenized to measure truncation
 
 
 def data_kind(config: dict) -> str:
-    """The record kind the method reads (core/methods.py)."""
+    """The record kind the method reads (core/methods.py); for a method that reads several kinds, the one detected
+    in its first training file."""
     from core.methods import get_method
 
-    return get_method(config.get("method", "pretrain")).data_kind
+    spec = get_method(config.get("method", "pretrain"))
+    files = (config.get("data") or {}).get("files") or []
+    if spec.other_kinds and files:
+        from core.data import detect_kind
+
+        try:
+            found = detect_kind(files[0])
+        except Exception:  # unreadable: the lint below reports it
+            return spec.data_kind
+        found = "pretrain" if found == "text" else found
+        return found if found in spec.kinds else spec.data_kind
+    return spec.data_kind
 
 
 def find_tokenizer(config: dict, workspace=None):

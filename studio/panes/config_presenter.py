@@ -11,11 +11,12 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from core.config.model import PRESETS
 from studio.panes.config_schema import FieldSpec, errors_by_field, fields_from_schema
 from studio.threads import Task
 from studio.widgets.model_sources import list_checkpoints
 
-PRESET_NAMES = ("tiny", "small", "moe", "base")
+PRESET_NAMES = tuple(PRESETS)  # core.config.model is the one list of presets
 # Fields shown in their own widgets (method picker, checkpoint picker) instead of the generated form.
 OWN_WIDGETS = ("method", "init", "model", "method_options", "run_dir")  # run_dir: the run manager picks it
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -164,9 +165,23 @@ class ConfigPresenter(QObject):
             total, active = self.parameter_count(config["model"])
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             return {"error": f"fix the model fields first ({type(exc).__name__})"}
-        result = estimate_memory(config, total)
+        result = estimate_memory(config, total, self._teacher_params(config))
         result.update(params=total, active_params=active)
         return result
+
+    def _teacher_params(self, config: dict) -> int:
+        """Parameters of the method's teacher (0 without one, or while its path does not name a checkpoint)."""
+        from core.methods import get_method
+
+        path = (config.get("method_options") or {}).get("teacher")
+        if not get_method(config.get("method", "pretrain")).teacher or not path:
+            return 0
+        try:
+            from core.model import io
+
+            return self.parameter_count(io.read_model_config(io.resolve_checkpoint(path)).model_dump())[0]
+        except Exception:  # not (yet) a checkpoint: the estimate leaves the teacher out
+            return 0
 
     def request_estimate(self, config: dict) -> None:
         """Estimate on a worker thread (the first one imports torch: seconds); only the latest answer is shown."""
@@ -264,14 +279,15 @@ class ConfigPresenter(QObject):
             self._task.cancel_and_wait()
 
 
-def estimate_memory(config: dict, params: int) -> dict[str, Any]:
+def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[str, Any]:
     """Training memory per GPU in bytes (an estimate, shown as such).
 
     Weights, gradients and AdamW's two moments are kept in fp32 (4 + 4 + 8 bytes a trained parameter; LoRA
     trains only its adapters). Activations per layer follow Korthikanti et al. 2022 ("Reducing Activation
     Recomputation in Large Transformer Models", eq. 2): s·b·h·(34 + 5·a·s/h) bytes at 16-bit, doubled for fp32;
     the 5·a·s/h attention-matrix term is dropped with fused (flash) attention. Plus the fp32 logits and their
-    gradient (2·b·s·V·4). DPO/RL methods hold a frozen reference model (+4 bytes a parameter).
+    gradient (2·b·s·V·4). DPO/RL methods hold a frozen reference model (+4 bytes a parameter); distillation holds
+    its teacher (+4 bytes a teacher parameter, plus its fp32 logits b·s·V·4).
     """
     m = config["model"]
     method = config.get("method", "pretrain")
@@ -297,6 +313,8 @@ def estimate_memory(config: dict, params: int) -> dict[str, Any]:
     reference = 4 * params if spec.reference else 0
     if spec.critic:
         reference += 16 * params  # the critic is trained too: weights, gradients and AdamW moments
+    if spec.teacher:
+        reference += 4 * teacher_params + b * seq * vocab * 4
     total = weights + grads_adam + activations + logits + reference
     tokens = int(config.get("batch_size", 16)) * seq * int(config.get("optim", {}).get("accumulation", 1))
     return {"weights": weights, "grads_adam": grads_adam, "activations": activations + logits,
