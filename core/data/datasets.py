@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from core.data.cache import encode_texts, load_or_build
 from core.data.records import DataError, DataReport, read_records
+from core.tokenizer.messages import normalize_messages
 
 IGNORE = -100  # label of tokens that get no loss (torch CrossEntropyLoss ignore_index)
 
@@ -29,11 +30,19 @@ def _template_hash(tokenizer) -> str:
     return hashlib.sha256(str(getattr(tokenizer, "chat_template", "")).encode()).hexdigest()[:16]
 
 
+def carries_loss(message: dict) -> bool:
+    """Whether a message's tokens are learned (`ChatMasker`): an assistant turn's reply, reasoning and tool calls
+    are; system (tools block included), user and tool-response turns never are."""
+    return isinstance(message, dict) and message.get("role") == "assistant"
+
+
 class ChatMasker:
-    """Labels for a rendered conversation: learn only the assistant replies.
+    """Labels for a rendered conversation: learn only the assistant turns.
 
     MiniMind's rule (dataset/lm_dataset.py, `generate_labels`): every position is -100 except each assistant span,
     from the first token after the ids of "<|im_start|>assistant\\n" up to and including the ids of "<|im_end|>\\n".
+    In the minimind-3 form an assistant span holds its `<think>` block and `<tool_call>` JSON, so both are learned;
+    tool responses are rendered as a user turn (`<|im_start|>user\\n<tool_response>...`) and never are.
     The spans are found by token ids, not strings, so they line up exactly with what the model sees.
     """
 
@@ -218,8 +227,9 @@ class DPODataset(_ChatCache):
 class PromptDataset(Dataset):
     """Prompts for RL (PPO/GRPO/SPO) and evaluation, held in memory (prompt files are small).
 
-    Items: `{"messages", "prompt" (rendered with the generation prompt), "prompt_ids" (left-truncated to
-    max_prompt_len, as MiniMind does, so the end of the prompt survives), "answer" (the record's "answer" or None)}`.
+    Items: `{"messages", "tools", "prompt" (rendered with the generation prompt), "prompt_ids" (left-truncated to
+    max_prompt_len, as MiniMind does, so the end of the prompt survives), "answer" (the record's "answer" or None)}`;
+    `messages` and `tools` are normalised (`normalize_messages`: lists, not JSON strings; `tools` None if none).
     Records are read as kind "rl": a trailing assistant turn after the last user turn (MiniMind's rlaif placeholder,
     or the reply of an SFT record) is dropped, so SFT files serve as prompt files too.
     """
@@ -234,12 +244,13 @@ class PromptDataset(Dataset):
                 self.items.append(self._item(rec, tokenizer))
 
     def _item(self, rec, tokenizer) -> dict:
-        msgs = list(rec["conversations"])
+        msgs, tools = normalize_messages(rec["conversations"])
         if msgs[-1]["role"] == "assistant":
             msgs.pop()
-        prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True)
+        prompt = tokenizer.apply_chat_template(msgs, tools=tools, add_generation_prompt=True)
         ids = list(tokenizer.encode(prompt))[-self.max_prompt_len:]
-        return {"messages": msgs, "prompt": prompt, "prompt_ids": ids, "answer": rec.get("answer")}
+        return {"messages": msgs, "tools": tools, "prompt": prompt, "prompt_ids": ids, "answer": rec.get("answer"),
+                "gt": rec.get("gt")}
 
     def __len__(self) -> int:
         return len(self.items)

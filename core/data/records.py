@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from core.tokenizer.messages import MessageError, check_messages
+
 KINDS = ("pretrain", "sft", "dpo", "rl", "text")
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 
 class DataError(Exception):
@@ -60,7 +62,8 @@ class DataReport:
 # --- validation -------------------------------------------------------------------------------------------------
 
 def _check_messages(msgs, name: str, fail) -> None:
-    """Validate a list of {"role", "content"} messages; `fail(field, message)` raises."""
+    """Validate a list of {"role", "content"} messages, with minimind-3's tools, tool calls, tool responses and
+    reasoning (core.tokenizer.messages.check_messages); `fail(field, message)` raises."""
     if not isinstance(msgs, list):
         fail(name, f"must be a list of messages, got {type(msgs).__name__}")
     if not msgs:
@@ -78,8 +81,13 @@ def _check_messages(msgs, name: str, fail) -> None:
             fail(f"{where}.role", "a system message may only come first")
         if "content" not in m:
             fail(f"{where}.content", "missing")
-        if not isinstance(m["content"], str):
+        # OpenAI-style tool-call turns may have "content": null
+        if not isinstance(m["content"], str) and not (m["content"] is None and m.get("tool_calls")):
             fail(f"{where}.content", f"must be a string, got {type(m['content']).__name__}")
+    try:
+        check_messages(msgs, name)
+    except MessageError as exc:
+        fail(exc.field, exc.message)
 
 
 def _roles(msgs) -> list[str]:
@@ -125,8 +133,10 @@ def _check_rl(rec, fail) -> None:
     msgs = rec["conversations"]
     _check_messages(msgs, "conversations", fail)
     roles = _roles(msgs)
-    # MiniMind's rlaif files end with a placeholder assistant turn after the prompt; accept it.
-    if roles[-1] != "user" and not (len(roles) >= 2 and roles[-1] == "assistant" and roles[-2] == "user"):
+    # MiniMind's rlaif files end with a placeholder assistant turn after the prompt; accept it. A prompt may
+    # also end with tool responses (the model continues after a tool call).
+    if roles[-1] not in ("user", "tool") and not (len(roles) >= 2 and roles[-1] == "assistant"
+                                                   and roles[-2] in ("user", "tool")):
         fail(f"conversations[{len(msgs) - 1}].role", "the prompt must end with a user turn")
     answer = rec.get("answer")
     if answer is not None and not isinstance(answer, str):
@@ -274,7 +284,7 @@ def _guess(rec: dict) -> str | None:
         return "pretrain"
     msgs = rec.get("conversations")
     if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict):
-        if "answer" in rec or msgs[-1].get("role") == "user":
+        if "answer" in rec or msgs[-1].get("role") in ("user", "tool"):
             return "rl"
         return "sft"
     return None

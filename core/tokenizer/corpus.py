@@ -52,7 +52,8 @@ def iter_records(path: Path) -> Iterator[str]:
 
 
 def record_text(record, where: str) -> str:
-    """All text of one JSONL record: pretrain `text`, SFT/RL `conversations` (+ RL `answer`), DPO `chosen`/`rejected`."""
+    """All text of one JSONL record: pretrain `text`, SFT/RL `conversations` (+ RL `answer`), DPO `chosen`/`rejected`;
+    of each message its `content`, `reasoning_content`, `tools` and `tool_calls`."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
     parts: list[str] = []
@@ -76,9 +77,13 @@ def _contents(messages, where: str) -> list[str]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise ValueError(f"{where}[{i}]: expected a {{'role', 'content'}} object, got {type(message).__name__}")
-        content = message.get("content")
-        if content is not None:  # None is legal for tool-call-only assistant turns
-            out.append(_string(content, f"{where}[{i}].content"))
+        for key in ("content", "reasoning_content"):
+            if message.get(key) is not None:  # None is legal for tool-call-only assistant turns
+                out.append(_string(message[key], f"{where}[{i}].{key}"))
+        for key in ("tools", "tool_calls"):  # minimind-3: JSON strings or lists; learned as the JSON text
+            value = message.get(key)
+            if value:
+                out.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
     return out
 
 
