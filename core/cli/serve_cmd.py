@@ -16,6 +16,9 @@ def register(subparsers) -> None:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
     serve.add_argument("--port", type=int, default=8998, help="port (default 8998, MiniMind's)")
+    serve.add_argument("--max-batch", type=int, default=32,
+                       help="torch checkpoints: most concurrent requests decoded as one batch (default 32; "
+                            "1 = one at a time). GGUF models always answer one request at a time")
     serve.add_argument("--verbose", action="store_true", help="log every request to stderr")
     serve.set_defaults(func=_serve)
 
@@ -25,7 +28,7 @@ def _serve(args) -> int:
 
     backend = open_backend_from_args(args)
     try:
-        server = make_server(backend, args.host, args.port, verbose=args.verbose)
+        server = make_server(backend, args.host, args.port, verbose=args.verbose, max_batch=max(1, args.max_batch))
     except OSError as exc:
         backend.close()
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
@@ -35,6 +38,8 @@ def _serve(args) -> int:
     def stop(signum, frame):  # SIGTERM (the studio stopping the process) ends as cleanly as Ctrl+C
         raise KeyboardInterrupt
 
+    # uvicorn catches SIGINT/SIGTERM itself, shuts down gracefully, then re-raises the signal to the handler
+    # that was there before: this one, so the `finally` below still closes the backend.
     signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()

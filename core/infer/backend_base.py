@@ -62,13 +62,12 @@ class Backend(ABC):
     def render_chat(self, messages: list[dict], tools: list[dict] | None = None, think: bool | None = None) -> str:
         """The prompt text for `messages` ({"role", "content"}, assistant `tool_calls`, `tool` results), ending
         with the assistant header. `tools`: OpenAI function descriptions, rendered into the system turn.
-        `think`: open the reasoning block (True), close it (False), or leave it to the template (None); passed
-        as both `enable_thinking` (Qwen3/MiniMind v2 name) and `open_thinking` (MiniMind-3 name). Both backends
+        `think`: open the reasoning block (True), close it (False), or leave it to the template (None; the
+        template receives it as both `enable_thinking` and MiniMind-3's `open_thinking`). Both backends
         render this way: the GGUF has no tokenizer object, only the template string, and the tokenizer's
         `apply_chat_template` is this same `render` of the same template."""
-        switches = {} if think is None else {"enable_thinking": think, "open_thinking": think}
         return render(self.chat_template, messages, add_generation_prompt=True, tools=tools or None,
-                      bos_token="<|im_start|>", eos_token="<|im_end|>", **switches)
+                      enable_thinking=think, bos_token="<|im_start|>", eos_token="<|im_end|>")
 
     def chat_stream(self, messages: list[dict], sampling: SamplingParams | None = None,
                     tools: list[dict] | None = None, think: bool | None = None) -> Iterator[str]:

@@ -170,6 +170,18 @@ class BatchResult:
     logprobs: list[list[float]] | None = None
 
 
+def left_pad(prompt_ids_list: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, width) ids left-padded with `pad_id`, and the attention mask (1 = real token). The model derives
+    positions from the mask, so each row sees the positions it would see alone."""
+    B, width = len(prompt_ids_list), max(len(p) for p in prompt_ids_list)
+    ids = torch.full((B, width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((B, width), dtype=torch.long, device=device)
+    for row, prompt in enumerate(prompt_ids_list):
+        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long, device=device)
+        mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
 @torch.inference_mode()
 def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingParams | None = None,
                    pad_id: int = 0, eos_id: int = 2, return_logprobs: bool = False,
@@ -193,11 +205,7 @@ def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingPara
     if budget < 1:
         raise ValueError(f"longest prompt ({width} tokens) leaves no room in the context "
                          f"({model.config.max_position_embeddings})")
-    ids = torch.full((B, width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros((B, width), dtype=torch.long, device=device)
-    for row, prompt in enumerate(prompt_ids_list):
-        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long, device=device)
-        mask[row, width - len(prompt):] = 1
+    ids, mask = left_pad(prompt_ids_list, pad_id, device)
     stop_ids = torch.tensor(sorted(params.resolved_stop_ids(eos_id)), dtype=torch.long, device=device)
     gen = generator if generator is not None else make_generator(params.seed, device)
     seen = None

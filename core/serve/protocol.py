@@ -6,6 +6,7 @@ answers a bad request with a traceback. Unknown fields are ignored (clients send
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Literal, Optional, Union
@@ -35,17 +36,69 @@ class ContentPart(BaseModel):
     text: Optional[str] = None
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: str = Field(min_length=1, max_length=256)
+    arguments: Union[str, dict] = "{}"  # OpenAI sends a JSON string; an object is accepted too
+
+
+class MessageToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: Optional[str] = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+    def as_template_call(self) -> dict:
+        args = self.function.arguments
+        if isinstance(args, str):  # the template writes an object as JSON; a string that is one reads the same
+            try:
+                parsed = json.loads(args)
+                args = parsed if isinstance(parsed, dict) else args
+            except (json.JSONDecodeError, RecursionError):
+                pass
+        return {"id": self.id, "type": "function", "function": {"name": self.function.name, "arguments": args}}
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[ContentPart], None] = None
+    tool_calls: Optional[list[MessageToolCall]] = Field(None, max_length=128)  # assistant turns
+    tool_call_id: Optional[str] = None                                        # tool turns
+    reasoning_content: Optional[str] = None                                   # assistant turns (MiniMind-3)
 
     def as_template_message(self) -> dict:
         content = self.content
         if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]: keep the text parts
             content = "".join(p.text or "" for p in content if p.type == "text")
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content or ""}
+        message = {"role": role, "content": content or ""}
+        if self.tool_calls and role == "assistant":
+            message["tool_calls"] = [c.as_template_call() for c in self.tool_calls]
+        if self.reasoning_content and role == "assistant":
+            message["reasoning_content"] = self.reasoning_content
+        if role == "tool" and self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        return message
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: str = Field(min_length=1, max_length=256)
+    description: Optional[str] = None
+    parameters: Optional[dict] = None
+
+
+class ToolDef(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class ChatTemplateKwargs(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    enable_thinking: Optional[bool] = None
+    open_thinking: Optional[bool] = None
 
 
 class StreamOptions(BaseModel):
@@ -62,6 +115,7 @@ class _Sampling(BaseModel):
     top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
     top_k: Optional[int] = Field(None, ge=0, le=100_000)  # extension (vLLM/llama.cpp servers accept it too)
     repetition_penalty: Optional[float] = Field(None, gt=0.0, le=10.0)  # extension
+    ignore_eos: Optional[bool] = None  # extension (vLLM's): run to max_tokens (benchmarks)
     stop: Union[str, list[str], None] = None
     seed: Optional[int] = Field(None, ge=0, le=2**63 - 1)
     stream: Optional[bool] = None  # null = false, as OpenAI accepts
@@ -79,7 +133,7 @@ class _Sampling(BaseModel):
                            param="stop", code="invalid_value")
         try:
             return SamplingParams(
-                max_new_tokens=limit, stop=stop, seed=self.seed,
+                max_new_tokens=limit, stop=stop, seed=self.seed, stop_token_ids=[] if self.ignore_eos else None,
                 temperature=DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
                 top_p=DEFAULT_TOP_P if self.top_p is None else self.top_p,
                 top_k=0 if self.top_k is None else self.top_k,
@@ -92,6 +146,24 @@ class _Sampling(BaseModel):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    tools: Optional[list[ToolDef]] = Field(None, max_length=128)
+    tool_choice: Union[Literal["none", "auto", "required"], dict, None] = None  # only "none" changes anything
+    open_thinking: Optional[bool] = None                                      # MiniMind-3 server extension
+    chat_template_kwargs: Optional[ChatTemplateKwargs] = None                 # vLLM/SGLang extension
+
+    def template_tools(self) -> list[dict] | None:
+        if not self.tools or self.tool_choice == "none":
+            return None
+        return [t.model_dump(exclude_none=True) for t in self.tools]
+
+    def think(self) -> bool | None:
+        """Open the reasoning block? `open_thinking`, else chat_template_kwargs' open/enable_thinking; None =
+        the template's default."""
+        kwargs = self.chat_template_kwargs or ChatTemplateKwargs()
+        for value in (self.open_thinking, kwargs.open_thinking, kwargs.enable_thinking):
+            if value is not None:
+                return value
+        return None
 
 
 class CompletionRequest(_Sampling):
@@ -134,11 +206,30 @@ def usage_body(usage) -> dict:
             "total_tokens": usage.prompt_tokens + usage.completion_tokens}
 
 
-def chat_completion(cid: str, model: str, text: str, finish_reason: str, usage) -> dict:
+def chat_completion(cid: str, model: str, output, finish_reason: str, usage) -> dict:
+    """`output`: a core.infer.chat_output.ChatOutput (content, reasoning, tool calls)."""
+    message = {"role": "assistant", "content": output.content if output.content or not output.tool_calls else None}
+    if output.reasoning:
+        message["reasoning_content"] = output.reasoning
+    if output.tool_calls:
+        message["tool_calls"] = [c.openai() for c in output.tool_calls]
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": chat_finish_reason(finish_reason, bool(output.tool_calls))}],
             "usage": usage_body(usage)}
+
+
+def chat_finish_reason(reason: str, called_tools: bool) -> str:
+    return "tool_calls" if called_tools and reason != "length" else reason
+
+
+def chat_delta(delta, call_index: int) -> dict:
+    """A core.infer.chat_output.OutputDelta as a chat.completion.chunk delta. A call comes whole, in one
+    delta with its index, id, name and all its arguments (OpenAI may spread arguments over several; clients
+    concatenate them, so one piece is the same to them)."""
+    if delta.kind == "tool_call":
+        return {"tool_calls": [{"index": call_index, **delta.call.openai()}]}
+    return {"reasoning_content" if delta.kind == "reasoning" else "content": delta.text}
 
 
 def chat_chunk(cid: str, model: str, delta: dict, finish_reason: str | None = None, usage=None,

@@ -1,10 +1,15 @@
-"""OpenAI-compatible HTTP server on the standard library (`http.server.ThreadingHTTPServer`).
+"""OpenAI-compatible HTTP server on FastAPI + uvicorn (`minimind serve`).
 
 Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both with `stream`: Server-Sent
-Events, `data: {...}` chunks ending with `data: [DONE]`), GET /health. Connections are handled on threads,
-but generation runs one request at a time under a lock (others wait their turn): a backend holds one KV cache.
-Every failure is answered with an OpenAI-style JSON error and a 4xx/5xx status; nothing a client sends can
-stop the server.
+Events, `data: {...}` chunks ending with `data: [DONE]`), GET /health. Chat requests may carry `tools` (rendered
+into the prompt by the chat template), `tool` turns and assistant `tool_calls`, and `open_thinking` /
+`chat_template_kwargs.enable_thinking`; answers are split by `core.infer.chat_output` into `content`,
+`reasoning_content` and `tool_calls` (finish_reason "tool_calls").
+
+Many clients at once: the event loop only parses, validates and streams; an engine (core/serve/engines.py)
+runs the model on its own thread, batching torch requests dynamically and queueing llama.cpp ones.
+Every failure is answered with an OpenAI-style JSON error and a 4xx status (a bug of ours: 500); bodies are
+read and validated by hand, not by FastAPI's models, so the error shapes and limits stay exactly ours.
 
     server = make_server(open_backend("runs/sft-1"), "127.0.0.1", 8998)
     server.serve_forever()
@@ -12,235 +17,306 @@ stop the server.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
+import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from core.infer.backend import Backend
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from core.infer.backend_base import Backend
+from core.infer.chat_output import ChatOutput, ChatOutputParser
 from core.serve import protocol as p
+from core.serve.engines import Generation, make_engine
 from core.serve.protocol import APIError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-SOCKET_TIMEOUT_S = 120  # a client that stops sending mid-request frees its thread after this
+ROUTES = {"/v1/models": "GET", "/health": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST"}
 
 
-class MiniMindServer(ThreadingHTTPServer):
-    daemon_threads = True
+def error_response(exc: APIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
 
-    def __init__(self, address, backend: Backend, verbose: bool = False):
-        super().__init__(address, Handler)
+
+# ---------------------------------------------------------------------------------------------- requests
+async def read_json(request: Request):
+    """The body as JSON, or an APIError: chunked (411), too large (413, unread), not JSON (415/400)."""
+    headers = request.headers
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        raise APIError(411, "chunked request bodies are not supported; send Content-Length")
+    length_header = headers.get("content-length")
+    try:
+        length = int(length_header) if length_header is not None else 0
+    except ValueError:
+        length = -1
+    if length < 0:
+        raise APIError(400, f"invalid Content-Length {length_header!r}")
+    if length > MAX_BODY_BYTES:
+        raise APIError(413, f"request body of {length} bytes exceeds the {MAX_BODY_BYTES}-byte limit",
+                       code="request_too_large")
+    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json":
+        raise APIError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
+    raw = await request.body()
+    if not raw:
+        raise APIError(400, "the request body is empty; send a JSON object")
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+        # "\ud800" escapes decode to lone surrogates, which no tokenizer can encode: refuse them here.
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        return payload
+    except UnicodeDecodeError:
+        raise APIError(400, "the request body is not valid UTF-8") from None
+    except UnicodeEncodeError:
+        raise APIError(400, "the request contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff); "
+                            "send valid Unicode text") from None
+    except json.JSONDecodeError as exc:
+        raise APIError(400, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise APIError(400, "the JSON body is nested too deeply") from None
+
+
+def check_prompt(backend: Backend, prompt_ids: list[int], param: str) -> None:
+    if not prompt_ids:
+        raise APIError(400, "the prompt is empty; send at least one character", param=param, code="invalid_value")
+    if len(prompt_ids) >= backend.max_context:
+        raise APIError(400, f"the prompt has {len(prompt_ids)} tokens; this model's context holds "
+                            f"{backend.max_context}; shorten it", param=param, code="context_length_exceeded")
+
+
+def chat_prompt(backend: Backend, req: p.ChatCompletionRequest) -> str:
+    messages = [m.as_template_message() for m in req.messages]
+    try:
+        return backend.render_chat(messages, req.template_tools(), req.think())
+    except (ValueError, TypeError, LookupError) as exc:  # jinja errors are ValueError/TypeError subclasses
+        raise APIError(400, f"messages: this model's chat template cannot render them ({exc})",
+                       param="messages", code="invalid_value") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("jinja2"):
+            raise APIError(400, f"messages: this model's chat template cannot render them ({exc})",
+                           param="messages", code="invalid_value") from None
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- the app
+def create_app(backend: Backend, engine) -> FastAPI:
+    app = FastAPI(title="MiniMind", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request, exc: APIError):
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc: StarletteHTTPException):
+        path = request.url.path
+        if exc.status_code == 405 or (exc.status_code == 404 and path in ROUTES):
+            return error_response(APIError(405, f"{request.method} is not allowed on {path}",
+                                           code="method_not_allowed"))
+        if exc.status_code == 404:
+            return error_response(APIError(404, f"unknown path {path!r}; this server offers /v1/models, "
+                                                "/v1/chat/completions and /v1/completions", code="not_found"))
+        return error_response(APIError(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _bug(request, exc: Exception):  # a bug of ours: answer 500, keep serving
+        traceback.print_exception(exc, file=sys.stderr)
+        return error_response(APIError(500, f"internal error: {type(exc).__name__}: {exc}", type_="server_error"))
+
+    def backend_for(model: str) -> Backend:
+        if model != backend.name:
+            raise APIError(404, f"the model {model!r} does not exist here; this server serves "
+                                f"{backend.name!r} (see GET /v1/models)", param="model", code="model_not_found")
+        return backend
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": backend.name}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": backend.name, "object": "model", "created": 0,
+                                            "owned_by": "minimind"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        req = p.parse(p.ChatCompletionRequest, await read_json(request))
+        backend_for(req.model)
+        sampling = req.sampling(backend.max_context)
+
+        def prepare():
+            prompt = chat_prompt(backend, req)
+            ids = backend.tokenize(prompt)
+            check_prompt(backend, ids, "messages")
+            return prompt, ids
+
+        prompt, prompt_ids = await run_in_threadpool(prepare)
+        gen = engine.submit(prompt_ids, sampling)
+        parser = ChatOutputParser.for_prompt(prompt)
+        if req.stream:
+            return event_stream(chat_events(gen, parser, req), gen)
+        output = ChatOutput()
+        try:
+            async for piece in gen.pieces():
+                for delta in parser.feed(piece):
+                    output.add(delta)
+        finally:
+            gen.cancel()  # no-op once finished; stops the work if this handler was cancelled
+        for delta in parser.finish():
+            output.add(delta)
+        return JSONResponse(p.chat_completion(p.new_id("chatcmpl"), backend.name, output, gen.finish_reason,
+                                              gen.usage))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        req = p.parse(p.CompletionRequest, await read_json(request))
+        backend_for(req.model)
+        sampling = req.sampling(backend.max_context)
+        prompt = req.prompt_value()
+        if isinstance(prompt, list):
+            bad = [t for t in prompt if not 0 <= t < backend.vocab_size]
+            if bad:
+                raise APIError(400, f"prompt: token id {bad[0]} is outside the vocabulary "
+                                    f"(0..{backend.vocab_size - 1})", param="prompt", code="invalid_value")
+            prompt_ids = prompt
+        else:
+            prompt_ids = await run_in_threadpool(backend.tokenize, prompt)
+        check_prompt(backend, prompt_ids, "prompt")
+        gen = engine.submit(prompt_ids, sampling)
+        if req.stream:
+            return event_stream(completion_events(gen, req), gen)
+        try:
+            text = "".join([piece async for piece in gen.pieces()])
+        finally:
+            gen.cancel()
+        return JSONResponse(p.text_completion(p.new_id("cmpl"), backend.name, text, gen.finish_reason, gen.usage))
+
+    def include_usage(req) -> bool:
+        return req.stream_options is not None and req.stream_options.include_usage
+
+    async def chat_events(gen: Generation, parser: ChatOutputParser, req):
+        cid, name, calls = p.new_id("chatcmpl"), backend.name, 0
+        yield p.chat_chunk(cid, name, {"role": "assistant", "content": ""})
+
+        def chunks(deltas):
+            nonlocal calls
+            for delta in deltas:
+                yield p.chat_chunk(cid, name, p.chat_delta(delta, calls))
+                calls += delta.kind == "tool_call"
+
+        async for piece in gen.pieces():
+            for chunk in chunks(parser.feed(piece)):
+                yield chunk
+        for chunk in chunks(parser.finish()):
+            yield chunk
+        yield p.chat_chunk(cid, name, {}, p.chat_finish_reason(gen.finish_reason, calls > 0), gen.usage)
+        if include_usage(req):
+            yield p.chat_chunk(cid, name, {}, usage=gen.usage, no_choices=True)
+
+    async def completion_events(gen: Generation, req):
+        cid, name = p.new_id("cmpl"), backend.name
+        async for piece in gen.pieces():
+            yield p.text_completion(cid, name, piece, None)
+        yield p.text_completion(cid, name, "", gen.finish_reason, gen.usage)
+        if include_usage(req):
+            yield {**p.text_completion(cid, name, "", None, gen.usage), "choices": []}
+
+    def event_stream(events, gen: Generation) -> StreamingResponse:
+        async def sse():
+            try:
+                async for body in events:
+                    yield b"data: " + json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n\n"
+                yield b"data: [DONE]\n\n"
+            except Exception as exc:  # headers are sent: report in-band, as OpenAI does
+                traceback.print_exception(exc, file=sys.stderr)
+                body = APIError(500, f"generation failed: {exc}", type_="server_error").body()
+                yield b"data: " + json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n\n"
+            finally:  # also when the client hung up (the task is cancelled): the engine drops the request
+                gen.cancel()
+                await events.aclose()
+
+        return StreamingResponse(sse(), media_type="text/event-stream; charset=utf-8",
+                                 headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+# ---------------------------------------------------------------------------------------------- the server
+class JSONErrorH11Protocol(H11Protocol):
+    """uvicorn answers a request it cannot parse (garbage request line, bad headers) in plain text; answer
+    with our JSON error shape instead, as every other refusal is."""
+
+    def send_400_response(self, msg: str) -> None:
+        import h11
+
+        body = json.dumps(APIError(400, f"Bad request: {msg}").body()).encode("utf-8")
+        headers = [(b"content-type", b"application/json; charset=utf-8"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode())]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                      h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+
+class MiniMindServer:
+    """A bound socket, the app, its engine and a uvicorn server; `serve_forever()` or `start_background()`."""
+
+    def __init__(self, backend: Backend, host: str = "127.0.0.1", port: int = 8998, verbose: bool = False,
+                 max_batch: int = 32):
         self.backend, self.verbose = backend, verbose
-        self.generation_lock = threading.Lock()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.socket.bind((host, port))
+            self.socket.listen(2048)
+        except OSError:
+            self.socket.close()
+            raise
+        self.server_address = self.socket.getsockname()
+        self.engine = make_engine(backend, max_batch)
+        self.app = create_app(backend, self.engine)
+        config = uvicorn.Config(self.app, http=JSONErrorH11Protocol, ws="none", lifespan="off", loop="asyncio",
+                                log_level="info" if verbose else "warning", access_log=verbose,
+                                timeout_graceful_shutdown=3)
+        self._uvicorn = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/v1"
 
+    def serve_forever(self) -> None:
+        """Serve until Ctrl+C / SIGTERM (in the main thread) or `shutdown()`."""
+        self._uvicorn.run(sockets=[self.socket])
+
     def start_background(self) -> threading.Thread:
         """Serve on a daemon thread (tests, the studio); stop with `shutdown()` then `server_close()`."""
-        thread = threading.Thread(target=self.serve_forever, name="minimind-serve", daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(target=self.serve_forever, name="minimind-serve", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._uvicorn.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._thread
+
+    def shutdown(self) -> None:
+        self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15)
+
+    def server_close(self) -> None:
+        self.engine.close()
+        self.socket.close()
 
 
-def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 8998, verbose: bool = False) -> MiniMindServer:
-    """Bind (port 0 picks a free one: read `server.server_address`) without serving yet."""
-    return MiniMindServer((host, port), backend, verbose)
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "MiniMindServe/1"
-    timeout = SOCKET_TIMEOUT_S
-    server: MiniMindServer
-
-    # ---- routing ------------------------------------------------------------------------------------
-    def do_GET(self):
-        self._dispatch({"/v1/models": self._models, "/health": self._health}, "GET")
-
-    def do_POST(self):
-        self._dispatch({"/v1/chat/completions": self._chat, "/v1/completions": self._completions}, "POST")
-
-    def do_PUT(self):
-        self._dispatch({}, "PUT")
-
-    do_DELETE = do_PATCH = do_PUT
-
-    def _dispatch(self, routes: dict, method: str):
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        try:
-            route = routes.get(path)
-            if route is None:
-                known = {"/v1/models", "/health", "/v1/chat/completions", "/v1/completions"}
-                if path in known:
-                    raise APIError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
-                raise APIError(404, f"unknown path {path!r}; this server offers /v1/models, "
-                                    "/v1/chat/completions and /v1/completions", code="not_found")
-            route()
-        except APIError as exc:
-            self._send_json(exc.status, exc.body())
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client went away; nothing to answer
-        except Exception as exc:  # a bug of ours: answer 500, keep serving
-            traceback.print_exc(file=sys.stderr)
-            try:
-                self._send_json(500, APIError(500, f"internal error: {type(exc).__name__}: {exc}",
-                                              type_="server_error").body())
-            except OSError:
-                self.close_connection = True
-
-    # ---- endpoints ----------------------------------------------------------------------------------
-    def _health(self):
-        self._send_json(200, {"status": "ok", "model": self.server.backend.name})
-
-    def _models(self):
-        self._send_json(200, {"object": "list", "data": [
-            {"id": self.server.backend.name, "object": "model", "created": 0, "owned_by": "minimind"}]})
-
-    def _chat(self):
-        req = p.parse(p.ChatCompletionRequest, self._read_json())
-        backend = self._backend_for(req.model)
-        sampling = req.sampling(backend.max_context)
-        messages = [m.as_template_message() for m in req.messages]
-        prompt_ids = backend.tokenize(backend.render_chat(messages))
-        self._generate(backend, prompt_ids, sampling, req, chat=True)
-
-    def _completions(self):
-        req = p.parse(p.CompletionRequest, self._read_json())
-        backend = self._backend_for(req.model)
-        sampling = req.sampling(backend.max_context)
-        prompt = req.prompt_value()
-        if isinstance(prompt, list):
-            bad = [t for t in prompt if not 0 <= t < backend.vocab_size]
-            if bad:
-                raise APIError(400, f"prompt: token id {bad[0]} is outside the vocabulary (0..{backend.vocab_size - 1})",
-                               param="prompt", code="invalid_value")
-            prompt_ids = prompt
-        else:
-            prompt_ids = backend.tokenize(prompt)
-        self._generate(backend, prompt_ids, sampling, req, chat=False)
-
-    def _generate(self, backend: Backend, prompt_ids: list[int], sampling, req, chat: bool):
-        if not prompt_ids:
-            raise APIError(400, "the prompt is empty; send at least one character", param="prompt",
-                           code="invalid_value")
-        if len(prompt_ids) >= backend.max_context:
-            raise APIError(400, f"the prompt has {len(prompt_ids)} tokens; this model's context holds "
-                                f"{backend.max_context}; shorten it", param="messages" if chat else "prompt",
-                           code="context_length_exceeded")
-        cid = p.new_id("chatcmpl" if chat else "cmpl")
-        with self.server.generation_lock:
-            pieces = backend.stream_ids(prompt_ids, sampling)
-            if req.stream:
-                self._stream(backend, pieces, cid, req, chat)
-                return
-            text = "".join(pieces)
-            reason = backend.finish_reason or "length"
-            body = (p.chat_completion if chat else p.text_completion)(cid, backend.name, text, reason, backend.usage)
-        self._send_json(200, body)
-
-    def _stream(self, backend: Backend, pieces, cid: str, req, chat: bool):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")  # the stream ends when the connection does
-        self.end_headers()
-        self.close_connection = True
-        name = backend.name
-        try:
-            if chat:
-                self._event(p.chat_chunk(cid, name, {"role": "assistant", "content": ""}))
-            for piece in pieces:
-                self._event(p.chat_chunk(cid, name, {"content": piece}) if chat
-                            else p.text_completion(cid, name, piece, None))
-            reason = backend.finish_reason or "length"
-            self._event(p.chat_chunk(cid, name, {}, reason, backend.usage) if chat
-                        else p.text_completion(cid, name, "", reason, backend.usage))
-            if req.stream_options is not None and req.stream_options.include_usage:
-                self._event(p.chat_chunk(cid, name, {}, usage=backend.usage, no_choices=True) if chat
-                            else {**p.text_completion(cid, name, "", None, backend.usage), "choices": []})
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # client disconnected: stop generating, release the lock
-        except Exception as exc:  # headers are sent: report in-band, as OpenAI does
-            traceback.print_exc(file=sys.stderr)
-            try:
-                self._event(APIError(500, f"generation failed: {exc}", type_="server_error").body())
-            except OSError:
-                pass
-        finally:
-            pieces.close()
-
-    # ---- plumbing -----------------------------------------------------------------------------------
-    def _backend_for(self, model: str) -> Backend:
-        backend = self.server.backend
-        if model != backend.name:
-            raise APIError(404, f"the model {model!r} does not exist here; this server serves "
-                                f"{backend.name!r} (see GET /v1/models)", param="model", code="model_not_found")
-        return backend
-
-    def _read_json(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise APIError(411, "chunked request bodies are not supported; send Content-Length")
-        ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        length_header = self.headers.get("Content-Length")
-        try:
-            length = int(length_header) if length_header is not None else 0
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise APIError(400, f"invalid Content-Length {length_header!r}")
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True  # the unread body would be taken for the next request
-            raise APIError(413, f"request body of {length} bytes exceeds the {MAX_BODY_BYTES}-byte limit",
-                           code="request_too_large")
-        raw = self.rfile.read(length) if length else b""
-        if ctype != "application/json":
-            raise APIError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
-        if not raw:
-            raise APIError(400, "the request body is empty; send a JSON object")
-        try:
-            payload = json.loads(raw.decode("utf-8"))
-            # "\ud800" escapes decode to lone surrogates, which no tokenizer can encode: refuse them here.
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
-            return payload
-        except UnicodeDecodeError:
-            raise APIError(400, "the request body is not valid UTF-8") from None
-        except UnicodeEncodeError:
-            raise APIError(400, "the request contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff); "
-                                "send valid Unicode text") from None
-        except json.JSONDecodeError as exc:
-            raise APIError(400, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-        except RecursionError:
-            raise APIError(400, "the JSON body is nested too deeply") from None
-
-    def _send_json(self, status: int, body: dict):
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _event(self, body: dict):
-        self.wfile.write(b"data: " + json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n\n")
-        self.wfile.flush()
-
-    def send_error(self, code, message=None, explain=None):
-        """http.server's own errors (malformed request line, unsupported method, oversized headers) as JSON."""
-        self.close_connection = True
-        try:
-            self._send_json(code, APIError(code, message or explain or "malformed request").body())
-        except OSError:
-            pass
-
-    def log_message(self, format, *args):
-        if self.server.verbose:
-            super().log_message(format, *args)
+def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 8998, verbose: bool = False,
+                max_batch: int = 32) -> MiniMindServer:
+    """Bind (port 0 picks a free one: read `server.server_address`) without serving yet. `max_batch`: most
+    torch requests decoded together (1 = one at a time)."""
+    return MiniMindServer(backend, host, port, verbose, max_batch)
