@@ -9,28 +9,8 @@ import pytest
 
 from core.data import DataError, DPODataset, PromptDataset, SFTDataset, detect_kind, read_records
 from core.data.datasets import carries_loss
-
-TOOLS = [{"type": "function", "function": {"name": "calculate_math", "parameters": {"type": "object"}}},
-         {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
-SYSTEM = {"role": "system", "content": "你是助手", "tools": json.dumps(TOOLS)}
-CALL = {"role": "assistant", "content": "",
-        "tool_calls": '[{"name":"calculate_math","arguments":{"expression":"256 * 37"}}]'}
-TOOL_RECORD = {"conversations": [SYSTEM, {"role": "user", "content": "256 乘以 37"}, CALL,
-                                 {"role": "tool", "content": '{"result":"9472"}'},
-                                 {"role": "assistant", "content": "等于 9472。"}]}
-REASONING_RECORD = {"conversations": [{"role": "user", "content": "1+1?"},
-                                      {"role": "assistant", "content": "2", "reasoning_content": "一加一。"}]}
-THINK_RECORD = {"conversations": [{"role": "user", "content": "2*3?"},
-                                  {"role": "assistant", "content": "<think>\n两个三\n</think>\n\n6"}]}
-OPENAI_RECORD = {"conversations": [
-    {"role": "system", "content": "", "tools": TOOLS},
-    {"role": "user", "content": "time?"},
-    {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "a", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
-        {"id": "b", "type": "function", "function": {"name": "calculate_math", "arguments": {"expression": "1"}}}]},
-    {"role": "tool", "content": "12:00"}, {"role": "tool", "content": "1"},
-    {"role": "assistant", "content": "12:00"}]}
-
+from tests.fixtures.tool_records import (CALL, OPENAI_RECORD, REASONING_RECORD, SYSTEM, THINK_RECORD, TOOL_RECORD,
+                                         TOOLS)
 
 def write(path, records) -> str:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from core.data.cache import encode_texts, load_or_build
 from core.data.records import DataError, DataReport, read_records
-from core.tokenizer.messages import normalize_messages
+from core.tokenizer.messages import carries_loss, normalize_messages  # noqa: F401 (carries_loss: ChatMasker, per message)
 
 IGNORE = -100  # label of tokens that get no loss (torch CrossEntropyLoss ignore_index)
 
@@ -28,12 +28,6 @@ def _file_list(files) -> list[Path]:
 
 def _template_hash(tokenizer) -> str:
     return hashlib.sha256(str(getattr(tokenizer, "chat_template", "")).encode()).hexdigest()[:16]
-
-
-def carries_loss(message: dict) -> bool:
-    """Whether a message's tokens are learned (`ChatMasker`): an assistant turn's reply, reasoning and tool calls
-    are; system (tools block included), user and tool-response turns never are."""
-    return isinstance(message, dict) and message.get("role") == "assistant"
 
 
 class ChatMasker:

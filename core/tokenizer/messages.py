@@ -83,6 +83,25 @@ def normalize_messages(messages: list, tools=None) -> tuple[list, list | None]:
     return out, tools
 
 
+def split_reasoning(message: dict) -> tuple[str, str]:
+    """(reasoning, reply) of an assistant message, by the chat template's rule: `reasoning_content` when it is a
+    string, else the text before `</think>` (after `<think>`) in the content; reasoning is stripped of newlines."""
+    content = message.get("content") if isinstance(message.get("content"), str) else ""
+    if isinstance(message.get("reasoning_content"), str):
+        return message["reasoning_content"].strip("\n"), content
+    if THINK_END in content:
+        head, _, tail = content.partition(THINK_END)
+        return head.split(THINK_START)[-1].strip("\n"), tail.lstrip("\n")
+    return "", content
+
+
+def carries_loss(message) -> bool:
+    """Whether SFT/DPO training learns a message's tokens (core.data's `ChatMasker` rule, stated per message for
+    displays): an assistant turn's reply, reasoning and tool calls are learned; system (tools block included),
+    user and tool-response turns never are. Here, not in core.data, so a viewer can ask without importing torch."""
+    return isinstance(message, dict) and message.get("role") == "assistant"
+
+
 def _present(value) -> bool:
     return value is not None and value != "" and value != []
 

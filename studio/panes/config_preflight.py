@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.tokenizer.special_tokens import (THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START,
+                                           TOOL_RESPONSE_END, TOOL_RESPONSE_START)
 from studio.widgets.theme import COLORS
 
 LINT_RECORDS = 5000      # records checked per file (the whole file for small ones)
@@ -75,7 +77,8 @@ def record_tokens(rec: dict, kind: str, tok) -> tuple[list[int], np.ndarray]:
 
 def tokens_html(tok, ids: list[int], mask: np.ndarray, max_len: int | None = None) -> str:
     """One span per token; loss tokens coloured, tokens past max_len struck through. Qt's rich text has no
-    per-span borders, so neighbouring tokens alternate between two shades to show where each one ends."""
+    per-span borders, so neighbouring tokens alternate between two shades to show where each one ends.
+    Chat records are cut into labelled blocks: each turn, and inside it reasoning, tool calls and tool responses."""
     spans = []
     for i, (t, loss) in enumerate(zip(ids, mask)):
         text = tok.decode([t])
@@ -86,7 +89,44 @@ def tokens_html(tok, ids: list[int], mask: np.ndarray, max_len: int | None = Non
             style += "text-decoration:line-through;"
         spans.append(f'<span data-loss="{int(bool(loss))}" style="{style}">'
                      f'{shown}</span>')
-    return "<div style='font-family:monospace; line-height:160%'>" + "".join(spans) + "</div>"
+    blocks = []
+    for label, start, end in token_blocks(tok, ids):
+        head = (f'<span style="color:{COLORS["muted"]}; font-size:8pt">{html.escape(label)}</span><br>'
+                if label else "")
+        blocks.append(f"<div style='margin:2px 0 6px 0'>{head}{''.join(spans[start:end])}</div>")
+    return "<div style='font-family:monospace; line-height:160%'>" + "".join(blocks) + "</div>"
+
+
+# tag -> (block label, roles whose turns it opens a block in); the system turn's tools block also spells
+# <tool_call>, as an instruction, and stays part of the system block.
+_INNER_BLOCKS = {THINK_START: ("reasoning", ("assistant",)), TOOL_CALL_START: ("tool call", ("assistant",)),
+                 TOOL_RESPONSE_START: ("tool response", ("user",))}
+_BLOCK_ENDS = (THINK_END, TOOL_CALL_END, TOOL_RESPONSE_END)
+
+
+def token_blocks(tok, ids: list[int]) -> list[tuple[str, int, int]]:
+    """(label, start, end) runs of `ids`: a block per chat turn (labelled with its role), split at the think and
+    tool tags. Tokenizers that spell the tags in several tokens (MiniMind v2) get one block per turn."""
+    by_id = {tok.token_to_id(tag): tag for tag in list(_INNER_BLOCKS) + list(_BLOCK_ENDS)}
+    by_id.pop(None, None)
+    labels, role, inner = [], "", None
+    for i, t in enumerate(ids):
+        tag = by_id.get(t)
+        if t == tok.bos_id:
+            role, inner = tok.decode(ids[i + 1:i + 6]).split("\n")[0].strip(), None
+            role = role if role in ("system", "user", "assistant") else ""  # a pretrain document's BOS
+        elif tag in _INNER_BLOCKS and role in _INNER_BLOCKS[tag][1]:
+            inner = _INNER_BLOCKS[tag][0]
+        labels.append(inner or role)
+        if tag in _BLOCK_ENDS:
+            inner = None
+    blocks: list[tuple[str, int, int]] = []
+    for i, label in enumerate(labels):
+        if blocks and blocks[-1][0] == label and (label == "" or ids[i] != tok.bos_id):
+            blocks[-1] = (label, blocks[-1][1], i + 1)
+        else:
+            blocks.append((label, i, i + 1))
+    return blocks
 
 
 def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=None) -> dict:
