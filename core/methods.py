@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from core.config import distill, rl
 
 # record kinds (core.data.records.KINDS): what a method's training files hold
-DATA_KINDS = ("pretrain", "sft", "dpo", "rl")
+DATA_KINDS = ("pretrain", "sft", "dpo", "rl", "agent")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,9 @@ for _spec in (
                "rl", rl.GRPOConfig, reference=True, generates=True),
     MethodSpec("spo", _R + "spo", "SPO: single-sample policy optimisation with a running baseline.", "rl",
                rl.SPOConfig, reference=True, generates=True),
+    MethodSpec("agent", _R + "agent", "Agentic RL: multi-turn tool use with the built-in tools, rewarded against "
+               "each task's ground truth (CISPO or any GRPO loss).", "agent", rl.AgentConfig, reference=True,
+               generates=True),
     MethodSpec("distill", _R + "distill", "Knowledge distillation: CE on the data plus T²·KL to a frozen teacher "
                "that shares the tokenizer.", "sft", distill.DistillConfig, teacher=True, other_kinds=("pretrain",)),
 ):

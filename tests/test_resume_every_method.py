@@ -17,6 +17,7 @@ import pytest
 from core.methods import get_method, method_names
 from core.train import checkpoint as ck
 from core.train.engine import load_trainer_state
+from tests.fixtures.rl import write_agent_tasks
 from tests.fixtures.train import read_events
 from tests.fixtures.zygote import Zygote
 
@@ -30,8 +31,10 @@ def zygote(tmp_path_factory):
     z.close()
 
 
-def _data_files(method: str, train_data: dict, rl_data: dict) -> list[str]:
+def _data_files(method: str, train_data: dict, rl_data: dict, work: Path) -> list[str]:
     kind = get_method(method).data_kind
+    if kind == "agent":
+        return [str(write_agent_tasks(work / "agent.jsonl"))]
     return [str({"pretrain": train_data["pretrain"], "sft": train_data["sft"], "dpo": rl_data["dpo"],
                  "rl": rl_data["rl"]}[kind])]
 
@@ -46,8 +49,10 @@ def _write_config(method: str, run_dir: Path, init: Path, files: list[str], save
         cfg["batch_size"] = 2
         cfg["method_options"] = {"updates_per_rollout": 2, "max_new_tokens": 8, "max_prompt_len": 48,
                                  "sample_every": 1, "samples_logged": 1}
-        if method == "grpo":
+        if "num_generations" in spec.options.model_fields:
             cfg["method_options"]["num_generations"] = 2
+        if "max_turns" in spec.options.model_fields:  # agent: two turns with thinking sometimes open
+            cfg["method_options"].update(max_turns=2, thinking_ratio=0.5, max_prompt_len=1024)
     if spec.teacher:  # a frozen teacher that stays on disk (only `init` is deleted)
         cfg["method_options"] = {"teacher": str(init.parent / "teacher")}
     path = run_dir.parent / f"{run_dir.name}.json"
@@ -69,7 +74,7 @@ def test_every_method_killed_after_a_checkpoint_resumes_to_the_uninterrupted_wei
 
     init = shutil.copytree(tiny_sft_checkpoint, tmp_path / "init")
     shutil.copytree(tiny_sft_checkpoint, tmp_path / "teacher")
-    files = _data_files(method, train_data, rl_data)
+    files = _data_files(method, train_data, rl_data, tmp_path)
     reference_cfg = _write_config(method, tmp_path / "reference", init, files, save_every=0)
     assert zygote.run(reference_cfg, resume=False) == 0, zygote.stderr_tail()
 

@@ -5,6 +5,7 @@ import sys
 import time
 
 from core.cli import CLIError
+from core.data.records import KINDS
 
 CACHED_KINDS = ("pretrain", "text", "sft", "dpo")
 
@@ -16,7 +17,7 @@ def register(subparsers) -> None:
 
     check = sub.add_parser("check", help="list every bad record as file:line: field: message")
     check.add_argument("file")
-    check.add_argument("--kind", choices=["pretrain", "sft", "dpo", "rl", "text"], help="default: detected")
+    check.add_argument("--kind", choices=list(KINDS), help="default: detected")
     check.add_argument("--max-errors", type=int, default=100, metavar="N", help="print at most N problems (100)")
     check.set_defaults(func=_check)
 
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
     stats = sub.add_parser("stats", help="records, tokens, chars/token and length percentiles")
     stats.add_argument("file")
     stats.add_argument("--tokenizer", required=True, metavar="DIR")
-    stats.add_argument("--kind", choices=["pretrain", "sft", "dpo", "rl", "text"], help="default: detected")
+    stats.add_argument("--kind", choices=list(KINDS), help="default: detected")
     stats.add_argument("--max-records", type=int, default=None, metavar="N", help="measure the first N records")
     stats.set_defaults(func=_stats)
 

@@ -118,7 +118,8 @@ class RMConfig(_MethodOptions):
 
 # ---- on-policy RL ---------------------------------------------------------------------------------------------
 
-class _RLBase(_MethodOptions):
+class _Sampling(_MethodOptions):
+    """What every on-policy method shares: rollout sampling, the reference, logging, updates per rollout."""
     max_prompt_len: int = Field(128, ge=4, le=32768, description="Prompt tokens kept (the end survives).")
     max_new_tokens: int = Field(64, ge=1, le=32768, description="Longest completion per rollout.")
     temperature: float = Field(0.8, gt=0, le=10, description="Rollout sampling temperature (MiniMind 0.8).")
@@ -126,26 +127,18 @@ class _RLBase(_MethodOptions):
     top_k: int = Field(0, ge=0, description="Rollout top-k filter (0 = off).")
     kl_coef: float = Field(0.02, ge=0, le=10, description="Weight of the k3 KL to the reference (MiniMind 0.02).")
     reference: str | None = Field(None, description="Frozen reference checkpoint (default: `init`).")
-    rewards: RewardConfig = Field(default_factory=RewardConfig)
     sample_every: int = Field(10, ge=0, le=1_000_000, description="Steps between `sample` events (0 = off).")
     samples_logged: int = Field(4, ge=1, le=64, description="Completions per `sample` event.")
     updates_per_rollout: int = Field(1, ge=1, le=16, description="Optimizer steps on each rollout (PPO epochs μ).")
     eval_max_new_tokens: int = Field(32, ge=1, le=32768, description="Greedy evaluation: completion budget.")
 
 
-class PPOConfig(_RLBase):
-    clip: float = Field(0.2, gt=0, le=1, description="PPO ε (MiniMind v3 0.2).")
-    advantage: Literal["gae", "sequence"] = Field("gae", description="gae: token-level GAE with a per-token critic; "
-                                                  "sequence: A = R − V(prompt) for the whole reply (MiniMind v2).")
-    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount γ (MiniMind v3 1.0).")
-    lam: float = Field(0.95, ge=0, le=1, description="GAE λ (MiniMind v3 0.95).")
-    value_coef: float = Field(0.5, ge=0, le=100, description="Weight of the critic loss (MiniMind 0.5).")
-    value_clip: float | None = Field(0.2, gt=0, description="Clipped value loss range (MiniMind v3 0.2; null = off).")
-    critic_lr: float | None = Field(None, gt=0, le=1, description="Critic learning rate (default: optim.lr).")
-    critic: str | None = Field(None, description="Initial critic (a reward-model checkpoint); default: the policy's backbone.")
+class _RLBase(_Sampling):
+    rewards: RewardConfig = Field(default_factory=RewardConfig)
 
 
-class GRPOConfig(_RLBase):
+class _GroupPolicy(_Strict):
+    """GRPO-style groups and policy loss (GRPO and the agent method)."""
     num_generations: int = Field(4, ge=2, le=256, description="Samples per prompt G (MiniMind v2 8, v3 6).")
     loss: Literal["grpo", "dapo", "dr_grpo", "cispo"] = Field(
         "grpo", description="grpo: PPO clip, per-sequence token mean; dapo: clip-higher (ε_high 0.28 unless set), "
@@ -161,6 +154,33 @@ class GRPOConfig(_RLBase):
         if self.clip_high is not None:
             return self.clip_high
         return 0.28 if self.loss == "dapo" else self.clip
+
+
+class PPOConfig(_RLBase):
+    clip: float = Field(0.2, gt=0, le=1, description="PPO ε (MiniMind v3 0.2).")
+    advantage: Literal["gae", "sequence"] = Field("gae", description="gae: token-level GAE with a per-token critic; "
+                                                  "sequence: A = R − V(prompt) for the whole reply (MiniMind v2).")
+    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount γ (MiniMind v3 1.0).")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE λ (MiniMind v3 0.95).")
+    value_coef: float = Field(0.5, ge=0, le=100, description="Weight of the critic loss (MiniMind 0.5).")
+    value_clip: float | None = Field(0.2, gt=0, description="Clipped value loss range (MiniMind v3 0.2; null = off).")
+    critic_lr: float | None = Field(None, gt=0, le=1, description="Critic learning rate (default: optim.lr).")
+    critic: str | None = Field(None, description="Initial critic (a reward-model checkpoint); default: the policy's backbone.")
+
+
+class GRPOConfig(_RLBase, _GroupPolicy):
+    pass
+
+
+class AgentConfig(_Sampling, _GroupPolicy):
+    """Multi-turn tool-use RL (MiniMind v3 `train_agent.py`, reference §4.3); rewards are the agent's own terms."""
+    loss: Literal["grpo", "dapo", "dr_grpo", "cispo"] = Field("cispo", description=_GroupPolicy.model_fields["loss"].description)
+    max_prompt_len: int = Field(1024, ge=4, le=32768, description="Longest prompt (tools block included); longer "
+                                "prompts are an error, not cut: the tools must stay.")
+    max_new_tokens: int = Field(96, ge=1, le=32768, description="Longest generation per turn.")
+    max_turns: int = Field(3, ge=1, le=16, description="Generation turns per episode (MiniMind 3).")
+    thinking_ratio: float = Field(0.1, ge=0, le=1, description="Share of episodes with thinking open (MiniMind 0.1).")
+    eval_max_new_tokens: int = Field(96, ge=1, le=32768, description="Greedy evaluation: tokens per turn.")
 
 
 class SPOConfig(_RLBase):

@@ -229,12 +229,12 @@ class PromptDataset(Dataset):
     """
 
     def __init__(self, files, tokenizer, max_prompt_len: int, on_error: str = "raise",
-                 report: DataReport | None = None):
+                 report: DataReport | None = None, kind: str = "rl"):
         self.files, self.max_prompt_len = _file_list(files), max_prompt_len
         self.report = report if report is not None else DataReport()
         self.items = []
         for f in self.files:
-            for rec in read_records(f, "rl", on_error, self.report):
+            for rec in read_records(f, kind, on_error, self.report):
                 self.items.append(self._item(rec, tokenizer))
 
     def _item(self, rec, tokenizer) -> dict:

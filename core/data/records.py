@@ -13,7 +13,7 @@ from typing import Iterator
 
 from core.tokenizer.messages import MessageError, check_messages
 
-KINDS = ("pretrain", "sft", "dpo", "rl", "text")
+KINDS = ("pretrain", "sft", "dpo", "rl", "agent", "text")
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -143,7 +143,22 @@ def _check_rl(rec, fail) -> None:
         fail("answer", f"must be a string or absent, got {type(answer).__name__}")
 
 
-_CHECKS = {"pretrain": _check_text, "sft": _check_sft, "dpo": _check_dpo, "rl": _check_rl}
+def _check_agent(rec, fail) -> None:
+    """An agent task (MiniMind v3 agent_rl.jsonl): an RL prompt whose system message declares `tools`, plus `gt`,
+    the values the final answer must contain."""
+    _check_rl(rec, fail)
+    msgs = rec["conversations"]
+    if not (msgs[0].get("role") == "system" and msgs[0].get("tools")):
+        fail("conversations[0].tools", "missing; an agent task declares its tools on a first, system message")
+    gt = rec.get("gt")
+    if not isinstance(gt, list) or not gt:
+        fail("gt", 'missing or empty; list the values the final answer must contain, e.g. "gt": [9472]')
+    for i, value in enumerate(gt):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            fail(f"gt[{i}]", f"must be a number or a string, got {type(value).__name__}")
+
+
+_CHECKS = {"pretrain": _check_text, "sft": _check_sft, "dpo": _check_dpo, "rl": _check_rl, "agent": _check_agent}
 
 
 def validate_record(rec, kind: str, file, line: int) -> None:
@@ -284,6 +299,8 @@ def _guess(rec: dict) -> str | None:
         return "pretrain"
     msgs = rec.get("conversations")
     if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict):
+        if "gt" in rec:
+            return "agent"
         if "answer" in rec or msgs[-1].get("role") in ("user", "tool"):
             return "rl"
         return "sft"

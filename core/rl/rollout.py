@@ -130,8 +130,6 @@ def make_rollout(policy, reference, tokenizer, rewards, items: list[dict], opts,
     `items` are PromptDataset items (prompt_ids, messages, answer, prompt). Rows are grouped by prompt:
     row k·repeats + j is sample j of prompt k (GRPO's groups).
     """
-    import contextlib
-
     from core.rl.rewards import RewardInputs
 
     items = [it for it in items for _ in range(repeats)]
@@ -142,10 +140,26 @@ def make_rollout(policy, reference, tokenizer, rewards, items: list[dict], opts,
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
     total, breakdown = rewards(RewardInputs(texts, [it.get("answer") for it in items],
                                             [it["messages"] for it in items], completions))
+    return score_rollout(policy, reference, tokenizer, [it["prompt"] for it in items], prompts, completions, texts,
+                         total, breakdown, opts.temperature, device, autocast)
+
+
+def score_rollout(policy, reference, tokenizer, prompt_texts: list[str], prompts: list[list[int]],
+                  completions: list[list[int]], texts: list[str], total: torch.Tensor, breakdown: dict,
+                  temperature: float, device, autocast=None, completion_masks: list[list[int]] | None = None
+                  ) -> Rollout:
+    """Pack sampled completions with their rewards and the old/reference log-probs into a Rollout.
+    `completion_masks` (1 = a token the policy generated) leaves other completion tokens (tool responses, template
+    glue of multi-turn episodes) out of the loss and the KL; default: every completion token counts."""
+    import contextlib
+
     ids, mask, resp, P = pack_sequences(prompts, completions, tokenizer.pad_id, device)
+    if completion_masks is not None:
+        for i, m in enumerate(completion_masks):
+            resp[i, :len(m)] = torch.tensor(m, dtype=resp.dtype, device=resp.device)
     ctx = autocast() if autocast is not None else contextlib.nullcontext()
     with torch.no_grad(), ctx:
-        old = token_logprobs(scaled(response_logits(policy, ids, mask, P)[0], opts.temperature), ids[:, P:])
-        ref = token_logprobs(scaled(response_logits(reference, ids, mask, P)[0], opts.temperature), ids[:, P:])
-    return Rollout(ids, mask, resp, P, [it["prompt"] for it in items], texts, completions, total.to(device),
-                   breakdown, old.float(), ref.float(), temperature=opts.temperature)
+        old = token_logprobs(scaled(response_logits(policy, ids, mask, P)[0], temperature), ids[:, P:])
+        ref = token_logprobs(scaled(response_logits(reference, ids, mask, P)[0], temperature), ids[:, P:])
+    return Rollout(ids, mask, resp, P, prompt_texts, texts, completions, total.to(device), breakdown, old.float(),
+                   ref.float(), temperature=temperature)

@@ -66,7 +66,7 @@ class OnPolicyRecipe(Recipe):
     # ---- set-up ------------------------------------------------------------------------------------------
     def setup(self) -> None:
         from core.data import PromptDataset
-        from core.rl.rewards import RewardCombiner
+        from core.methods import get_method
 
         o, d = self.options, self.cfg.data
         if not self.cfg.init and self.ctx.resume_from is None:
@@ -75,16 +75,23 @@ class OnPolicyRecipe(Recipe):
         self.tokenizer = self.load_tokenizer()
         self.policy = self.build_model().to(self.ctx.device)
         self.reference = self.build_reference(self.policy, o.reference)
+        kind = get_method(self.cfg.method).data_kind  # rl prompts, or agent tasks (tools + gt)
         self.train_dataset = _Indexed(PromptDataset(require_files(self.cfg), self.tokenizer, o.max_prompt_len,
-                                                    d.on_error))
+                                                    d.on_error, kind=kind))
         if d.eval_files:
-            self.eval_dataset = _Indexed(PromptDataset(d.eval_files, self.tokenizer, o.max_prompt_len, d.on_error))
-        self.rewards = RewardCombiner(o.rewards, self.ctx.device, self.ctx.autocast_dtype)
+            self.eval_dataset = _Indexed(PromptDataset(d.eval_files, self.tokenizer, o.max_prompt_len, d.on_error,
+                                                       kind=kind))
+        self.rewards = self.build_rewards()
         self.model = self.build_trainable()
         self._cache: dict[tuple, list] = {}   # prompt indices -> [rollout, updates done]
         self._step_rollouts: list = []        # rollouts sampled during the current optimizer step
         self._last_used = None                # the rollout of the last micro-batch (for `sample` events)
         self._last_tokens = 0
+
+    def build_rewards(self):
+        from core.rl.rewards import RewardCombiner
+
+        return RewardCombiner(self.options.rewards, self.ctx.device, self.ctx.autocast_dtype)
 
     def build_trainable(self):
         return self.policy
@@ -116,13 +123,10 @@ class OnPolicyRecipe(Recipe):
 
     # ---- the step ----------------------------------------------------------------------------------------
     def rollout_for(self, batch: dict):
-        from core.rl.rollout import make_rollout
-
         key = tuple(batch["index"])
         entry = self._cache.get(key)
         if entry is None:
-            r = make_rollout(self.policy, self.reference, self.tokenizer, self.rewards, batch["items"], self.options,
-                             self.ctx.device, self.repeats, self.autocast)
+            r = self.sample_rollout(batch["items"])
             self.prepare_rollout(r)
             entry = self._cache[key] = [r, 0]
             self._step_rollouts.append(r)
@@ -132,6 +136,13 @@ class OnPolicyRecipe(Recipe):
         r = self._last_used = entry[0]
         self._last_tokens = int(r.attention_mask.sum())
         return r
+
+    def sample_rollout(self, items: list[dict]):
+        """A fresh Rollout for these prompt items: `repeats` single-turn samples each, scored by the reward sources."""
+        from core.rl.rollout import make_rollout
+
+        return make_rollout(self.policy, self.reference, self.tokenizer, self.rewards, items, self.options,
+                            self.ctx.device, self.repeats, self.autocast)
 
     def prepare_rollout(self, r) -> None:
         """Set r.advantages (and method extras) once per rollout."""

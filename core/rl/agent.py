@@ -1,0 +1,164 @@
+"""Multi-turn tool-use episodes (MiniMind v3 `train_agent.py` / `rollout_engine.py`, reference §4.3) and their reward.
+
+An episode starts from a prompt conversation whose system message declares `tools`. Each turn the policy
+generates; every `<tool_call>` it writes is run by the tool registry (core/tools: time and size limits, errors
+become results the model reads), the call and its results are appended to the conversation, and generation
+continues — up to `max_turns` turns. The response is kept as token ids: the policy's own tokens (mask 1) and the
+template glue plus tool responses between turns (mask 0: no loss, no KL). A turn without a call ends the
+episode; reaching the turn limit while still calling tools marks it unfinished.
+
+All episodes of a batch advance turn by turn together: one batched generation per turn for the ones still open.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from core.infer.chat_output import CALL_CLOSE, CALL_OPEN, THINK_CLOSE, parse_chat_output, parse_tool_call
+from core.rl.rewards import normalise_text, repeated_fraction
+
+_CALL_BODY = re.compile(re.escape(CALL_OPEN) + r"(.*?)" + re.escape(CALL_CLOSE), re.DOTALL)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+@dataclass
+class Episode:
+    prompt_ids: list[int]
+    thinking: bool
+    messages: list[dict]                    # the prompt conversation, then each assistant turn and tool response
+    response_ids: list[int] = field(default_factory=list)
+    response_mask: list[int] = field(default_factory=list)   # 1 = the policy generated this token
+    turns: list[str] = field(default_factory=list)           # the text of each generated turn
+    final_text: str = ""                    # the answer of the last turn (reasoning and tags removed)
+    valid_calls: int = 0
+    invalid_calls: int = 0
+    unbalanced_tags: int = 0                # |#<tool_call> − #</tool_call>| summed over turns
+    unfinished: bool = False
+    done: bool = False
+
+    def completion_text(self, tokenizer) -> str:
+        return tokenizer.decode(self.response_ids, skip_special_tokens=False)
+
+
+def _count_calls(text: str, declared: set[str], registry) -> tuple[int, int, list]:
+    """(valid, invalid, parsed calls): a call is valid when it parses, names a declared tool the registry has,
+    and its arguments pass that tool's check."""
+    valid, invalid, calls = 0, 0, []
+    for body in _CALL_BODY.findall(text):
+        call = parse_tool_call(body.strip())
+        ok = call is not None and call.name in declared and call.name in registry.tools
+        if ok:
+            try:
+                registry.tools[call.name].check_arguments(call.arguments_dict())
+            except Exception:
+                ok = False
+        valid, invalid = valid + ok, invalid + (not ok)
+        if call is not None:
+            calls.append(call)
+    return valid, invalid, calls
+
+
+def _glue_ids(tokenizer, before: list[dict], after: list[dict], tools, thinking: bool, ended: bool) -> list[int]:
+    """The tokens between the end of a generated turn and the next generation: what the template renders for the
+    tool responses and the next generation prompt (plus the turn's end if generation stopped without it)."""
+    rendered = tokenizer.apply_chat_template(before, tools=tools)
+    full = tokenizer.apply_chat_template(after, tools=tools, add_generation_prompt=True, enable_thinking=thinking)
+    if not full.startswith(rendered):  # the template re-rendered the history differently: keep going safely
+        raise ValueError("chat template does not extend the conversation by appending; agent rollouts need it")
+    turn_end = "\n" if ended else tokenizer.decode([tokenizer.eos_id]) + "\n"
+    return tokenizer.encode(turn_end + full[len(rendered):])
+
+
+def run_episodes(policy, tokenizer, items: list[dict], thinking: list[bool], registry, max_turns: int,
+                 max_new_tokens: int, temperature: float, top_p: float = 1.0, top_k: int = 0,
+                 max_response_tokens: int | None = None) -> list[Episode]:
+    """Play one episode per item (`{"messages", "tools"}` normalised) with the given thinking switches."""
+    from core.rl.rollout import sample
+
+    episodes = []
+    for item, think in zip(items, thinking):
+        ids = tokenizer.apply_chat_template(item["messages"], tools=item["tools"], add_generation_prompt=True,
+                                            enable_thinking=think, tokenize=True)
+        episodes.append(Episode(list(ids), think, [dict(m) for m in item["messages"]]))
+    budget = max_response_tokens or max_turns * max_new_tokens * 2
+    for turn in range(max_turns):
+        open_eps = [e for e in episodes if not e.done]
+        if not open_eps:
+            break
+        gens = sample(policy, tokenizer, [e.prompt_ids + e.response_ids for e in open_eps], max_new_tokens,
+                      temperature, top_p, top_k)
+        for ep, item, gen in ((e, items[episodes.index(e)], g) for e, g in zip(open_eps, gens)):
+            _advance(ep, item, list(gen), tokenizer, registry, last_turn=turn == max_turns - 1, budget=budget)
+    return episodes
+
+
+def _advance(ep: Episode, item: dict, gen: list[int], tokenizer, registry, last_turn: bool, budget: int) -> None:
+    ep.response_ids += gen
+    ep.response_mask += [1] * len(gen)
+    ended = bool(gen) and gen[-1] == tokenizer.eos_id
+    text = tokenizer.decode(gen[:-1] if ended else gen, skip_special_tokens=False)
+    ep.turns.append(text)
+    ep.unbalanced_tags += abs(text.count(CALL_OPEN) - text.count(CALL_CLOSE))
+    declared = {t.get("function", t).get("name") for t in item["tools"] or []}
+    valid, invalid, calls = _count_calls(text, declared, registry)
+    ep.valid_calls, ep.invalid_calls = ep.valid_calls + valid, ep.invalid_calls + invalid
+    out = parse_chat_output(text, in_reasoning=ep.thinking)  # the generation prompt opened <think> each turn
+    ep.final_text = out.content.strip()
+    if not calls:
+        ep.done = True
+        return
+    if last_turn or len(ep.response_ids) >= budget:
+        ep.done = ep.unfinished = True
+        return
+    before = ep.messages + [out.assistant_message()]
+    after = before + registry.answer(out.tool_calls)
+    glue = _glue_ids(tokenizer, before, after, item["tools"], ep.thinking, ended)
+    ep.messages = after
+    ep.response_ids += glue
+    ep.response_mask += [0] * len(glue)
+
+
+# ---- reward (reference §4.3; each term is its own metric) -----------------------------------------------------
+
+def gt_share(text: str, gt: list) -> float:
+    """Share of the ground-truth items found in `text`: a number equal within 1e-6 to one the text contains, or a
+    case-insensitive substring."""
+    if not gt:
+        return 0.0
+    numbers = [float(n) for n in _NUMBER.findall(text.replace(",", ""))]
+    norm = normalise_text(text)
+    found = 0
+    for item in gt:
+        try:
+            target = float(item)
+            hit = any(abs(n - target) <= 1e-6 for n in numbers)
+        except (TypeError, ValueError):
+            hit = normalise_text(str(item)) in norm
+        found += hit
+    return found / len(gt)
+
+
+def agent_reward(ep: Episode, gt: list, response_ids: list[int]) -> dict[str, float]:
+    """The reward terms of one episode; their sum, clipped to [−3, 3], is the reward."""
+    own = [t for t, m in zip(response_ids, ep.response_mask) if m]
+    terms = {"answer": 2.5 * gt_share(ep.final_text, gt), "tags": -0.5 * ep.unbalanced_tags,
+             "repetition": -min(0.5, repeated_fraction(own, 3))}
+    called = ep.valid_calls + ep.invalid_calls > 0
+    if called:
+        gap = abs(ep.valid_calls - len(gt)) + ep.invalid_calls
+        terms["tool_alignment"] = 0.5 if gap == 0 else -0.5 * gap
+        terms["unfinished"] = -0.5 if ep.unfinished else 0.0
+    else:
+        n = len(ep.final_text)
+        terms["length"] = 0.5 if 5 <= n <= 800 else -0.5
+        if ep.thinking:
+            last = ep.turns[-1] if ep.turns else ""
+            think = last.split(THINK_CLOSE)[0] if THINK_CLOSE in last else ""
+            terms["think_length"] = 1.0 if 20 <= len(think.strip()) <= 300 else -0.5
+            terms["think_close"] = 0.25 if last.count(THINK_CLOSE) == 1 else -0.25
+    return terms
+
+
+def total_reward(terms: dict[str, float]) -> float:
+    return max(-3.0, min(3.0, sum(terms.values())))
+

@@ -1,0 +1,100 @@
+"""Agentic RL with tools (MiniMind v3 `train_agent.py`; reference §4.3): multi-turn tool-use episodes, rewarded
+against the record's ground truth, trained with GRPO-style group advantages and any of the GRPO loss variants
+(CISPO by default, as upstream).
+
+Each prompt (a conversation whose system message declares `tools`, plus `gt`: the values the final answer must
+contain) is played `num_generations` times (core/rl/agent.py): the policy generates, its `<tool_call>`s run on
+the built-in tool registry (core/tools), the results are appended as tool turns, for up to `max_turns` turns.
+Only the policy's own tokens carry loss and KL. A share `thinking_ratio` of episodes opens thinking.
+
+Reward (clipped to ±3; every term is logged as `reward/<term>`): answer 2.5 × share of `gt` found (substring,
+or a number equal within 1e-6); with tool calls, tool_alignment +0.5 when the valid calls equal len(gt), else
+−0.5 × the gap, and unfinished −0.5 at the turn limit; without, length ±0.5 (5–800 characters) and, with
+thinking, think_length (+1 for 20–300 characters, else −0.5) and think_close (±0.25 for exactly one `</think>`);
+tags −0.5 per unbalanced `<tool_call>`; repetition −(repeated 3-gram share, ≤ 0.5).
+"""
+from __future__ import annotations
+
+import torch
+
+from core.train.recipes.grpo import GRPORecipe
+
+
+class AgentRecipe(GRPORecipe):
+    def build_rewards(self):
+        from core.tools import builtin_registry
+
+        self.registry = builtin_registry()
+        return None  # the agent's reward terms are its own (core.rl.agent.agent_reward)
+
+    def setup(self) -> None:
+        super().setup()
+        for name, ds in (("data.files", self.train_dataset), ("data.eval_files", self.eval_dataset)):
+            self._check_tasks(name, ds)
+
+    def _check_tasks(self, where: str, dataset) -> None:
+        if dataset is None:
+            return
+        for i in range(len(dataset)):
+            item = dataset[i]
+            if not item["tools"] or not isinstance(item.get("gt"), list):
+                raise ValueError(f"{where}: record {i + 1} has no tools on its system message or no `gt` list; "
+                                 "agent tasks are conversations with tools plus the ground truth (docs/rl.md)")
+            if len(item["prompt_ids"]) >= self.options.max_prompt_len:
+                raise ValueError(f"{where}: record {i + 1}'s prompt is {len(item['prompt_ids'])}+ tokens, over "
+                                 f"method_options.max_prompt_len={self.options.max_prompt_len}; raise it (the tools "
+                                 "block must stay whole)")
+
+    def _episodes(self, items: list[dict], thinking: list[bool], temperature: float, max_new_tokens: int):
+        from core.rl.agent import run_episodes
+
+        o = self.options
+        return run_episodes(self.policy, self.tokenizer, items, thinking, self.registry, o.max_turns,
+                            max_new_tokens, temperature, o.top_p, o.top_k)
+
+    def sample_rollout(self, items: list[dict]):
+        from core.rl.agent import agent_reward, total_reward
+        from core.rl.rollout import score_rollout
+
+        o = self.options
+        items = [it for it in items for _ in range(self.repeats)]
+        thinking = (torch.rand(len(items)) < o.thinking_ratio).tolist()
+        with torch.no_grad():
+            episodes = self._episodes(items, thinking, o.temperature, o.max_new_tokens)
+        terms = [agent_reward(ep, it["gt"], ep.response_ids) for ep, it in zip(episodes, items)]
+        keys = sorted({k for t in terms for k in t})
+        breakdown = {k: [t.get(k, 0.0) for t in terms] for k in keys}
+        breakdown["valid_calls"] = [float(ep.valid_calls) for ep in episodes]
+        total = torch.tensor([total_reward(t) for t in terms])
+        texts = [ep.completion_text(self.tokenizer) for ep in episodes]
+        return score_rollout(self.policy, self.reference, self.tokenizer,
+                             [self.tokenizer.decode(ep.prompt_ids) for ep in episodes],
+                             [ep.prompt_ids for ep in episodes], [ep.response_ids for ep in episodes], texts, total,
+                             breakdown, o.temperature, self.ctx.device, self.autocast,
+                             [ep.response_mask for ep in episodes])
+
+    def rollout_metrics(self, r) -> dict:
+        m = super().rollout_metrics(r)
+        m.pop("reward/valid_calls", None)
+        m["tool_calls/valid"] = sum(r.breakdown["valid_calls"]) / max(len(r.breakdown["valid_calls"]), 1)
+        return m
+
+    @torch.no_grad()
+    def evaluate(self, model, batches) -> dict:
+        """Greedy episodes on held-out tasks: exact accuracy (every gt item found), reward, valid calls, turns."""
+        from core.rl.agent import agent_reward, gt_share, total_reward
+
+        tot = {k: [0.0, 0.0] for k in ("eval/accuracy", "eval/reward", "eval/valid_calls", "eval/turns")}
+        for batch in batches:
+            items = batch["items"]
+            episodes = self._episodes(items, [False] * len(items), 0.0, self.options.eval_max_new_tokens)
+            for ep, it in zip(episodes, items):
+                for key, value in (("eval/accuracy", float(gt_share(ep.final_text, it["gt"]) == 1.0)),
+                                   ("eval/reward", total_reward(agent_reward(ep, it["gt"], ep.response_ids))),
+                                   ("eval/valid_calls", float(ep.valid_calls)), ("eval/turns", len(ep.turns))):
+                    tot[key][0] += value
+                    tot[key][1] += 1
+        return {k: tuple(v) for k, v in tot.items()}
+
+
+RECIPE = AgentRecipe

@@ -1,0 +1,103 @@
+"""Agentic RL (`agent`): multi-turn episodes with real tool execution, masks that keep tool responses out of the
+loss, the upstream reward terms, and a run that trains and resumes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.rl.agent import Episode, _advance, agent_reward, gt_share, total_reward
+from core.tools import builtin_registry
+
+CALC = builtin_registry().schemas(["calculate_math"])
+
+
+def _task(question: str, gt: list) -> dict:
+    return {"conversations": [{"role": "system", "content": "You can use tools.", "tools": json.dumps(CALC)},
+                              {"role": "user", "content": question}], "gt": gt}
+
+
+def _item(tok, question="What is 256 * 37?", gt=(9472,)):
+    from core.tokenizer.messages import normalize_messages
+
+    msgs, tools = normalize_messages(_task(question, list(gt))["conversations"])
+    return {"messages": msgs, "tools": tools, "gt": list(gt)}
+
+
+def _episode(tok, item, thinking=False):
+    ids = tok.apply_chat_template(item["messages"], tools=item["tools"], add_generation_prompt=True,
+                                  enable_thinking=thinking, tokenize=True)
+    return Episode(list(ids), thinking, [dict(m) for m in item["messages"]])
+
+
+def test_a_tool_call_is_executed_and_its_response_carries_no_loss(tiny_tokenizer):
+    tok, registry, item = tiny_tokenizer, builtin_registry(), _item(tiny_tokenizer)
+    ep = _episode(tok, item)
+    call = '<tool_call>\n{"name": "calculate_math", "arguments": {"expression": "256 * 37"}}\n</tool_call>'
+    _advance(ep, item, tok.encode(call) + [tok.eos_id], tok, registry, last_turn=False, budget=10_000)
+    assert not ep.done and ep.valid_calls == 1 and ep.invalid_calls == 0
+    generated = len(tok.encode(call)) + 1
+    assert ep.response_mask[:generated] == [1] * generated and set(ep.response_mask[generated:]) == {0}
+    glue = tok.decode(ep.response_ids[generated:], skip_special_tokens=False)
+    assert "<tool_response>" in glue and "9472" in glue and "<|im_start|>assistant" in glue
+    # the sequence is exactly what the template renders for the conversation so far (history re-rendered alike)
+    whole = tok.decode(ep.prompt_ids + ep.response_ids, skip_special_tokens=False)
+    want = tok.apply_chat_template(ep.messages, tools=item["tools"], add_generation_prompt=True,
+                                   enable_thinking=False)
+    assert whole == want
+    answer = "256 × 37 = 9472."
+    _advance(ep, item, tok.encode(answer) + [tok.eos_id], tok, registry, last_turn=False, budget=10_000)
+    assert ep.done and not ep.unfinished and ep.final_text == answer and ep.response_mask[-1] == 1
+    terms = agent_reward(ep, item["gt"], ep.response_ids)
+    assert terms["answer"] == 2.5 and terms["tool_alignment"] == 0.5 and terms["unfinished"] == 0.0
+    assert terms["tags"] == 0.0 and -0.5 <= terms["repetition"] <= 0.0
+    assert total_reward(terms) == pytest.approx(3.0 + terms["repetition"])
+
+
+def test_calling_at_the_turn_limit_is_unfinished_and_bad_calls_cost(tiny_tokenizer):
+    tok, registry, item = tiny_tokenizer, builtin_registry(), _item(tiny_tokenizer)
+    ep = _episode(tok, item)
+    text = '<tool_call>{"name": "no_such_tool", "arguments": {}}</tool_call><tool_call>{"name": "calcul'
+    _advance(ep, item, tok.encode(text), tok, registry, last_turn=True, budget=10_000)
+    assert ep.done and ep.unfinished and ep.valid_calls == 0 and ep.invalid_calls == 1 and ep.unbalanced_tags == 1
+    terms = agent_reward(ep, item["gt"], ep.response_ids)
+    assert terms["tool_alignment"] == -0.5 * (1 + 1) and terms["unfinished"] == -0.5 and terms["tags"] == -0.5
+    assert terms["answer"] == 0.0
+
+
+def test_an_answer_without_calls_scores_length_and_thinking(tiny_tokenizer):
+    tok, registry, item = tiny_tokenizer, builtin_registry(), _item(tiny_tokenizer)
+    ep = _episode(tok, item, thinking=True)
+    text = "I should multiply 256 by 37 carefully.\n</think>\n\nIt is 9472."
+    _advance(ep, item, tok.encode(text) + [tok.eos_id], tok, registry, last_turn=False, budget=10_000)
+    assert ep.done and ep.final_text == "It is 9472."
+    terms = agent_reward(ep, item["gt"], ep.response_ids)
+    assert terms["length"] == 0.5 and terms["think_length"] == 1.0 and terms["think_close"] == 0.25
+    assert "tool_alignment" not in terms and terms["answer"] == 2.5
+
+
+def test_ground_truth_matches_numbers_within_1e_6_and_text_case_insensitively():
+    assert gt_share("The result is 9,472.0000001 exactly", [9472]) == 1.0
+    assert gt_share("about 3.14", [3.1416]) == 0.0
+    assert gt_share("That is 5 KILOMETRES", ["5 kilometres", 7]) == 0.5
+
+
+def test_agent_training_runs_with_real_tools_and_logs_each_reward_term(tiny_sft_checkpoint, tmp_path):
+    from core.train import run_training
+    from tests.fixtures.rl import rl_config, write_agent_tasks
+    from tests.fixtures.train import one_thread, read_events
+
+    data = write_agent_tasks(tmp_path / "agent.jsonl")
+    run_dir = tmp_path / "run"
+    cfg = rl_config(run_dir, tiny_sft_checkpoint, [data], "agent", max_steps=2, batch_size=2, eval_every=2,
+                    method_options={"num_generations": 2, "max_new_tokens": 16, "max_turns": 2,
+                                    "thinking_ratio": 0.5, "sample_every": 1, "samples_logged": 2},
+                    **{"data.eval_files": [str(data)], "data.eval_batches": 1})
+    with one_thread():
+        assert run_training(cfg) == 0, read_events(run_dir)[-1]
+    events = read_events(run_dir)
+    metrics = [e["metrics"] for e in events if e["type"] == "metric"]
+    assert {"reward/answer", "reward/repetition", "tool_calls/valid", "kl", "loss"} <= set(metrics[0])
+    assert [e for e in events if e["type"] == "sample"] and [e for e in events if e["type"] == "eval"]
+    evals = [e["metrics"] for e in events if e["type"] == "eval"][-1]
+    assert {"eval/accuracy", "eval/reward", "eval/valid_calls", "eval/turns"} <= set(evals)
