@@ -1,6 +1,7 @@
 """GGUF export: the llama.cpp architecture mapping is exact for every MiniMind shape, checked by llama.cpp itself."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -22,11 +23,80 @@ def test_f32_export_matches_torch_exactly(kind, tiny_tokenizer, tmp_path):
     p = report["parity"]
     assert report["arch"] == kind
     assert p["tokenizer_match"], "llama.cpp must tokenize English/Chinese/emoji/code/specials like we do"
+    assert p["chat_template_match"] and p["chat_cases"] == 4, p["problems"]
     assert p["rel_logit_diff"] <= 1e-3, p["max_abs_logit_diff"]
     assert p["greedy_identical"] and p["greedy_torch"] == p["greedy_llama_cpp"]
     assert len(p["greedy_torch"]) == 32
     written = json.loads((tmp_path / f"{kind}.parity.json").read_text())
     assert written["passed"] and written["rel_logit_diff"] == p["rel_logit_diff"]
+
+
+def tiny_preset_model(preset: str, vocab_size: int):
+    """A 2-layer, 64-wide model of a preset's architecture (same norms, routing, top-k; smaller sizes)."""
+    import torch
+
+    from core.config import get_preset
+    from core.model import MiniMindForCausalLM
+
+    torch.manual_seed(0)
+    cfg = get_preset(preset, vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, head_dim=16, intermediate_size=128, max_position_embeddings=256)
+    return MiniMindForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("preset,arch", [("minimind3", "qwen3"), ("minimind3-moe", "qwen3moe")])
+def test_minimind3_presets_export_exactly(preset, arch, tiny_tokenizer, tmp_path):
+    report = export_gguf(tiny_preset_model(preset, tiny_tokenizer.vocab_size), tmp_path / "m.gguf", "f32",
+                         tokenizer=tiny_tokenizer)
+    p = report["parity"]
+    assert report["arch"] == arch and p["passed"] and p["greedy_identical"]
+    assert p["rel_logit_diff"] <= 1e-3
+
+
+@pytest.fixture(scope="module")
+def v3_tokenizer(shared_data):
+    """MiniMind's own minimind-3 tokenizer: 6400 ids, 21 special + 15 non-special added tokens, upstream's
+    tools/thinking chat template."""
+    from core.tokenizer import MiniMindTokenizer
+
+    return MiniMindTokenizer.load(shared_data / "minimind-tokenizers" / "v3")
+
+
+@pytest.mark.parametrize("preset", ["minimind3", "minimind3-moe"])
+def test_v3_tokenizer_exports_added_tokens_and_tool_chat_exactly(preset, v3_tokenizer, tmp_path):
+    """The found bug: <tool_call> came out of llama.cpp as plain-text pieces. Every added token must stay one
+    token, and the file's chat template must render tool conversations as we do."""
+    out = tmp_path / "m3.gguf"
+    report = export_gguf(tiny_preset_model(preset, v3_tokenizer.vocab_size), out, "f32", tokenizer=v3_tokenizer)
+    p = report["parity"]
+    assert p["passed"] and p["tokenizer_match"] and p["greedy_identical"] and p["rel_logit_diff"] <= 1e-3
+    assert p["n_added_tokens"] == 36 and p["chat_template_match"] and p["chat_cases"] == 4, p["problems"]
+    types = gguf.GGUFReader(str(out)).fields["tokenizer.ggml.token_type"].contents()
+    assert types[:21] == [3] * 21 and types[21:36] == [4] * 15 and set(types[36:]) == {1}
+    llm = llama_cpp.Llama(model_path=str(out), vocab_only=True, verbose=False)
+    for text, ids in (("<tool_call>", [21]), ("</tool_call>", [22]), ("<think>", [25]), ("<|buffer9|>", [35])):
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids == v3_tokenizer.encode(text)
+        # USER_DEFINED: atomic even without special-token parsing, as HF treats non-special added tokens
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == ids
+    assert llm.detokenize([21, 25]).decode() == "<tool_call><think>"  # shown in text, not dropped as control
+
+
+def test_parity_text_holds_every_added_token(v3_tokenizer, tiny_tokenizer):
+    from core.export.parity import parity_text
+
+    for tok in (v3_tokenizer, tiny_tokenizer):
+        text = parity_text(tok)
+        ids = tok.encode(text)
+        assert set(tok.special_tokens.values()) <= set(ids)
+
+
+def test_parity_check_catches_a_chat_template_llama_cpp_renders_differently(tiny_tokenizer, tmp_path):
+    model = tiny_model("llama", tiny_tokenizer.vocab_size)
+    export_gguf(model, tmp_path / "m.gguf", "f32", tokenizer=tiny_tokenizer, check=False)
+    changed = copy.copy(tiny_tokenizer)
+    changed.chat_template = tiny_tokenizer.chat_template.replace("# Tools", "# Functions")
+    with pytest.raises(ParityError, match="chat case 0: the file's chat template renders differently"):
+        check_parity(model, changed, tmp_path / "m.gguf", "f32", write=False)
 
 
 def test_metadata_carries_tokenizer_and_hparams(tiny_tokenizer, tmp_path):
@@ -43,7 +113,9 @@ def test_metadata_carries_tokenizer_and_hparams(tiny_tokenizer, tmp_path):
     assert field("tokenizer.ggml.pre") == "gpt-2" and field("tokenizer.ggml.model") == "gpt2"
     assert field("tokenizer.ggml.tokens") == tiny_tokenizer.tokens
     assert field("tokenizer.ggml.merges")[:3] == tiny_tokenizer.merges[:3]
-    assert field("tokenizer.ggml.token_type")[:5] == [3, 3, 3, 4, 4]  # 3 control tokens, <think> </think>
+    # 3 control tokens, then <think> </think> <tool_call> </tool_call> <tool_response> </tool_response>
+    n_added = len(tiny_tokenizer.special_tokens)
+    assert field("tokenizer.ggml.token_type")[:n_added + 1] == [3, 3, 3] + [4] * (n_added - 3) + [1]
     assert (field("tokenizer.ggml.bos_token_id"), field("tokenizer.ggml.eos_token_id")) == (1, 2)
     assert field("tokenizer.ggml.add_bos_token") is False
     assert field("tokenizer.chat_template") == tiny_tokenizer.chat_template
@@ -51,7 +123,7 @@ def test_metadata_carries_tokenizer_and_hparams(tiny_tokenizer, tmp_path):
     assert field("bailingmoe.expert_weights_norm") is True
     assert field("bailingmoe.expert_count") == 4 and field("bailingmoe.expert_used_count") == 2
     modelfile = (tmp_path / "m.Modelfile").read_text()
-    assert modelfile.startswith("FROM ./m.gguf") and 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert modelfile.startswith("FROM ./m.gguf") and "{{- if .Tools }}" in modelfile
 
 
 # llama q8_0 runs in the CLI test. The qwen3 case also has an untied head and 32 embedding rows past the
@@ -102,8 +174,10 @@ def test_corrupted_gguf_gives_a_clear_error_and_the_caller_survives(damage, tiny
 def test_architecture_choice_and_refusal(tiny_tokenizer):
     arch = {k: choose_architecture(tiny_config(k, 64)).arch for k in TINY_KINDS}
     assert arch == {k: k for k in TINY_KINDS}
-    # top-1 routing is not renormalised by our router, so qwen3moe (always renormalised) is not exact
+    # MiniMind2's router keeps the softmax weight at top-1, so qwen3moe (always renormalised) is not exact
     assert choose_architecture(tiny_config("qwen3moe", 64, num_experts_per_tok=1)).arch == "bailingmoe2"
+    # minimind-3's router renormalises top-1 to weight 1, as qwen3moe does
+    assert choose_architecture(tiny_config("qwen3moe", 64, num_experts_per_tok=1, renormalise_top1=True)).arch == "qwen3moe"
     assert choose_architecture(tiny_config("llama", 64, use_moe=True, n_shared_experts=0)).arch == "bailingmoe"
     with pytest.raises(UnsupportedExport, match="fused QKV"):
         choose_architecture(tiny_config("bailingmoe2", 64, head_dim=32))

@@ -16,6 +16,9 @@ from core.model.io import CheckpointError, load_model, resolve_checkpoint, save_
     ("small", 25_829_888, 25_829_888),
     ("moe", 145_029_760, 91_945_600),
     ("base", 104_030_976, 104_030_976),
+    # upstream minimind-3's own MiniMindConfig/MiniMindForCausalLM give these (reference §1.2)
+    ("minimind3", 63_912_192, 63_912_192),
+    ("minimind3-moe", 198_416_640, 63_936_768),
 ])
 def test_preset_parameter_counts_are_exact(preset, total, active):
     with torch.device("meta"):
@@ -168,9 +171,38 @@ def test_checkpoint_round_trip_and_resolution(tmp_path):
         load_model(tmp_path / "run", with_tokenizer=False)
 
 
-def test_model_info_cli_prints_exact_count(capsys):
+@pytest.mark.parametrize("preset,counts", [("moe", ("145,029,760", "91,945,600")),
+                                           ("minimind3", ("parameters: 63,912,192",)),
+                                           ("minimind3-moe", ("198,416,640", "63,936,768"))])
+def test_model_info_cli_prints_exact_count(preset, counts, capsys):
     from core.cli import main
 
-    assert main(["model", "info", "--preset", "moe"]) == 0
+    assert main(["model", "info", "--preset", preset]) == 0
     out = capsys.readouterr().out
-    assert "145,029,760" in out and "91,945,600" in out
+    assert all(c in out for c in counts), out
+
+
+def test_minimind3_presets_have_upstreams_shape():
+    dense, moe = get_preset("minimind3"), get_preset("minimind3-moe")
+    for cfg in (dense, moe):
+        assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads) == (768, 8, 8, 4)
+        assert cfg.resolved_head_dim == 96 and cfg.resolved_intermediate_size == math.ceil(768 * math.pi / 64) * 64
+        assert cfg.qk_norm and cfg.rms_norm_eps == 1e-6 and cfg.vocab_size == 6400 and cfg.tie_word_embeddings
+    assert (moe.n_routed_experts, moe.num_experts_per_tok, moe.n_shared_experts) == (4, 1, 0)
+    assert moe.resolved_moe_intermediate_size == 2432 and moe.renormalises_topk
+
+
+def test_minimind3_router_renormalises_top1_and_balances_over_the_batch():
+    """minimind-3: the one chosen expert gets weight 1; aux = E * sum_e mean(one_hot) * mean(scores) * 5e-4."""
+    torch.manual_seed(0)
+    cfg = get_preset("minimind3-moe", hidden_size=64, head_dim=16, intermediate_size=128, vocab_size=97)
+    gate = MiniMindForCausalLM(cfg).model.layers[0].mlp.gate.train()
+    x = torch.randn(2, 8, 64)
+    idx, w, aux = gate(x)
+    assert torch.equal(w, torch.ones(16, 1))
+    scores = torch.nn.functional.linear(x.reshape(16, 64), gate.weight).softmax(-1)
+    load = torch.nn.functional.one_hot(idx, 4).float().mean(0)  # upstream's formula, (1, E)
+    assert aux.item() == pytest.approx(((load * scores.mean(0)).sum() * 4 * 5e-4).item(), rel=1e-5)
+    v2_top1 = MiniMindForCausalLM(cfg.model_copy(update={"renormalise_top1": False})).model.layers[0].mlp.gate
+    v2_top1.load_state_dict(gate.state_dict())
+    assert torch.allclose(v2_top1(x)[1].squeeze(1), scores.max(-1).values)  # MiniMind2 keeps the softmax weight

@@ -7,11 +7,13 @@ from core.cli import CLIError
 
 
 def register(sub) -> None:
+    from core.config.model import PRESETS
+
     p = sub.add_parser("model", help="inspect model architectures")
     msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
     info = msub.add_parser("info", help="print the architecture and exact parameter count")
     src = info.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="tiny, small, moe or base")
+    src.add_argument("--preset", help=", ".join(PRESETS))
     src.add_argument("--config", help="a model config JSON (or a training config with a 'model' section)")
     info.add_argument("--vocab-size", type=int, help="override the vocabulary size")
     info.add_argument("--json", action="store_true", help="print JSON")

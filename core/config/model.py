@@ -58,6 +58,9 @@ class ModelConfig(BaseModel):
     n_shared_experts: int = Field(1, ge=0, le=16, description="Always-on, un-gated experts")
     moe_intermediate_size: Optional[int] = Field(None, ge=8, le=131072, description="Expert FFN width; default intermediate_size")
     norm_topk_prob: bool = Field(True, description="Renormalise the top-k routing weights to sum to 1")
+    renormalise_top1: bool = Field(
+        False, description="With norm_topk_prob, renormalise a single chosen expert too (weight 1: minimind-3, "
+                           "Qwen3-MoE); MiniMind2 renormalises only when top-k > 1")
     aux_loss_alpha: float = Field(0.01, ge=0.0, le=10.0, description="Load-balancing loss weight")
     seq_aux: bool = Field(True, description="Balance per sequence (MiniMind) instead of per batch")
     # Special tokens
@@ -98,6 +101,11 @@ class ModelConfig(BaseModel):
         return self.moe_intermediate_size or self.resolved_intermediate_size
 
     @property
+    def renormalises_topk(self) -> bool:
+        """Whether the router rescales its top-k weights to sum to 1 (the model, GGUF and HF exports read this)."""
+        return self.norm_topk_prob and (self.num_experts_per_tok > 1 or self.renormalise_top1)
+
+    @property
     def resolved_rope_scaling(self) -> YarnConfig:
         return self.rope_scaling or YarnConfig()
 
@@ -109,6 +117,9 @@ class ModelConfig(BaseModel):
     def load(cls, path: str | Path) -> "ModelConfig":
         return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
+
+_MINIMIND3 = dict(hidden_size=768, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4, head_dim=96,
+                  intermediate_size=2432, qk_norm=True, rms_norm_eps=1e-6, vocab_size=6400)
 
 PRESETS: dict[str, dict] = {
     # A CPU demo size: ~1.6M parameters with a 6400 vocab, ~60 optimizer steps/min of batch 16 x 128 tokens on
@@ -122,6 +133,13 @@ PRESETS: dict[str, dict] = {
                 use_moe=True, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1),
     # MiniMind2 (base): 104,030,976 parameters
     "base": dict(hidden_size=768, num_hidden_layers=16, num_attention_heads=8, num_key_value_heads=2),
+    # minimind-3 (upstream's MiniMindConfig defaults, Qwen3-aligned): QK-norm, GQA 8:4, FFN ceil(768*pi/64)*64,
+    # eps 1e-6, the v3 tokenizer's 6400 tokens. 63,912,192 parameters
+    "minimind3": _MINIMIND3,
+    # minimind-3-moe: 4 experts of the same width, top-1 renormalised to weight 1, no shared expert, upstream's
+    # batch-level balance loss (coefficient 5e-4). 198,416,640 parameters, 63,936,768 active per token
+    "minimind3-moe": dict(_MINIMIND3, use_moe=True, n_routed_experts=4, num_experts_per_tok=1, n_shared_experts=0,
+                          renormalise_top1=True, aux_loss_alpha=5e-4, seq_aux=False),
 }
 
 PRESET_DESCRIPTIONS = {
@@ -129,6 +147,8 @@ PRESET_DESCRIPTIONS = {
     "small": "MiniMind2-Small, 26M params",
     "moe": "MiniMind2-MoE, 145M params (4 experts, top-2, +1 shared)",
     "base": "MiniMind2, 104M params",
+    "minimind3": "minimind-3, 64M params (QK-norm, Qwen3-style; use the v3 tokenizer)",
+    "minimind3-moe": "minimind-3-moe, 198M params, 64M active (4 experts, top-1; v3 tokenizer)",
 }
 
 

@@ -14,8 +14,9 @@ from typing import Callable
 import gguf
 import numpy as np
 
-from core.export.mapping import (ArchMapping, UnsupportedExport, choose_architecture, gguf_tensors, renormalises,
+from core.export.mapping import (ArchMapping, UnsupportedExport, choose_architecture, gguf_tensors,
                                  shared_expert_block, tensor_count)
+from core.export.modelfile import write_modelfile
 
 # name -> (tensor type, file type). Only types gguf-py can write *and* llama.cpp's CPU backend loads.
 QTYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
@@ -73,7 +74,7 @@ def export_gguf(model_or_path, out_file, qtype: str = "f32", progress: Progress 
                               f"{y.original_max_position_embeddings} --yarn-beta-fast {y.beta_fast:g} "
                               f"--yarn-beta-slow {y.beta_slow:g}")
         if modelfile:
-            report["modelfile"] = str(write_modelfile(out_file, tok))
+            report["modelfile"] = str(write_modelfile(out_file))
         if check:
             from core.export.parity import check_parity
             if progress:
@@ -186,7 +187,7 @@ def add_hparams(w: gguf.GGUFWriter, cfg, m: ArchMapping, sd: dict, file_type) ->
     if m.shared:
         gate, _, _ = shared_expert_block(sd, "model.layers.0.mlp", cfg)
         w.add_expert_shared_count(gate.shape[0] // ff)  # bailingmoe: shared width = count * expert width
-        w.add_expert_weights_norm(renormalises(cfg))
+        w.add_expert_weights_norm(cfg.renormalises_topk)
         w.add_expert_weights_scale(1.0)
         if m.arch == "bailingmoe2":
             w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
@@ -196,15 +197,24 @@ def add_hparams(w: gguf.GGUFWriter, cfg, m: ArchMapping, sd: dict, file_type) ->
 
 
 def token_types(tok, n_vocab: int) -> list[int]:
+    """GGUF token types, by the tokenizer's own flags as convert_hf_to_gguf.py's `get_vocab_base` sets them.
+
+    Added tokens marked special -> CONTROL; every other added token (<think>, <tool_call>, <tool_response>,
+    <|buffer1|>, ...) -> USER_DEFINED, so llama.cpp keeps it one token and shows it in text, as HF does; without
+    it llama.cpp splits `<tool_call>` into plain BPE pieces. convert_hf_to_gguf.py also turns non-special
+    tokens spelled `<|...|>` into CONTROL by their look; we keep the tokenizer's flag instead, since CONTROL
+    tokens are dropped from llama.cpp's text output and not matched without special-token parsing, while HF
+    matches and shows non-special added tokens always.
+    """
     control = tok.control_ids
-    added = set(tok.special_tokens.values())
+    added = set(tok.special_tokens.values())  # every atomic added token
     types = []
     for i in range(n_vocab):
         if i >= tok.vocab_size:
             types.append(gguf.TokenType.UNUSED)
         elif i in control:
             types.append(gguf.TokenType.CONTROL)
-        elif i in added:  # <think>, </think>: atomic but shown in text, as HF treats them
+        elif i in added:
             types.append(gguf.TokenType.USER_DEFINED)
         else:
             types.append(gguf.TokenType.NORMAL)
@@ -225,24 +235,6 @@ def add_tokenizer(w: gguf.GGUFWriter, tok, n_vocab: int) -> None:
     w.add_add_bos_token(False)
     w.add_add_eos_token(False)
     w.add_chat_template(tok.chat_template)
-
-
-def write_modelfile(gguf_file: Path, tok) -> Path:
-    """An Ollama Modelfile beside the GGUF: `ollama create minimind -f Modelfile`."""
-    from core.tokenizer.chat_template import DEFAULT_SYSTEM_PROMPT
-    text = (
-        f"FROM ./{gguf_file.name}\n\n"
-        f'SYSTEM """{DEFAULT_SYSTEM_PROMPT}"""\n\n'
-        'TEMPLATE """{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
-        '{{- range .Messages }}{{- if ne .Role "system" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
-        '{{ end }}{{- end }}<|im_start|>assistant\n"""\n\n'
-        'PARAMETER stop "<|im_end|>"\n'
-        'PARAMETER stop "<|endoftext|>"\n'
-        'PARAMETER stop "<|im_start|>"\n'
-    )
-    path = gguf_file.with_suffix(".Modelfile")  # one per file: f16 and q8_0 exports may share a folder
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 __all__ = ["QTYPES", "UnsupportedExport", "export_gguf", "write_gguf", "write_modelfile"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from core.export.mapping import UnsupportedExport, renormalises
+from core.export.mapping import UnsupportedExport
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -69,7 +69,7 @@ def hf_config(cfg, arch: str, dtype: str, yarn: bool = False) -> dict:
         return {**common, "model_type": "qwen3", "use_sliding_window": False, "sliding_window": None,
                 "max_window_layers": cfg.num_hidden_layers}
     moe = {"num_experts": cfg.n_routed_experts, "num_experts_per_tok": cfg.num_experts_per_tok,
-           "moe_intermediate_size": cfg.resolved_moe_intermediate_size, "norm_topk_prob": renormalises(cfg),
+           "moe_intermediate_size": cfg.resolved_moe_intermediate_size, "norm_topk_prob": cfg.renormalises_topk,
            "decoder_sparse_step": 1, "mlp_only_layers": [], "output_router_logits": False,
            "router_aux_loss_coef": cfg.aux_loss_alpha, "use_sliding_window": False, "sliding_window": None,
            "max_window_layers": cfg.num_hidden_layers}

@@ -114,6 +114,8 @@ def infer_config(sd: dict, source: str, heads: int | None = None, experts_per_to
                       moe_intermediate_size=need("model.layers.0.mlp.experts.0.gate_proj.weight").shape[0],
                       # MiniMind2-MoE: top-2 with a shared expert; minimind-3-moe: top-1, none
                       num_experts_per_tok=experts_per_tok or (2 if n_shared else 1))
+        if qk_norm:  # minimind-3's router renormalises even top-1, with a batch-level balance loss of 5e-4
+            fields.update(renormalise_top1=True, aux_loss_alpha=5e-4, seq_aux=False)
         fields["intermediate_size"] = fields["moe_intermediate_size"]
     else:
         fields["intermediate_size"] = need("model.layers.0.mlp.gate_proj.weight").shape[0]
@@ -159,9 +161,9 @@ def read_hf_folder(folder: Path) -> tuple[dict, ModelConfig]:
         if hf.get("mlp_only_layers") or hf.get("decoder_sparse_step", 1) != 1:
             raise ImportCheckpointError(f"{cfg_path}: mlp_only_layers/decoder_sparse_step: mixed dense and MoE layers "
                                f"are not supported")
-        if hf["num_experts_per_tok"] == 1 and base["norm_topk_prob"]:
-            raise ImportCheckpointError(f"{cfg_path}: norm_topk_prob: top-1 routing with renormalisation (weight 1) is "
-                               f"not what MiniMind's router computes for k=1 (it keeps the softmax weight)")
+        base["renormalise_top1"] = base["norm_topk_prob"]  # transformers renormalises at any k
+        if "router_aux_loss_coef" in hf:
+            base["aux_loss_alpha"] = hf["router_aux_loss_coef"]
     return sd, infer_config(sd, str(folder), heads=hf["num_attention_heads"], base=base)
 
 

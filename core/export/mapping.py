@@ -7,7 +7,7 @@ logits (the parity check runs after every export):
 |-------------------------------------|---------------|------------------------------------------------------------|
 | dense, no QK-norm                   | `llama`       | same block; llama.cpp's "normal" RoPE is interleaved, so Q/K rows are permuted as convert_hf_to_gguf.py does |
 | dense, QK-norm                      | `qwen3`       | per-head q/k RMSNorm before NeoX (rotate-half) RoPE        |
-| MoE + QK-norm, no shared, top-k>1 renormalised | `qwen3moe` | softmax -> top-k -> always renormalised (`norm_w = true`)  |
+| MoE + QK-norm, no shared, top-k renormalised   | `qwen3moe` | softmax -> top-k -> always renormalised (`norm_w = true`)  |
 | MoE with shared expert(s), no QK-norm | `bailingmoe` | softmax -> top-k -> renormalised iff `expert_weights_norm`; shared expert added *un-gated*; "normal" RoPE (permute) |
 | MoE with shared expert(s), QK-norm  | `bailingmoe2` | as bailingmoe + q/k norm, NeoX RoPE, `expert_gating_func = softmax`; fused QKV (needs heads*head_dim == hidden) |
 | any other MoE (no QK-norm, or no renormalisation) | `bailingmoe(2)` with a zero shared expert (silu(0)*0 = 0 adds nothing) |
@@ -37,11 +37,6 @@ class ArchMapping:
     reason: str
 
 
-def renormalises(cfg) -> bool:
-    """Whether the torch router renormalises its top-k weights (MiniMind v2: only when k > 1)."""
-    return bool(cfg.norm_topk_prob and cfg.num_experts_per_tok > 1)
-
-
 def choose_architecture(cfg) -> ArchMapping:
     """The exact llama.cpp architecture for a `ModelConfig`, or `UnsupportedExport` saying why there is none."""
     if not cfg.use_moe:
@@ -50,7 +45,7 @@ def choose_architecture(cfg) -> ArchMapping:
         return ArchMapping("llama", True, False, False, False, False, "dense without QK-norm = Llama")
     shared = cfg.n_shared_experts > 0
     # qwen3moe always renormalises (top-1: weight 1) and needs q/k norms (an identity RMSNorm still rescales).
-    if cfg.qk_norm and not shared and renormalises(cfg):
+    if cfg.qk_norm and not shared and cfg.renormalises_topk:
         return ArchMapping("qwen3moe", False, False, True, False, False,
                            "MoE with QK-norm, softmax top-k renormalised, no shared expert = Qwen3-MoE")
     why = ("shared expert(s) added un-gated" if shared else "no shared expert (written as a zero one)")

@@ -3,10 +3,10 @@
 Run as `python core/export/parity_worker.py REQUEST.json` (a plain script: it imports only numpy and llama_cpp). It runs in its own process because llama.cpp
 aborts the whole process (SIGABRT) on some malformed files; the parent turns any crash into a ParityError.
 
-Request: {"gguf", "text", "reference_ids", "prompt_len", "n_predict", "logits_npy", "n_threads"}.
+Request: {"gguf", "text", "reference_ids", "prompt_len", "n_predict", "logits_npy", "n_threads", "chats"}.
 Writes the teacher-forced logits of `reference_ids` to `logits_npy` and prints one JSON line:
 {"token_ids": llama.cpp's ids for `text`, "greedy": free-running greedy ids after the prompt,
- "n_vocab", "chat_template": bool}.
+ "n_vocab", "chat_template": bool, "chats": [{"prompt", "token_ids"} or {"error"} for each of `chats`]}.
 """
 from __future__ import annotations
 
@@ -41,8 +41,32 @@ def main(argv: list[str]) -> int:
         greedy.append(token)
         llm.eval([token])
     print(json.dumps({"token_ids": list(token_ids), "greedy": greedy, "n_vocab": llm.n_vocab(),
-                      "chat_template": bool(llm.metadata.get("tokenizer.chat_template"))}), flush=True)
+                      "chat_template": bool(llm.metadata.get("tokenizer.chat_template")),
+                      "chats": render_chats(llm, req.get("chats", []))}), flush=True)
     return 0
+
+
+def render_chats(llm, chats: list[dict]) -> list[dict]:
+    """Each chat rendered by the formatter `Llama` builds from the file's `tokenizer.chat_template` (same class,
+    bos/eos texts and add_generation_prompt=True as llama_cpp.Llama.__init__), and tokenized by llama.cpp."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return [{"error": "no tokenizer.chat_template in the file"} for _ in chats]
+    formatter = Jinja2ChatFormatter(template=template, eos_token=llm._model.token_get_text(llm.token_eos()),
+                                    bos_token=llm._model.token_get_text(llm.token_bos()),
+                                    stop_token_ids=[llm.token_eos()])
+    out = []
+    for chat in chats:
+        try:
+            prompt = formatter(messages=chat["messages"], tools=chat["tools"], **chat["kwargs"]).prompt
+        except Exception as exc:  # the template refuses this conversation
+            out.append({"error": f"{type(exc).__name__}: {exc}"})
+            continue
+        ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        out.append({"prompt": prompt, "token_ids": list(ids)})
+    return out
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ class MoEGate(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.top_k, self.n_experts = config.num_experts_per_tok, config.n_routed_experts
-        self.norm_topk, self.alpha, self.seq_aux = config.norm_topk_prob, config.aux_loss_alpha, config.seq_aux
+        self.norm_topk, self.alpha, self.seq_aux = config.renormalises_topk, config.aux_loss_alpha, config.seq_aux
         self.weight = nn.Parameter(torch.empty(self.n_experts, config.hidden_size))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
@@ -171,13 +171,14 @@ class MoEGate(nn.Module):
         B, T, C = x.shape
         scores = F.linear(x.reshape(-1, C).float(), self.weight.float()).softmax(dim=-1)  # (B*T, E)
         topk_w, topk_idx = scores.topk(self.top_k, dim=-1, sorted=False)
-        if self.top_k > 1 and self.norm_topk:
+        if self.norm_topk:  # MiniMind2 only when k > 1; minimind-3 also at k = 1 (weight 1)
             topk_w = topk_w / (topk_w.sum(dim=-1, keepdim=True) + 1e-20)
         aux = self.balance_loss(scores, topk_idx, B, T) if (self.training and self.alpha > 0) else scores.new_zeros(())
         return topk_idx, topk_w.to(x.dtype), aux
 
     def balance_loss(self, scores, topk_idx, B: int, T: int) -> torch.Tensor:
-        """MiniMind v2 (Switch-Transformer style): alpha * sum_e f_e * P_e, f normalised so uniform routing = 1."""
+        """Switch-Transformer style alpha * sum_e f_e * P_e, f normalised so uniform routing = 1: per sequence
+        (MiniMind v2, seq_aux) or over the batch (minimind-3: E * sum_e mean(one_hot) * mean(scores))."""
         E, k = self.n_experts, self.top_k
         if self.seq_aux:
             s = scores.view(B, T, E)
