@@ -7,7 +7,8 @@ A real server (core.serve.make_server on 127.0.0.1, uvicorn) over a `small`-pres
 (speed does not depend on what the weights say). Every client is the official `openai` client on its own thread,
 sending one streamed chat request at the same moment (a barrier), each with its own prompt, `max_tokens` new
 tokens and the end-of-sequence stop disabled (`ignore_eos`), so every request does the same amount of
-work. Latency = request sent -> `[DONE]`; time to first token = request sent -> first content delta. Run once with
+work. Latency = request sent -> `[DONE]`; time to first token = request sent -> first
+content, reasoning or tool-call delta. Run once with
 the dynamic batcher (max_batch = N) and once with max_batch = 1 (requests queue, one at a time, as llama.cpp
 models are served), after one warm-up request each.
 """
@@ -44,7 +45,9 @@ def _clients(server, n: int, max_tokens: int) -> dict:
                     model=name, stream=True, max_tokens=max_tokens, temperature=0.8, seed=i,
                     messages=[{"role": "user", "content": f"Question {i}: tell me about the number {i}."}],
                     extra_body={"ignore_eos": True}):
-                if chunk.choices and chunk.choices[0].delta.content:
+                delta = chunk.choices[0].delta if chunk.choices else None
+                # first token of any kind: a random model may open a <think> block (reasoning, not content)
+                if delta and (delta.content or (delta.model_extra or {}).get("reasoning_content") or delta.tool_calls):
                     first = first or time.perf_counter()
                     pieces += 1
             results[i] = (time.perf_counter() - t0, (first or time.perf_counter()) - t0)

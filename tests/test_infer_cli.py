@@ -109,3 +109,39 @@ def test_backend_usage_counts_after_a_call(backend):
     text = "".join(backend.chat_stream(messages, SamplingParams.greedy_params(7, stop_token_ids=[])))
     assert backend.usage.prompt_tokens == len(backend.tokenize(backend.render_chat(messages)))
     assert backend.usage.completion_tokens == 7 and backend.finish_reason == "length" and text
+
+
+def test_chat_think_flag_opens_the_reasoning_block(infer_checkpoint, monkeypatch, capsys):
+    seen = []
+    original = TorchBackend.render_chat
+    monkeypatch.setattr(TorchBackend, "render_chat",
+                        lambda self, m, tools=None, think=None: seen.append(think) or original(self, m, tools, think))
+    for flag, expected in (("--think", True), ("--no-think", False)):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+        assert main(["chat", "--model", str(infer_checkpoint), "--temperature", "0", "--max-new-tokens", "3",
+                     flag]) == 0
+        assert seen[-1] is expected
+    assert original(TorchBackend(infer_checkpoint), [{"role": "user", "content": "hi"}],
+                    think=True).endswith("<think>\n")
+
+
+def test_chat_shows_reasoning_and_tool_calls_and_runs_built_in_tools(tiny_tokenizer, monkeypatch, capsys):
+    from core.cli import infer_cmd
+    from tests.scripted_backend import ScriptedReplayBackend
+
+    backend = ScriptedReplayBackend(tiny_tokenizer, [
+        'need math\n</think>\n\n<tool_call>\n{"name": "calculate_math", "arguments": '   # --think: the prompt
+        '{"expression": "6*7"}}\n</tool_call>', "easy\n</think>\n\nIt is 42."])                # opened <think>
+    monkeypatch.setattr(infer_cmd, "open_backend_from_args", lambda args: backend)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("what is 6*7?\n"))
+    assert main(["chat", "--model", "scripted", "--tools", "calculate_math", "--think"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "\nIt is 42.\n"  # content only on stdout: none in the calling answer, then the reply
+    assert "need math" in err and "easy" in err and "</think>" not in err and '[tool call] calculate_math({"expression": "6*7"})' in err
+    assert '[tool result] {"result": 42}' in err
+    assert "calculate_math" in backend.prompts[0] and '{"result": 42}' in backend.prompts[1]
+
+
+def test_chat_refuses_unknown_tools(infer_checkpoint, capsys):
+    assert main(["chat", "--model", str(infer_checkpoint), "--tools", "rm_rf"]) != 0
+    assert "unknown tool(s) rm_rf" in capsys.readouterr().err

@@ -246,54 +246,10 @@ def test_malformed_tool_and_thinking_fields_get_400(server, extra):
 
 
 # ---- tool calls and reasoning, end to end, with answers we control ---------------------------------------------
-class ScriptedReplayBackend:
-    """TEST ONLY — not a model. A Backend whose "model" replays scripted answers token by token (a one-hot
-    logit row per step), so a tiny random-weight checkpoint's inability to call tools does not matter: the
-    scripted text goes through the real tokenizer, decode loop, incremental detokenizer, output parser, engine
-    and HTTP server, exactly as a trained model's would. It records every prompt it was given."""
-
-    def __new__(cls, tokenizer, replies):
-        import torch
-
-        from core.infer.backend_base import Backend
-
-        class _Replay(Backend):
-            name = "scripted-replay"
-
-            def __init__(self):
-                super().__init__()
-                self.replies, self.prompts = list(replies), []
-
-            def tokenize(self, text):
-                return tokenizer.encode(text)
-
-            def detokenize(self, ids):
-                return tokenizer.decode(ids, skip_special_tokens=True)
-
-            max_context = property(lambda self: 4096)
-            vocab_size = property(lambda self: tokenizer.vocab_size)
-
-            def _stepper(self):
-                backend, script = self, self.tokenize(self.replies.pop(0)) + [tokenizer.eos_id]
-
-                class Replay:
-                    def prefill(self, ids):
-                        backend.prompts.append(tokenizer.decode(ids))
-                        return self.step(None)
-
-                    def step(self, _token):
-                        logits = torch.full((tokenizer.vocab_size,), -1e4)
-                        logits[script.pop(0)] = 0.0
-                        return logits
-
-                return Replay()
-
-        return _Replay()
-
-
 @pytest.fixture
 def scripted(tiny_tokenizer):
     from core.serve import make_server
+    from tests.scripted_backend import ScriptedReplayBackend
 
     servers = []
 

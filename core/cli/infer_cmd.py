@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -80,6 +81,14 @@ def register(subparsers) -> None:
     add_sampling_args(chat)
     chat.add_argument("--system", default=None, help="system prompt (default: the template's)")
     chat.add_argument("--show-speed", action="store_true", help="print tokens/s after each answer (stderr)")
+    chat.add_argument("--think", action=argparse.BooleanOptionalAction, default=None,
+                      help="open (--think) or skip (--no-think) the reasoning block; default: the template's. "
+                           "Reasoning is shown dimmed on stderr")
+    chat.add_argument("--tools", default=None, metavar="NAMES",
+                      help="offer built-in tools and run the calls automatically: 'all' or a comma list of "
+                           "calculate_math, unit_converter, get_current_time")
+    chat.add_argument("--max-tool-rounds", type=int, default=4,
+                      help="answers that may call tools before the model must reply (default 4)")
     chat.set_defaults(func=_chat)
 
     ev = subparsers.add_parser("eval", help="answer a prompt set and measure speed and perplexity")
@@ -93,11 +102,30 @@ def register(subparsers) -> None:
     ev.add_argument("--limit", type=int, default=None, help="use at most N prompts / N perplexity texts")
     ev.add_argument("--out", metavar="F.jsonl", help="write one JSON line per prompt, then a summary line")
     ev.set_defaults(func=_eval)
+    from core.cli.eval_cmd import add_eval_subcommands
+
+    add_eval_subcommands(ev)  # minimind eval tools
 
 
 # ---------------------------------------------------------------------------------------------- chat
+def _tool_registry(spec: str | None):
+    """(registry, tool schemas) for --tools; (None, None) without it."""
+    if not spec:
+        return None, None
+    from core.tools import builtin_registry
+
+    registry = builtin_registry()
+    names = registry.names() if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in registry.names()]
+    if unknown:
+        raise CLIError(f"--tools: unknown tool(s) {', '.join(unknown)}; choose from {', '.join(registry.names())} "
+                       "or 'all'")
+    return registry, registry.schemas(names)
+
+
 def _chat(args) -> int:
     sampling = sampling_from_args(args)
+    registry, tools = _tool_registry(args.tools)
     backend = open_backend_from_args(args)
     interactive = sys.stdin.isatty()
     system = args.system
@@ -130,8 +158,14 @@ def _chat(args) -> int:
                     print(f"[unknown command {command}; use /reset, /system TEXT or /quit]", file=sys.stderr)
                 continue
             history.append({"role": "user", "content": text})
-            answer = _answer(backend, system, history, sampling)
-            history.append({"role": "assistant", "content": answer})
+            for _round in range(max(1, args.max_tool_rounds + 1)):
+                answer = _answer(backend, system, history, sampling, tools, args.think)
+                history.append(answer.assistant_message())
+                if not (answer.tool_calls and registry) or _round == args.max_tool_rounds:
+                    break
+                for message in registry.answer(answer.tool_calls):
+                    print(f"[tool result] {message['content']}", file=sys.stderr)
+                    history.append(message)
             if args.show_speed:
                 u = backend.usage
                 rate = u.completion_tokens / u.decode_s if u.decode_s > 0 else 0.0
@@ -141,23 +175,37 @@ def _chat(args) -> int:
         backend.close()
 
 
-def _answer(backend, system, history: list[dict], sampling) -> str:
+def _answer(backend, system, history: list[dict], sampling, tools=None, think=None):
+    """Stream one answer: content on stdout, reasoning (dimmed on a terminal) and tool calls on stderr.
+    Returns the parsed answer (core.infer.chat_output.ChatOutput)."""
+    from core.infer.chat_output import ChatOutput
+
     messages = ([{"role": "system", "content": system}] if system else []) + history
     # Drop the oldest exchanges while the prompt leaves no room for an answer.
-    while len(history) > 1 and len(backend.tokenize(backend.render_chat(messages))) + 16 > backend.max_context:
+    while len(history) > 1 and len(backend.tokenize(backend.render_chat(messages, tools, think))) + 16 > \
+            backend.max_context:
         del history[:2]
         messages = ([{"role": "system", "content": system}] if system else []) + history
-    pieces = []
+    dim, plain = ("\033[2m", "\033[0m") if sys.stderr.isatty() else ("", "")
+    answer = ChatOutput()
     try:
-        for piece in backend.chat_stream(messages, sampling):
-            pieces.append(piece)
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        for delta in backend.chat_events(messages, sampling, tools, think):
+            answer.add(delta)
+            if delta.kind == "content":
+                sys.stdout.write(delta.text)
+                sys.stdout.flush()
+            elif delta.kind == "reasoning":
+                sys.stderr.write(dim + delta.text + plain)
+                sys.stderr.flush()
+            else:
+                print(f"[tool call] {delta.call.name}({delta.call.arguments})", file=sys.stderr, flush=True)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    if answer.reasoning:
+        sys.stderr.write("\n")
     sys.stdout.write("\n")
     sys.stdout.flush()
-    return "".join(pieces)
+    return answer
 
 
 # ---------------------------------------------------------------------------------------------- eval
