@@ -81,6 +81,21 @@ def test_v3_tokenizer_exports_added_tokens_and_tool_chat_exactly(preset, v3_toke
     assert llm.detokenize([21, 25]).decode() == "<tool_call><think>"  # shown in text, not dropped as control
 
 
+def test_minimind3_moe_pth_with_v3_tokenizer_imports_and_exports_as_qwen3moe(v3_tokenizer, shared_data, tmp_path):
+    """A minimind-3-moe `.pth` (fp16, embedding and lm_head both stored, as upstream saves) imports with top-1
+    renormalised routing, the router upstream computes, and exports exactly as qwen3moe."""
+    import torch
+
+    from core.export import import_checkpoint
+
+    model = tiny_preset_model("minimind3-moe", v3_tokenizer.vocab_size)
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, tmp_path / "full_sft_64_moe.pth")
+    report = import_checkpoint(tmp_path / "full_sft_64_moe.pth", tmp_path / "ckpt",
+                               tokenizer_dir=shared_data / "minimind-tokenizers" / "v3")
+    out = export_gguf(report["path"], tmp_path / "m3.gguf", "f32")
+    assert out["arch"] == "qwen3moe" and out["parity"]["passed"] and out["parity"]["chat_template_match"]
+
+
 def test_parity_text_holds_every_added_token(v3_tokenizer, tiny_tokenizer):
     from core.export.parity import parity_text
 
