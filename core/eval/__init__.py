@@ -1,0 +1,1 @@
+"""Measurements of a trained model's behaviour (tool use: `core.eval.tool_use`)."""
