@@ -1,6 +1,6 @@
 """Child process of the parity check: load a GGUF with llama-cpp-python and report what it computes.
 
-Run as `python core/export/parity_worker.py REQUEST.json` (a plain script: it imports only numpy and llama_cpp). It runs in its own process because llama.cpp
+Run as `python core/export/parity_worker.py REQUEST.json` (a plain script: it imports only numpy, llama_cpp and core.llama_load). It runs in its own process because llama.cpp
 aborts the whole process (SIGABRT) on some malformed files; the parent turns any crash into a ParityError.
 
 Request: {"gguf", "text", "reference_ids", "prompt_len", "n_predict", "logits_npy", "n_threads", "chats"}.
@@ -19,12 +19,12 @@ import numpy as np
 
 def main(argv: list[str]) -> int:
     req = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    from llama_cpp import Llama
+    from core.llama_load import load_llama
 
     ref = req["reference_ids"]
     n_ctx = max(64, len(ref) + 8)
     # f32 KV cache (type 0): the default f16 cache alone adds ~1e-2 logit noise; logits_all for per-position logits.
-    llm = Llama(model_path=req["gguf"], n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
+    llm = load_llama(model_path=req["gguf"], n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
                 type_k=0, type_v=0, n_threads=req.get("n_threads", 2), seed=0, verbose=True)
     token_ids = llm.tokenize(req["text"].encode("utf-8"), add_bos=False, special=True)
 
@@ -70,4 +70,5 @@ def render_chats(llm, chats: list[dict]) -> list[dict]:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: core.llama_load (no torch)
     sys.exit(main(sys.argv[1:]))

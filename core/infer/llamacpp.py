@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.llama_load import load_llama
 from core.infer.backend_base import CONTROL_IDS, Backend, model_name
 from core.tokenizer.chat_template import CHAT_TEMPLATE
 
@@ -53,7 +54,7 @@ class LlamaCppBackend(Backend):
                  f32_kv_cache: bool = True, n_gpu_layers: int = 0, **llama_options):
         super().__init__()
         try:
-            from llama_cpp import Llama
+            import llama_cpp  # noqa: F401
         except ImportError as exc:
             raise RuntimeError("the llama.cpp backend needs llama-cpp-python: pip install llama-cpp-python "
                                "(builds from source in ~3 min)") from exc
@@ -66,7 +67,7 @@ class LlamaCppBackend(Backend):
             options.update(type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
         options.update(llama_options)
         try:
-            self.llm = Llama(model_path=str(self.path), **options)
+            self.llm = load_llama(model_path=str(self.path), **options)
         except ValueError as exc:  # verbose=False hides llama.cpp's reason (docs/field-notes.md)
             raise RuntimeError(f"{self.path}: llama.cpp could not load this GGUF ({exc}); re-export it with "
                                "`minimind export gguf`, or load it with verbose=True to see why") from exc
