@@ -9,6 +9,8 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("core.infer")
 
+from core.infer.chat_output import parse_chat_output  # noqa: E402
+
 
 @pytest.fixture
 def workspace_with_runs(context, infer_checkpoint):
@@ -51,8 +53,8 @@ def test_streams_a_reply_and_keeps_it_in_the_models_history(qtbot, presenter, wo
     from core.infer import open_backend, SamplingParams
 
     with open_backend(presenter.models[0].path) as llm:
-        assert llm.chat([{"role": "user", "content": "Hello there"}],
-                        SamplingParams(temperature=0.0, max_new_tokens=12)) == info["text"]
+        raw = llm.chat([{"role": "user", "content": "Hello there"}], SamplingParams(temperature=0.0, max_new_tokens=12))
+        assert parse_chat_output(raw).content == info["text"]
 
 
 def test_stop_ends_the_stream_early(qtbot, presenter):
@@ -91,4 +93,77 @@ def test_pane_renders_the_transcript(qtbot, workspace_with_runs, torch_single_th
         pane.send()
     assert "Hello" in pane.views[0].toPlainText()
     assert "tokens in" in pane.status.text()
+    pane.presenter.shutdown()
+
+
+# ---- thinking and tools, with scripted answers (tests/scripted_backend.py: a test-only replay backend) -----------
+CALL = '<tool_call>\n{"name": "calculate_math", "arguments": {"expression": "6*7"}}\n</tool_call>'
+
+
+def scripted(presenter, tiny_tokenizer, *replies):
+    from tests.scripted_backend import ScriptedReplayBackend
+
+    presenter.select(0, presenter.models[0].path)
+    backend = presenter._backends[presenter.models[0].path] = ScriptedReplayBackend(tiny_tokenizer, replies)
+    return backend
+
+
+def send_and_wait(qtbot, presenter, text):
+    with qtbot.waitSignal(presenter.busyChanged, timeout=60_000, check_params_cb=lambda busy: not busy):
+        assert presenter.send(text) is None
+
+
+def test_built_in_tools_run_automatically_and_the_reply_continues(qtbot, presenter, tiny_tokenizer):
+    backend = scripted(presenter, tiny_tokenizer, f"Let me compute.\n{CALL}", "It is 42.")
+    presenter.tool_names = ["calculate_math"]
+    added = []
+    presenter.messageAdded.connect(lambda slot, msg: added.append(msg["role"]))
+    send_and_wait(qtbot, presenter, "6 times 7?")
+    history = presenter.history(0)
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
+    assert added == ["assistant", "tool", "assistant"]
+    call = history[1]["tool_calls"][0]
+    assert history[1]["content"] == "Let me compute." and call["function"]["name"] == "calculate_math"
+    assert history[2] == {"role": "tool", "tool_call_id": call["id"], "name": "calculate_math",
+                          "content": '{"result": 42}'}
+    assert history[3]["content"] == "It is 42."
+    assert "calculate_math" in backend.prompts[0] and '{"result": 42}' in backend.prompts[1]
+
+
+def test_manual_mode_waits_for_the_typed_result(qtbot, presenter, tiny_tokenizer):
+    backend = scripted(presenter, tiny_tokenizer, CALL, "Done: 42.")
+    presenter.tool_names, presenter.manual_tools = ["calculate_math"], True
+    with qtbot.waitSignal(presenter.toolCallsPending, timeout=60_000) as pending:
+        presenter.send("6 times 7?")
+    assert pending.args[1][0]["function"]["name"] == "calculate_math"
+    presenter.wait()
+    qtbot.waitUntil(lambda: not presenter.busy)
+    assert [m["role"] for m in presenter.history(0)] == ["user", "assistant"]
+    with qtbot.waitSignal(presenter.replyFinished, timeout=60_000) as done:
+        assert presenter.submit_tool_result(0, "forty-two") is None
+    assert done.args[1]["text"] == "Done: 42."
+    assert [m["role"] for m in presenter.history(0)] == ["user", "assistant", "tool", "assistant"]
+    assert presenter.history(0)[2]["content"] == "forty-two" and "forty-two" in backend.prompts[1]
+    assert presenter.submit_tool_result(0, "again") == "No tool call is waiting for a result."
+
+
+def test_thinking_streams_reasoning_apart_and_the_pane_can_collapse_it(qtbot, workspace_with_runs, tiny_tokenizer,
+                                                                    torch_single_thread):
+    from studio.panes.chat import ChatPane
+
+    pane = ChatPane(workspace_with_runs)
+    qtbot.addWidget(pane)
+    backend = scripted(pane.presenter, tiny_tokenizer, "weighing words\n</think>\n\nHi!")
+    pane.thinking.setCurrentIndex(pane.thinking.findData(True))
+    reasoning = []
+    pane.presenter.reasoningReceived.connect(lambda slot, piece: reasoning.append(piece))
+    pane.input.setPlainText("Hello")
+    with qtbot.waitSignal(pane.presenter.replyFinished, timeout=60_000) as done:
+        pane.send()
+    assert backend.prompts[0].endswith("<think>\n") and "".join(reasoning) == "weighing words"
+    assert done.args[1]["text"] == "Hi!"
+    assert pane.presenter.history(0)[-1]["reasoning_content"] == "weighing words"
+    assert "weighing words" in pane.views[0].toPlainText()
+    pane.show_reasoning.setChecked(False)
+    assert "weighing words" not in pane.views[0].toPlainText() and "Hi!" in pane.views[0].toPlainText()
     pane.presenter.shutdown()

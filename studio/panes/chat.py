@@ -6,7 +6,8 @@ import html
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
+                               QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QSpinBox, QSplitter,
+                               QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.panes.chat_presenter import DEFAULT_SAMPLING, ChatPresenter
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
@@ -60,6 +61,7 @@ class ChatPane(QWidget):
                         ("Repetition penalty", self.rep), ("Max tokens", self.max_tokens)):
             form.addRow(name, w)
         sv.addWidget(sampling)
+        sv.addWidget(self._build_tools())
         sysbox = QGroupBox("System prompt")
         syv = QVBoxLayout(sysbox)
         self.system = QPlainTextEdit()
@@ -98,6 +100,40 @@ class ChatPane(QWidget):
         main.addLayout(row)
         root.addLayout(main, 1)
 
+    def _build_tools(self) -> QGroupBox:
+        """Thinking switch, reasoning shown or collapsed, tool picker, automatic or manual tool results."""
+        from core.tools import builtin_registry  # no torch: cheap on the UI thread
+
+        box = QGroupBox("Thinking and tools")
+        form = QFormLayout(box)
+        self.thinking = QComboBox()
+        for text, value in (("template default", None), ("on", True), ("off", False)):
+            self.thinking.addItem(text, value)
+        self.show_reasoning = QCheckBox("Show reasoning")
+        self.show_reasoning.setChecked(True)
+        self.tool_list = QListWidget()
+        self.tool_list.setMaximumHeight(70)
+        for name in builtin_registry().names():
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Unchecked)
+            self.tool_list.addItem(item)
+        self.tool_mode = QComboBox()
+        self.tool_mode.addItems(["run automatically", "I type the results"])
+        self.tool_rounds = QSpinBox()
+        self.tool_rounds.setRange(1, 16)
+        self.tool_rounds.setValue(self.presenter.max_tool_rounds)
+        form.addRow("Thinking", self.thinking)
+        form.addRow(self.show_reasoning)
+        form.addRow("Tools", self.tool_list)
+        form.addRow("Results", self.tool_mode)
+        form.addRow("Tool rounds", self.tool_rounds)
+        return box
+
+    def checked_tools(self) -> list[str]:
+        items = (self.tool_list.item(i) for i in range(self.tool_list.count()))
+        return [item.text() for item in items if item.checkState() == Qt.Checked]
+
     @staticmethod
     def _dspin(lo: float, hi: float, step: float, value: float) -> QDoubleSpinBox:
         w = QDoubleSpinBox()
@@ -118,6 +154,9 @@ class ChatPane(QWidget):
         self.stop_btn.clicked.connect(p.stop)
         self.new_btn.clicked.connect(p.new_chat)
         p.pieceReceived.connect(lambda slot, _piece: self._render(slot))
+        p.reasoningReceived.connect(lambda slot, _piece: self._render(slot))
+        p.toolCallsPending.connect(self._on_tool_calls_pending)
+        self.show_reasoning.toggled.connect(lambda _on: [self._render(s) for s in (0, 1)])
         p.historyChanged.connect(self._render)
         p.replyFinished.connect(self._on_reply)
         p.replyFailed.connect(lambda _slot, msg: set_banner(self.notice, msg))
@@ -152,7 +191,14 @@ class ChatPane(QWidget):
                       "top_p": self.top_p.value(), "repetition_penalty": self.rep.value(),
                       "max_new_tokens": self.max_tokens.value()}
         p.system_prompt = self.system.toPlainText()
-        problem = p.send(self.input.toPlainText())
+        p.think = self.thinking.currentData()
+        p.tool_names = self.checked_tools()
+        p.manual_tools = self.tool_mode.currentIndex() == 1
+        p.max_tool_rounds = self.tool_rounds.value()
+        if p.pending.get(0):  # manual tools: the input is the result of the waiting call
+            problem = p.submit_tool_result(0, self.input.toPlainText())
+        else:
+            problem = p.send(self.input.toPlainText())
         set_banner(self.notice, problem or "")
         if problem is None:
             self.input.clear()
@@ -160,9 +206,12 @@ class ChatPane(QWidget):
     def _render(self, slot: int) -> None:
         p = self.presenter
         view = self.views[slot]
-        msgs = list(p.history(slot))
+        msgs = list(p.history(slot)) + list(p.live[slot])
         if p.busy and slot in p.active_slots():
-            msgs.append({"role": "assistant", "content": p.partial[slot] + "▍"})
+            msgs.append({"role": "assistant", "content": p.partial[slot] + "▍",
+                         "reasoning_content": p.partial_reasoning[slot]})
+        if not self.show_reasoning.isChecked():  # collapsed: the reasoning is kept, not shown
+            msgs = [{k: v for k, v in m.items() if k != "reasoning_content"} for m in msgs]
         title = ""
         if p.compare:
             name = self.model_boxes[slot].currentText() or "(no model)"
@@ -170,6 +219,12 @@ class ChatPane(QWidget):
         empty = f"<p style='color:{COLORS['muted']}'>Say something to start.</p>" if not msgs else ""
         view.setHtml(title + (bubbles(msgs) or empty))
         view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
+
+    def _on_tool_calls_pending(self, slot: int, calls: list) -> None:
+        call = calls[0]["function"]
+        set_banner(self.notice, f"Tool call {call['name']}({call['arguments']}): type its result and press Send "
+                                f"({len(calls)} waiting).")
+        self.input.setPlaceholderText(f"Result of {call['name']}…")
 
     def _on_reply(self, slot: int, info: dict) -> None:
         rate = info["tokens"] / info["seconds"] if info["seconds"] else 0

@@ -23,6 +23,9 @@ class ChatPresenter(QObject):
     pieceReceived = Signal(int, str)          # slot (0 = left/only, 1 = right), text piece
     replyFinished = Signal(int, dict)         # slot, {"text", "reason": stop|length|stopped, "tokens", "seconds"}
     replyFailed = Signal(int, str)
+    reasoningReceived = Signal(int, str)      # slot, reasoning piece (thinking models)
+    messageAdded = Signal(int, dict)          # slot, a finished assistant/tool turn of the reply in progress
+    toolCallsPending = Signal(int, list)      # slot, calls (OpenAI dicts) waiting for results typed by the person
     historyChanged = Signal(int)              # slot whose transcript must be redrawn
     busyChanged = Signal(bool)
     _replyDone = Signal(int)                  # worker thread -> UI thread hand-over of a finished reply
@@ -37,6 +40,13 @@ class ChatPresenter(QObject):
         self.sampling = dict(DEFAULT_SAMPLING)
         self.histories: dict[str, list[dict]] = self._load_histories()
         self.partial = ["", ""]
+        self.partial_reasoning = ["", ""]
+        self.live: list[list[dict]] = [[], []]   # turns of the reply in progress (tool calls, results)
+        self.think: bool | None = None           # open/skip the reasoning block; None = the template's default
+        self.tool_names: list[str] = []          # built-in tools offered to the model (core.tools)
+        self.manual_tools = False                # True: the person types each tool result
+        self.max_tool_rounds = 4                 # answers per message that may call tools (automatic mode)
+        self.pending: dict[int, list] = {}       # slot -> ToolCalls waiting for a typed result (manual mode)
         self._backends: dict[str, object] = {}
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
@@ -44,6 +54,8 @@ class ChatPresenter(QObject):
         self._done_info: dict[int, dict | None] = {}
         self._replyDone.connect(self._on_finished)
         self.pieceReceived.connect(self._on_piece)
+        self.reasoningReceived.connect(self._on_reasoning)
+        self.messageAdded.connect(self._on_message)
 
     # ---- models ----------------------------------------------------------------------------------
     def refresh_models(self) -> list[ModelSource]:
@@ -88,14 +100,19 @@ class ChatPresenter(QObject):
         text = text.strip()
         if not text:
             return "Type a message first."
+        self.pending.clear()
+        for slot in slots:
+            self.history(slot).append({"role": "user", "content": text})
+        self._start(slots)
+        return None
+
+    def _start(self, slots: list[int]) -> None:
         self._stop.clear()
         params = dict(self.sampling)
         for slot in slots:
-            hist = self.history(slot)
-            hist.append({"role": "user", "content": text})
             messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else [])
-            messages += list(hist)
-            self.partial[slot] = ""
+            messages += list(self.history(slot))
+            self.partial[slot] = self.partial_reasoning[slot] = ""
             self.historyChanged.emit(slot)
             t = threading.Thread(target=self._generate, args=(slot, self.selected[slot], messages, params),
                                  daemon=True, name=f"chat-{slot}")
@@ -103,39 +120,83 @@ class ChatPresenter(QObject):
         self.busyChanged.emit(True)
         for slot in slots:
             self._threads[slot].start()
+
+    def submit_tool_result(self, slot: int, text: str) -> str | None:
+        """Manual tools: `text` answers the first waiting call; the reply continues once all are answered."""
+        from core.tools import tool_message
+
+        calls = self.pending.get(slot)
+        if not calls:
+            return "No tool call is waiting for a result."
+        if self.busy:
+            return "A reply is still streaming; stop it first."
+        call = calls.pop(0)
+        self.history(slot).append(tool_message(call.id, call.name, text))
+        self.save_histories()
+        self.historyChanged.emit(slot)
+        if calls:
+            self.toolCallsPending.emit(slot, [c.openai() for c in calls])
+        else:
+            del self.pending[slot]
+            self._start([slot])
         return None
 
     def _generate(self, slot: int, path: str, messages: list[dict], params) -> None:
+        """Worker thread: answer, run the tools it calls (automatic mode) and answer again, up to
+        `max_tool_rounds`; in manual mode stop at the first calls, which wait for `submit_tool_result`."""
         t0 = time.perf_counter()
-        pieces: list[str] = []
-        reason = "stopped"
+        reason, tokens, output, pending = "stopped", 0, None, []
         try:
             from core.infer import SamplingParams  # imported here: the first import takes seconds
+            from core.tools import builtin_registry
 
             sampling = SamplingParams(**params)
             backend = self._backend(path)
-            stream = backend.chat_stream(messages, sampling)
-            try:
-                for piece in stream:
-                    if self._stop.is_set():
-                        break
-                    pieces.append(piece)
-                    if not self._emit(self.pieceReceived, slot, piece):
-                        break
-                else:
-                    reason = backend.finish_reason or "stop"
-            finally:
-                close = getattr(stream, "close", None)
-                if close:
-                    close()
+            registry = builtin_registry()
+            tools = registry.schemas(self.tool_names) or None
+            for round_ in range(self.max_tool_rounds + 1):
+                output, stopped = self._answer_once(slot, backend, messages, sampling, tools)
+                tokens += getattr(getattr(backend, "usage", None), "completion_tokens", 0) or 0
+                messages.append(output.assistant_message())
+                self._emit(self.messageAdded, slot, messages[-1])
+                if stopped:
+                    break
+                reason = backend.finish_reason or "stop"
+                if not (tools and output.tool_calls) or round_ == self.max_tool_rounds:
+                    break
+                if self.manual_tools:
+                    pending = list(output.tool_calls)
+                    reason = "tool_calls"
+                    break
+                for message in registry.answer(output.tool_calls):
+                    messages.append(message)
+                    self._emit(self.messageAdded, slot, message)
         except Exception as exc:  # the user sees why the model could not answer
             self._emit(self.replyFailed, slot, f"{Path(path).name}: {type(exc).__name__}: {exc}")
             self._finish(slot, None)
             return
-        tokens = getattr(getattr(backend, "usage", None), "completion_tokens", None) or len(pieces)
-        info = {"text": "".join(pieces), "reason": reason, "tokens": tokens,
-                "seconds": time.perf_counter() - t0, "model": path}
+        info = {"text": output.content, "reason": reason, "tokens": tokens, "seconds": time.perf_counter() - t0,
+                "model": path, "pending": pending}
         self._finish(slot, info)
+
+    def _answer_once(self, slot: int, backend, messages: list[dict], sampling, tools):
+        """Stream one answer; returns (ChatOutput, stopped by the person)."""
+        from core.infer.chat_output import ChatOutput
+
+        output = ChatOutput()
+        events = backend.chat_events(messages, sampling, tools, self.think)
+        try:
+            for delta in events:
+                if self._stop.is_set():
+                    return output, True
+                output.add(delta)
+                if delta.kind == "content" and not self._emit(self.pieceReceived, slot, delta.text):
+                    return output, True
+                if delta.kind == "reasoning" and not self._emit(self.reasoningReceived, slot, delta.text):
+                    return output, True
+        finally:
+            events.close()
+        return output, self._stop.is_set()
 
     def _finish(self, slot: int, info: dict | None) -> None:
         # runs on the worker thread; the signal is queued, `_on_finished` runs on the UI thread
@@ -154,15 +215,30 @@ class ChatPresenter(QObject):
     def _on_piece(self, slot: int, piece: str) -> None:
         self.partial[slot] += piece
 
+    def _on_reasoning(self, slot: int, piece: str) -> None:
+        self.partial_reasoning[slot] += piece
+
+    def _on_message(self, slot: int, message: dict) -> None:
+        self.live[slot].append(message)
+        self.partial[slot] = self.partial_reasoning[slot] = ""
+        self.historyChanged.emit(slot)
+
     def _on_finished(self, slot: int) -> None:
         info = self._done_info.pop(slot, None)
         self._threads.pop(slot, None)
+        model = info["model"] if info is not None else self.selected[slot]
+        if self.live[slot] and model:
+            self.histories.setdefault(model, []).extend(self.live[slot])
+        self.live[slot] = []
+        self.partial[slot] = self.partial_reasoning[slot] = ""
+        self.save_histories()
         if info is not None:
-            hist = self.histories.setdefault(info["model"], [])
-            hist.append({"role": "assistant", "content": info["text"]})
-            self.partial[slot] = ""
-            self.save_histories()
+            pending = info.pop("pending")
+            if pending:
+                self.pending[slot] = pending
             self.replyFinished.emit(slot, info)
+            if pending:
+                self.toolCallsPending.emit(slot, [c.openai() for c in pending])
         self.historyChanged.emit(slot)
         if not self._threads:
             self.busyChanged.emit(False)
