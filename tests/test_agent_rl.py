@@ -101,3 +101,12 @@ def test_agent_training_runs_with_real_tools_and_logs_each_reward_term(tiny_sft_
     assert [e for e in events if e["type"] == "sample"] and [e for e in events if e["type"] == "eval"]
     evals = [e["metrics"] for e in events if e["type"] == "eval"][-1]
     assert {"eval/accuracy", "eval/reward", "eval/valid_calls", "eval/turns"} <= set(evals)
+
+
+def test_the_transcript_shows_each_turn_and_its_tool_responses(tiny_tokenizer):
+    tok, registry, item = tiny_tokenizer, builtin_registry(), _item(tiny_tokenizer)
+    ep = _episode(tok, item)
+    call = '<tool_call>{"name": "calculate_math", "arguments": {"expression": "256 * 37"}}</tool_call>'
+    _advance(ep, item, tok.encode(call) + [tok.eos_id], tok, registry, last_turn=False, budget=10_000)
+    _advance(ep, item, tok.encode("It is 9472.") + [tok.eos_id], tok, registry, last_turn=False, budget=10_000)
+    assert ep.transcript() == f'{call}\n[tool] {{"result": 9472}}\nIt is 9472.'

@@ -29,6 +29,7 @@ class Episode:
     response_ids: list[int] = field(default_factory=list)
     response_mask: list[int] = field(default_factory=list)   # 1 = the policy generated this token
     turns: list[str] = field(default_factory=list)           # the text of each generated turn
+    results: list[list[str]] = field(default_factory=list)   # the tool responses after each turn
     final_text: str = ""                    # the answer of the last turn (reasoning and tags removed)
     valid_calls: int = 0
     invalid_calls: int = 0
@@ -36,8 +37,16 @@ class Episode:
     unfinished: bool = False
     done: bool = False
 
-    def completion_text(self, tokenizer) -> str:
-        return tokenizer.decode(self.response_ids, skip_special_tokens=False)
+    def transcript(self) -> str:
+        """The episode for people (the Curves pane's rollout browser): each generated turn as written, each tool
+        response after it marked `[tool]`."""
+        parts = []
+        for turn, results in zip(self.turns, self.results + [[]] * (len(self.turns) - len(self.results))):
+            parts.append(turn.strip())
+            parts += [f"[tool] {r}" for r in results]
+        if self.unfinished:
+            parts.append("[unfinished: turn limit]")
+        return "\n".join(parts)
 
 
 def _count_calls(text: str, declared: set[str], registry) -> tuple[int, int, list]:
@@ -111,7 +120,9 @@ def _advance(ep: Episode, item: dict, gen: list[int], tokenizer, registry, last_
         ep.done = ep.unfinished = True
         return
     before = ep.messages + [out.assistant_message()]
-    after = before + registry.answer(out.tool_calls)
+    responses = registry.answer(out.tool_calls)
+    ep.results.append([m["content"] for m in responses])
+    after = before + responses
     glue = _glue_ids(tokenizer, before, after, item["tools"], ep.thinking, ended)
     ep.messages = after
     ep.response_ids += glue

@@ -66,7 +66,7 @@ class AgentRecipe(GRPORecipe):
         breakdown = {k: [t.get(k, 0.0) for t in terms] for k in keys}
         breakdown["valid_calls"] = [float(ep.valid_calls) for ep in episodes]
         total = torch.tensor([total_reward(t) for t in terms])
-        texts = [ep.completion_text(self.tokenizer) for ep in episodes]
+        texts = [ep.transcript() for ep in episodes]  # what sample events show: turns and tool responses
         return score_rollout(self.policy, self.reference, self.tokenizer,
                              [self.tokenizer.decode(ep.prompt_ids) for ep in episodes],
                              [ep.prompt_ids for ep in episodes], [ep.response_ids for ep in episodes], texts, total,
