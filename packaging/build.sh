@@ -3,12 +3,22 @@
 #
 #   packaging/build.sh                 # -> dist/MiniMindStudio/MiniMindStudio
 #   DIST=/tmp/out WORK=/tmp/build packaging/build.sh
+#   PYTHON=/path/to/python packaging/build.sh   # default: .venv/bin/python if present, else python3
 #
 # Then check it: dist/MiniMindStudio/MiniMindStudio --self-test   (opens offscreen, starts the trainer, exits 0)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
+# The project's .venv (the README's install) when it exists, else python3; PYTHON=... overrides both.
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$REPO/.venv/bin/python" ]]; then
+    PYTHON="$REPO/.venv/bin/python"
+  elif [[ -x "$REPO/.venv/Scripts/python.exe" ]]; then
+    PYTHON="$REPO/.venv/Scripts/python.exe"
+  else
+    PYTHON=python3
+  fi
+fi
 DIST="${DIST:-$REPO/dist}"
 WORK="${WORK:-$REPO/build/pyinstaller}"
 
