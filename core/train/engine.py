@@ -453,6 +453,11 @@ class Trainer:
         tokens = dist.all_reduce_sum([float(self._tokens)], self.device)[0]
         metrics = dict(metrics, tokens_per_s=tokens / max(now - self._t_log, 1e-9))
         self._tokens, self._t_log = 0, now
+        if "_system" not in self.__dict__:  # made at the first log, so its first CPU interval is left out
+            from core.train.system_metrics import SystemMetrics
+
+            self._system = SystemMetrics(self.device)
+        metrics.update(self._system.sample())
         epoch = self.epoch + min(1.0, self.batch_pos / max(self.num_batches, 1))
         self.events.emit("metric", self.step, epoch=round(epoch, 6), total_steps=self.total_steps, metrics=metrics)
         if self.rank == 0:
