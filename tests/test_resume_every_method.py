@@ -39,10 +39,11 @@ def _data_files(method: str, train_data: dict, rl_data: dict, work: Path) -> lis
                  "rl": rl_data["rl"]}[kind])]
 
 
-def _write_config(method: str, run_dir: Path, init: Path, files: list[str], save_every: int) -> Path:
+def _write_config(method: str, run_dir: Path, init: Path, files: list[str], save_every: int,
+                  precision: str = "fp32") -> Path:
     spec = get_method(method)
     cfg = {"method": method, "init": str(init), "run_dir": str(run_dir), "max_steps": STEPS, "batch_size": 4,
-           "device": "cpu", "precision": "fp32", "log_every": 1, "save_every": save_every,
+           "device": "cpu", "precision": precision, "log_every": 1, "save_every": save_every,
            "data": {"files": files, "seq_len": 32, "max_len": 64, "cache_dir": str(run_dir.parent / "cache")},
            "optim": {"lr": 1e-3, "warmup_steps": 0}}
     if spec.generates:
@@ -70,16 +71,25 @@ def _weights(ckpt: Path) -> dict[str, object]:
 @pytest.mark.parametrize("method", method_names())
 def test_every_method_killed_after_a_checkpoint_resumes_to_the_uninterrupted_weights(
         method, zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path):
+    _kill_resume_and_compare(method, "fp32", zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path)
+
+
+def test_a_bf16_cpu_run_killed_and_resumed_equals_the_uninterrupted_bf16_run(
+        zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path):
+    _kill_resume_and_compare("sft", "bf16", zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path)
+
+
+def _kill_resume_and_compare(method, precision, zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path):
     import torch
 
     init = shutil.copytree(tiny_sft_checkpoint, tmp_path / "init")
     shutil.copytree(tiny_sft_checkpoint, tmp_path / "teacher")
     files = _data_files(method, train_data, rl_data, tmp_path)
-    reference_cfg = _write_config(method, tmp_path / "reference", init, files, save_every=0)
+    reference_cfg = _write_config(method, tmp_path / "reference", init, files, save_every=0, precision=precision)
     assert zygote.run(reference_cfg, resume=False) == 0, zygote.stderr_tail()
 
     run_dir = tmp_path / "run"
-    cfg = _write_config(method, run_dir, init, files, save_every=1)
+    cfg = _write_config(method, run_dir, init, files, save_every=1, precision=precision)
     assert zygote.run(cfg, resume=False, kill_after_checkpoint=KILL_AT) == -9, zygote.stderr_tail()
     assert [c.name for c in ck.list_checkpoints(run_dir)] == [ck.step_dir_name(KILL_AT)]  # killed right after it
     saved = load_trainer_state(run_dir / ck.CKPT_DIR / ck.step_dir_name(KILL_AT) / ck.TRAINER_FILE)  # weights-only

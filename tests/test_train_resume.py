@@ -109,9 +109,9 @@ def test_a_run_resumes_in_another_precision_with_the_scaler_handled(train_data, 
             again = cfg.model_copy(update={"precision": precision, "max_steps": steps})
             assert run_training(again, resume=True) == 0, read_events(run_dir)[-1]
             started, got = _last_attempt(run_dir)
-            assert started["precision"] == {"fp16": "float16", "bf16": "bfloat16"}[precision]
+            assert started["precision"] == precision and started["precision_reason"] == f"precision: {precision} was asked for"
             assert started["resumed_from"] == steps - 2 and sorted(got) == [steps - 1, steps]
     warnings = [e["message"] for e in read_events(run_dir) if e["type"] == "warning"]
     assert any("GradScaler starts afresh" in w for w in warnings), warnings
-    assert any("trained in fp32 and continues in float16" in w for w in warnings), warnings
-    assert any("trained in float16 and continues in bfloat16" in w for w in warnings), warnings
+    assert any("trained in fp32 and continues in fp16" in w for w in warnings), warnings
+    assert any("trained in fp16 and continues in bf16" in w for w in warnings), warnings

@@ -29,6 +29,7 @@ from core.train import checkpoint as ckpt_mod
 from core.train import distributed as dist
 from core.train.events import EventLog, log
 from core.train.recipe import RunContext
+from core.train.precision import NAMES, autocast, configure_backends, resolve_precision
 from core.train.schedule import lr_factor
 
 EXIT_OK, EXIT_FAILED, EXIT_NONFINITE = 0, 1, 3
@@ -49,15 +50,6 @@ def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
     if pref == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device: mps was asked for but is not available here; use device=auto or cpu")
     return torch.device(pref)
-
-
-def resolve_precision(pref: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if pref == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[pref]
 
 
 def seed_everything(seed: int) -> None:
@@ -222,7 +214,8 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        self.autocast_dtype = resolve_precision(cfg.precision, self.device)
+        self.autocast_dtype, self.precision_reason = resolve_precision(cfg.precision, self.device)
+        configure_backends(self.device)
         seed_everything(cfg.seed)  # same on every rank: identical initial weights
         # on resume the model is rebuilt from the run's own checkpoint, never from `init` (which may have moved)
         resume_from = next((c for c in ckpt_mod.resume_candidates(run_dir) if (c / "model_config.json").is_file()),
@@ -334,7 +327,7 @@ class Trainer:
             self._warn("precision: resumed as fp16 from a run without loss scaling; the GradScaler starts afresh")
 
     def _precision_name(self) -> str:
-        return str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "fp32"
+        return NAMES[self.autocast_dtype]
 
     # ---- the loop --------------------------------------------------------------------------------------
     def _train(self) -> int:
@@ -343,7 +336,7 @@ class Trainer:
         self.run_id = self.run_dir.name
         self.events.emit("run_started", self.step, run_id=self.run_id, method=cfg.method,
                          config=cfg.model_dump(mode="json"), world_size=self.world_size, device=str(self.device),
-                         precision=self._precision_name(),
+                         precision=self._precision_name(), precision_reason=self.precision_reason,
                          params=sum(p.numel() for p in raw.parameters()),
                          trainable_params=sum(p.numel() for p in self.params),
                          dataset_tokens=self.recipe.dataset_tokens(), total_steps=self.total_steps,
@@ -368,7 +361,8 @@ class Trainer:
                 self.recipe.on_step_end(self.step, metrics)
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._emit_metrics(metrics)
-                if cfg.eval_every and self.recipe.eval_dataset is not None and self.step % cfg.eval_every == 0:
+                if cfg.eval_every and (self.recipe.eval_dataset is not None or cfg.eval_tasks) \
+                        and self.step % cfg.eval_every == 0:
                     self._evaluate()
                 stop = dist.any_rank(self.stop_requested, self.device)
                 if (cfg.save_every and self.step % cfg.save_every == 0) or stop:
@@ -398,9 +392,7 @@ class Trainer:
                                generator=torch.Generator().manual_seed(self.cfg.seed + epoch)))
 
     def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
 
     def _optimizer_step(self, micro: list) -> dict:
         cfg, o = self.cfg, self.cfg.optim
@@ -464,8 +456,28 @@ class Trainer:
             log(f"step {self.step}/{self.total_steps} loss {metrics['loss']:.4f} lr {metrics['lr']:.3g} "
                 f"grad_norm {metrics['grad_norm']:.3f} tok/s {metrics['tokens_per_s']:.0f}")
 
-    @torch.no_grad()
     def _evaluate(self) -> None:
+        result = self._eval_loss() if self.recipe.eval_dataset is not None else {}
+        self.events.emit("eval", self.step, metrics={**result, **self._benchmark_metrics()})
+
+    def _benchmark_metrics(self) -> dict:
+        """eval/<task>/acc and eval/<task>/acc_norm of each `eval_tasks` benchmark (core/eval/bench.py), scored
+        on rank 0 alone (no collectives inside; the other ranks go on to the next step's all-reduce)."""
+        if not self.cfg.eval_tasks or self.rank != 0:
+            return {}
+        from core.eval.bench import TorchScorer, load_task, score_task
+
+        if getattr(self, "_bench_tasks", None) is None:
+            self._bench_tasks = [load_task(t) for t in self.cfg.eval_tasks]
+        scorer = TorchScorer(self.model, self.recipe.tokenizer, self.device, batch_size=self.cfg.batch_size)
+        metrics = {}
+        for task in self._bench_tasks:
+            summary = score_task(scorer, task, batch_size=self.cfg.batch_size)["summary"]
+            metrics.update({f"eval/{task.name}/acc": summary["acc"], f"eval/{task.name}/acc_norm": summary["acc_norm"]})
+        return metrics
+
+    @torch.no_grad()
+    def _eval_loss(self) -> dict:
         from torch.utils.data import DataLoader
 
         ds = self.recipe.eval_dataset
@@ -479,8 +491,7 @@ class Trainer:
         self.model.train()
         keys = sorted(pairs)
         flat = dist.all_reduce_sum([x for k in keys for x in pairs[k]], self.device)
-        result = {k: flat[2 * i] / max(flat[2 * i + 1], 1e-12) for i, k in enumerate(keys)}
-        self.events.emit("eval", self.step, metrics=result)
+        return {k: flat[2 * i] / max(flat[2 * i + 1], 1e-12) for i, k in enumerate(keys)}
 
     def _save(self) -> None:
         rngs = dist.gather_objects(rng_state(self.device))

@@ -1,6 +1,8 @@
 """Config pane: forms generated from the pydantic schema, presets, estimates, pre-flight, Start."""
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
                                QScrollArea, QSpinBox, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
@@ -246,15 +248,20 @@ class ConfigPane(QWidget):
         if "error" in e:
             for lab in self.est_labels.values():
                 lab.setText("—")
+            self.est_labels["breakdown"].setWordWrap(True)
             self.est_labels["breakdown"].setText(e["error"])
             return
         active = f" ({e['active_params'] / 1e6:.2f} M active)" if e["active_params"] != e["params"] else ""
         self.est_labels["params"].setText(f"<b>{e['params']:,}</b> = {e['params'] / 1e6:.2f} M{active}")
         self.est_labels["memory"].setText(f"<b>{_gb(e['total'])}</b> (estimate)")
-        self.est_labels["breakdown"].setText(
-            f"weights {_gb(e['weights'])} · grads + Adam {_gb(e['grads_adam'])} · activations "
-            f"{_gb(e['activations'])}" + (f" · reference {_gb(e['reference'])}" if e["reference"] else "") +
-            f" — micro-batch {e['per_gpu_batch']} × {e['seq']} tokens per GPU")
+        # One part per line, no word wrap: a wrapped label in a form row got the height of fewer lines than it
+        # wrapped into and was cut off mid-text.
+        parts = [f"weights {_gb(e['weights'])}", f"grads + Adam {_gb(e['grads_adam'])}",
+                 f"activations {_gb(e['activations'])}"] + ([f"reference {_gb(e['reference'])}"]
+                                                          if e["reference"] else [])
+        parts.append(f"micro-batch {e['per_gpu_batch']} × {e['seq']} tokens per GPU")
+        self.est_labels["breakdown"].setWordWrap(False)
+        self.est_labels["breakdown"].setText("\n".join(parts))
         self.est_labels["tokens"].setText(f"{e['tokens_per_step']:,}")
 
     def load_preset(self, name: str) -> None:
@@ -295,6 +302,8 @@ class ConfigPane(QWidget):
             parts.append(f"<p style='color:{COLORS['warn']}'>{note}</p>")
         if r.get("truncation") is not None:
             parts.append(f"<p>Truncated at max_len: <b>{r['truncation']:.1%}</b> of sampled records</p>")
+        if r.get("precision"):
+            parts.append(f"<p>Precision: {html.escape(r['precision'])}</p>")
         mem = r.get("memory", {})
         if mem.get("free"):
             parts.append(f"<p>Memory: about {_gb(mem['estimate'])} needed, {_gb(mem['free'])} free</p>")

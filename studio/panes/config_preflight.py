@@ -172,6 +172,7 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
         result.update(record_ids=ids, loss_mask=mask.tolist(), record_html=tokens_html(tok, ids, mask, max_len),
                       loss_tokens=int(mask.sum()), record_tokens=len(ids))
         result["truncation"] = truncation(files, kind, tok, max_len, cancelled)
+    result["precision"] = precision_choice(config)
     free = device_free_bytes(config)
     result["memory"] = {"estimate": estimate.get("total"), "free": free}
     if free and estimate.get("total") and estimate["total"] > free:
@@ -196,6 +197,23 @@ def truncation(files: list[str], kind: str, tok, max_len: int, cancelled) -> flo
             if cancelled():
                 return cut / max(1, n)
     return cut / n if n else None
+
+
+def precision_choice(config: dict) -> str | None:
+    """The precision the trainer will pick on this machine and why (core.train.precision), e.g.
+    "bf16 (auto: this CPU has native bf16 (AMX); weights and optimizer stay fp32)"."""
+    try:
+        import torch
+
+        from core.train.precision import NAMES, resolve_precision
+
+        device = config.get("device") or "auto"
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+        dtype, reason = resolve_precision(config.get("precision") or "auto", torch.device(device))
+    except Exception:  # e.g. cuda asked for on a machine without it: the trainer will say so
+        return None
+    return f"{NAMES[dtype]} ({reason})"
 
 
 def device_free_bytes(config: dict) -> float | None:

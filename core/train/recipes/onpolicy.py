@@ -10,7 +10,6 @@ resume continues exactly, even from a stop in the middle of a rollout group.
 """
 from __future__ import annotations
 
-import contextlib
 
 import torch
 
@@ -97,9 +96,9 @@ class OnPolicyRecipe(Recipe):
         return self.policy
 
     def autocast(self):
-        if self.ctx.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.ctx.device.type, dtype=self.ctx.autocast_dtype)
+        from core.train.precision import autocast
+
+        return autocast(self.ctx.device, self.ctx.autocast_dtype)
 
     # ---- data --------------------------------------------------------------------------------------------
     def collate(self, items: list[dict]) -> dict:
