@@ -8,7 +8,8 @@
 - `SerialEngine` (llama.cpp, any other backend): a queue; one request at a time, in arrival order, on the
   backend's own `stream_ids` (a llama.cpp context holds one sequence).
 
-Both hand text pieces to a `Generation`, which the server's event loop reads asynchronously.
+Both hand text pieces to a `Generation`, which the server's event loop reads asynchronously. `model_lock` is held
+while a batch runs, so other work on the same model (scoring for `logprobs`: `run_locked`) waits its turn.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Generation:
         self.usage = Usage(prompt_tokens=len(prompt_ids))
         self.finish_reason: str | None = None
         self.error: BaseException | None = None
+        self.token_ids: list[int] | None = None  # the sampled ids, where the engine sees them (torch)
         self._loop, self._queue = loop, asyncio.Queue()
         self._cancelled = threading.Event()
 
@@ -78,6 +80,7 @@ class _WorkerEngine:
     def __init__(self, backend):
         self.backend = backend
         self.largest_batch = 0  # most requests decoded together so far (tests, benchmarks)
+        self.model_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=f"{type(self).__name__}", daemon=True)
         self._thread.start()
@@ -86,6 +89,11 @@ class _WorkerEngine:
         job = Generation(prompt_ids, params, asyncio.get_running_loop())
         self._jobs.put(job)
         return job
+
+    def run_locked(self, fn, *args):
+        """`fn(*args)` while no batch runs (call it from a worker thread, not the event loop)."""
+        with self.model_lock:
+            return fn(*args)
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -110,7 +118,8 @@ class _WorkerEngine:
             self.largest_batch = max(self.largest_batch, len(live))
             try:
                 if live:
-                    self._run(live)
+                    with self.model_lock:
+                        self._run(live)
             except Exception as exc:  # reported to each waiting client; the engine keeps serving
                 for job in live:
                     if job.finish_reason is None:
@@ -147,6 +156,7 @@ class _Row:
     def __init__(self, job: Generation, backend, vocab_size: int):
         p = job.params
         self.job = job
+        job.token_ids = []
         self.stream = TextStream(backend.detokenize, stop=p.stop, stop_ids=p.resolved_stop_ids(backend.eos_id))
         self.budget = min(p.max_new_tokens, backend.max_context - len(job.prompt_ids))
         self.generator = make_generator(p.seed)
@@ -161,6 +171,7 @@ class _Row:
         job, usage = self.job, self.job.usage
         token = int(choose_tokens(logits.cpu(), job.params, self.seen, self.generator)[0])
         usage.completion_tokens += 1
+        job.token_ids.append(token)
         job.put(self.stream.push(token))
         if self.seen is not None:
             self.seen[0, token] = True

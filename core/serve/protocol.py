@@ -14,6 +14,7 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.infer.sampling import SamplingParams
+from core.serve.logprobs import MAX_LOGPROBS
 
 DEFAULT_MAX_TOKENS = 512
 # MiniMind's serve_openai_api.py defaults (temperature 0.7, top_p 0.92); OpenAI's own default is 1.0/1.0.
@@ -166,18 +167,32 @@ class ChatCompletionRequest(_Sampling):
         return None
 
 
-class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str], list[int]]
+MAX_PROMPTS = 128  # prompts in one batched completions request
 
-    def prompt_value(self) -> str | list[int]:
-        if isinstance(self.prompt, str):
-            return self.prompt
-        if self.prompt and all(isinstance(p, int) for p in self.prompt):
-            return list(self.prompt)
-        if len(self.prompt) != 1:
-            raise APIError(400, "prompt: this server completes one prompt per request (got a list of "
-                                f"{len(self.prompt)})", param="prompt", code="invalid_value")
-        return self.prompt[0]
+
+class CompletionRequest(_Sampling):
+    # A string, a list of token ids, or a batch of either (one choice per prompt, `index` = its position).
+    prompt: Union[str, list[int], list[str], list[list[int]]]
+    max_tokens: Optional[int] = Field(None, ge=0)  # 0: no completion (with `echo`: score the prompt alone)
+    echo: Optional[bool] = None                    # the prompt is repeated before the completion
+    logprobs: Optional[int] = Field(None, ge=0, le=MAX_LOGPROBS)  # top log-probs per token (OpenAI: <= 5)
+
+    def prompt_values(self) -> list[str | list[int]]:
+        """The prompts of this request, one or a batch."""
+        prompt = self.prompt
+        batch = [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) else list(prompt)
+        if not batch:
+            raise APIError(400, "prompt: the list of prompts is empty", param="prompt", code="invalid_value")
+        if len(batch) > MAX_PROMPTS:
+            raise APIError(400, f"prompt: at most {MAX_PROMPTS} prompts per request (got {len(batch)})",
+                           param="prompt", code="invalid_value")
+        if self.stream and (len(batch) > 1 or self.echo or self.logprobs is not None):
+            raise APIError(400, "stream: a streamed completion takes one prompt, without echo or logprobs; "
+                                "send stream=false", param="stream", code="invalid_value")
+        return batch
+
+    def generates(self) -> bool:
+        return self.max_tokens != 0
 
 
 def parse(model_cls: type[BaseModel], payload) -> BaseModel:
@@ -243,8 +258,13 @@ def chat_chunk(cid: str, model: str, delta: dict, finish_reason: str | None = No
 
 
 def text_completion(cid: str, model: str, text: str, finish_reason: str | None, usage=None) -> dict:
+    return text_completions(cid, model, [{"text": text, "logprobs": None, "finish_reason": finish_reason}], usage)
+
+
+def text_completions(cid: str, model: str, choices: list[dict], usage=None) -> dict:
+    """`choices`: {"text", "logprobs", "finish_reason"} per prompt, in the request's order."""
     body = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]}
+            "choices": [{"index": i, **c} for i, c in enumerate(choices)]}
     if usage is not None:
         body["usage"] = usage_body(usage)
     return body

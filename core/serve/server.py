@@ -4,7 +4,9 @@ Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both
 Events, `data: {...}` chunks ending with `data: [DONE]`), GET /health. Chat requests may carry `tools` (rendered
 into the prompt by the chat template), `tool` turns and assistant `tool_calls`, and `open_thinking` /
 `chat_template_kwargs.enable_thinking`; answers are split by `core.infer.chat_output` into `content`,
-`reasoning_content` and `tool_calls` (finish_reason "tool_calls").
+`reasoning_content` and `tool_calls` (finish_reason "tool_calls"). Completions take a batch of prompts (strings or
+token ids), `echo`, `logprobs` and `max_tokens: 0` as OpenAI's legacy API does (core/serve/logprobs.py), which is
+what lm-evaluation-harness's `local-completions` model sends.
 
 Many clients at once: the event loop only parses, validates and streams; an engine (core/serve/engines.py)
 runs the model on its own thread, batching torch requests dynamically and queueing llama.cpp ones.
@@ -32,8 +34,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from core.infer.backend_base import Backend
 from core.infer.chat_output import ChatOutput, ChatOutputParser
+from core.infer.generate import Usage
 from core.serve import protocol as p
 from core.serve.engines import Generation, make_engine
+from core.serve.logprobs import logprobs_body
 from core.serve.protocol import APIError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -82,10 +86,11 @@ async def read_json(request: Request):
         raise APIError(400, "the JSON body is nested too deeply") from None
 
 
-def check_prompt(backend: Backend, prompt_ids: list[int], param: str) -> None:
+def check_prompt(backend: Backend, prompt_ids: list[int], param: str, room: int = 1) -> None:
+    """`room`: tokens the completion needs after the prompt (0: the prompt is only scored)."""
     if not prompt_ids:
         raise APIError(400, "the prompt is empty; send at least one character", param=param, code="invalid_value")
-    if len(prompt_ids) >= backend.max_context:
+    if len(prompt_ids) + room > backend.max_context:
         raise APIError(400, f"the prompt has {len(prompt_ids)} tokens; this model's context holds "
                             f"{backend.max_context}; shorten it", param=param, code="context_length_exceeded")
 
@@ -177,24 +182,61 @@ def create_app(backend: Backend, engine) -> FastAPI:
         req = p.parse(p.CompletionRequest, await read_json(request))
         backend_for(req.model)
         sampling = req.sampling(backend.max_context)
-        prompt = req.prompt_value()
+        prompts = req.prompt_values()
+        room = 1 if req.generates() else 0
+        prompt_ids = [await completion_prompt(prompt, room) for prompt in prompts]
+        if req.stream:
+            gen = engine.submit(prompt_ids[0], sampling)
+            return event_stream(completion_events(gen, req), gen)
+        gens = [engine.submit(ids, sampling) if room else None for ids in prompt_ids]  # batched by the engine
+        try:
+            texts = [("".join([piece async for piece in gen.pieces()]) if gen else "") for gen in gens]
+        finally:
+            for gen in gens:
+                if gen is not None:
+                    gen.cancel()
+        choices = await run_in_threadpool(lambda: [completion_choice(req, *row)
+                                                   for row in zip(prompts, prompt_ids, gens, texts)])
+        usage = Usage(prompt_tokens=sum(map(len, prompt_ids)),
+                      completion_tokens=sum(gen.usage.completion_tokens for gen in gens if gen))
+        return JSONResponse(p.text_completions(p.new_id("cmpl"), backend.name, choices, usage))
+
+    async def completion_prompt(prompt: str | list[int], room: int) -> list[int]:
         if isinstance(prompt, list):
             bad = [t for t in prompt if not 0 <= t < backend.vocab_size]
             if bad:
                 raise APIError(400, f"prompt: token id {bad[0]} is outside the vocabulary "
                                     f"(0..{backend.vocab_size - 1})", param="prompt", code="invalid_value")
-            prompt_ids = prompt
+            ids = prompt
         else:
-            prompt_ids = await run_in_threadpool(backend.tokenize, prompt)
-        check_prompt(backend, prompt_ids, "prompt")
-        gen = engine.submit(prompt_ids, sampling)
-        if req.stream:
-            return event_stream(completion_events(gen, req), gen)
-        try:
-            text = "".join([piece async for piece in gen.pieces()])
-        finally:
-            gen.cancel()
-        return JSONResponse(p.text_completion(p.new_id("cmpl"), backend.name, text, gen.finish_reason, gen.usage))
+            ids = await run_in_threadpool(backend.tokenize, prompt)
+        check_prompt(backend, ids, "prompt", room)
+        return ids
+
+    def completion_choice(req, prompt, ids: list[int], gen: Generation | None, text: str) -> dict:
+        """One prompt's choice: its text (after the prompt when `echo`) and, when asked, its log-probs."""
+        prompt_text = prompt if isinstance(prompt, str) else backend.detokenize(ids)
+        choice = {"text": (prompt_text if req.echo else "") + text, "logprobs": None,
+                  "finish_reason": gen.finish_reason if gen else "length"}
+        if req.logprobs is not None:
+            start, offset = (0, 0) if req.echo else (len(ids), len(prompt_text))
+            try:
+                choice["logprobs"] = engine.run_locked(logprobs_body, backend, ids + completion_ids(gen, text),
+                                                       start, req.logprobs, offset)
+            except NotImplementedError as exc:
+                raise APIError(400, f"logprobs: {exc}", param="logprobs", code="invalid_value") from None
+        return choice
+
+    def completion_ids(gen: Generation | None, text: str) -> list[int]:
+        """The completion's token ids: as sampled (stop ids dropped) when they spell `text`, else `text` re-read
+        (a stop string cut the text, or the engine does not report ids)."""
+        if gen is None:
+            return []
+        ids = list(gen.token_ids or [])
+        stops = gen.params.resolved_stop_ids(backend.eos_id)
+        while ids and ids[-1] in stops:
+            ids.pop()
+        return ids if gen.token_ids is not None and backend.detokenize(ids) == text else backend.tokenize(text)
 
     def include_usage(req) -> bool:
         return req.stream_options is not None and req.stream_options.include_usage
