@@ -50,16 +50,6 @@ def build_context(root: Path, reconcile: bool = True):
     return context
 
 
-def _first_run_choice(default: Path) -> Path:
-    from PySide6.QtWidgets import QFileDialog, QMessageBox
-
-    QMessageBox.information(None, "MiniMind Studio",
-                            "Choose a workspace folder: it holds your datasets, tokenizers, runs and exports.\n"
-                            f"Cancel keeps the default, {default}.")
-    folder = QFileDialog.getExistingDirectory(None, "Workspace folder", str(default.parent))
-    return Path(folder) if folder else default
-
-
 def open_window(root: Path, probe_device: bool = True):
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QMessageBox
@@ -150,12 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("MiniMind")
     app.setDesktopFileName("minimind-studio")  # matches resources/minimind-studio.desktop (Wayland task bars)
     set_app_icon(app)
-    if args.workspace:
-        root = Path(args.workspace)
-    else:
-        root, chosen = resolve_workspace()
-        if not chosen:
-            root = _first_run_choice(root)
+    # No dialog before the window: a first start opens on the default folder and offers another in a banner.
+    root, chosen = (Path(args.workspace), True) if args.workspace else resolve_workspace()
     remember_workspace(root)
     holder = {"window": open_window(root)}
 
@@ -170,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     holder["window"].workspaceSwitchRequested.connect(switch)
     holder["window"].show()
+    if not chosen:
+        holder["window"].offer_workspace_choice()
     if args.demo or not any((root / "runs").glob("*/events.jsonl")):  # first run in this workspace: guide them
         holder["window"].load_demo_datasets()
         holder["window"].show_first_run_guide()

@@ -13,8 +13,8 @@ from typing import Callable, Iterator
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QPushButton, QTabWidget, QVBoxLayout, QWidget)
 
 from studio.context import StudioContext
 from studio.panes import PANES, PlaceholderPane, create_pane
@@ -59,7 +59,7 @@ class LazyPanes(Mapping):
 
 
 class MainWindow(QMainWindow):
-    # The user picked another workspace folder (File > New/Open workspace); the app re-opens on it.
+    # The user picked another workspace folder (File > New/Switch workspace); the app re-opens on it.
     workspaceSwitchRequested = Signal(str)
     _deviceProbed = Signal(str)  # from the probe thread (queued to the UI thread)
 
@@ -80,13 +80,22 @@ class MainWindow(QMainWindow):
             QVBoxLayout(host).setContentsMargins(0, 0, 0, 0)
             self.tabs.addTab(host, title)
         self.panes = LazyPanes(list(self._pane_specs), self._build_pane)
-        self.setCentralWidget(self.tabs)
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        self.workspace_banner = self._build_workspace_banner()
+        column.addWidget(self.workspace_banner)
+        column.addWidget(self.tabs)
+        self.setCentralWidget(central)
 
         self._build_menus()
         self._build_status_bar()
         self._progress_timer = QTimer(self)
         self._progress_timer.setInterval(1000)
         self._first_run = None
+        self._guide_dock: QDockWidget | None = None
+        self._known_runs = {run.id for run in context.store.list_runs()}
         self._connect_signals()
         if self.tabs.count():
             self.panes.get(self.tabs.tabText(self.tabs.currentIndex()))
@@ -94,6 +103,9 @@ class MainWindow(QMainWindow):
             for title in self.panes:
                 self.panes.get(title)
         self._progress_timer.start()
+        active = context.runs.active_run_id()
+        if active and not context.selected_run_id:  # re-opened while a run trains: Runs and Curves show it
+            context.select_run(active)
         if probe_device:
             QTimer.singleShot(0, self._probe_device)
         else:
@@ -113,6 +125,7 @@ class MainWindow(QMainWindow):
         context.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
         context.configEditRequested.connect(self._on_config_edit)
         context.runsChanged.connect(self.refresh_progress)  # status changes at once; progress once a second
+        context.runsChanged.connect(self._select_launched_run)
         context.runs.runImported.connect(self._on_run_imported)
         self._progress_timer.timeout.connect(self.refresh_progress)
         self._deviceProbed.connect(self.device_label.setText)
@@ -143,7 +156,7 @@ class MainWindow(QMainWindow):
             context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_sources())
         elif title == "Datasets":
             context.datasetsChanged.connect(pane.refresh_tokenizers)
-        elif title == "Demo guide":  # the first-run dialog (Help > Train the demo model)
+        elif title == "Demo guide":  # the first-run guide, docked (Help > Train the demo model)
             context.runsChanged.connect(pane.presenter.check_runs)
             context.runUpdated.connect(lambda _run_id: pane.presenter.check_runs())
 
@@ -175,7 +188,8 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self._action(file_menu, "&New workspace…", self.new_workspace, QKeySequence.StandardKey.New)
-        self._action(file_menu, "&Open workspace…", self.open_workspace, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "&Switch workspace…", self.open_workspace, QKeySequence.StandardKey.Open,
+                     "Open another workspace folder (remembered for the next start)")
         self._action(file_menu, "&Import run folder…", self.import_run_dir, "Ctrl+I",
                      "Add a run trained from the command line (a folder with events.jsonl)")
         file_menu.addSeparator()
@@ -222,17 +236,66 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- actions
     def show_first_run_guide(self) -> None:
-        """The guided demo path (studio/panes/first_run.py); non-modal so Runs and Curves stay usable."""
+        """The guided demo path (studio/panes/first_run.py) in a side dock: beside the panes, never over them,
+        so the plots it produces stay in view. Closing the dock hides it; F1 brings it back."""
         try:
             from studio.panes.first_run import FirstRunDialog
         except ImportError as exc:
-            QMessageBox.information(self, "Train the demo model", f"The guided demo is not available: {exc}")
+            self.statusBar().showMessage(f"The guided demo is not available: {exc}", 8000)
             return
         if self._first_run is None:
-            self._first_run = FirstRunDialog(self.context, parent=self)
+            self._first_run = FirstRunDialog(self.context)
+            self._first_run.setMinimumWidth(0)  # the dock decides its width
             self._connect_pane("Demo guide", self._first_run)
+            dock = self._guide_dock = QDockWidget("Train the demo model", self)
+            dock.setObjectName("DemoGuideDock")
+            # Not floatable: a floating guide would cover the panes again.
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable |
+                             QDockWidget.DockWidgetFeature.DockWidgetMovable)
+            dock.setWidget(self._first_run)  # reparented: a plain child widget now, no dialog window
+            self._first_run.close_btn.clicked.connect(dock.hide)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            self.resizeDocks([dock], [340], Qt.Orientation.Horizontal)
         self._first_run.show()
-        self._first_run.raise_()
+        self._guide_dock.show()
+        self._guide_dock.raise_()
+
+    def _build_workspace_banner(self) -> QWidget:
+        """First start: the default workspace is already open; another folder is one click away (hidden
+        unless ``offer_workspace_choice``)."""
+        from studio.widgets.common import label
+
+        banner = QWidget()
+        banner.setObjectName("WorkspaceBanner")
+        row = QHBoxLayout(banner)
+        row.setContentsMargins(8, 4, 8, 4)
+        self.workspace_banner_text = label("", "banner")
+        choose = QPushButton("Choose another folder…")
+        choose.clicked.connect(self.open_workspace)
+        keep = QPushButton("Keep this folder")
+        keep.clicked.connect(banner.hide)
+        row.addWidget(self.workspace_banner_text, 1)
+        row.addWidget(choose)
+        row.addWidget(keep)
+        banner.hide()
+        return banner
+
+    def offer_workspace_choice(self) -> None:
+        """Show the banner offering another workspace folder (first start, nothing chosen yet)."""
+        self.workspace_banner_text.setText(
+            f"Your datasets, tokenizers, runs and exports go to {self.context.workspace.root}. "
+            "Another folder? (Also File › Switch workspace.)")
+        self.workspace_banner.show()
+
+    def _select_launched_run(self) -> None:
+        """A run that just appeared queued or live (launched here, by the demo guide or a clone) becomes the
+        selected run, so Runs, Curves and the Run menu follow it without a click."""
+        runs = self.context.store.list_runs()
+        new = [run for run in runs if run.id not in self._known_runs
+               and run.status in ("queued", "starting", "running")]
+        self._known_runs = {run.id for run in runs}
+        if new:
+            self.context.select_run(max(new, key=lambda run: run.created_at or 0).id)
 
     def load_demo_datasets(self) -> None:
         """Register the built-in demo datasets (resources/demo) in the Datasets pane and show them."""
@@ -293,7 +356,7 @@ class MainWindow(QMainWindow):
         self._choose_workspace("New workspace: choose an empty folder")
 
     def open_workspace(self) -> None:
-        self._choose_workspace("Open workspace folder")
+        self._choose_workspace("Switch workspace: choose a folder")
 
     def about(self) -> None:
         QMessageBox.about(self, "About MiniMind Studio", ABOUT)

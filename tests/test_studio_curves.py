@@ -5,8 +5,9 @@ import time
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
-from studio.panes.curves_presenter import CurvesPresenter, SeriesBuffer, ema
+from studio.panes.curves_presenter import CONSTANT_AFTER, CurvesPresenter, SeriesBuffer, ema
 
 
 def _naive_ema(x, w):
@@ -133,3 +134,58 @@ def test_live_points_move_the_x_axis_in_steps_and_plots_come_from_idle_built_spa
     pane.presenter.add_series("r", "loss", [5000], [0.1])
     pane.flush()
     assert vb.viewRange()[0] == [100, 200]
+
+
+def _metrics(steps, **series):
+    return [{"type": "metric", "step": s, "metrics": {k: f(s) for k, f in series.items()}} for s in steps]
+
+
+def test_constant_metrics_are_hidden_unless_asked_for(qtbot, context):
+    presenter = CurvesPresenter(context)
+    presenter.runs = ["r"]
+    presenter.on_events("r", _metrics(range(1, CONSTANT_AFTER), loss=lambda s: 3.0 / s, aux_loss=lambda s: 0.0))
+    assert presenter.visible_names() == ["loss", "aux_loss"]  # a few equal points say nothing yet
+    with qtbot.waitSignal(presenter.namesChanged) as names, qtbot.waitSignal(presenter.layoutChanged):
+        presenter.on_events("r", _metrics([CONSTANT_AFTER], loss=lambda s: 3.0 / s, aux_loss=lambda s: 0.0))
+    assert names.args[0] == ["loss"] and presenter.constant == {"aux_loss"}
+    assert presenter.visible_names() == ["loss"]
+    presenter.on_events("r", _metrics([9], loss=lambda s: 1.0, **{"eval/loss": lambda s: 2.0}))
+    assert presenter.visible_names() == ["loss", "eval/loss"]  # logged once: shown
+
+    with qtbot.waitSignal(presenter.namesChanged) as names:
+        presenter.set_show_constant(True)
+    assert names.args[0] == ["loss", "aux_loss", "eval/loss"]
+    assert presenter.visible_names() == ["loss", "aux_loss", "eval/loss"]
+    presenter.set_show_constant(False)
+    presenter.on_events("r", _metrics([10], aux_loss=lambda s: 0.5))  # it moved: no longer constant
+    assert "aux_loss" in presenter.visible_names() and not presenter.constant
+
+
+def test_a_launched_run_shows_in_curves_at_once_checked_with_its_metrics(qtbot, context, workspace):
+    from studio.main_window import MainWindow
+
+    window = MainWindow(context, probe_device=False)
+    qtbot.addWidget(window)
+    pane = window.panes["Curves"]
+    window.show_pane("Curves")
+    window.show()  # live points are drawn only while the pane is visible
+    context.store.create_run("live-1", run_dir=workspace.runs_dir / "live-1", name="demo-pretrain",
+                             method="pretrain", status="queued")
+    context.runsChanged.emit()  # what RunManager.launch emits
+    assert context.selected_run_id == "live-1"
+    item = pane.run_list.item(0)
+    assert item.data(Qt.ItemDataRole.UserRole) == "live-1" and item.checkState() == Qt.CheckState.Checked
+
+    context.eventsIngested.emit("live-1", _metrics(range(1, 6), loss=lambda s: 5.0 / s, aux_loss=lambda s: 0.0))
+    assert [pane.name_list.item(i).text() for i in range(pane.name_list.count())] == ["loss"]
+    assert pane.show_constant.text() == "Show constant metrics (1)"
+    qtbot.waitUntil(lambda: "loss" in pane.plots and "live-1" in pane.plots["loss"].curves)
+    context.eventsIngested.emit("live-1", _metrics([6], loss=lambda s: 0.5, aux_loss=lambda s: 0.0))
+    curve = pane.plots["loss"].curves["live-1"]
+    qtbot.waitUntil(lambda: curve.xData is not None and curve.xData.size == 6, timeout=3000)  # live redraw
+    assert "aux_loss" not in pane.plots
+
+    pane.show_constant.setChecked(True)
+    qtbot.waitUntil(lambda: "aux_loss" in pane.plots)
+    window.close_policy = "keep"
+    window.close()

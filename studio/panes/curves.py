@@ -131,11 +131,14 @@ class CurvesPane(QWidget):
         self.smoothing.valueChanged.connect(self._on_smoothing)
         self.log_y = QCheckBox("Log scale (y)")
         self.log_y.toggled.connect(self.presenter.set_log_y)
+        # A metric that never changes (a dense model's aux_loss) would take a plot to draw a flat line.
+        self.show_constant = QCheckBox("Show constant metrics")
+        self.show_constant.toggled.connect(self.presenter.set_show_constant)
         side = QWidget()
         sl = QVBoxLayout(side)
         sl.setContentsMargins(0, 0, 0, 0)
         for widget in (QLabel("Runs (overlay)"), self.run_list, QLabel("Metrics"), self.name_list,
-                       self.smoothing_label, self.smoothing, self.log_y):
+                       self.show_constant, self.smoothing_label, self.smoothing, self.log_y):
             sl.addWidget(widget)
         side.setMaximumWidth(300)
 
@@ -223,6 +226,9 @@ class CurvesPane(QWidget):
             item.setCheckState(Qt.CheckState.Unchecked if name in self.presenter.hidden else Qt.CheckState.Checked)
             self.name_list.addItem(item)
         self.name_list.blockSignals(False)
+        constant = sorted(self.presenter.constant)
+        self.show_constant.setText(f"Show constant metrics ({len(constant)})")
+        self.show_constant.setToolTip(", ".join(constant) or "No metric of the shown runs is constant")
 
     def _on_name_checked(self, item) -> None:
         self.presenter.set_visible(item.text(), item.checkState() == Qt.CheckState.Checked)

@@ -37,6 +37,9 @@ def ema(values: np.ndarray, weight: float, state: tuple[float, int] = (0.0, 0)) 
     return out, (s_prev, seen + x.size)
 
 
+CONSTANT_AFTER = 5  # points
+
+
 class SeriesBuffer:
     """x (steps) and y (values) of one curve, raw and smoothed, appended in place."""
 
@@ -47,6 +50,14 @@ class SeriesBuffer:
         self.n = 0
         self.weight = 0.0
         self._state = (0.0, 0)
+        self.varies = False  # two points differ (NaN counts as different): a constant series stays False
+
+    @property
+    def constant(self) -> bool:
+        """CONSTANT_AFTER or more points, all equal (``aux_loss`` of a dense model, a fixed ``lr``). Fewer are
+        not constant yet: an eval metric logged once is worth a plot, and a loss whose first two points are
+        equal must not lose its plot and get it back a moment later."""
+        return self.n >= CONSTANT_AFTER and not self.varies
 
     def _grow(self, need: int) -> None:
         cap = self.x.size
@@ -64,6 +75,9 @@ class SeriesBuffer:
         xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
         end = self.n + xs.size
         self._grow(end)
+        if xs.size and not self.varies:
+            first = self.y[0] if self.n else ys[0]
+            self.varies = bool(np.any(ys != first))
         self.x[self.n:end], self.y[self.n:end] = xs, ys
         self.smooth[self.n:end], self._state = ema(ys, self.weight, self._state)
         self.n = end
@@ -77,7 +91,7 @@ class SeriesBuffer:
 
 
 class CurvesPresenter(QObject):
-    # Metric names available across the shown runs changed.
+    # Metric names listed for the shown runs changed (constant ones only with ``show_constant``).
     namesChanged = Signal(list)
     # Curves to (re)draw: list of (run_id, name); the pane calls series() for each.
     seriesChanged = Signal(list)
@@ -93,6 +107,9 @@ class CurvesPresenter(QObject):
         self.runs: list[str] = []
         self.names: list[str] = []          # every metric name of the shown runs
         self.hidden: set[str] = set()        # names toggled off
+        self.show_constant = False           # constant metrics (see SeriesBuffer.constant) hidden unless asked
+        self.constant: set[str] = set()      # names constant in every shown run that logs them
+        self._listed: tuple = ()
         self.smoothing = 0.0
         self.log_y = False
         self._labels: dict[str, str] = {}
@@ -118,11 +135,20 @@ class CurvesPresenter(QObject):
         if run_id not in self.runs:
             self.runs.append(run_id)
         self._buffer(run_id, name).append(steps, values)
-        if name not in self.names:
+        if name not in self.names or self._constant_changed():
             self._update_names()
             self.layoutChanged.emit()
         else:
             self.seriesChanged.emit([(run_id, name)])
+
+    def _constant_changed(self) -> bool:
+        """Recompute ``constant``; True when a name joined or left it (the plots must be laid out again)."""
+        by_name: dict[str, bool] = {}
+        for (_run, name), buf in self.buffers.items():
+            by_name[name] = by_name.get(name, True) and buf.constant
+        constant = {name for name, flag in by_name.items() if flag}
+        changed, self.constant = constant != self.constant, constant
+        return changed
 
     def _buffer(self, run_id: str, name: str) -> SeriesBuffer:
         key = (run_id, name)
@@ -136,12 +162,16 @@ class CurvesPresenter(QObject):
         layout); the list of names the user toggles is sorted instead (see ``sorted_names``)."""
         names = list(dict.fromkeys([n for n in self.names if any(k[1] == n for k in self.buffers)] +
                                    sorted({name for _run, name in self.buffers}, key=_name_order)))
-        if names != self.names:
-            self.names = names
-            self.namesChanged.emit(self.sorted_names())
+        self._constant_changed()
+        self.names = names
+        listed = self.sorted_names()
+        if (listed, self.constant) != self._listed:  # the pane also shows how many are constant
+            self._listed = (listed, set(self.constant))
+            self.namesChanged.emit(listed)
 
     def sorted_names(self) -> list[str]:
-        return sorted(self.names, key=_name_order)
+        """The names to list (and plot unless toggled off): constant ones only with ``show_constant``."""
+        return sorted((n for n in self.names if self.show_constant or n not in self.constant), key=_name_order)
 
     def on_events(self, run_id: str, events: list) -> None:
         """Live events of a run (``context.eventsIngested``): append metric points of shown runs in one pass per
@@ -162,7 +192,7 @@ class CurvesPresenter(QObject):
         new_names = [n for n in points if (run_id, n) not in self.buffers]
         for name, (xs, ys) in points.items():
             self._buffer(run_id, name).append(xs, ys)
-        if new_names:
+        if new_names or (points and self._constant_changed()):
             self._update_names()
             self.layoutChanged.emit()
         elif points:
@@ -172,7 +202,13 @@ class CurvesPresenter(QObject):
 
     # ------------------------------------------------------------- options
     def visible_names(self) -> list[str]:
-        return [n for n in self.names if n not in self.hidden]
+        """Names with a plot, in order of first appearance."""
+        return [n for n in self.names if n not in self.hidden and (self.show_constant or n not in self.constant)]
+
+    def set_show_constant(self, on: bool) -> None:
+        self.show_constant = on
+        self._update_names()
+        self.layoutChanged.emit()
 
     def set_visible(self, name: str, visible: bool) -> None:
         (self.hidden.discard if visible else self.hidden.add)(name)

@@ -1,0 +1,64 @@
+"""First start: the window opens at once on the default workspace (no dialog before it), another folder is offered
+in a banner, and the demo guide sits in a dock beside the panes instead of over them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QDockWidget
+
+
+def test_first_start_opens_the_window_without_a_dialog_and_offers_another_workspace(qtbot, tmp_path, monkeypatch):
+    import studio.app
+    import studio.workspace
+
+    remembered = []
+    default = tmp_path / "MiniMindStudio"
+    monkeypatch.setattr(studio.workspace, "resolve_workspace", lambda: (default, False))  # nothing chosen yet
+    monkeypatch.setattr(studio.workspace, "remember_workspace", remembered.append)
+    modal = []
+    opened = []
+    real_open = studio.app.open_window
+    monkeypatch.setattr(studio.app, "open_window", lambda root, **kw: opened.append(real_open(root)) or opened[-1])
+    monkeypatch.setattr(QApplication, "exec", lambda self: modal.append(QApplication.activeModalWidget()) or 0)
+
+    assert studio.app.main(["--demo"]) == 0
+    window = opened[0]
+    qtbot.addWidget(window)
+    assert modal == [None] and window.isVisible()
+    assert window.context.workspace.root == default and remembered == [default]
+    assert window.workspace_banner.isVisible() and str(default) in window.workspace_banner_text.text()
+    dock = window.findChild(QDockWidget, "DemoGuideDock")
+    assert dock is not None and dock.isVisible() and not dock.isFloating()
+    assert window.dockWidgetArea(dock) == Qt.DockWidgetArea.RightDockWidgetArea
+    assert not window._first_run.isWindow()  # a panel inside the dock, not a dialog over the panes
+    assert not (dock.features() & QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+    switch = [a for a in window.menuBar().actions()[0].menu().actions() if a.text() == "&Switch workspace…"]
+    assert switch
+    window._first_run.close_btn.click()
+    assert not dock.isVisible()
+    window.show_first_run_guide()  # Help > Train the demo model (F1) brings it back
+    assert dock.isVisible()
+    window.close_policy = "keep"
+    window.close()
+
+
+def test_a_chosen_workspace_opens_without_the_banner(qtbot, tmp_path, monkeypatch):
+    import studio.app
+    import studio.workspace
+
+    monkeypatch.setattr(studio.workspace, "resolve_workspace", lambda: (tmp_path / "ws", True))
+    monkeypatch.setattr(studio.workspace, "remember_workspace", lambda root: None)
+    opened = []
+    real_open = studio.app.open_window
+    monkeypatch.setattr(studio.app, "open_window", lambda root, **kw: opened.append(real_open(root)) or opened[-1])
+    monkeypatch.setattr(QApplication, "exec", lambda self: 0)
+    (tmp_path / "ws" / "runs" / "r1").mkdir(parents=True)
+    (tmp_path / "ws" / "runs" / "r1" / "events.jsonl").write_text("")
+    assert studio.app.main([]) == 0
+    window = opened[0]
+    qtbot.addWidget(window)
+    assert not window.workspace_banner.isVisible() and window.findChild(QDockWidget, "DemoGuideDock") is None
+    assert Path(window.context.workspace.root) == tmp_path / "ws"
+    window.close_policy = "keep"
+    window.close()
