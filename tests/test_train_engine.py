@@ -232,3 +232,35 @@ def test_a_full_disk_for_events_jsonl_keeps_the_stdout_stream(tmp_path, capfd):
     out, err = capfd.readouterr()
     assert [json.loads(x)["type"] for x in out.splitlines()] == ["run_started", "metric"]
     assert err.count("cannot write") == 1 and "No space left" in err
+
+
+FAILING_RANK = r"""
+import os, sys
+from core.train.recipes import pretrain
+from core.train.cli import main
+
+def fail_on_rank_1(self, step, metrics):  # an unexpected failure on one rank only (a bug, an OOM on its GPU)
+    if os.environ["RANK"] == "1" and step == 2:
+        raise RuntimeError("simulated failure on rank 1")
+
+pretrain.PretrainRecipe.on_step_end = fail_on_rank_1
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_a_failure_on_rank_1_is_reported_with_its_traceback_and_ends_the_run(train_data, tiny_tokenizer_dir,
+                                                                             tmp_path):
+    cfg = train_config(tmp_path / "run", tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=6, batch_size=8)
+    script = tmp_path / "failing_rank.py"
+    script.write_text(FAILING_RANK, encoding="utf-8")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           "--config", str(_config_file(cfg, tmp_path / "cfg.json"))]
+    proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, timeout=300)
+    assert proc.returncode != 0
+    stderr = proc.stderr.decode(errors="replace")
+    assert "rank 1: Traceback" in stderr and "simulated failure on rank 1" in stderr, stderr[-3000:]
+    events = read_events(tmp_path / "run")
+    errors = [e["message"] for e in events if e["type"] == "error"]
+    assert "rank 1: RuntimeError: simulated failure on rank 1" in errors, errors
+    assert any(e["type"] == "run_finished" and e["status"] == "failed" for e in events)

@@ -181,8 +181,8 @@ class Trainer:
                 message = str(exc)
             else:
                 message = f"{type(exc).__name__}: {exc}"
-                if self.rank == 0:
-                    log(traceback.format_exc())
+                log(f"rank {self.rank}: {traceback.format_exc()}" if self.world_size > 1 else traceback.format_exc())
+                self._report_from_this_rank(step, message)
             self._flush_warnings()
             self.events.error(step, message)
             self.events.emit("run_finished", step, status="failed", message=message)
@@ -192,6 +192,20 @@ class Trainer:
                 signal.signal(sig, handler)
             self.events.close()
             dist.shutdown()
+
+    def _report_from_this_rank(self, step: int, message: str) -> None:
+        """A rank other than 0 that fails unexpectedly (a bug, out of memory on its GPU) writes the failure into
+        the run's events itself: rank 0 is then blocked in a collective waiting for it, until torchrun kills the
+        group, and would never write `run_finished`. (Config and data errors hit rank 0 too; it reports those.)"""
+        run_dir = getattr(self, "run_dir", None)
+        if self.rank == 0 or run_dir is None:
+            return
+        events = EventLog(run_dir, enabled=True, stdout=False)
+        try:
+            events.error(step, f"rank {self.rank}: {message}")
+            events.emit("run_finished", step, status="failed", message=f"rank {self.rank}: {message}")
+        finally:
+            events.close()
 
     # ---- set-up ----------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -227,7 +241,12 @@ class Trainer:
         from core.train import get_recipe
 
         self.recipe = get_recipe(cfg.method)(cfg, self.ctx)
+        # rank 0 builds the token caches first; the others then read them instead of all tokenizing at once
+        if self.rank != 0:
+            dist.barrier()
         self.recipe.setup()
+        if self.rank == 0:
+            dist.barrier()
         self.model = self.recipe.model
         groups = self.recipe.param_groups()
         for g in groups:
