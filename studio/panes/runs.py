@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
                                QWidget)
 
+from studio.panes.run_views import RunViews
 from studio.panes.runs_presenter import COLUMNS, RunsPresenter
 
 STATUS_COLORS = {"running": "#1a7f37", "starting": "#1a7f37", "stopping": "#9a6700", "queued": "#6e7781",
@@ -67,9 +68,10 @@ class RunsPane(QWidget):
         splitter.addWidget(detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        self.views = RunViews(context, splitter, STATUS_COLORS)  # History | Lineage | Compare
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
-        layout.addWidget(splitter)
+        layout.addWidget(self.views)
 
         self.refresh()
         if context.selected_run_id:
@@ -94,6 +96,7 @@ class RunsPane(QWidget):
         if selected:
             self.select_run(selected)
         self._update_buttons()
+        self.views.refresh()
 
     def _fill_row(self, r: int, row) -> None:
         for c, text in enumerate(row.cells):
@@ -127,6 +130,7 @@ class RunsPane(QWidget):
 
     def select_run(self, run_id: str) -> None:
         """Show ``run_id`` selected (the context's selected run; it is not announced again)."""
+        self.views.select_run(run_id)
         if run_id == self.selected_run_id():
             return
         for r in range(self.table.rowCount()):
