@@ -20,6 +20,8 @@ APT_PACKAGES=(
   libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-xkb1 libx11-xcb1
   # llama-cpp-python builds from source
   build-essential
+  # tests/test_slurm.py starts a single-host Slurm cluster (slurmctld + slurmd, munge) on 127.0.0.1
+  slurm-wlm munge
 )
 
 install_apt() {
@@ -51,6 +53,10 @@ VPY=.venv/bin/python
 "$VPY" -c "import torch" >/dev/null 2>&1 || "$VPY" -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
 if [ $DEV = 1 ]; then
   "$VPY" -m pip install -q -e ".[dev]"
+  # SkyPilot in a venv of its own (.venv/skypilot): it pins click<8.2 and uvicorn<0.36, which transformers'
+  # huggingface-hub and our server cannot share. tests/test_launch_targets.py validates task YAML with its parser.
+  .venv/skypilot/bin/python -c "import sky" >/dev/null 2>&1 || {
+    "$PY" -m venv .venv/skypilot && .venv/skypilot/bin/python -m pip install -q "skypilot==0.14.1"; }
 else
   "$VPY" -m pip install -q -e .
 fi

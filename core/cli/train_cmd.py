@@ -27,6 +27,7 @@ FLAGS = {
 
 
 def register(subparsers) -> None:
+    from core.cli.launch_cmd import add_target_arguments
     from core.train.cli import add_common_arguments
 
     train = subparsers.add_parser("train", help=f"train a model ({', '.join(method_names())})",
@@ -35,6 +36,7 @@ def register(subparsers) -> None:
     for spec in all_methods():
         p = methods.add_parser(spec.name, help=spec.help, description=spec.help)
         add_common_arguments(p)
+        add_target_arguments(p)
         p.add_argument("--data", action="append", default=[], metavar="FILE", help="training data file (repeatable)")
         for flag, (_, typ, metavar, help_) in FLAGS.items():
             p.add_argument(flag, type=typ, metavar=metavar, help=help_)
@@ -57,4 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from core.train.cli import run_with
 
     args.overrides = flag_overrides(args) + list(args.overrides)
+    if args.target != "local":  # a Slurm or SkyPilot target: write the run folder and submit its launch file
+        from core.cli.launch_cmd import load_target, submit_training
+
+        target = load_target(args)
+        if target.kind != "local":
+            return submit_training(args, target)
     return run_with(args)

@@ -19,6 +19,8 @@ from typing import Callable
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal
 
+from core.launch.scheduler import ENDED, SchedulerError, read_job
+from core.launch.targets import TARGETS_FILE
 from core.process_identity import looks_like_trainer, pid_alive, process_start_ticks
 from studio.store import ACTIVE_STATUSES, RunStore, import_run_dir, mark_dead
 from studio.store.tailer import EventTailer
@@ -26,10 +28,11 @@ from studio.worker.command import build_trainer_command, trainer_environment
 from studio.worker.spawn import spawn_detached
 from studio.worker.ingest import IngestWorker, ingest_once
 from studio.worker.pids import SIGSTOP, child_processes, kill_process_group, send_signal
+from studio.worker.remote import RemoteJobs, describe
 
 LIVE_STATUSES = ("starting", "running", "stopping")
 # Keys a launch request may carry for the studio alone; the rest is the trainer's TrainConfig (extra="forbid").
-STUDIO_KEYS = ("name", "n_gpus", "parent_run_id")
+STUDIO_KEYS = ("name", "n_gpus", "parent_run_id", "target")
 CommandBuilder = Callable[..., list[str]]
 
 
@@ -42,9 +45,11 @@ class _Follow:
     """One followed run: whether this studio started it, and its rate for the ETA. (Its events tailer
     lives in the ingest thread.)"""
 
-    def __init__(self, run_id: str, spawned: bool = False) -> None:
+    def __init__(self, run_id: str, spawned: bool = False, job=None) -> None:
         self.run_id = run_id
         self.spawned = spawned  # this studio started the pid itself: its identity is known without /proc
+        self.job = job  # a cluster run's JobRecord (launch.json): followed through its scheduler, not a pid
+        self.job_line = ""  # the last status line the scheduler's answer gave
         # The run's (pid, start ticks), read once: the UI thread's poll must not query SQLite every tick.
         self.identity: tuple[int, int | None] | None = None
         self.killed = False
@@ -65,10 +70,12 @@ class RunManager(QObject):
     _stopRequested = Signal()
 
     def __init__(self, store: RunStore, runs_dir: Path, command_builder: CommandBuilder = build_trainer_command,
-                 poll_ms: int = 250, parent: QObject | None = None) -> None:
+                 poll_ms: int = 250, parent: QObject | None = None, targets_path: Path | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self.runs_dir = Path(runs_dir)
+        # Launch targets live in the workspace (runs/'s parent) unless told otherwise; see docs/cluster.md.
+        self.remote = RemoteJobs(targets_path or self.runs_dir.parent / TARGETS_FILE)
         self.command_builder = command_builder
         self._follows: dict[str, _Follow] = {}
         self._worker = IngestWorker(store, poll_ms)
@@ -109,11 +116,15 @@ class RunManager(QObject):
         config = dict(config)
         meta = {key: config.pop(key) for key in STUDIO_KEYS if key in config}  # TrainConfig forbids extras
         name = name or meta.get("name") or config.get("method") or "run"
+        target = self.remote.target(meta.get("target"))  # TargetError names the file and the target
         run_id = new_run_id(name)
-        run_dir = self.runs_dir / run_id
+        run_dir = (Path(target.runs_dir) if getattr(target, "runs_dir", "") else self.runs_dir) / run_id
         run_dir.mkdir(parents=True, exist_ok=False)
-        config["run_dir"] = str(run_dir)  # the trainer writes events.jsonl and checkpoints/ here
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+        if target.kind == "local":
+            config["run_dir"] = str(run_dir)  # the trainer writes events.jsonl and checkpoints/ here
+            (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+        else:  # config.json names the folder as the nodes see it; launch.json records the target
+            config = self.remote.prepare(target, run_dir, config)
         self.store.create_run(run_id, run_dir=run_dir, config=config, name=name,
                               method=method or str(config.get("method", "")), status="queued",
                               parent_run_id=parent_run_id or meta.get("parent_run_id"),
@@ -126,9 +137,13 @@ class RunManager(QObject):
     def schedule(self) -> None:
         """Start the oldest queued run when no run holds the device; tell the others why they wait."""
         queued = sorted(self.store.list_runs(["queued"]), key=lambda r: r.created_at)
+        cluster = [run for run in queued if read_job(run.run_dir) is not None]
+        for run in cluster:  # the cluster's scheduler queues them, not this machine's device
+            self._start(run.id)
+        queued = [run for run in queued if run not in cluster]
         if not queued:
             return
-        busy = self.active_run_id()
+        busy = next((r.id for r in self.store.list_runs(LIVE_STATUSES) if read_job(r.run_dir) is None), None)
         while busy is None and queued:  # a run that fails to start must not block the ones behind it
             head, queued = queued[0], queued[1:]
             if self._start(head.id):
@@ -145,6 +160,9 @@ class RunManager(QObject):
         run = self.store.get_run(run_id)
         run_dir = Path(run.run_dir)
         resume = run_dir if run.resume_pending else None
+        job = read_job(run_dir)
+        if job is not None:
+            return self._submit(run, job)
         argv = self.command_builder(run_dir / "config.json", resume, run.n_gpus)
         with open(run_dir / "stderr.log", "ab") as err:
             err.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
@@ -161,6 +179,24 @@ class RunManager(QObject):
         self._follows[run_id] = _Follow(run_id, spawned=True)
         self._followRequested.emit(run_id, str(run_dir / "events.jsonl"), run.events_offset or 0)
         self.runUpdated.emit(run_id)
+        self.runsChanged.emit()
+        return True
+
+    def _submit(self, run, job) -> bool:
+        """A cluster run: (re)write its launch file and hand it to the scheduler (sbatch / sky launch)."""
+        try:
+            job = self.remote.submit(run.id, Path(run.run_dir), job, resume=bool(run.resume_pending))
+        except (SchedulerError, ValueError, OSError) as exc:
+            self.store.update_run(run.id, status="failed", resume_pending=False,
+                                  status_message=f"could not submit to {job.target}: {exc}")
+            self.runUpdated.emit(run.id)
+            self.runsChanged.emit()
+            return False
+        self.store.update_run(run.id, status="starting", resume_pending=False, pid=None, pid_start_ticks=None,
+                              status_message=f"submitted {job.launch_file} to {job.target} as job {job.job_id}")
+        self._follows[run.id] = _Follow(run.id, job=job)
+        self._followRequested.emit(run.id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
+        self.runUpdated.emit(run.id)
         self.runsChanged.emit()
         return True
 
@@ -200,6 +236,8 @@ class RunManager(QObject):
         return tailer.offset
 
     def _process_ended(self, follow: _Follow) -> bool:
+        if follow.job is not None:
+            return self._job_ended(follow)
         if follow.identity is None:
             run = self.store.get_run(follow.run_id)
             if run is None:
@@ -210,12 +248,27 @@ class RunManager(QObject):
         pid, ticks = follow.identity
         return not pid_alive(pid, ticks, trusted=follow.spawned)
 
+    def _job_ended(self, follow: _Follow) -> bool:
+        """A cluster run ends when its scheduler says the job is over; 'unknown' (no connection) never ends it."""
+        state = self.remote.state(follow.run_id, follow.job)
+        if state is None:
+            return False
+        line = describe(follow.job, state)
+        if line != follow.job_line and state.state != ENDED:
+            follow.job_line = line
+            run = self.store.get_run(follow.run_id)
+            if run is not None and run.status in LIVE_STATUSES:
+                self.store.update_run(follow.run_id, status_message=line)
+                self.runUpdated.emit(follow.run_id)
+        return state.state == ENDED
+
     def _trusted(self, run_id: str) -> bool:
         follow = self._follows.get(run_id)
         return follow is not None and follow.spawned
 
     def _finish(self, follow: _Follow) -> None:
         self._follows.pop(follow.run_id, None)
+        self.remote.forget(follow.run_id)
         run = self.store.get_run(follow.run_id)
         if run is None:
             return
@@ -241,6 +294,8 @@ class RunManager(QObject):
         if run.status == "queued":
             self.store.update_run(run_id, status="stopped", status_message="removed from the queue",
                                   resume_pending=False)
+        elif run.status in LIVE_STATUSES and self._cancel_job(run, kill=False):
+            pass  # scancel / sky cancel: SIGTERM to every rank on every node, the engine checkpoints and stops
         elif run.status in LIVE_STATUSES and run.pid:
             self.store.update_run(run_id, status="stopping")
             # The ranks themselves, not torchrun: torchrun would SIGKILL them 30 s after forwarding a SIGTERM,
@@ -258,11 +313,13 @@ class RunManager(QObject):
         """Immediate stop without checkpoint: SIGKILL to the run's process group and to each rank's (torchrun
         starts every rank in a session of its own, so killing torchrun's group alone leaves them training)."""
         run = self.store.get_run(run_id)
-        if run is None or not run.pid or run.status not in LIVE_STATUSES:
+        if run is None or run.status not in LIVE_STATUSES:
             return
         follow = self._follows.get(run_id)
         if follow is not None:
             follow.killed = True
+        if self._cancel_job(run, kill=True) or not run.pid:
+            return
         ticks, trusted = run.pid_start_ticks, self._trusted(run_id)
         if run.n_gpus > 1 and SIGSTOP is not None:  # torchrun must not start a rank while its ranks are listed
             send_signal(run.pid, SIGSTOP, start_ticks=ticks, trusted=trusted)
@@ -270,6 +327,23 @@ class RunManager(QObject):
         kill_process_group(run.pid, ticks, trusted)
         for pid, rank_ticks in ranks:
             kill_process_group(pid, rank_ticks)
+
+    def _cancel_job(self, run, kill: bool) -> bool:
+        """Cancel a cluster run's job (False for a run on this machine). A scheduler that cannot be reached
+        leaves the run as it is, with the reason in its status line."""
+        job = read_job(run.run_dir)
+        if job is None or not job.job_id:
+            return False
+        try:
+            self.remote.cancel(job, kill=kill)
+        except (SchedulerError, ValueError) as exc:
+            self.store.update_run(run.id, status_message=f"could not cancel job {job.job_id}: {exc}")
+        else:
+            self.store.update_run(run.id, status="stopping", status_message=f"job {job.job_id} cancelled"
+                                  + (" (SIGKILL)" if kill else "; the trainer saves a checkpoint first"))
+        self.runUpdated.emit(run.id)
+        self.runsChanged.emit()
+        return True
 
     def _rank_processes(self, run) -> list[tuple[int, int | None]]:
         """(pid, start ticks) of the run's ranks: those its newest run_started lists, and, for a run this studio
@@ -329,7 +403,7 @@ class RunManager(QObject):
     def _on_imported(self, run_id: str, error: str) -> None:
         run = self.store.get_run(run_id) if run_id else None
         if run is not None and run.status in LIVE_STATUSES and run_id not in self._follows:
-            self._follows[run_id] = _Follow(run_id)
+            self._follows[run_id] = _Follow(run_id, job=read_job(run.run_dir))
             self._followRequested.emit(run_id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
         if run is not None:
             self.runsChanged.emit()
@@ -342,7 +416,7 @@ class RunManager(QObject):
         for run in self.store.list_runs(LIVE_STATUSES):
             if run.id in self._follows:
                 continue
-            follow = self._follows[run.id] = _Follow(run.id)
+            follow = self._follows[run.id] = _Follow(run.id, job=read_job(run.run_dir))
             # The backlog is read by the ingest thread (MAX_READ bytes per tick, so the window stays responsive
             # and the curves fill in as it goes); a dead run is drained there and then settled by _on_drained.
             self._followRequested.emit(run.id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
@@ -378,6 +452,7 @@ class RunManager(QObject):
     def shutdown(self) -> None:
         """Store what is pending and stop following. Never signals a run: training outlives the studio."""
         self._timer.stop()
+        self.remote.shutdown()
         if self._thread.isRunning():
             self._stopRequested.emit()
             self._thread.quit()
