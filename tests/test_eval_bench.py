@@ -3,7 +3,7 @@ options, bad lines named FILE:LINE: field, acc vs acc_norm and the Wilson interv
 torch scorer equal to the per-sequence `Backend.score`, the CLI end to end on a tiny checkpoint, and
 `eval/<task>/acc` events from a short training run.
 
-Runtimes (2 shared cores): format and scoring tests < 0.1 s each; the CLI tests ~1-2 s; the training test ~5 s."""
+Runtimes (2 shared cores): format and scoring tests < 0.1 s each; the CLI tests ~1-2 s; the training test ~5-9 s; GGUF + endpoint ~8 s."""
 from __future__ import annotations
 
 import json
@@ -182,3 +182,29 @@ def test_training_emits_eval_task_acc_events(tiny_tokenizer_dir, tmp_path):
     assert [e["step"] for e in evals] == [2, 4]
     assert all(set(e["metrics"]) == {"eval/tiny_arc/acc", "eval/tiny_arc/acc_norm"} for e in evals)
     assert all(e["metrics"]["eval/tiny_arc/acc"] in (0.0, 1.0) for e in evals)  # 3 identical items
+
+
+def test_gguf_and_endpoint_scores_match_the_checkpoint(tiny_checkpoint, tiny_gguf, torch_single_thread):
+    """The same items scored three ways: the checkpoint (batched torch), its GGUF (llama.cpp logits through
+    Backend.score) and `minimind serve` over the checkpoint (/v1/completions with echo + logprobs)."""
+    pytest.importorskip("openai", reason="the endpoint scorer uses the official openai client")
+    from core.eval.bench import EndpointScorer
+    from core.infer.backend import TorchBackend, open_backend
+    from core.serve import make_server
+
+    task = load_task("demo-facts", limit=2)
+    with TorchBackend(tiny_checkpoint) as torch_backend:
+        want = [r["scores"] for r in score_task(torch_backend, task)["items"]]
+        srv = make_server(torch_backend, "127.0.0.1", 0)
+        srv.start_background()
+        try:
+            served = score_task(EndpointScorer(srv.url), task)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+    with open_backend(tiny_gguf, n_threads=1) as gguf:  # one thread: 8x faster on a busy 2-core machine
+        from_gguf = score_task(gguf, task)
+    for w, e, g in zip(want, served["items"], from_gguf["items"]):
+        assert e["scores"] == pytest.approx(w, abs=2e-3) and g["scores"] == pytest.approx(w, abs=2e-2)
+    assert served["summary"]["settings"]["scorer"] == "EndpointScorer"
+    assert from_gguf["summary"]["settings"]["scorer"] == "BackendScorer"

@@ -108,7 +108,7 @@ def _add_bench(sub) -> None:
     target.add_argument("--model", metavar="PATH", help="checkpoint dir, run dir or .gguf file")
     target.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL whose /completions "
                         "returns prompt log-probs (echo + logprobs + max_tokens 0)")
-    bench.add_argument("--api-model", default="minimind", help="model name sent to the endpoint")
+    bench.add_argument("--api-model", help="model name sent to the endpoint (default: the server's first)")
     bench.add_argument("--task", action="append", required=True, metavar="TASK",
                        help=f"a benchmark file or a built-in set ({', '.join(BUILTIN)}); repeat for several")
     bench.add_argument("--format", choices=FORMATS, help="file format (default: detected from the file)")

@@ -127,10 +127,13 @@ class EndpointScorer:
     """An OpenAI-compatible server: /v1/completions with echo, logprobs and max_tokens 0 returns the prompt's
     token log-probs and their character offsets; the continuation's tokens are those at or after the context."""
 
-    def __init__(self, base_url: str, model: str = "minimind", api_key: str = "none", batch_size: int = 8):
+    def __init__(self, base_url: str, model: str | None = None, api_key: str = "none", batch_size: int = 8):
+        """`model`: the name sent with each request; None asks the server (GET /v1/models) for its first."""
         from openai import OpenAI
 
-        self.client, self.model, self.batch_size = OpenAI(base_url=base_url, api_key=api_key), model, batch_size
+        self.client, self.batch_size = OpenAI(base_url=base_url, api_key=api_key), batch_size
+        self.model = model or self.client.models.list().data[0].id
+        self.name = self.model
         self.tokens_scored = 0
 
     def loglikelihood(self, pairs: list[tuple[str, str]]) -> list[tuple[float, int]]:
