@@ -10,6 +10,8 @@ import os
 import platform
 import time
 
+from core.train.calibration import cpu_model  # the one reader of the CPU's model name (calibration keys use it)
+
 # Dense (no sparsity) tensor-core peaks from the vendors' data sheets, FLOP/s.
 PEAK_FLOPS = {
     "H100": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},    # H100 SXM5 data sheet
@@ -33,20 +35,9 @@ def mfu(params: int, tokens_per_s: float, peak_flops: float | None) -> float | N
     return 6.0 * params * tokens_per_s / peak_flops
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info() -> dict:
     """CPU model, cores, load, Python, torch, llama-cpp-python versions and the GPU if torch sees one."""
-    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(terse=True), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     try:
         info["load_average"] = [round(x, 1) for x in os.getloadavg()]

@@ -167,3 +167,61 @@ def test_method_options_form_follows_the_method(pane):
     pane.method_box.setCurrentText("lora")
     assert pane.refresh() == {"": "method 'lora' needs `init` (the checkpoint or run dir to start from)"}
     assert "needs `init`" in pane.notice.text() and not pane.start_btn.isEnabled()
+
+
+def _sft_file(path, n=40):
+    conv = [{"role": "user", "content": "What is a cat?"}, {"role": "assistant", "content": "A small furry animal."}]
+    path.write_text("".join(json.dumps({"conversations": conv}) + "\n" for _ in range(n)))
+    return path
+
+
+def test_preflight_estimates_wall_time_from_a_cached_calibration_and_prices_it(qtbot, context, tmp_path,
+                                                                               tiny_tokenizer_dir):
+    from studio.panes.config_presenter import ConfigPresenter
+
+    presenter = ConfigPresenter(context)
+    cfg = presenter.default_config()
+    cfg.update(method="sft", batch_size=4, epochs=2, max_steps=None, device="cpu", precision="fp32")
+    cfg["data"].update(files=[str(_sft_file(tmp_path / "sft.jsonl"))], tokenizer=str(tiny_tokenizer_dir), max_len=32)
+    with qtbot.waitSignal(presenter.preflightFinished, timeout=60_000) as first:
+        presenter.preflight(cfg)
+    t = first.args[0]["time"]
+    assert (t["records"], t["steps"], t["cached"]) == (40, 20, False)  # 2 epochs × 40 records / batch 4
+    assert t["seconds"] == pytest.approx(20 * t["step_seconds"]) and "cost" not in t
+    assert (context.workspace.root / "calibration.json").is_file()  # cached per machine and settings
+    presenter.price_per_hour = 3.0
+    with qtbot.waitSignal(presenter.preflightFinished, timeout=60_000) as second:
+        presenter.preflight(cfg)
+    again = second.args[0]["time"]
+    assert again["cached"] and again["step_seconds"] == t["step_seconds"]
+    assert again["cost"] == pytest.approx(again["seconds"] / 3600 * 3.0)
+    presenter.shutdown()
+
+
+def test_a_method_that_generates_is_not_timed(tiny_tokenizer_dir, tmp_path, context):
+    from core.tokenizer import MiniMindTokenizer
+    from studio.panes.config_preflight import time_estimate
+
+    cfg = {"method": "grpo", "model": {}, "data": {"files": []}}
+    t = time_estimate(cfg, {"per_gpu_batch": 1, "seq": 8}, "rl", MiniMindTokenizer.load(tiny_tokenizer_dir),
+                      context.workspace, lambda: False)
+    assert "generates" in t["error"]
+
+
+def test_run_detail_sets_the_time_estimate_against_the_real_time(context):
+    from studio.panes.config_presenter import ConfigPresenter
+    from studio.panes.runs_presenter import RunsPresenter
+
+    presenter = ConfigPresenter(context)
+    cfg = presenter.default_config()
+    cfg["data"]["files"] = ["train.jsonl"]
+    from studio.store.run_store import time_estimate_key
+
+    presenter.time_estimates[time_estimate_key(cfg)] = {"seconds": 110.0, "steps": 10, "step_seconds": 11.0,
+                                                        "cost": 0.5}
+    launched = presenter.launch_config(cfg)  # what Start sends: the estimate is kept for the run
+    launched.pop("n_gpus")
+    run_config = dict(launched, run_dir="/ws/runs/r1")  # as the run manager writes it
+    context.store.create_run("r1", run_dir="/ws/runs/r1", config=run_config, status="completed")
+    context.store.update_run("r1", started_at=1000.0, finished_at=1100.0)
+    assert RunsPresenter(context).detail("r1")["summary"]["time"] == "took 1:40, estimated 1:50 (cost 0.50), error +10%"

@@ -4,8 +4,9 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
-                               QScrollArea, QSpinBox, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QScrollArea, QSpinBox, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
 from studio.panes.config_presenter import PRESET_NAMES, ConfigPresenter, method_help, method_names
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
@@ -131,6 +132,11 @@ class ConfigPane(QWidget):
         form.addRow("Memory / GPU", self.est_labels["memory"])
         form.addRow("", self.est_labels["breakdown"])
         form.addRow("Tokens / step", self.est_labels["tokens"])
+        self.price = QLineEdit()
+        self.price.setPlaceholderText("optional, e.g. 2.50")
+        self.price.setToolTip("Price of this machine per hour: pre-flight turns its time estimate into a cost")
+        self.price.textChanged.connect(self._price_changed)
+        form.addRow("Price / hour", self.price)
         v.addWidget(box)
         pre = QGroupBox("Pre-flight")
         pv = QVBoxLayout(pre)
@@ -307,10 +313,17 @@ class ConfigPane(QWidget):
         mem = r.get("memory", {})
         if mem.get("free"):
             parts.append(f"<p>Memory: about {_gb(mem['estimate'])} needed, {_gb(mem['free'])} free</p>")
+        parts.append(_time_html(r.get("time")))
         if r.get("record_html"):
             parts.append(f"<p>First record: {r['record_tokens']} tokens, <span style='background:"
                          f"{COLORS['loss']}'>{r['loss_tokens']} carry loss</span></p>{r['record_html']}")
         self.preflight_view.setHtml("".join(parts))
+
+    def _price_changed(self, text: str) -> None:
+        try:
+            self.presenter.price_per_hour = float(text) if text.strip() else None
+        except ValueError:
+            self.presenter.price_per_hour = None
 
     def current_config(self) -> dict | None:
         """The config to launch (Run > Start run in the main window), or None while a field is invalid."""
@@ -327,3 +340,17 @@ class ConfigPane(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.presenter.shutdown()
         super().closeEvent(event)
+
+
+def _time_html(t: dict | None) -> str:
+    """Pre-flight's wall-time line: the estimate, steps and seconds a step, and the cost when a price is set."""
+    from studio.panes.runs_presenter import format_duration
+
+    if not t:
+        return ""
+    if t.get("error"):
+        return f"<p style='color:{COLORS['muted']}'>Time: {html.escape(t['error'])}</p>"
+    cost = f", about <b>{t['cost']:.2f}</b> at {t['price_per_hour']:g}/hour" if t.get("cost") is not None else ""
+    source = "cached calibration" if t.get("cached") else "calibrated now"
+    return (f"<p>Time: about <b>{format_duration(t['seconds'])}</b>{cost} ({t['steps']:,} steps × "
+            f"{t['step_seconds']:.3g} s, {source} on this machine)</p>")

@@ -129,7 +129,8 @@ def token_blocks(tok, ids: list[int]) -> list[tuple[str, int, int]]:
     return blocks
 
 
-def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=None) -> dict:
+def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=None,
+                  price_per_hour: float | None = None) -> dict:
     from core.data.records import DataReport, iter_records
 
     kind = data_kind(config)
@@ -172,6 +173,10 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
         result.update(record_ids=ids, loss_mask=mask.tolist(), record_html=tokens_html(tok, ids, mask, max_len),
                       loss_tokens=int(mask.sum()), record_tokens=len(ids))
         result["truncation"] = truncation(files, kind, tok, max_len, cancelled)
+        try:  # a calibration that fails (out of memory, a device that vanished) must not hide the rest
+            result["time"] = time_estimate(config, estimate, kind, tok, workspace, cancelled, price_per_hour)
+        except Exception as exc:
+            result["time"] = {"error": f"not estimated: {type(exc).__name__}: {exc}"}
     result["precision"] = precision_choice(config)
     free = device_free_bytes(config)
     result["memory"] = {"estimate": estimate.get("total"), "free": free}
@@ -186,16 +191,13 @@ def truncation(files: list[str], kind: str, tok, max_len: int, cancelled) -> flo
     """Share of sampled records longer than max_len (None for pretrain: documents are packed, not cut)."""
     if kind == "pretrain":
         return None
-    from core.data.records import read_records
-
     n = cut = 0
-    for f in files:
-        for rec in islice(read_records(f, kind, on_error="skip"), TRUNCATION_SAMPLE // max(1, len(files))):
-            ids, _ = record_tokens(rec, kind, tok)
-            n += 1
-            cut += len(ids) > max_len
-            if cancelled():
-                return cut / max(1, n)
+    for rec in _sample_records(files, kind):
+        ids, _ = record_tokens(rec, kind, tok)
+        n += 1
+        cut += len(ids) > max_len
+        if cancelled():
+            return cut / max(1, n)
     return cut / n if n else None
 
 
@@ -214,6 +216,64 @@ def precision_choice(config: dict) -> str | None:
     except Exception:  # e.g. cuda asked for on a machine without it: the trainer will say so
         return None
     return f"{NAMES[dtype]} ({reason})"
+
+
+def count_records(path: str) -> int:
+    """Lines of a JSONL/text file that are not blank (one record each; unreadable: 0, the lint says why)."""
+    try:
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except OSError:
+        return 0
+
+
+def run_steps(config: dict, kind: str, tok, records: int, tokens_per_record: float) -> int:
+    """Optimizer steps the run will take: max_steps, else epochs × steps per epoch (pretrain packs documents
+    into seq_len windows; every other kind takes one record a row)."""
+    if config.get("max_steps"):
+        return int(config["max_steps"])
+    data, batch = config.get("data") or {}, max(1, int(config.get("batch_size", 16)))
+    accumulation = max(1, int((config.get("optim") or {}).get("accumulation", 1)))
+    rows = records * tokens_per_record / int(data.get("seq_len", 512)) if kind == "pretrain" else records
+    return int(config.get("epochs", 1)) * max(1, int(rows // batch // accumulation))
+
+
+def time_estimate(config: dict, estimate: dict, kind: str, tok, workspace, cancelled,
+                  price_per_hour: float | None = None) -> dict:
+    """Wall time (and cost at ``price_per_hour``) from a calibration of a few real steps on this machine
+    (core/train/calibration.py), cached in the workspace per machine and settings."""
+    from core.train.calibration import CalibrationCache, step_models, step_seconds
+
+    factor = step_models(config.get("method", "pretrain"))
+    if factor is None:
+        return {"error": "not estimated: this method generates or runs extra models inside each step"}
+    if not isinstance(config.get("model"), dict) or "per_gpu_batch" not in estimate:
+        return {"error": "not estimated: fix the model fields first"}
+    files = list((config.get("data") or {}).get("files") or [])
+    sample = [len(record_tokens(rec, kind, tok)[0]) for rec in _sample_records(files, kind)]
+    records = sum(count_records(f) for f in files)
+    steps = run_steps(config, kind, tok, records, sum(sample) / max(1, len(sample)))
+    model = dict(config["model"], vocab_size=tok.vocab_size)
+    root = workspace.root if workspace is not None else Path.home() / ".cache" / "minimind"
+    seconds, cached = step_seconds(CalibrationCache(root / "calibration.json"), model, estimate["per_gpu_batch"],
+                                   estimate["seq"], config.get("device", "auto"), config.get("precision", "auto"),
+                                   cancelled)
+    if seconds is None:
+        return {"error": "cancelled"}
+    accumulation = max(1, int((config.get("optim") or {}).get("accumulation", 1)))
+    total = steps * accumulation * seconds * factor
+    out = {"seconds": total, "step_seconds": seconds * accumulation * factor, "steps": steps, "cached": cached,
+           "records": records}
+    if price_per_hour:
+        out.update(price_per_hour=price_per_hour, cost=total / 3600 * price_per_hour)
+    return out
+
+
+def _sample_records(files: list[str], kind: str):
+    from core.data.records import read_records
+
+    for f in files:
+        yield from islice(read_records(f, kind, on_error="skip"), TRUNCATION_SAMPLE // max(1, len(files)))
 
 
 def device_free_bytes(config: dict) -> float | None:

@@ -62,6 +62,8 @@ class ConfigPresenter(QObject):
         self._params_cache: dict[str, tuple[int, int]] = {}
         self._task: Task | None = None
         self._estimate_seq = 0
+        self.price_per_hour: float | None = None  # turns pre-flight's time estimate into a cost
+        self.time_estimates: dict[str, dict] = {}  # time_estimate_key(config) -> pre-flight's "time"
 
     # ---- schema ----------------------------------------------------------------------------------
     def model_fields(self) -> list[FieldSpec]:
@@ -246,8 +248,16 @@ class ConfigPresenter(QObject):
             self._task.cancel_and_wait()
         ws = self.context.workspace
 
+        price = self.price_per_hour
+
         def job(progress, cancelled):
-            return run_preflight(config, self._estimate(config), progress, cancelled, workspace=ws)
+            result = run_preflight(config, self._estimate(config), progress, cancelled, workspace=ws,
+                                   price_per_hour=price)
+            if (result.get("time") or {}).get("seconds"):
+                from studio.store.run_store import time_estimate_key
+
+                self.time_estimates[time_estimate_key(config)] = result["time"]
+            return result
 
         self._task = Task(job, parent=self)
         self._task.succeeded.connect(self.preflightFinished)
@@ -263,6 +273,7 @@ class ConfigPresenter(QObject):
             parent = self.parent_run_of(config["init"])
             if parent:
                 config.setdefault("parent_run_id", parent)
+        self._keep_time_estimate(config)
         return config
 
     def launch(self, config: dict) -> bool:
@@ -273,6 +284,15 @@ class ConfigPresenter(QObject):
         self.context.launchRequested.emit(config)
         self.launched.emit(config)
         return True
+
+    def _keep_time_estimate(self, config: dict) -> None:
+        """Store pre-flight's time estimate of this config, so the run's detail can set it against the real time."""
+        from studio.store.run_store import time_estimate_key
+
+        estimate = self.time_estimates.get(time_estimate_key(config))
+        if estimate:
+            self.context.store.add_time_estimate(config, estimate["seconds"],
+                                                 {k: v for k, v in estimate.items() if k != "seconds"})
 
     def shutdown(self) -> None:
         if self._task is not None:

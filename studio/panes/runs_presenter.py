@@ -118,13 +118,28 @@ class RunsPresenter:
         return {
             "title": f"{run.name} — {run.status}",
             "summary": {"id": run.id, "method": run.method, "status": run.status, "device": run.device,
-                        "folder": run.run_dir, "message": run.status_message},
+                        "folder": run.run_dir, "message": run.status_message,
+                        "time": self.time_against_estimate(run)},
             "lineage": lineage or ["trained from scratch"],
             "checkpoints": [(c.step, c.path) for c in self.store.checkpoints(run_id)],
             "events": events,
             "config": json.dumps(json.loads(run.config_json or "{}"), indent=2),
             "stderr_tail": _tail(Path(run.run_dir) / "stderr.log"),
         }
+
+
+    def time_against_estimate(self, run) -> str:
+        """"took 4:10, estimated 3:55 (-6%)" once a run with a pre-flight time estimate has completed."""
+        estimate = self.store.time_estimate(json.loads(run.config_json or "{}"))
+        if not estimate:
+            return ""
+        text = f"estimated {format_duration(estimate['seconds'])}"
+        if estimate.get("cost") is not None:
+            text += f" (cost {estimate['cost']:.2f})"
+        if run.status == "completed" and run.started_at and run.finished_at:
+            took = run.finished_at - run.started_at
+            text = f"took {format_duration(took)}, {text}, error {estimate['seconds'] / took - 1:+.0%}"
+        return text
 
 
 def _tail(path: Path, lines: int = 12) -> str:

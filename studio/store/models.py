@@ -107,3 +107,16 @@ class Dataset(Base):
     tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=0.0)
     meta_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class TimeEstimate(Base):
+    """Pre-flight's wall-time estimate of a config, kept so the run's detail can show it against the real time.
+    Keyed by ``studio.store.run_store.time_estimate_key`` of the config (a run knows its config, not the
+    pre-flight that preceded it). A table of its own: databases made before it existed gain it on open."""
+
+    __tablename__ = "time_estimate"
+
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    meta_json: Mapped[str] = mapped_column(Text, default="{}")  # step seconds, steps, cost, price per hour
+    created_at: Mapped[float] = mapped_column(Float, default=0.0)

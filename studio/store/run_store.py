@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.event_schema import EVENTS, validate_event
-from studio.store.models import Base, Checkpoint, Dataset, Event, Export, Metric, Run
+from studio.store.models import Base, Checkpoint, Dataset, Event, Export, Metric, Run, TimeEstimate
 
 
 def _sqlite_engine(db_path: Path) -> Engine:
@@ -349,3 +349,34 @@ class RunStore:
     def datasets(self) -> list[Dataset]:
         with self.session() as s:
             return list(s.scalars(select(Dataset).order_by(Dataset.created_at.desc())))
+
+    # ------------------------------------------------------- time estimates
+    def add_time_estimate(self, config: dict, seconds: float, meta: dict | None = None) -> None:
+        """Remember pre-flight's wall-time estimate for ``config`` (replacing an older one for the same key)."""
+        with self.session() as s, s.begin():
+            s.merge(TimeEstimate(key=time_estimate_key(config), seconds=float(seconds),
+                                 meta_json=json.dumps(meta or {}), created_at=time.time()))
+
+    def time_estimate(self, config: dict) -> dict | None:
+        """{"seconds", **meta} of the latest estimate made for this config, or None."""
+        with self.session() as s:
+            row = s.get(TimeEstimate, time_estimate_key(config))
+            return {"seconds": row.seconds, **json.loads(row.meta_json or "{}")} if row is not None else None
+
+
+# The fields a run's wall time depends on; the run folder, its name and the like do not count.
+TIME_FIELDS = ("method", "model", "init", "batch_size", "max_steps", "epochs", "device", "precision",
+               "data.files", "data.seq_len", "data.max_len", "optim.accumulation", "method_options")
+
+
+def time_estimate_key(config: dict) -> str:
+    import hashlib
+
+    def get(path: str):
+        value = config
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    body = json.dumps({f: get(f) for f in TIME_FIELDS}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:24]

@@ -1,0 +1,127 @@
+"""Wall time of a run before it starts: a few real optimizer steps of the model, batch, sequence length, device and
+precision it will use, timed on this machine and cached per machine, multiplied by the run's steps.
+
+The measured step is the engine's inner loop on random token ids: forward with labels, backward, AdamW step
+(fused on CUDA), under the run's autocast. It leaves out data loading, evaluation, checkpoints and start-up, so a
+real run takes somewhat longer (docs/studio.md states the error measured). Methods that generate inside the step
+(on-policy RL) or run several models per step are not timed here: ``step_models`` says how many forward/backward
+passes of the policy a method's step costs, and None where a short calibration cannot tell.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+
+CALIBRATION_STEPS = 3  # timed steps, after one warm-up step (allocator, kernels, autotuning)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def calibration_key(model: dict, batch: int, seq: int, device: str, precision: str) -> str:
+    """What a step's time depends on: the model config, per-device batch, sequence length, device, precision,
+    torch's version and the CPU model (the cache may travel with a workspace to another machine)."""
+    import torch
+
+    body = {"model": model, "batch": batch, "seq": seq, "device": device, "precision": precision,
+            "torch": torch.__version__, "cpu": cpu_model(), "threads": torch.get_num_threads()}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def step_models(method: str) -> float | None:
+    """Policy forward/backward passes per optimizer step relative to pretrain/SFT (DPO: chosen and rejected, plus
+    the frozen reference's forward ≈ 1/3 of a pass each); None for methods whose step a short calibration cannot
+    time (rollout generation, a critic, a teacher)."""
+    from core.methods import get_method
+
+    spec = get_method(method)
+    if spec.generates or spec.critic:
+        return None
+    factor = 2.0 if spec.data_kind == "dpo" else 1.0
+    if spec.reference:
+        factor *= 4 / 3
+    if spec.teacher:
+        factor *= 4 / 3
+    return factor
+
+
+def measure_step_seconds(model: dict, batch: int, seq: int, device: str = "cpu", precision: str = "fp32",
+                         steps: int = CALIBRATION_STEPS, cancelled=lambda: False) -> float | None:
+    """Median seconds of one optimizer step on random ids (None when cancelled)."""
+    import torch
+
+    from core.config.model import ModelConfig
+    from core.model import MiniMindForCausalLM
+    from core.train.engine import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    dtype = dtype[0] if isinstance(dtype, tuple) else dtype  # (dtype, reason) in newer engines
+    net = MiniMindForCausalLM(ModelConfig.model_validate(model)).to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=dev.type == "cuda")
+    ids = torch.randint(0, net.config.vocab_size, (batch, seq), device=dev)
+    times = []
+    for i in range(steps + 1):
+        if cancelled():
+            return None
+        start = time.perf_counter()
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            loss = net(ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        if i:  # the first step warms up
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+class CalibrationCache:
+    """{key: {"step_seconds", "time", ...}} in one JSON file; a damaged file counts as empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, key: str) -> float | None:
+        entry = self._read().get(key)
+        return float(entry["step_seconds"]) if isinstance(entry, dict) and "step_seconds" in entry else None
+
+    def put(self, key: str, step_seconds: float, **about) -> None:
+        data = self._read()
+        data[key] = {"step_seconds": step_seconds, "time": time.time(), **about}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def step_seconds(cache: CalibrationCache, model: dict, batch: int, seq: int, device: str, precision: str,
+                 cancelled=lambda: False) -> tuple[float | None, bool]:
+    """(seconds per micro-batch step, whether it came from the cache); measured and cached on a miss."""
+    key = calibration_key(model, batch, seq, device, precision)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached, True
+    seconds = measure_step_seconds(model, batch, seq, device, precision, cancelled=cancelled)
+    if seconds is not None:
+        cache.put(key, seconds, batch=batch, seq=seq, device=device, precision=precision)
+    return seconds, False
