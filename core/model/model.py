@@ -73,8 +73,9 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x (B, H, T, D); cos/sin (B, 1, T, D)
-    return (x * cos + rotate_half(x) * sin).type_as(x)
+    # x (B, H, T, D); cos/sin (B, 1, T, D), fp32 tables cast to x's dtype (as HF Llama/Qwen3): under autocast a bf16
+    # q/k is not promoted to fp32 and back in every layer
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------- attention
@@ -108,17 +109,19 @@ class Attention(nn.Module):
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         present = (k, v) if use_cache else None
-        # GQA: each kv head serves n_heads/n_kv query heads.
+        # GQA: each kv head serves n_heads/n_kv query heads. SDPA takes the K/V heads as they are (enable_gqa: no
+        # copies of K/V, nor of the whole KV cache at every decoded token); the explicit path repeats them.
         rep = self.n_heads // self.n_kv
-        k_full = k.repeat_interleave(rep, dim=1) if rep > 1 else k
-        v_full = v.repeat_interleave(rep, dim=1) if rep > 1 else v
         p = self.dropout if self.training else 0.0
         if self.use_sdpa:
+            gqa = {"enable_gqa": True} if rep > 1 else {}
             if mask is None:  # plain causal over keys == queries (training / prefill without cache)
-                y = F.scaled_dot_product_attention(q, k_full, v_full, dropout_p=p, is_causal=T > 1)
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1, **gqa)
             else:
-                y = F.scaled_dot_product_attention(q, k_full, v_full, attn_mask=mask, dropout_p=p)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, **gqa)
         else:
+            k_full = k.repeat_interleave(rep, dim=1) if rep > 1 else k
+            v_full = v.repeat_interleave(rep, dim=1) if rep > 1 else v
             y = explicit_attention(q, k_full, v_full, mask, p, self.training)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
         return self.resid_dropout(self.o_proj(y)), present
@@ -169,7 +172,8 @@ class MoEGate(nn.Module):
 
     def forward(self, x: torch.Tensor):
         B, T, C = x.shape
-        scores = F.linear(x.reshape(-1, C).float(), self.weight.float()).softmax(dim=-1)  # (B*T, E)
+        with torch.autocast(x.device.type, enabled=False):  # the router in fp32, also under autocast
+            scores = F.linear(x.reshape(-1, C).float(), self.weight.float()).softmax(dim=-1)  # (B*T, E)
         topk_w, topk_idx = scores.topk(self.top_k, dim=-1, sorted=False)
         if self.norm_topk:  # MiniMind2 only when k > 1; minimind-3 also at k = 1 (weight 1)
             topk_w = topk_w / (topk_w.sum(dim=-1, keepdim=True) + 1e-20)
@@ -205,13 +209,22 @@ class MoEFeedForward(nn.Module):
         topk_idx, topk_w, aux = self.gate(x)
         flat = x.reshape(-1, C)
         y = torch.zeros_like(flat)
-        for e, expert in enumerate(self.experts):
-            tok, slot = (topk_idx == e).nonzero(as_tuple=True)
-            if tok.numel() == 0:
+        # Dispatch by one stable sort of the routed slots: each expert's tokens are a contiguous run, in token
+        # order; the run lengths cost one host sync per layer (a .nonzero() per expert cost one each).
+        k = topk_idx.shape[-1]
+        routed = topk_idx.reshape(-1)
+        order = routed.argsort(stable=True)
+        counts = torch.bincount(routed, minlength=len(self.experts)).tolist()
+        tokens, weights = order // k, topk_w.reshape(-1)[order]
+        start = 0
+        for expert, n in zip(self.experts, counts):
+            if n == 0:
                 if self.training:  # keep every expert in the graph so DDP sees a gradient for it
                     y = y + 0 * sum(p.sum() for p in expert.parameters())
                 continue
-            y = y.index_add(0, tok, expert(flat[tok]) * topk_w[tok, slot, None])
+            tok = tokens[start:start + n]
+            y = y.index_add(0, tok, expert(flat[tok]) * weights[start:start + n, None])
+            start += n
         y = y.view(B, T, C)
         for shared in self.shared_experts:
             y = y + shared(x)
