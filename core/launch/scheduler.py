@@ -100,11 +100,10 @@ def submit(target, launch_file: Path) -> str:
 
 
 def cancel(target, job_id: str, kill: bool = False) -> None:
-    """Stop a job. Slurm's plain scancel sends SIGTERM to every task and SIGKILL after KillWait, which gives the
-    trainer time to write a checkpoint; ``kill`` sends SIGKILL at once. SkyPilot's cancel has one strength."""
+    """Stop a job. Slurm cancels a job one way whatever the signal asked for (``scancel --signal=KILL`` included):
+    SIGTERM to every task, SIGKILL after KillWait, so Kill and Stop both give the trainer KillWait seconds to write
+    a checkpoint. SkyPilot's cancel has one strength too. ``kill`` is kept for schedulers that tell them apart."""
     if target.kind == "slurm":
-        if kill:
-            _checked(["scancel", "--full", "--signal=KILL", job_id])
         _checked(["scancel", job_id])
     elif target.kind == "skypilot":
         _checked(["sky", "cancel", "--yes", target.cluster, job_id])
