@@ -1,4 +1,5 @@
-"""The one-command demo: data → tokenizer → pretrain → SFT → GGUF (q8_0, parity-checked) → chat through llama.cpp.
+"""The one-command demo: data → tokenizer → pretrain → SFT → GGUF (q8_0, parity-checked) → chat through llama.cpp
+→ tool use measured on held-out prompts (core.eval.tool_use).
 
 Training runs as subprocesses of the real worker (`python -m core.train --config FILE`), the same path the studio
 takes, and the demo reads their JSON event stream (docs/events.md) for progress and figures. Progress goes to
@@ -29,18 +30,20 @@ class DemoPlan:
     sft_steps: int
     batch_size: int
     seq_len: int
-    max_len: int
+    max_len: int  # SFT's longest sample: a tool conversation carries the tools block (~600 tokens)
     max_new_tokens: int
     prompts: tuple[str, ...]
+    tool_prompts: int  # held-out agent_rl.jsonl prompts the tool-use measurement runs (0 = all)
     data_sizes: tuple[tuple[str, int], ...] = ()  # records per demo file; () = the built-in sizes
 
 
 PROMPTS = ("What is 3 + 4?", "What colour is the sky?", "What sound does a cat make?", "2 加 3 等于几？")
-FULL = DemoPlan(vocab_size=2048, pretrain_steps=480, sft_steps=360, batch_size=16, seq_len=128, max_len=128,
-                max_new_tokens=48, prompts=PROMPTS)
+FULL = DemoPlan(vocab_size=2048, pretrain_steps=480, sft_steps=360, batch_size=16, seq_len=128, max_len=768,
+                max_new_tokens=64, prompts=PROMPTS, tool_prompts=0)
 FAST = DemoPlan(vocab_size=384, pretrain_steps=4, sft_steps=3, batch_size=4, seq_len=32, max_len=64,
-                max_new_tokens=8, prompts=PROMPTS[:2],
-                data_sizes=(("pretrain", 300), ("sft", 200), ("dpo", 10), ("rl", 10)))
+                max_new_tokens=8, prompts=PROMPTS[:2], tool_prompts=4,
+                data_sizes=(("pretrain", 300), ("sft", 200), ("dpo", 10), ("rl", 10), ("sft_tools", 40),
+                            ("agent_rl", 20)))
 
 
 class DemoError(RuntimeError):
@@ -64,14 +67,15 @@ def trainer_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def train_config(method: str, plan: DemoPlan, data: Path, tokenizer: Path, run_dir: Path,
+def train_config(method: str, plan: DemoPlan, data: Path | list[Path], tokenizer: Path, run_dir: Path,
                  init: Path | None) -> dict:
     steps = plan.pretrain_steps if method == "pretrain" else plan.sft_steps
+    files = [str(f) for f in (data if isinstance(data, list) else [data])]
     return {
         "method": method, "model": "tiny", "run_dir": str(run_dir), "init": str(init) if init else None,
         "max_steps": steps, "batch_size": plan.batch_size, "device": "cpu", "precision": "fp32",
         "log_every": max(1, steps // 20), "save_every": 0, "keep_last": 1,
-        "data": {"files": [str(data)], "tokenizer": str(tokenizer), "seq_len": plan.seq_len,
+        "data": {"files": files, "tokenizer": str(tokenizer), "seq_len": plan.seq_len,
                  "max_len": plan.max_len, "cache_dir": str(run_dir.parent / "cache")},
         # Short runs want a high peak LR and a short warm-up; SFT starts from a trained model, so half of it.
         "optim": {"lr": 3e-3 if method == "pretrain" else 1.5e-3, "warmup_steps": max(1, steps // 20),
@@ -143,6 +147,49 @@ def chat_replies(gguf_file: Path, plan: DemoPlan, say: Say) -> list[dict]:
     return replies
 
 
+def held_out_tool_cases(agent_rl: Path, limit: int = 0) -> list:
+    """The held-out prompts of a demo agent_rl.jsonl (`core.data.demo.agent_rl_held_out`) as tool-use cases."""
+    from core.data.demo import agent_rl_held_out
+    from core.eval.tool_use import load_cases
+
+    cases = [case for i, case in enumerate(load_cases(agent_rl)) if agent_rl_held_out(i)]
+    return cases[:limit] if limit else cases
+
+
+def measure_tool_use(gguf_file: Path, agent_rl: Path, plan: DemoPlan, say: Say) -> dict:
+    """`minimind eval tools` on the held-out demo tool prompts, through llama.cpp (the exported file): the share
+    of well-formed calls of the right tool, and the answer accuracy with the tools executed and without tools."""
+    from core.eval.tool_use import evaluate_tool_use
+    from core.infer import open_backend
+
+    start = time.perf_counter()
+    llm = open_backend(gguf_file)
+    try:
+        result = evaluate_tool_use(llm, held_out_tool_cases(agent_rl, plan.tool_prompts),
+                                   max_new_tokens=plan.max_new_tokens)
+    finally:
+        llm.close()
+    cases = result.pop("cases")
+    result["right_call_rate"] = sum(c["well_formed"] and c["right_tool"] for c in cases) / max(len(cases), 1)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    say(f"tools: {result['prompts']} held-out prompts, well-formed call of the right tool "
+        f"{result['right_call_rate']:.0%}, answers right {result['accuracy_with_tools']:.0%} with the tools run, "
+        f"{result['accuracy_without_tools']:.0%} without tools")
+    for ex in result["examples"]:
+        say(f"tools: {ex['question']!r} -> {ex['calls']} -> {ex['answer']!r}")
+    return result
+
+
+def stage_files(data_dir: Path) -> dict[str, list[Path]]:
+    """The demo files each stage reads: SFT learns the plain and the tool conversations, and the tokenizer is
+    trained on everything the model reads (so the tools block gets its own merges)."""
+    from core.data.demo import demo_tool_files
+
+    plain = {kind: Path(data_dir) / f"{kind}.jsonl" for kind in ("pretrain", "sft")}
+    sft = [plain["sft"], demo_tool_files(data_dir)["sft_tools"]]
+    return {"tokenizer": [plain["pretrain"], *sft], "pretrain": [plain["pretrain"]], "sft": sft}
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process and its finished children (the trainers, the parity check)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -152,6 +199,7 @@ def cpu_seconds() -> float:
 def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, threads: int | None = None) -> dict:
     """Run the whole pipeline into `out_dir`; return (and write) the report. Raises DemoError on failure."""
     from core.data import generate_demo_data
+    from core.data.demo import demo_tool_files
     from core.export import export_gguf
     from core.tokenizer import train_tokenizer
 
@@ -161,13 +209,14 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, thr
     t0 = time.perf_counter()
     report: dict = {"out": str(out), "mode": "fast" if fast else "full", "plan": asdict(plan), "threads": threads}
 
-    say(f"1/6 data: writing the built-in demo datasets to {out / 'data'}")
+    say(f"1/7 data: writing the built-in demo datasets to {out / 'data'}")
     data = generate_demo_data(out / "data", sizes=dict(plan.data_sizes) or None)
-    report["data"] = {kind: str(path) for kind, path in data.items()}
+    report["data"] = {kind: str(path) for kind, path in {**data, **demo_tool_files(out / "data")}.items()}
+    files = stage_files(out / "data")
 
-    say(f"2/6 tokenizer: byte-level BPE, vocab {plan.vocab_size}")
+    say(f"2/7 tokenizer: byte-level BPE, vocab {plan.vocab_size}")
     start = time.perf_counter()
-    tok = train_tokenizer([data["pretrain"], data["sft"]], vocab_size=plan.vocab_size, out_dir=out / "tokenizer")
+    tok = train_tokenizer(files["tokenizer"], vocab_size=plan.vocab_size, out_dir=out / "tokenizer")
     report["tokenizer"] = {"dir": str(out / "tokenizer"), "vocab_size": tok.vocab_size,
                            "seconds": round(time.perf_counter() - start, 1)}
 
@@ -175,14 +224,14 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, thr
     stages = {}
     init = None
     for n, method in ((3, "pretrain"), (4, "sft")):
-        say(f"{n}/6 {method}: tiny preset, {getattr(plan, method + '_steps')} steps")
-        cfg = train_config(method, plan, data[method], out / "tokenizer", out / "runs" / method, init)
+        say(f"{n}/7 {method}: tiny preset, {getattr(plan, method + '_steps')} steps")
+        cfg = train_config(method, plan, files[method], out / "tokenizer", out / "runs" / method, init)
         stages[method] = run_trainer(method, cfg, out / "configs" / f"{method}.json", say, threads)
         init = out / "runs" / method
     report.update(stages)
 
     gguf_file = out / "export" / "minimind-demo-q8_0.gguf"
-    say(f"5/6 export: GGUF q8_0 + parity check against llama.cpp -> {gguf_file}")
+    say(f"5/7 export: GGUF q8_0 + parity check against llama.cpp -> {gguf_file}")
     try:
         exported = export_gguf(out / "runs" / "sft", gguf_file, "q8_0")
     except Exception as exc:  # ParityError, UnsupportedExport, a llama.cpp crash: all end the demo here
@@ -194,8 +243,10 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, thr
                                                               "rel_logit_diff", "top1_agreement",
                                                               "greedy_identical")}}
 
-    say("6/6 chat: greedy replies through llama.cpp")
+    say("6/7 chat: greedy replies through llama.cpp")
     report["chat"] = chat_replies(gguf_file, plan, say)
+    say("7/7 tools: held-out tool prompts with the tools executed, and without tools")
+    report["tools"] = measure_tool_use(gguf_file, demo_tool_files(out / "data")["agent_rl"], plan, say)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["cpu_seconds"] = round(cpu_seconds(), 1)  # this process + its trainers: comparable across machine loads
     (out / "demo_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -226,6 +277,13 @@ def format_report(r: dict) -> str:
         lines.append(f"  ollama     ollama create minimind-demo -f {e['modelfile']}")
     lines.append(f"  chat (llama.cpp, {sum(speeds) / len(speeds) if speeds else 0:,.0f} tokens/s decode):")
     lines += [f"    > {c['prompt']}\n      {c['reply']}" for c in r["chat"]]
+    if r.get("tools"):
+        t = r["tools"]
+        lines.append(f"  tools      {t['prompts']} held-out tool prompts: well-formed call of the right tool "
+                     f"{t['right_call_rate']:.0%}; answer right {t['accuracy_with_tools']:.0%} with the tools run, "
+                     f"{t['accuracy_without_tools']:.0%} without tools")
+        lines += [f"    > {ex['question']}\n      {' '.join(c['name'] + c['arguments'] for c in ex['calls'])} -> "
+                  f"{ex['answer']}" for ex in t["examples"][:2]]
     lines.append(f"  next: minimind chat --model {e['file']}   |   python app.py   |   "
                  f"streamlit run webdemo/app.py -- --model {e['file']}")
     return "\n".join(lines)

@@ -10,10 +10,70 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TOOL_FILES = ("sft_tools.jsonl", "agent_rl.jsonl")
 
 
 def cli_env() -> dict:
     return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# --- the tool-use demo data -----------------------------------------------------------------------------------
+
+def test_tool_files_are_generated_with_the_others_and_match_the_shipped_copy(demo_data_dir):
+    for name in TOOL_FILES:
+        assert (demo_data_dir / name).read_bytes() == (REPO / "resources" / "demo" / name).read_bytes()
+
+
+def test_every_tool_conversation_validates_and_calls_a_builtin_tool_with_its_real_result(demo_data_dir):
+    from core.cli import main
+    from core.data import read_records
+    from core.tokenizer import normalize_messages
+    from core.tools import builtin_registry
+
+    path = demo_data_dir / "sft_tools.jsonl"
+    assert main(["data", "check", str(path)]) == 0  # `minimind data check`'s validator, every record
+    registry = builtin_registry()
+    used, reasoning, chinese, calls = set(), 0, 0, 0
+    for rec in read_records(path, "sft"):
+        msgs, tools = normalize_messages(rec["conversations"])
+        assert {t["function"]["name"] for t in tools} <= set(registry.names())
+        for i, m in enumerate(msgs):
+            for call in m.get("tool_calls") or []:
+                assert msgs[i + 1]["content"] == registry.run(call["name"], call["arguments"])  # executable
+                assert "error" not in json.loads(msgs[i + 1]["content"])
+                used.add(call["name"])
+                calls += 1
+        reasoning += any(m.get("reasoning_content") or "<think>" in (m.get("content") or "") for m in msgs)
+        chinese += not msgs[1]["content"].isascii()
+    assert used == {"calculate_math", "unit_converter"}
+    assert calls > 400 and reasoning > 50 and chinese > 100
+
+
+def test_agent_rl_prompts_carry_ground_truth_and_a_disjoint_held_out_split(demo_data_dir):
+    from core.data import detect_kind, read_records
+    from core.data.demo import agent_rl_held_out
+    from core.tokenizer import normalize_messages
+    from core.tools import builtin_registry
+
+    path = demo_data_dir / "agent_rl.jsonl"
+    records = list(read_records(path, "agent"))  # `minimind data check`'s validator for agent tasks
+    assert detect_kind(path) == "agent" and len(records) == len(lines(path))
+    for rec in records:
+        msgs, tools = normalize_messages(rec["conversations"])
+        assert [m["role"] for m in msgs] == ["system", "user"]
+        assert rec["gt"] and all(isinstance(g, (int, float)) for g in rec["gt"])
+        assert rec["tool"] in {t["function"]["name"] for t in tools} <= set(builtin_registry().names())
+    held = [r for i, r in enumerate(records) if agent_rl_held_out(i)]
+    assert len(held) == len(records) // 5
+    question = lambda rec: rec["conversations"][1]["content"]  # noqa: E731
+    trained = {question(r) for i, r in enumerate(records) if not agent_rl_held_out(i)}
+    trained |= {question(r) for r in lines(demo_data_dir / "sft_tools.jsonl")}
+    assert not {question(r) for r in held} & trained
+    assert any(not question(r).isascii() for r in held) and any(question(r).isascii() for r in held)
 
 
 @pytest.mark.slow
@@ -24,7 +84,7 @@ def test_fast_demo_runs_every_stage_and_reports_its_figures(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, env=cli_env(), cwd=tmp_path,
                           timeout=540)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for stage in ("1/6 data", "2/6 tokenizer", "3/6 pretrain", "4/6 sft", "5/6 export", "6/6 chat"):
+    for stage in ("1/7 data", "2/7 tokenizer", "3/7 pretrain", "4/7 sft", "5/7 export", "6/7 chat", "7/7 tools"):
         assert stage in proc.stderr  # progress goes to stderr ...
     report = json.loads(proc.stdout)  # ... and stdout carries only the report
     assert report == json.loads((out / "demo_report.json").read_text(encoding="utf-8"))
@@ -45,6 +105,11 @@ def test_fast_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert export["modelfile"] and Path(export["modelfile"]).is_file()
     assert [c["prompt"] for c in report["chat"]] == list(report["plan"]["prompts"])
     assert all(c["completion_tokens"] > 0 for c in report["chat"])
+    tools = report["tools"]  # measured on the held-out tool prompts, with the tools run and without
+    assert tools["prompts"] == report["plan"]["tool_prompts"]
+    for rate in ("right_call_rate", "accuracy_with_tools", "accuracy_without_tools"):
+        assert 0.0 <= tools[rate] <= 1.0
+    assert sft_config["data"]["files"][-1].endswith("sft_tools.jsonl")  # SFT learns the tool conversations
 
 
 def test_a_failing_training_stage_names_itself_and_its_log(tmp_path):
@@ -71,8 +136,13 @@ def test_summary_lists_where_everything_went_and_the_figures():
               "export": {"file": "/o/export/m.gguf", "bytes": 2**20, "arch": "llama", "modelfile": "/o/export/Modelfile",
                          "parity": {"passed": True, "tokenizer_match": True, "max_abs_logit_diff": 0.5,
                                     "top1_agreement": 1.0}},
-              "chat": [{"prompt": "What is 3 + 4?", "reply": "3 + 4 = 7.", "tokens_per_s": 400.0}]}
+              "chat": [{"prompt": "What is 3 + 4?", "reply": "3 + 4 = 7.", "tokens_per_s": 400.0}],
+              "tools": {"prompts": 60, "right_call_rate": 0.95, "accuracy_with_tools": 0.8,
+                        "accuracy_without_tools": 0.02, "examples": [
+                            {"question": "What is 37 * 48?", "answer": "37 * 48 = 1776.",
+                             "calls": [{"name": "calculate_math", "arguments": '{"expression": "37 * 48"}'}]}]}}
     text = format_report(report)
     for needle in ("/o/tokenizer", "6.000 -> 3.500", "/o/export/m.gguf", "PASSED", "ollama create",
-                   "3 + 4 = 7.", "400 tokens/s"):
+                   "3 + 4 = 7.", "400 tokens/s", "60 held-out tool prompts", "right tool 95%", "80% with the tools",
+                   "2% without", 'calculate_math{"expression": "37 * 48"} -> 37 * 48 = 1776.'):
         assert needle in text

@@ -1,8 +1,16 @@
 """The studio's built-in demo datasets, written by code from templates (no outside source).
 
 Small, regular English and Chinese facts (numbers, arithmetic, colours, animals, days, spelling) and tiny stories,
-so a tiny model learns visible structure within a minute of CPU training. The output depends only on `seed`:
-`resources/demo/` is `generate_demo_data(..., seed=0)` byte for byte (a test keeps them equal).
+so a tiny model learns visible structure within a minute of CPU training; plus tool use in the minimind-3 form
+(core/data/demo_tools.py): `sft_tools.jsonl` (calls to the calculator and the unit converter, with their results
+and answers, some with reasoning) and `agent_rl.jsonl` (upstream's agent-RL prompts with ground truth `gt`).
+
+agent_rl.jsonl's held-out split: every 5th line (1-based lines 5, 10, 15, …; `agent_rl_held_out(i)` for the
+0-based index) is held out. Its tasks are drawn from the held-out fifth of all calls (`demo_tools.is_held_out`),
+which never appears in sft_tools.jsonl or in the other agent_rl.jsonl lines.
+
+The output depends only on `seed`: `resources/demo/` is `generate_demo_data(..., seed=0)` byte for byte (a test
+keeps them equal).
 """
 from __future__ import annotations
 
@@ -11,7 +19,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-SIZES = {"pretrain": 3000, "sft": 1200, "dpo": 400, "rl": 400}
+from core.data.demo_tools import HELD_OUT_SHARE, agent_prompt, system_message, tool_conversation, tool_task, tools_for
+
+SIZES = {"pretrain": 3000, "sft": 1200, "dpo": 400, "rl": 400, "sft_tools": 600, "agent_rl": 300}
+TOOLS_ASIDE = 0.1  # share of sft_tools conversations that declare tools but need none (a plain fact question)
 ZH_SHARE = 0.25  # share of Chinese records
 
 ZH_NUM = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二", "十三", "十四", "十五",
@@ -190,19 +201,48 @@ def _rl(r: random.Random) -> dict:
     return {"conversations": [{"role": "user", "content": f.question + hint}], "answer": f.short}
 
 
+def _sft_tools(r: random.Random, i: int) -> dict:
+    zh = r.random() < ZH_SHARE
+    if r.random() < TOOLS_ASIDE:
+        f = r.choice(DOMAINS)(r, zh)
+        return {"conversations": [system_message(r, tools_for(r, None)), {"role": "user", "content": f.question},
+                                  {"role": "assistant", "content": f.answer}]}
+    return {"conversations": tool_conversation(r, tool_task(r, zh))}
+
+
+def agent_rl_held_out(index: int) -> bool:
+    """Whether the agent_rl.jsonl record at 0-based `index` is in the held-out split (every 5th line)."""
+    return index % HELD_OUT_SHARE == HELD_OUT_SHARE - 1
+
+
+def _agent_rl(r: random.Random, i: int) -> dict:
+    return agent_prompt(r, tool_task(r, r.random() < ZH_SHARE, held_out=agent_rl_held_out(i)))
+
+
 MAKERS = {"pretrain": _pretrain, "sft": _sft, "dpo": _dpo, "rl": _rl}
+TOOL_MAKERS = {"sft_tools": _sft_tools, "agent_rl": _agent_rl}  # files of kind sft and rl
+
+
+def _write(path: Path, records) -> Path:
+    lines = [json.dumps(rec, ensure_ascii=False) for rec in records]
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    return path
 
 
 def generate_demo_data(out_dir, seed: int = 0, sizes: dict[str, int] | None = None) -> dict[str, Path]:
-    """Write pretrain.jsonl, sft.jsonl, dpo.jsonl and rl.jsonl into out_dir; returns {kind: path}."""
+    """Write pretrain.jsonl, sft.jsonl, dpo.jsonl and rl.jsonl into out_dir, and the tool-use files
+    sft_tools.jsonl and agent_rl.jsonl (`demo_tool_files`); returns {kind: path} of the first four."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sizes = {**SIZES, **(sizes or {})}
     paths = {}
-    for i, (kind, make) in enumerate(MAKERS.items()):
+    for i, (name, make) in enumerate({**MAKERS, **TOOL_MAKERS}.items()):
         r = random.Random(seed * 1000 + i)  # one stream per file: changing one file's size leaves the others alone
-        lines = [json.dumps(make(r), ensure_ascii=False) for _ in range(sizes[kind])]
-        path = out_dir / f"{kind}.jsonl"
-        path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
-        paths[kind] = path
-    return paths
+        records = (make(r) if name in MAKERS else make(r, j) for j in range(sizes[name]))
+        paths[name] = _write(out_dir / f"{name}.jsonl", records)
+    return {kind: paths[kind] for kind in MAKERS}
+
+
+def demo_tool_files(out_dir) -> dict[str, Path]:
+    """{"sft_tools": path, "agent_rl": path}: where `generate_demo_data(out_dir)` wrote the tool-use files."""
+    return {name: Path(out_dir) / f"{name}.jsonl" for name in TOOL_MAKERS}

@@ -1,6 +1,8 @@
 """First-run guide "Train the demo model": demo data → tokenizer → pretrain (tiny) → SFT (from the pretrain run)
 → Chat. Runs are launched through `context.launchRequested` like any run from the Config pane, so they show up
-in Runs and Curves while they train. Sizes and hyper-parameters are core.demo's (`FULL` plan), not chosen here.
+in Runs and Curves while they train. Sizes, hyper-parameters and which files each stage reads (SFT: the plain and
+the tool-use conversations) are core.demo's (`FULL` plan, `stage_files`), not chosen here. The guide ends by
+suggesting `CHAT_QUESTION`, which the demo model answers by calling the calculator (measured: docs/benchmarks.md).
 
 Hook it up from the main window: `FirstRunDialog(context, parent=window).show()` from Help > "Train the demo
 model…", and once on a first run (empty workspace).
@@ -20,6 +22,7 @@ from studio.widgets.theme import COLORS, pane_style
 STEPS = ("Generate the demo data", "Train a tokenizer", "Pretrain the tiny model", "Fine-tune it for chat (SFT)",
          "Open the Chat pane")
 DONE_OK, DONE_BAD = ("completed",), ("failed", "stopped", "killed", "interrupted")
+CHAT_QUESTION = "What is 37 * 48?"  # the demo model calls calculate_math, then answers 1776 (tests/test_demo.py)
 
 
 class FirstRunPresenter(QObject):
@@ -32,7 +35,7 @@ class FirstRunPresenter(QObject):
         self.context = context
         self.plan = plan
         self.step = -1
-        self.paths: dict[str, Path] = {}
+        self.paths: dict[str, list[Path]] = {}   # files per stage (core.demo.stage_files)
         self.tokenizer_dir: Path | None = None
         self.waiting: tuple[str, float] | None = None   # (run name, launched at)
         self.run_dirs: dict[str, str] = {}
@@ -74,12 +77,15 @@ class FirstRunPresenter(QObject):
         self._task.start()
 
     def _data_done(self, paths: dict) -> None:
-        self.paths = {k: Path(v) for k, v in paths.items()}
-        self.stepChanged.emit(0, "done", f"{len(paths)} files in {self.paths['pretrain'].parent}")
+        from core.demo import stage_files
+
+        folder = Path(paths["pretrain"]).parent
+        self.paths = stage_files(folder)
+        self.stepChanged.emit(0, "done", f"{len(list(folder.glob('*.jsonl')))} files in {folder}")
         self.context.datasetsChanged.emit()
         self._enter(1)
         out = self.context.workspace.tokenizers_dir / "demo"
-        files, vocab = [self.paths["pretrain"], self.paths["sft"]], self._plan().vocab_size
+        files, vocab = self.paths["tokenizer"], self._plan().vocab_size
 
         def train(progress, cancelled):
             from core.tokenizer import train_tokenizer
@@ -140,7 +146,8 @@ class FirstRunPresenter(QObject):
                 self._enter(4)
                 self.context.showPaneRequested.emit("Chat")
                 self.stepChanged.emit(4, "done", "")
-                self.finished.emit(True, "The demo model is ready: ask it “What colour is the sky?”")
+                self.finished.emit(True, f"The demo model is ready: ask it “{CHAT_QUESTION}” with the "
+                                         "calculator tool on, and watch it call the tool")
 
     def shutdown(self) -> None:
         self._poll.stop()
@@ -160,8 +167,9 @@ class FirstRunDialog(QDialog):
         v = QVBoxLayout(self)
         v.setContentsMargins(18, 18, 18, 18)
         v.addWidget(label("Train the demo model", "title"))
-        v.addWidget(label("About five minutes on a laptop CPU: built-in English and Chinese facts, a 1.6 M "
-                          "parameter model, then a chat with it. Nothing is downloaded.", "muted"))
+        v.addWidget(label("About five minutes on a laptop CPU: built-in English and Chinese facts and tool "
+                          "calls, a 1 M parameter model, then a chat where it uses the calculator. Nothing is "
+                          "downloaded.", "muted"))
         self.rows: list[tuple[QLabel, QLabel]] = []
         for i, text in enumerate(STEPS):
             row = QHBoxLayout()
