@@ -192,6 +192,8 @@ class MainWindow(QMainWindow):
                      "Open another workspace folder (remembered for the next start)")
         self._action(file_menu, "&Import run folder…", self.import_run_dir, "Ctrl+I",
                      "Add a run trained from the command line (a folder with events.jsonl)")
+        self._action(file_menu, "Se&ttings…", self.open_settings, QKeySequence.StandardKey.Preferences,
+                     "Launch targets: this machine, Slurm or SkyPilot (docs/cluster.md)")
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -331,6 +333,11 @@ class MainWindow(QMainWindow):
     def resume_run(self) -> None:
         if self.context.selected_run_id:
             self.context.runs.resume(self.context.selected_run_id)
+
+    def open_settings(self) -> None:
+        from studio.panes.settings_dialog import SettingsDialog
+
+        SettingsDialog(self.context.workspace.targets_path, self).exec()
 
     def import_run_dir(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a run folder (with events.jsonl)",

@@ -9,9 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_VAR = "MINIMIND_WORKSPACE"
+from core.launch.targets import DEFAULT_WORKSPACE, TARGETS_FILE
+from core.launch.targets import WORKSPACE_ENV as ENV_VAR
+
 SETTINGS_KEY = "workspace"
-DEFAULT_WORKSPACE = Path.home() / "MiniMindStudio"
 SUBDIRS = ("runs", "datasets", "tokenizers", "exports")
 
 
@@ -38,6 +39,11 @@ class Workspace:
     @property
     def exports_dir(self) -> Path:
         return self.root / "exports"
+
+    @property
+    def targets_path(self) -> Path:
+        """Launch targets (local, Slurm, SkyPilot): see core.launch.targets and docs/cluster.md."""
+        return self.root / TARGETS_FILE
 
     def ensure(self) -> "Workspace":
         """Create the folder layout (idempotent) and return self."""

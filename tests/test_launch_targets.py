@@ -217,3 +217,28 @@ def test_the_studio_submits_follows_cancels_and_resumes_a_skypilot_run_and_never
         for rid in manager.live_run_ids():
             store.update_run(rid, status="stopped")
         manager.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ Settings dialog
+def test_the_settings_dialog_edits_targets_previews_the_launch_file_and_saves_targets_json(qtbot, workspace):
+    from PySide6.QtWidgets import QSpinBox
+
+    from studio.panes.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(workspace.targets_path)
+    qtbot.addWidget(dialog)
+    assert dialog.editor.names() == ["local"] and not dialog.widgets["name"].isEnabled()
+    dialog.kind.setCurrentText("slurm")
+    dialog._refresh(dialog.editor.add("slurm"))
+    nodes = dialog.widgets["nodes"]
+    assert isinstance(nodes, QSpinBox)
+    nodes.setValue(4)
+    dialog.widgets["name"].setText("bad name!")
+    assert not dialog.apply() and "name" in dialog.error.text()  # the form says which field is wrong
+    dialog.widgets["name"].setText("hpc")
+    assert dialog.apply() and "#SBATCH --nodes=4" in dialog.preview.toPlainText()
+    dialog.default.setCurrentText("hpc")
+    dialog.save()
+    assert [t.name for t in load_targets(workspace.targets_path)] == ["local", "hpc"]
+    assert find_target(load_targets(workspace.targets_path), "hpc").nodes == 4
+    assert load_default_target(workspace.targets_path) == "hpc"
