@@ -154,6 +154,10 @@ class MainWindow(QMainWindow):
         elif title == "Export":
             context.runsChanged.connect(pane.presenter.refresh_sources)
             context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_sources())
+        elif title == "Evaluate":
+            context.runsChanged.connect(pane.presenter.refresh_sources)
+            context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_sources())
+            context.exportAdded.connect(lambda _path: pane.presenter.refresh_sources())
         elif title == "Datasets":
             context.datasetsChanged.connect(pane.refresh_tokenizers)
         elif title == "Demo guide":  # the first-run guide, docked (Help > Train the demo model)

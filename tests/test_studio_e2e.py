@@ -36,7 +36,7 @@ def test_main_window_hosts_every_pane_follows_a_run_and_stops_it_on_close(qtbot,
     qtbot.addWidget(window)
     window.show()
     assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == \
-        ["Datasets", "Config", "Runs", "Curves", "Chat", "Export"]
+        ["Datasets", "Config", "Runs", "Curves", "Chat", "Export", "Evaluate"]
     menus = {a.text().replace("&", ""): [x.text().replace("&", "") for x in a.menu().actions() if x.text()]
              for a in window.menuBar().actions()}
     assert menus["Run"] == ["Start run", "Stop run", "Resume run"]

@@ -18,6 +18,7 @@ PANES: list[tuple[str, str, str]] = [
     ("Curves", "studio.panes.curves", "CurvesPane"),
     ("Chat", "studio.panes.chat", "ChatPane"),
     ("Export", "studio.panes.export", "ExportPane"),
+    ("Evaluate", "studio.panes.evaluate", "EvaluatePane"),
 ]
 
 

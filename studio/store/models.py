@@ -120,3 +120,30 @@ class TimeEstimate(Base):
     seconds: Mapped[float] = mapped_column(Float)
     meta_json: Mapped[str] = mapped_column(Text, default="{}")  # step seconds, steps, cost, price per hour
     created_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class EvalResult(Base):
+    """One evaluation of a model on a task (Evaluate pane): the latest per (model_path, task) is kept.
+
+    `details_json` holds the per-item details (question, options' scores, the choice, right or wrong; for tool use
+    the calls and the answer); `settings_json` what the run used (k-shot, limit, batch size, n-gram...)."""
+
+    __tablename__ = "eval_result"
+    __table_args__ = (UniqueConstraint("model_path", "task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_path: Mapped[str] = mapped_column(String)  # checkpoint directory or .gguf file
+    model_label: Mapped[str] = mapped_column(String, default="")
+    run_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    task: Mapped[str] = mapped_column(String)        # built-in set, benchmark file, or "tool-use[:cases.jsonl]"
+    kind: Mapped[str] = mapped_column(String, default="bench")  # bench | tool-use
+    accuracy: Mapped[float] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float, nullable=True)   # 95 % interval
+    ci_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    contamination: Mapped[float | None] = mapped_column(Float, nullable=True)  # share of items; None: unchecked
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)            # contamination over the threshold
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    settings_json: Mapped[str] = mapped_column(Text, default="{}")
+    details_json: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[float] = mapped_column(Float, default=0.0)
