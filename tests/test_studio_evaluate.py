@@ -111,3 +111,15 @@ def test_a_real_worker_scores_a_benchmark_and_tool_use_then_stores_them(qtbot, c
     assert len(presenter.details(str(tool_checkpoint), "demo-facts")[0]["options"]) >= 2
     assert any("demo-facts: 2/2" in t for t in seen) and pane.table.rowCount() == 1
     assert pane.run_btn.isEnabled() and not pane.cancel_btn.isEnabled()
+
+
+def test_cancel_stops_the_worker_and_stores_nothing_unfinished(qtbot, context, tool_checkpoint):
+    from studio.panes.evaluate_presenter import EvaluatePresenter
+
+    presenter = EvaluatePresenter(context)
+    with qtbot.waitSignal(presenter.progress, timeout=120_000,
+                          check_params_cb=lambda done, total, text: "tool-use: 1/" in text):
+        presenter.start([str(tool_checkpoint)], ["tool-use"], {"limit": 20, "max_new_tokens": 24, "max_turns": 2})
+    with qtbot.waitSignal(presenter.finished, timeout=60_000) as done:
+        presenter.cancel()
+    assert done.args == ["cancelled"] and presenter.results() == [] and not presenter.running
