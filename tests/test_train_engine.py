@@ -226,11 +226,11 @@ def test_a_full_disk_for_events_jsonl_keeps_the_stdout_stream(tmp_path, capfd):
 
     (tmp_path / "events.jsonl").symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
     events = EventLog(tmp_path)
-    events.emit("run_started", 0)
-    events.emit("metric", 1, metrics={"loss": 1.0})
+    events.emit("warning", 0, message="first")
+    events.emit("metric", 1, epoch=0.1, total_steps=2, metrics={"loss": 1.0})
     events.close()
     out, err = capfd.readouterr()
-    assert [json.loads(x)["type"] for x in out.splitlines()] == ["run_started", "metric"]
+    assert [json.loads(x)["type"] for x in out.splitlines()] == ["warning", "metric"]
     assert err.count("cannot write") == 1 and "No space left" in err
 
 

@@ -33,6 +33,15 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_tensor(t: torch.Tensor) -> torch.Tensor:
+    """Sum of `t` over ranks, on the device (no host sync); `t` itself when there is one process."""
+    if not active():
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True if the flag is set on any rank (e.g. a stop signal that reached only some processes)."""
     if not active():

@@ -121,10 +121,6 @@ def rank_processes() -> list[dict]:
     return dist.gather_objects({"rank": dist.world()[0], "pid": os.getpid(), "pid_start_ticks": process_start_ticks()})
 
 
-def _float(v) -> float:
-    return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
-
-
 def _is_user_error(exc: BaseException) -> bool:
     """Errors whose message is written for people (no traceback needed): config, data, checkpoint, files."""
     from core.data import DataError
@@ -424,40 +420,48 @@ class Trainer:
         # gradient is the mean over every target token of the global batch: a W-rank run equals a 1-rank run
         # (DDP then averages over ranks, hence the factor world_size).
         total_w = dist.all_reduce_sum([sum(weights)], self.device)[0]
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # metrics stay on the device: read once per step, below
         ddp = hasattr(self.train_model, "no_sync")
-        for i, batch in enumerate(micro):
-            batch = _to_device(batch, self.device)
+        for i, host_batch in enumerate(micro):
+            batch = _to_device(host_batch, self.device)
             sync = contextlib.nullcontext() if (not ddp or i == len(micro) - 1) else self.train_model.no_sync()
             with sync:
                 with self._autocast():
                     loss, metrics = self.recipe.loss_fn(self.train_model, batch)
                 scale = weights[i] * self.world_size / total_w if total_w > 0 else 1.0
                 self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
-            self._tokens += self.recipe.useful_tokens(batch)
+            self._tokens += self.recipe.useful_tokens(host_batch)  # counted on the host copy: no device sync
             share = weights[i] / total_w if total_w > 0 else 1.0 / (len(micro) * self.world_size)
             for k, v in {"loss": loss, **metrics}.items():
-                sums[k] = sums.get(k, 0.0) + _float(v) * share
+                v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+                sums[k] = sums.get(k, 0.0) + v.to(self.device) * share
         keys = sorted(sums)
-        reduced = dict(zip(keys, dist.all_reduce_sum([sums[k] for k in keys], self.device)))
-        if not np.isfinite(reduced["loss"]):
-            raise NonFiniteLoss(self.step + 1, f"loss is {reduced['loss']} at step {self.step + 1}; training stopped, "
-                                f"the last good checkpoint is kept. Lower optim.lr, check the data, or use bf16/fp32")
         self.scaler.unscale_(self.optimizer)
         if o.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, o.grad_clip)
         else:
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
-        if not self.scaler.is_enabled() and not np.isfinite(_float(grad_norm)):
-            # without a GradScaler nothing would skip this step: Inf/NaN gradients would reach the weights
-            raise NonFiniteLoss(self.step + 1, f"gradient norm is {_float(grad_norm)} at step {self.step + 1} "
-                                f"(loss {reduced['loss']:.4g}); training stopped, the last good checkpoint is kept. "
-                                "Lower optim.lr, check the data, or check the init weights for huge values")
+        # the step's one host sync: every metric, summed over ranks, and the gradient norm (identical on all ranks)
+        packed = dist.all_reduce_tensor(torch.stack([sums[k].reshape(()) for k in keys]))
+        values = torch.cat([packed, grad_norm.detach().float().reshape(1).to(self.device)]).tolist()
+        reduced, grad_norm = dict(zip(keys, values[:-1])), values[-1]
+        self._check_finite(reduced["loss"], grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        reduced.update(lr=self.optimizer.param_groups[0]["lr"], grad_norm=_float(grad_norm))
+        reduced.update(lr=self.optimizer.param_groups[0]["lr"], grad_norm=grad_norm)
         return reduced
+
+    def _check_finite(self, loss: float, grad_norm: float) -> None:
+        """Stop before the optimizer step when the loss, or (without a GradScaler, which would skip the step
+        itself) the gradient norm, is Inf/NaN: nothing non-finite ever reaches the weights."""
+        if not np.isfinite(loss):
+            raise NonFiniteLoss(self.step + 1, f"loss is {loss} at step {self.step + 1}; training stopped, "
+                                f"the last good checkpoint is kept. Lower optim.lr, check the data, or use bf16/fp32")
+        if not self.scaler.is_enabled() and not np.isfinite(grad_norm):
+            raise NonFiniteLoss(self.step + 1, f"gradient norm is {grad_norm} at step {self.step + 1} "
+                                f"(loss {loss:.4g}); training stopped, the last good checkpoint is kept. "
+                                "Lower optim.lr, check the data, or check the init weights for huge values")
 
     def _emit_metrics(self, metrics: dict) -> None:
         now = time.perf_counter()
