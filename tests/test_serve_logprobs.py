@@ -79,3 +79,22 @@ def test_a_batch_answers_each_prompt_as_alone_in_order(server):
 def test_malformed_logprob_requests_get_400(server, extra):
     status, body = post(server, {"prompt": "hi", "max_tokens": 1, **extra})
     assert status == 400 and body["error"]["message"], body
+
+
+def test_a_gguf_server_reports_the_same_prompt_logprobs_as_llama_cpp_scores(tiny_gguf):
+    from core.infer.backend import open_backend
+    from core.serve import make_server
+
+    with open_backend(tiny_gguf, n_threads=1) as backend:
+        srv = make_server(backend, "127.0.0.1", 0)
+        srv.start_background()
+        try:
+            status, body = post(srv, {"prompt": PROMPT, "echo": True, "logprobs": 2, "max_tokens": 0})
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        lp = body["choices"][0]["logprobs"]
+        assert status == 200 and "".join(lp["tokens"]) == PROMPT
+        assert lp["token_logprobs"][1:] == pytest.approx(backend.score(backend.tokenize(PROMPT)), abs=1e-4)
+        assert all(max(top.values()) >= chosen - 1e-6 for chosen, top in zip(lp["token_logprobs"][1:],
+                                                                            lp["top_logprobs"][1:]))
