@@ -109,6 +109,8 @@ def test_two_nodes_equal_one_process_and_a_lost_node_ends_the_job_with_an_error_
     events = read_events(lost)
     errors = [e for e in events if e["type"] == "error"]
     assert errors and events[-1]["type"] == "run_finished" and events[-1]["status"] == "failed", events[-3:]
+    assert "a rank or node of this 2-process run was lost" in errors[-1]["message"], errors[-1]
+    assert "--resume" in errors[-1]["message"]
     lost_at = events[-1]["step"]
     assert 0 < lost_at < MAX_STEPS
 

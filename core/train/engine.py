@@ -129,6 +129,13 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, (ValueError, OSError, DataError, ckpt_mod.CheckpointError, ModelCheckpointError))
 
 
+def _is_lost_peer(exc: BaseException) -> bool:
+    """A collective that failed because another process went away (gloo/NCCL connection errors, timeouts)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return isinstance(exc, torch.distributed.DistError) or any(
+        s in text for s in ("connection reset", "connection closed", "broken pipe", "gloo", "nccl", "timed out"))
+
+
 def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -175,6 +182,10 @@ class Trainer:
             step = getattr(self, "step", 0)
             if _is_user_error(exc):  # bad config, data or checkpoint: the message says what to do
                 message = str(exc)
+            elif self.world_size > 1 and _is_lost_peer(exc):
+                message = (f"a rank or node of this {self.world_size}-process run was lost ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); resume it from its last checkpoint "
+                           f"with --resume {getattr(self, 'run_dir', 'RUN_DIR')}")
             else:
                 message = f"{type(exc).__name__}: {exc}"
                 log(f"rank {self.rank}: {traceback.format_exc()}" if self.world_size > 1 else traceback.format_exc())
