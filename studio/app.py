@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("MiniMind")
     app.setDesktopFileName("minimind-studio")  # matches resources/minimind-studio.desktop (Wayland task bars)
     set_app_icon(app)
+    from studio.widgets.theme import follow_system_theme
+
+    follow_system_theme(app)  # light or dark as the system is, before any pane is built
     # No dialog before the window: a first start opens on the default folder and offers another in a banner.
     root, chosen = (Path(args.workspace), True) if args.workspace else resolve_workspace()
     remember_workspace(root)

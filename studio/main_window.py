@@ -23,6 +23,9 @@ ABOUT = ("<h3>MiniMind Studio</h3><p>Train, watch, chat with and export small Mi
          "fully offline.</p><p>Training runs in its own process: closing the studio never has to stop it.</p>")
 
 
+GUIDE_WIDTH = 380  # px: the docked demo guide
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return "–"
@@ -103,6 +106,9 @@ class MainWindow(QMainWindow):
             for title in self.panes:
                 self.panes.get(title)
         self._progress_timer.start()
+        from studio.heap import HeapFreezer
+
+        self.heap_freezer = HeapFreezer(self)  # short full collections on the UI thread (studio/heap.py)
         active = context.runs.active_run_id()
         if active and not context.selected_run_id:  # re-opened while a run trains: Runs and Curves show it
             context.select_run(active)
@@ -163,6 +169,7 @@ class MainWindow(QMainWindow):
         elif title == "Demo guide":  # the first-run guide, docked (Help > Train the demo model)
             context.runsChanged.connect(pane.presenter.check_runs)
             context.runUpdated.connect(lambda _run_id: pane.presenter.check_runs())
+            pane.presenter.stepChanged.connect(self._on_guide_step)
 
     # ----------------------------------------------------------------- set-up
     def _build_pane(self, title: str) -> QWidget:
@@ -261,10 +268,16 @@ class MainWindow(QMainWindow):
             dock.setWidget(self._first_run)  # reparented: a plain child widget now, no dialog window
             self._first_run.close_btn.clicked.connect(dock.hide)
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-            self.resizeDocks([dock], [340], Qt.Orientation.Horizontal)
         self._first_run.show()
         self._guide_dock.show()
         self._guide_dock.raise_()
+        # Once laid out (a size given before is overridden by the guide's long paths): a third of a 1280 screen.
+        QTimer.singleShot(0, lambda: self.resizeDocks([self._guide_dock], [GUIDE_WIDTH], Qt.Orientation.Horizontal))
+
+    def _on_guide_step(self, _step: int, state: str, detail: str) -> None:
+        """The guide queued a training run: show Curves, where that run now plots (it is selected on launch)."""
+        if state == "running" and detail == "queued":
+            self.show_pane("Curves")
 
     def _build_workspace_banner(self) -> QWidget:
         """First start: the default workspace is already open; another folder is one click away (hidden

@@ -6,6 +6,17 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDockWidget
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _app_style_restored():
+    """studio.app.main styles the whole application; later tests in this process expect it unstyled."""
+    app = QApplication.instance() or QApplication([])
+    style = app.style().name()
+    yield
+    app.setStyleSheet("")
+    app.setStyle(style)
 
 
 def test_first_start_opens_the_window_without_a_dialog_and_offers_another_workspace(qtbot, tmp_path, monkeypatch):
@@ -62,3 +73,23 @@ def test_a_chosen_workspace_opens_without_the_banner(qtbot, tmp_path, monkeypatc
     assert Path(window.context.workspace.root) == tmp_path / "ws"
     window.close_policy = "keep"
     window.close()
+
+
+def test_the_theme_follows_a_dark_system_palette(qtbot):
+    from PySide6.QtGui import QColor, QPalette
+
+    from studio.widgets.theme import COLORS, DARK, LIGHT, apply_theme, stylesheet
+
+    app = QApplication.instance()
+    light = app.palette()
+    dark = QPalette(light)
+    dark.setColor(QPalette.ColorRole.Window, QColor("#202124"))
+    dark.setColor(QPalette.ColorRole.WindowText, QColor("#eeeeee"))
+    try:
+        app.setPalette(dark)  # offscreen reports no colour scheme: the palette decides
+        apply_theme(app)
+        assert COLORS == DARK and DARK["panel"] in stylesheet() and LIGHT["bg"] not in stylesheet()
+    finally:
+        app.setPalette(light)
+        apply_theme(app)
+    assert COLORS == LIGHT

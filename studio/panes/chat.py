@@ -6,8 +6,8 @@ import html
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QSpinBox, QSplitter,
-                               QTextBrowser, QVBoxLayout, QWidget)
+                               QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox,
+                               QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
 from studio.panes.chat_presenter import DEFAULT_SAMPLING, ChatPresenter
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
@@ -72,7 +72,16 @@ class ChatPane(QWidget):
         self.new_btn = QPushButton("New chat")
         sv.addWidget(self.new_btn)
         sv.addStretch(1)
-        root.addWidget(side)
+        # Scrolls: the settings column is ~830 px high, more than a 1280x800 screen gives the pane.
+        side_scroll = QScrollArea()
+        side_scroll.setWidget(side)
+        side_scroll.setWidgetResizable(True)
+        side_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = side_scroll.verticalScrollBar().sizeHint().width()
+        side_scroll.setMaximumWidth(side.maximumWidth() + bar)
+        side_scroll.setMinimumWidth(side.minimumSizeHint().width() + bar)
+        root.addWidget(side_scroll)
 
         main = QVBoxLayout()
         self.notice = banner()

@@ -50,7 +50,9 @@ class ConfigPane(QWidget):
         self.set_config(self.presenter.default_config())
 
     # ---- layout ----------------------------------------------------------------------------------
-    def _toolbar(self) -> QHBoxLayout:
+    def _toolbar(self) -> QVBoxLayout:
+        """Two rows: what to train (preset, method, start point, GPUs), then the actions. One row needed
+        1220 px, more than the pane has at 1280x800 beside the docked demo guide."""
         bar = QHBoxLayout()
         self.preset_box = QComboBox()
         self.preset_box.addItems(PRESET_NAMES)
@@ -73,6 +75,8 @@ class ConfigPane(QWidget):
                 bar.addWidget(QLabel(text))
             bar.addWidget(w)
         bar.addStretch(1)
+        actions = QHBoxLayout()
+        actions.addStretch(1)
         load_btn, save_btn = QPushButton("Open…"), QPushButton("Save…")
         load_btn.clicked.connect(self._load_file)
         save_btn.clicked.connect(self._save_file)
@@ -81,8 +85,11 @@ class ConfigPane(QWidget):
         self.start_btn = primary_button("Start")
         self.start_btn.clicked.connect(self.start)
         for w in (load_btn, save_btn, self.preflight_btn, self.start_btn):
-            bar.addWidget(w)
-        return bar
+            actions.addWidget(w)
+        rows = QVBoxLayout()
+        rows.addLayout(bar)
+        rows.addLayout(actions)
+        return rows
 
     def _form_tabs(self) -> QTabWidget:
         self.tabs = QTabWidget()

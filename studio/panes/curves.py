@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeade
                                QVBoxLayout, QWidget)
 
 from studio.panes.curves_presenter import CurvesPresenter
+from studio.widgets.theme import COLORS
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 SAMPLE_COLUMNS = ("Step", "Prompt", "Completion", "Reward", "Breakdown")
@@ -66,7 +67,7 @@ class MetricPlot:
         self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
         self.crosshair.hide()
         self.plot.addItem(self.crosshair, ignoreBounds=True)
-        self.label = pg.TextItem(anchor=(0, 1), color="#222", fill=pg.mkBrush(255, 255, 255, 210))
+        self.label = pg.TextItem(anchor=(0, 1), color=COLORS["text"], fill=pg.mkBrush(COLORS["panel"] + "d2"))
         self.label.hide()
         self.plot.addItem(self.label, ignoreBounds=True)
         # The x range is set by follow_x, not pyqtgraph's auto-range: auto-range moves the x axis on every
@@ -96,8 +97,8 @@ class MetricPlot:
         self.plot.setTitle(name)
         # One legend (on the first plot) is enough: a run has the same colour in every plot.
         if legend:
-            self.legend = self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 220),
-                                              pen=pg.mkPen("#ccc"))
+            self.legend = self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(COLORS["panel"] + "dc"),
+                                              pen=pg.mkPen(COLORS["border"]), labelTextColor=COLORS["text"])
         layout.addItem(self.plot, row=row, col=col)
 
     def curve(self, run_id: str, label: str, color: str) -> pg.PlotDataItem:
@@ -110,7 +111,7 @@ class MetricPlot:
 class CurvesPane(QWidget):
     def __init__(self, context, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        pg.setConfigOptions(antialias=False, background="w", foreground="#333")
+        pg.setConfigOptions(antialias=False, background=COLORS["panel"], foreground=COLORS["text"])
         self.context = context
         self.presenter = CurvesPresenter(context, self)
         self.plots: dict[str, MetricPlot] = {}
