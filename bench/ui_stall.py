@@ -123,6 +123,7 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
     if panes is not None:
         studio.panes.PANES[:] = [p for p in studio.panes.PANES if p[0] in panes]
     from studio.app import build_context
+    from studio.heap import HeapFreezer
     from studio.main_window import MainWindow
 
     from bench.stall_causes import Spans, timed_application_class
@@ -136,6 +137,7 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
         context = build_context(Path(tmp) / "workspace")
         context.runs.command_builder = _emitter_command
         window = MainWindow(context, probe_device=True, lazy_panes=lazy)
+        window.heap_freezer = HeapFreezer(window)  # as studio.app.open_window does
         build_s = time.perf_counter() - t_build
         for title in window.panes:  # every pane built before measuring, as after a user has opened each tab
             window.panes.get(title)
@@ -153,8 +155,7 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
         ingested = {"n": 0}
         context.eventsIngested.connect(lambda _rid, evs: ingested.__setitem__("n", ingested["n"] + len(evs)))
         run_id = context.runs.launch({"method": "grpo", "rate": rate, "seconds": seconds})
-        select = getattr(context, "select_run", None) or context.runSelected.emit  # runSelected: the older context
-        select(run_id)  # the Curves pane plots it live
+        context.select_run(run_id)  # the Curves pane plots it live
         t0 = time.perf_counter()
         _spin(seconds + 30, until=context.runs.runFinished)
         wall = time.perf_counter() - t0
