@@ -82,3 +82,15 @@ def test_the_cli_runs_a_real_checkpoint_and_writes_the_report(tiny_sft_checkpoin
     assert all(1 <= c["turns"] <= 2 for c in report["cases"])
     printed = capsys.readouterr().out
     assert "well-formed" in printed and "total" in printed and "correct without tools" in printed
+
+
+def test_an_openai_compatible_endpoint_is_evaluated_through_the_official_client(api_server, tmp_path):
+    """A real `minimind serve` on 127.0.0.1: the tools go out in the request, the answers come back parsed."""
+    from core.eval.tool_use import EndpointTarget
+    from tests.fixtures.rl import write_agent_tasks
+
+    target = EndpointTarget(api_server.url, max_new_tokens=16)
+    cases = load_cases(write_agent_tasks(tmp_path / "cases.jsonl", pairs=((3, 4), (5, 6))))
+    result = evaluate_tool_use(target, cases, max_turns=2)
+    assert result["summary"]["cases"] == 2 and all(1 <= c["turns"] <= 2 for c in result["cases"])
+    assert result["accuracy_without_tools"] is not None

@@ -33,7 +33,7 @@ def add_eval_subcommands(ev) -> None:
     target = tools.add_mutually_exclusive_group(required=True)
     target.add_argument("--model", metavar="PATH", help="checkpoint dir, run dir or .gguf file")
     target.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8998/v1")
-    tools.add_argument("--api-model", default="minimind", help="model name sent to the endpoint")
+    tools.add_argument("--api-model", default=None, help="model name sent to the endpoint (default: its first)")
     tools.add_argument("--cases", metavar="F.jsonl", help="agent-task JSONL (conversations with tools + gt); "
                        "default: the 20 built-in cases")
     tools.add_argument("--max-turns", type=int, default=3, help="answers per case (default 3)")

@@ -119,10 +119,11 @@ class BackendTarget:
 class EndpointTarget:
     """Any OpenAI-compatible chat endpoint (tool calls as the server returns them)."""
 
-    def __init__(self, base_url: str, model: str = "minimind", api_key: str = "none", max_new_tokens: int = 256):
+    def __init__(self, base_url: str, model: str | None = None, api_key: str = "none", max_new_tokens: int = 256):
         from openai import OpenAI
 
-        self.client, self.model, self.max_tokens = OpenAI(base_url=base_url, api_key=api_key), model, max_new_tokens
+        self.client, self.max_tokens = OpenAI(base_url=base_url, api_key=api_key), max_new_tokens
+        self.model = model or self.client.models.list().data[0].id  # default: the server's (first) model
 
     def answer(self, messages: list[dict], tools: list[dict]) -> tuple[ChatOutput, int]:
         extra = {"tools": tools} if tools else {}
