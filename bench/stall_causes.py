@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import threading
 import time
 from collections import deque
 
@@ -43,14 +44,18 @@ WATCHED = (
 
 
 class Spans:
+    """Spans of the thread that made this object (the UI thread); other threads' work is not kept (Qt calls
+    ``notify`` in every thread with an event loop: the ingest thread's timer is not the UI's stall)."""
+
     def __init__(self) -> None:
         self.spans: deque = deque(maxlen=20000)  # (end, wall_s, cpu_s, label)
         self.depth = 0
+        self.thread = threading.get_ident()
         self._gc: tuple | None = None
 
     def add(self, start: float, cpu0: float, label: str) -> None:
         end = time.perf_counter()
-        if end - start >= MIN_SPAN_S:
+        if end - start >= MIN_SPAN_S and threading.get_ident() == self.thread:
             self.spans.append((end, end - start, time.thread_time() - cpu0, label))
 
     def explain(self, start: float, end: float, limit: int = 4) -> list[dict]:
@@ -69,6 +74,8 @@ class Spans:
             gc.callbacks.remove(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict) -> None:
+        if threading.get_ident() != self.thread:
+            return
         if phase == "start":
             self._gc = (time.perf_counter(), time.thread_time())
         elif self._gc is not None:
@@ -140,7 +147,7 @@ def timed_application_class():
 
         def notify(self, receiver, event):  # noqa: D401 (Qt name)
             spans = self.spans
-            if spans.depth:
+            if spans.depth or threading.get_ident() != spans.thread:
                 return super().notify(receiver, event)
             spans.depth += 1
             start, cpu0 = time.perf_counter(), time.thread_time()

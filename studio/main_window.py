@@ -106,9 +106,6 @@ class MainWindow(QMainWindow):
             for title in self.panes:
                 self.panes.get(title)
         self._progress_timer.start()
-        from studio.heap import HeapFreezer
-
-        self.heap_freezer = HeapFreezer(self)  # short full collections on the UI thread (studio/heap.py)
         active = context.runs.active_run_id()
         if active and not context.selected_run_id:  # re-opened while a run trains: Runs and Curves show it
             context.select_run(active)

@@ -2,6 +2,7 @@
 in a banner, and the demo guide sits in a dock beside the panes instead of over them."""
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -17,6 +18,7 @@ def _app_style_restored():
     yield
     app.setStyleSheet("")
     app.setStyle(style)
+    gc.unfreeze()  # studio.app.open_window froze the heap (studio/heap.py); give it back to the collector
 
 
 def test_first_start_opens_the_window_without_a_dialog_and_offers_another_workspace(qtbot, tmp_path, monkeypatch):
