@@ -83,7 +83,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(16, ge=1, le=65536, description="Global micro-batch (all ranks together) in sequences.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPUs and CPUs with native bf16 (AVX512-BF16/AMX), fp16 on other GPUs, else fp32.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda, then mps, then cpu.")
-    compile: bool = Field(False, description="torch.compile the model.")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="torch.compile the model. auto: on CUDA, not on CPU (measured: it does not pay back there); a compile failure falls back to eager with a warning.")
+    gradient_checkpointing: bool = Field(False, description="Recompute each decoder layer's activations in the backward pass instead of keeping them: less memory for long sequences, about a third more compute.")
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for init, data order and dropout.")
     log_every: int = Field(10, ge=1, le=1_000_000, description="Steps between `metric` events.")
     eval_every: int = Field(0, ge=0, le=1_000_000, description="Steps between evaluations (0 = off).")
@@ -96,6 +98,11 @@ class TrainConfig(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Used by the lora method.")
     method_options: dict[str, Any] = Field(default_factory=dict, description="Method-specific settings, validated by the method's recipe.")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_bool(cls, v: Any) -> Any:
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v  # `compile: true` in older configs
 
     @field_validator("method")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from core.config.model import ModelConfig, YarnConfig
@@ -261,6 +262,7 @@ class MiniMindModel(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.set_rope_scaling(config.inference_rope_scaling)
+        self.gradient_checkpointing = False  # a training choice (TrainConfig), not part of the architecture
 
     def set_rope_scaling(self, enabled: bool) -> None:
         """Switch YaRN on or off (inference-time context extension); rebuilds the cos/sin tables."""
@@ -295,11 +297,25 @@ class MiniMindModel(nn.Module):
         presents, aux_total = [], x.new_zeros((), dtype=torch.float32)
         for i, layer in enumerate(self.layers):
             past = past_key_values[i] if past_key_values else None
-            x, present, aux = layer(x, cos, sin, past, mask, use_cache)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                # keep only each layer's input; recompute its activations in the backward pass (same RNG state,
+                # so dropout masks and gradients equal the plain path's)
+                x, present, aux = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, past, mask, use_cache,
+                                                                     use_reentrant=False)
+            else:
+                x, present, aux = layer(x, cos, sin, past, mask, use_cache)
             presents.append(present)
             if aux is not None:
                 aux_total = aux_total + aux
         return self.norm(x), (presents if use_cache else None), aux_total
+
+
+def set_gradient_checkpointing(module: nn.Module, enabled: bool) -> None:
+    """Switch activation checkpointing per decoder layer on or off in every MiniMind decoder inside `module`
+    (a bare model, or one wrapped by LoRA or a value head)."""
+    for m in module.modules():
+        if isinstance(m, MiniMindModel):
+            m.gradient_checkpointing = enabled
 
 
 def _diagonal(T: int, S: int, device) -> torch.Tensor:

@@ -28,6 +28,7 @@ from core.process_identity import process_start_ticks
 from core.train import checkpoint as ckpt_mod
 from core.train import distributed as dist
 from core.train.events import EventLog, log
+from core.train.compile import is_compile_error, resolve_compile
 from core.train.recipe import RunContext
 from core.train.precision import NAMES, autocast, configure_backends, resolve_precision
 from core.train.schedule import lr_factor
@@ -217,6 +218,8 @@ class Trainer:
     # ---- set-up ----------------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
+        if cfg.device in ("auto", "cuda"):  # read by the CUDA caching allocator at its first allocation
+            os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # less fragmentation
         self.device = resolve_device(cfg.device, self.local_rank)
         dist.init(self.device.type)
         if cfg.batch_size % self.world_size:
@@ -255,6 +258,10 @@ class Trainer:
         if self.rank == 0:
             dist.barrier()
         self.model = self.recipe.model
+        if cfg.gradient_checkpointing:
+            from core.model.model import set_gradient_checkpointing
+
+            set_gradient_checkpointing(self.model, True)
         groups = self.recipe.param_groups()
         for g in groups:
             g.setdefault("lr", cfg.optim.lr)
@@ -302,9 +309,34 @@ class Trainer:
             # RoPE tables are buffers computed identically everywhere: no need to broadcast them each step
             model = DDP(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
                         broadcast_buffers=False)
-        if self.cfg.compile:
-            model = torch.compile(model)
+        self._eager_model = model
+        compile_on, reason = resolve_compile(self.cfg.compile, self.device)
+        if compile_on:
+            log(f"torch.compile: {reason}")
+            try:
+                model = torch.compile(model)
+            except Exception as exc:  # an unknown backend or option fails here; tracing fails at the first step
+                self._compile_failed(exc)
         return model
+
+    def _compile_failed(self, exc: BaseException) -> None:
+        self.train_model = self._eager_model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        self._warn(f"compile: torch.compile failed ({type(exc).__name__}: {first[:300]}); training continues eagerly")
+
+    def _step(self, micro: list) -> dict:
+        """One optimizer step. A compiled model compiles lazily (its first forward and backward, and again for
+        new shapes); when that fails the step is redone eagerly and the run goes on eagerly, with a warning."""
+        if self.train_model is self._eager_model:
+            return self._optimizer_step(micro)
+        try:
+            return self._optimizer_step(micro)
+        except Exception as exc:
+            if not is_compile_error(exc):
+                raise
+            self.optimizer.zero_grad(set_to_none=True)
+            self._compile_failed(exc)
+            return self._optimizer_step(micro)
 
     def _load_resume_state(self) -> None:
         candidates = ckpt_mod.resume_candidates(self.run_dir)
@@ -381,7 +413,7 @@ class Trainer:
                 micro = [b for _, b in zip(range(cfg.optim.accumulation), loader)]
                 if len(micro) < cfg.optim.accumulation:
                     break  # end of epoch; a partial accumulation group is dropped
-                metrics = self._optimizer_step(micro)
+                metrics = self._step(micro)
                 self.step += 1
                 self.batch_pos += cfg.optim.accumulation
                 self.recipe.on_step_end(self.step, metrics)
