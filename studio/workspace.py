@@ -1,7 +1,8 @@
 """The workspace folder: studio.db, runs/, datasets/, tokenizers/, exports/.
 
 Resolution order: the ``MINIMIND_WORKSPACE`` environment variable (tests use it), then the folder remembered in
-QSettings, then ``~/MiniMindStudio``. The first-run choice dialog lives in ``studio.app``.
+QSettings, then ``~/MiniMindStudio``. A first start opens on that default with no dialog; the window offers
+another folder in a banner (``MainWindow.offer_workspace_choice``, called by ``studio.app.main``).
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def remember_workspace(root: Path) -> None:
 
 
 def resolve_workspace() -> tuple[Path, bool]:
-    """(folder, chosen): ``chosen`` is False when nothing picked one yet (first run: offer the dialog)."""
+    """(folder, chosen): ``chosen`` is False when nothing picked one yet (first start: offer another folder in the banner)."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser(), True
