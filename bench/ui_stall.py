@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     for phase in PHASES:
         w = worst[phase]
         print(f"worst of {worst['runs']} runs, {phase}: max stall {w['max_stall_ms']} ms (runs: "
-              f"{', '.join(map(str, w['per_run_ms']))}), p99 up to {w['p99_ms']} ms; it ran: {format_cause(w['cause'])}")
+              f"{', '.join(map(str, w['per_run_ms']))}), p99 up to {w['p99_ms']} ms; "
+              f"it ran: {format_cause(w['cause'])}")
     print(f"target: max stall < {TARGET_MS:.0f} ms -> {'OK' if worst['ok'] else 'MISSED'}")
     return 0 if worst["ok"] else 1
 

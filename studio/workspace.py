@@ -70,7 +70,8 @@ def remember_workspace(root: Path) -> None:
 
 
 def resolve_workspace() -> tuple[Path, bool]:
-    """(folder, chosen): ``chosen`` is False when nothing picked one yet (first start: offer another folder in the banner)."""
+    """(folder, chosen): ``chosen`` is False when nothing picked one yet (first start: the banner offers
+    another folder)."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser(), True
