@@ -20,9 +20,9 @@ APT_PACKAGES=(
   libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-xkb1 libx11-xcb1
   # llama-cpp-python builds from source
   build-essential
-  # tests/test_slurm.py starts a single-host Slurm cluster (slurmctld + slurmd, munge) on 127.0.0.1
-  slurm-wlm munge
 )
+# --dev: tests/test_slurm.py starts a single-host Slurm cluster (slurmctld + slurmd, munge) on 127.0.0.1
+[ $DEV = 1 ] && APT_PACKAGES+=(slurm-wlm munge)
 
 install_apt() {
   [ "${MINIMIND_SKIP_APT:-0}" = "1" ] && return 0
