@@ -7,6 +7,7 @@ pixel column of the visible range, whatever the length) and live points are appe
 from __future__ import annotations
 
 import math
+import time
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
@@ -24,6 +25,7 @@ AXIS_WIDTH = 56  # px: room for "0.00125" or "1.5e+04" at the default font
 SPARE_MS = 150
 FLUSH_STEP_MS = 30
 SPARE_PLOTS = 6  # plots built ahead while idle (a typical run logs ~6 metric names)
+QUIET_S = 1.0  # spares are built only when no live points arrived for this long
 
 
 def configure_plot(plot: pg.PlotItem) -> None:
@@ -121,6 +123,7 @@ class CurvesPane(QWidget):
         self._built_runs: list[str] = []
         self._spares: list[MetricPlot] = []
         self._queue: list[list] = []  # dirty curves grouped by plot, drawn one plot per event-loop pass
+        self._last_points = 0.0  # time.monotonic() of the last live points
 
         self.run_list = QListWidget()
         self.run_list.itemChanged.connect(self._on_runs_checked)
@@ -258,7 +261,10 @@ class CurvesPane(QWidget):
         return tuple(sorted(self.presenter.runs))
 
     def _build_spare(self) -> None:
-        """One spare plot per event-loop pass until SPARE_PLOTS are ready."""
+        """One spare plot per event-loop pass until SPARE_PLOTS are ready, while no run streams: a spare costs
+        10-20 ms of UI-thread CPU, which on top of a live redraw made the longest stall (bench.ui_stall)."""
+        if time.monotonic() - self._last_points < QUIET_S:
+            return
         if len(self._spares) < SPARE_PLOTS:
             self._spares.append(MetricPlot())
         if len(self._spares) >= SPARE_PLOTS:
@@ -298,6 +304,7 @@ class CurvesPane(QWidget):
                 self.plots[name].follow_x(float(min(e[0] for e in ends)), float(max(e[1] for e in ends)))
 
     def _mark_dirty(self, keys: list) -> None:
+        self._last_points = time.monotonic()
         self._dirty.update(keys)
         if self.isVisible() and not self._redraw.isActive():
             self._redraw.start()
