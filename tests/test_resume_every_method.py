@@ -16,7 +16,7 @@ import pytest
 
 from core.methods import get_method, method_names
 from core.train import checkpoint as ck
-from core.train.engine import load_trainer_state
+from core.train.trainer_state import load_trainer_state
 from tests.fixtures.rl import write_agent_tasks
 from tests.fixtures.train import read_events
 from tests.fixtures.zygote import Zygote

@@ -91,7 +91,7 @@ def test_a_malicious_pickle_in_a_pth_import_is_refused_and_runs_nothing(tiny_tok
 def test_a_doctored_optimizer_state_is_refused_on_resume_and_runs_nothing(tmp_path):
     import torch
 
-    from core.train.engine import load_trainer_state
+    from core.train.trainer_state import load_trainer_state
 
     marker = tmp_path / "pwned"
     path = tmp_path / "optimizer.pt"
@@ -104,7 +104,7 @@ def test_a_doctored_optimizer_state_is_refused_on_resume_and_runs_nothing(tmp_pa
 def test_the_trainer_state_it_writes_itself_loads_weights_only(tmp_path):
     import torch
 
-    from core.train.engine import load_trainer_state, rng_state
+    from core.train.trainer_state import load_trainer_state, rng_state
 
     model = torch.nn.Linear(3, 3)
     opt = torch.optim.AdamW(model.parameters())

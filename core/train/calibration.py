@@ -63,11 +63,11 @@ def measure_step_seconds(model: dict, batch: int, seq: int, device: str = "cpu",
 
     from core.config.model import ModelConfig
     from core.model import MiniMindForCausalLM
-    from core.train.engine import resolve_device, resolve_precision
+    from core.train.engine import resolve_device
+    from core.train.precision import autocast, resolve_precision
 
     dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
-    dtype = dtype[0] if isinstance(dtype, tuple) else dtype  # (dtype, reason) in newer engines
+    dtype, _ = resolve_precision(precision, dev)
     net = MiniMindForCausalLM(ModelConfig.model_validate(model)).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=dev.type == "cuda")
     ids = torch.randint(0, net.config.vocab_size, (batch, seq), device=dev)
@@ -76,7 +76,7 @@ def measure_step_seconds(model: dict, batch: int, seq: int, device: str = "cpu",
         if cancelled():
             return None
         start = time.perf_counter()
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        with autocast(dev, dtype):
             loss = net(ids, labels=ids).loss
         loss.backward()
         opt.step()

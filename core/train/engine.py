@@ -31,6 +31,7 @@ from core.train.events import EventLog, log
 from core.train.compile import is_compile_error, resolve_compile
 from core.train.recipe import RunContext
 from core.train.precision import NAMES, autocast, configure_backends, resolve_precision
+from core.train.trainer_state import check_plain, load_trainer_state, rng_state, set_rng_state
 from core.train.schedule import lr_factor
 
 EXIT_OK, EXIT_FAILED, EXIT_NONFINITE = 0, 1, 3
@@ -59,21 +60,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state(device: torch.device) -> dict:
-    """This process's RNG streams: Python, numpy, the CPU generator and the generator of its own GPU only (a
-    resume may see fewer GPUs; each rank restores just the one it trains on)."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
-
-def set_rng_state(s: dict, device: torch.device) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
-    if device.type == "cuda" and isinstance(s.get("cuda"), torch.Tensor):
-        torch.cuda.set_rng_state(s["cuda"], device)
-
-
 def _to_device(batch, device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -82,37 +68,6 @@ def _to_device(batch, device):
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
-
-
-def load_trainer_state(path: Path) -> dict:
-    """optimizer.pt without unpickling code (weights_only): tensors, plain containers and the numpy RNG state's
-    array are all it may hold, so a doctored checkpoint cannot run anything when a run is resumed."""
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    allowed = [np.ndarray, np.dtype, _reconstruct, type(np.dtype("uint32"))]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
-_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
-
-
-def check_plain(obj, where: str = "extra_state") -> None:
-    """Recipe state must be plain data (tensors, numbers, strings, lists, tuples, dicts with plain keys): the
-    weights-only loader refuses anything else on resume, so catch it at the first save, naming the key."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if not isinstance(k, (str, int)):
-                raise TypeError(f"{where}: key {k!r} is a {type(k).__name__}; use str or int keys")
-            check_plain(v, f"{where}[{k!r}]")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            check_plain(v, f"{where}[{i}]")
-    elif not isinstance(obj, _PLAIN):
-        raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}; a recipe's extra_state must "
-                        "be plain data (tensors, numbers, strings, lists, dicts) so resume can load it weights-only")
 
 
 def rank_processes() -> list[dict]:
