@@ -21,24 +21,6 @@ DATA_SUFFIXES = (".jsonl", ".json", ".txt", ".md")
 PAGE_SIZE = 20
 
 
-def _core_data():
-    """core.data.records, imported on first use (core.data imports torch: call it from a worker thread)."""
-    try:
-        import core.data.records as records
-        return records
-    except ImportError:
-        return None
-
-
-def _core_data_present() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("core.data") is not None
-    except ImportError:
-        return False
-
-
 def collect_files(paths) -> list[Path]:
     """Files as given, plus the data files found (recursively) inside folders; sorted, no duplicates."""
     found: list[Path] = []
@@ -119,9 +101,8 @@ class DatasetsPresenter(QObject):
             pass
 
     def detect_kind(self, path) -> str:
-        records = _core_data()
-        if records is None:
-            raise RuntimeError("kind detection is not available: core.data is not installed in this build")
+        import core.data.records as records  # core.data imports torch: call it from a worker thread
+
         return records.detect_kind(path)
 
     def open(self, path) -> None:
@@ -220,10 +201,8 @@ class DatasetsPresenter(QObject):
 
     # ---- validation ------------------------------------------------------------------------------
     def validate(self, kind: str | None = None, max_errors: int = 200) -> Task | None:
-        present = _core_data_present()
-        if not present or self.path is None:
-            self.failed.emit("validation is not available: core.data is missing" if not present
-                             else "open a file first")
+        if self.path is None:
+            self.failed.emit("open a file first")
             return None
         kind = kind or self.kind
         if not kind:
@@ -253,11 +232,8 @@ class DatasetsPresenter(QObject):
         return sorted(p.parent for p in self.context.workspace.tokenizers_dir.glob("*/tokenizer.json"))
 
     def train_tokenizer(self, name: str, vocab_size: int, files=None) -> Task | None:
-        try:
-            from core.tokenizer import train_tokenizer
-        except ImportError:
-            self.failed.emit("tokenizer training is not available: core.tokenizer is missing")
-            return None
+        from core.tokenizer import train_tokenizer
+
         files = [str(f) for f in (files or self.files)]
         if not files:
             self.failed.emit("add at least one dataset file to train a tokenizer on")
