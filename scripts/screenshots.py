@@ -1,17 +1,27 @@
-"""Screenshots of every studio pane: docs/screenshots/<pane>.png.
+"""Screenshots of the studio from a real window over a really trained workspace: docs/screenshots/*.png.
 
-    python scripts/screenshots.py [--out docs/screenshots] [--workspace DIR]
+    python scripts/screenshots.py [--out docs/screenshots] [--workspace DIR] [--grpo-steps N] [--fast]
 
-Renders offscreen (a widget's own grab(), no display needed). Without --workspace it builds a throwaway demo
-workspace: three finished runs (pretrain → SFT lineage, a GRPO run with rollouts) written as events.jsonl
-folders and imported the way File > Import run folder does, so the panes show real store content.
+Nothing is made up. The script starts its own Xvfb display (1280×800) and opens the studio's MainWindow on it with
+Qt's xcb platform, on a fresh workspace (studio/workspace.py layout). It writes the built-in demo data
+(`core.data.generate_demo_data`) into the workspace's datasets/, trains the demo tokenizer into tokenizers/, then
+trains through the studio's own RunManager, as the Start button does: pretrain → SFT of the tiny preset with the
+sizes of `minimind demo` (core/demo.py's FULL plan, so the SFT model is the demo model that calls the calculator),
+then a short GRPO run on rl.jsonl from the SFT run. It exports the SFT checkpoint to GGUF q8_0 through the Export
+pane (core's llama.cpp parity check runs) and asks the Chat pane the demo question with the calculator tool on.
+
+Each picture is the X screen, grabbed with QScreen.grabWindow (what the X server shows, not a widget's own paint):
+curves.png while the pretrain run streams, curves-rollouts.png while GRPO runs, then runs, runs-lineage,
+runs-compare, export, chat, datasets and config. PNGs are palette-reduced when that keeps them under ~300 KB.
+`--fast` shrinks every run to a few steps (a smoke test of the script: the pictures are not for the docs).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,108 +29,336 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SCREEN = (1280, 800)
+MAX_PNG_BYTES = 300_000
+CHAT_TOOL = "calculate_math"
+TERMINAL = ("completed", "stopped", "failed", "interrupted")
 
 
-def _write_run(runs_dir: Path, name: str, method: str, steps: int, status: str, t0: float, seed: int,
-               rl: bool = False) -> Path:
-    run_dir = runs_dir / name
-    (run_dir / "checkpoints").mkdir(parents=True)
-    config = {"method": method, "model": "tiny", "max_steps": steps, "run_dir": str(run_dir)}
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-    lines = [{"v": 1, "type": "run_started", "time": t0, "step": 0, "run_id": name, "method": method,
-              "config": config, "world_size": 1, "device": "cpu", "params": 1_600_000, "dataset_tokens": 2_000_000,
-              "total_steps": steps, "resumed_from": None, "pid": 0}]
-    for step in range(1, steps + 1):
-        noise = 0.08 * math.sin(step * 0.37 + seed) + 0.05 * math.sin(step * 1.7 + seed)
-        metrics = {"loss": 6.5 * math.exp(-step / (steps / 4)) + 1.8 + noise,
-                   "lr": 5e-4 * min(1.0, step / 50) * (0.55 + 0.45 * math.cos(math.pi * step / steps)),
-                   "grad_norm": 1.5 * math.exp(-step / steps) + 0.2 + abs(noise), "tokens_per_s": 5200 + 300 * noise}
-        if rl:
-            metrics.update({"reward/mean": 1 - math.exp(-step / (steps / 3)) + noise, "kl": 0.02 * step / steps})
-        lines.append({"v": 1, "type": "metric", "time": t0 + step * 0.5, "step": step, "epoch": 0, "metrics": metrics})
-        if step % (steps // 4) == 0:
-            ckpt = f"checkpoints/step-{step:06d}"
-            (run_dir / ckpt).mkdir()
-            lines.append({"v": 1, "type": "checkpoint", "time": t0 + step * 0.5, "step": step, "path": ckpt})
-            lines.append({"v": 1, "type": "eval", "time": t0 + step * 0.5, "step": step,
-                          "metrics": {"eval/loss": metrics["loss"] + 0.15}})
-        if rl and step % 25 == 0:
-            lines.append({"v": 1, "type": "sample", "time": t0 + step * 0.5, "step": step, "samples": [
-                {"prompt": "Who wrote the poem 静夜思?", "completion": "李白 (Li Bai)", "reward": 1.0,
-                 "rewards": {"accuracy": 1.0, "format": 0.0}},
-                {"prompt": "How many letters are in the word 'lantern'?", "completion": "Seven.",
-                 "reward": 0.5 if step < 100 else 1.0, "rewards": {"accuracy": 0.5, "format": 0.0}}]})
-    lines.append({"v": 1, "type": "run_finished", "time": t0 + steps * 0.5 + 1, "step": steps, "status": status,
-                  "message": "stopped by the user" if status == "stopped" else ""})
-    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
-    return run_dir
+def say(message: str) -> None:
+    print(f"[screenshots {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def build_demo_workspace(root: Path) -> None:
-    from studio.store import import_run_dir, open_store
+# ------------------------------------------------------------------------------------------------ X display
+def start_xvfb(size: tuple[int, int] = SCREEN) -> tuple[subprocess.Popen, str]:
+    """An Xvfb server on a free display number (Xvfb picks it and writes it to -displayfd)."""
+    if shutil.which("Xvfb") is None:
+        raise SystemExit("Xvfb is not installed: apt-get install -y xvfb xauth (see README.md's set-up)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{size[0]}x{size[1]}x24",
+                             "-nolisten", "tcp", "-noreset"], pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        proc.kill()
+        raise SystemExit("Xvfb did not start (no display number on -displayfd)")
+    return proc, f":{number}"
+
+
+# ------------------------------------------------------------------------------------------------ workspace
+def plans(fast: bool, grpo_steps: int):
+    """(pretrain/SFT plan, GRPO steps): the demo's own plan, so the pictures show the model `minimind demo` makes."""
+    from core.demo import FAST, FULL
+
+    if fast:
+        return FAST, 4
+    return FULL, grpo_steps
+
+
+def prepare_workspace(root: Path, plan) -> dict:
+    """Demo data in datasets/demo, the demo tokenizer in tokenizers/demo; returns the paths the runs need."""
+    from core.data import generate_demo_data
+    from core.data.demo import demo_tool_files
+    from core.demo import stage_files
+    from core.tokenizer import train_tokenizer
     from studio.workspace import Workspace
 
     ws = Workspace(root).ensure()
-    store = open_store(ws.db_path, ws.runs_dir)
-    t0 = time.time() - 7200
-    base = import_run_dir(store, _write_run(ws.runs_dir, "pretrain-tiny", "pretrain", 400, "completed", t0, 1))
-    sft = import_run_dir(store, _write_run(ws.runs_dir, "sft-tiny", "sft", 240, "completed", t0 + 1800, 2))
-    store.update_run(sft, parent_run_id=base, init_checkpoint=str(ws.runs_dir / base / "checkpoints/step-000400"))
-    grpo = import_run_dir(store, _write_run(ws.runs_dir, "grpo-tiny", "grpo", 200, "stopped", t0 + 3600, 3, rl=True))
-    store.update_run(grpo, parent_run_id=sft, init_checkpoint=str(ws.runs_dir / sft / "checkpoints/step-000240"))
-    store.close()
+    data_dir = ws.datasets_dir / "demo"
+    data = generate_demo_data(data_dir, sizes=dict(plan.data_sizes) or None)
+    files = {**data, **demo_tool_files(data_dir)}
+    tokenizer = ws.tokenizers_dir / "demo"
+    train_tokenizer(stage_files(data_dir)["tokenizer"], vocab_size=plan.vocab_size, out_dir=tokenizer)
+    return {"workspace": ws, "data_dir": data_dir, "files": files, "tokenizer": tokenizer}
 
 
-def take(out: Path, workspace: Path) -> list[Path]:
-    from PySide6.QtWidgets import QApplication
+def stage_config(method: str, plan, paths: dict, init: Path | None) -> dict:
+    """A pretrain or SFT config exactly as `minimind demo` builds it, with checkpoints along the way for the
+    lineage graph; the RunManager sets run_dir."""
+    from core.demo import stage_files, train_config
 
-    from studio.app import build_context
-    from studio.main_window import MainWindow
+    files = stage_files(paths["data_dir"])[method]
+    cfg = train_config(method, plan, files, paths["tokenizer"], Path("unused"), init)
+    cfg.pop("run_dir")
+    cfg["data"]["cache_dir"] = str(paths["workspace"].root / "cache")
+    cfg["save_every"] = max(1, cfg["max_steps"] // 2)
+    cfg["keep_last"] = 2
+    return cfg
 
-    app = QApplication.instance() or QApplication([])
-    context = build_context(workspace)
-    window = MainWindow(context, probe_device=False)
-    window.resize(1400, 860)
-    window.show()
-    runs = context.store.list_runs()
-    for run in reversed(runs):  # overlay every run on the curves, select the newest in the Runs table
-        context.select_run(run.id)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = []
-    for i in range(window.tabs.count()):
-        window.tabs.setCurrentIndex(i)
-        for _ in range(20):  # let staggered plot creation and coalesced redraws finish
-            app.processEvents()
+
+def grpo_config(paths: dict, init: Path, steps: int) -> dict:
+    """GRPO on the demo's rl.jsonl (answer + length rewards), from the SFT run: a short run, sampled often."""
+    return {"method": "grpo", "model": "tiny", "init": str(init), "max_steps": steps, "batch_size": 2,
+            "device": "cpu", "precision": "fp32", "log_every": 2, "save_every": 0, "keep_last": 1,
+            "data": {"files": [str(paths["files"]["rl"])], "max_len": 256,
+                     "cache_dir": str(paths["workspace"].root / "cache")},
+            "optim": {"lr": 5e-4, "warmup_steps": 2, "schedule": "cosine"},
+            "method_options": {"num_generations": 4, "max_new_tokens": 24, "sample_every": 4, "samples_logged": 4}}
+
+
+# ------------------------------------------------------------------------------------------------ the window
+class Studio:
+    """The real MainWindow on the X display, driven as a person would, with pictures taken on the way."""
+
+    def __init__(self, workspace: Path, out: Path) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        from studio.app import build_context
+        from studio.main_window import MainWindow
+        from studio.widgets.theme import follow_system_theme
+
+        self.app = QApplication.instance() or QApplication([sys.argv[0]])
+        self.app.setApplicationName("MiniMind Studio")
+        follow_system_theme(self.app)
+        self.context = build_context(workspace)
+        self.window = MainWindow(self.context, probe_device=False)
+        self.window.setGeometry(0, 0, *SCREEN)  # no window manager on Xvfb: the window is the whole screen
+        self.window.show()
+        self.out = out
+        self.saved: list[Path] = []
+        self.settle(1.0)
+
+    def settle(self, seconds: float = 0.6) -> None:
+        """Let the event loop run: staggered plot creation, coalesced redraws, the ingest thread's events."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.app.processEvents()
             time.sleep(0.02)
-        path = out / f"{window.tabs.tabText(i).lower()}.png"
-        window.grab().save(str(path))
-        saved.append(path)
-    curves = window.panes.get("Curves")
-    if hasattr(curves, "tabs"):  # the rollout browser of the GRPO run
-        curves.tabs.setCurrentIndex(1)
-        app.processEvents()
-        window.tabs.setCurrentWidget(curves)
-        path = out / "curves-rollouts.png"
-        window.grab().save(str(path))
-        saved.append(path)
-    window.close_policy = "keep"
-    window.close()
-    context.store.close()
-    return saved
+
+    def wait_until(self, done, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > end:
+                raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+            self.settle(0.25)
+
+    def shot(self, name: str) -> Path:
+        """The X screen as the server shows it (QScreen.grabWindow of the root window), saved compact."""
+        self.settle()
+        path = self.out / f"{name}.png"
+        pixmap = self.app.primaryScreen().grabWindow(0)
+        if not pixmap.save(str(path)):
+            raise SystemExit(f"could not write {path}")
+        compact_png(path)
+        self.saved.append(path)
+        say(f"{path} ({path.stat().st_size // 1000} KB)")
+        return path
+
+    # ---- runs
+    def launch(self, config: dict, name: str, parent: str | None = None) -> str:
+        run_id = self.context.runs.launch(config, name=name, parent_run_id=parent)
+        self.settle(0.5)
+        return run_id
+
+    def status(self, run_id: str) -> str:
+        run = self.context.store.get_run(run_id)
+        return run.status if run else "missing"
+
+    def step(self, run_id: str) -> int:
+        return self.context.runs.progress(run_id)[0] or 0
+
+    def wait_finished(self, run_id: str, timeout: float) -> None:
+        self.wait_until(lambda: self.status(run_id) in TERMINAL, timeout, f"run {run_id}")
+        if self.status(run_id) != "completed":
+            run = self.context.store.get_run(run_id)
+            raise SystemExit(f"run {run_id} ended {run.status}: {run.status_message} (see {run.run_dir})")
+        say(f"{run_id}: completed at step {self.step(run_id)}")
+
+    def wait_step(self, run_id: str, step: int, timeout: float) -> None:
+        self.wait_until(lambda: self.step(run_id) >= step or self.status(run_id) in TERMINAL, timeout,
+                        f"step {step} of {run_id}")
+
+    def run_dir(self, run_id: str) -> Path:
+        return Path(self.context.store.get_run(run_id).run_dir)
+
+    def last_checkpoint(self, run_id: str) -> Path:
+        """The run's newest checkpoint: the next stage starts from it (an edge of the lineage graph)."""
+        return max((self.run_dir(run_id) / "checkpoints").glob("step-*"))
+
+    # ---- panes
+    def pane(self, title: str):
+        self.window.show_pane(title)
+        self.settle(0.3)
+        return self.window.panes[title]
+
+    def export_gguf(self, checkpoint: Path, qtype: str = "q8_0") -> dict:
+        pane = self.pane("Export")
+        pane.presenter.refresh_sources()
+        index = pane.source.findData(str(checkpoint))
+        if index < 0:
+            raise SystemExit(f"the Export pane does not list {checkpoint}")
+        pane.source.setCurrentIndex(index)
+        pane.qtype.setCurrentText(qtype)
+        pane.gguf_btn.click()
+        self.settle(0.5)
+        self.wait_until(lambda: not pane.presenter.busy and pane.presenter.last is not None, 600, "the export")
+        result = pane.presenter.last
+        if result.get("error"):
+            raise SystemExit(f"export failed: {result['error']}")
+        return result
+
+    def chat(self, model_path: str, question: str, tools: list[str]) -> dict:
+        from PySide6.QtCore import Qt
+
+        pane = self.pane("Chat")
+        pane.presenter.refresh_models()
+        index = pane.model_boxes[0].findData(model_path)
+        if index < 0:
+            raise SystemExit(f"the Chat pane does not list {model_path}")
+        pane.model_boxes[0].setCurrentIndex(index)
+        pane.temperature.setValue(0.0)  # greedy: the demo model's tested answer
+        pane.max_tokens.setValue(96)
+        for i in range(pane.tool_list.count()):
+            item = pane.tool_list.item(i)
+            item.setCheckState(Qt.Checked if item.text() in tools else Qt.Unchecked)
+        pane.input.setPlainText(question)
+        finished: list[dict] = []
+        pane.presenter.replyFinished.connect(lambda _slot, info: finished.append(info))
+        pane.send_btn.click()
+        self.wait_until(lambda: finished and not pane.presenter.busy, 300, "the chat reply")
+        self.settle(0.5)
+        history = pane.presenter.history(0)
+        return {"reply": finished[0], "tool_calls": [m for m in history if m.get("role") == "tool"]}
+
+    def close(self) -> None:
+        """As quitting the app does: the panes' workers stop (the chat's llama.cpp model is closed; left to the
+        interpreter's exit, Llama.__del__ raises), the window closes, its objects are deleted."""
+        from PySide6.QtCore import QEvent
+
+        for title in self.window.panes:
+            if self.window.panes.is_built(title):
+                shutdown = getattr(getattr(self.window.panes[title], "presenter", None), "shutdown", None)
+                if callable(shutdown):
+                    shutdown()
+        self.window.close_policy = "keep"
+        self.window.close()
+        self.context.store.close()
+        self.window.deleteLater()
+        self.context.deleteLater()
+        self.app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+
+
+def compact_png(path: Path) -> None:
+    """Re-save optimised; when still over MAX_PNG_BYTES, as 256 colours (flat UI colours survive that)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+    rgb.save(path, optimize=True)
+    if path.stat().st_size > MAX_PNG_BYTES:
+        rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+# ------------------------------------------------------------------------------------------------ the story
+def take(studio: Studio, paths: dict, plan, grpo_steps: int) -> dict:
+    """Train pretrain → SFT → GRPO through the RunManager, export, chat; a picture at each stage."""
+    from studio.panes.first_run import CHAT_QUESTION
+
+    facts: dict = {}
+    datasets = studio.pane("Datasets")
+    datasets.presenter.add_paths(sorted(paths["data_dir"].glob("*.jsonl")))
+    if datasets.file_list.count():
+        datasets.file_list.setCurrentRow(0)
+
+    pre_cfg = stage_config("pretrain", plan, paths, None)
+    pre = studio.launch(pre_cfg, "pretrain-tiny")
+    studio.pane("Curves")
+    studio.wait_step(pre, max(2, pre_cfg["max_steps"] * 3 // 5), 1800)
+    studio.settle(2.0)  # the last ingested events reach the plots
+    facts["curves_at_step"] = studio.step(pre)
+    studio.shot("curves")  # mid-run: the curves grow while the trainer streams
+    studio.wait_finished(pre, 1800)
+
+    sft_cfg = stage_config("sft", plan, paths, studio.last_checkpoint(pre))
+    sft = studio.launch(sft_cfg, "sft-tiny", parent=pre)
+    studio.wait_finished(sft, 1800)
+
+    grpo = studio.launch(grpo_config(paths, studio.last_checkpoint(sft), grpo_steps), "grpo-tiny", parent=sft)
+    curves = studio.pane("Curves")
+    studio.wait_step(grpo, max(2, grpo_steps // 2), 1800)
+    studio.wait_until(lambda: curves.samples.rowCount() or studio.status(grpo) in TERMINAL, 600, "rollouts")
+    curves.tabs.setCurrentIndex(1)  # the rollout browser, mid-run
+    studio.settle(1.5)
+    facts["rollouts_at_step"] = studio.step(grpo)
+    studio.shot("curves-rollouts")
+    curves.tabs.setCurrentIndex(0)
+    studio.wait_finished(grpo, 1800)
+
+    exported = studio.export_gguf(studio.last_checkpoint(sft))
+    facts["parity"] = exported.get("parity")
+    studio.shot("export")
+
+    answer = studio.chat(exported["path"], CHAT_QUESTION, [CHAT_TOOL])
+    facts["chat"] = {"question": CHAT_QUESTION, "tool_results": answer["tool_calls"],
+                     "reply": answer["reply"].get("text")}
+    studio.shot("chat")
+
+    runs = studio.pane("Runs")
+    studio.context.select_run(sft)
+    runs.views.show_view("History")
+    studio.shot("runs")
+    runs.views.show_view("Lineage")
+    studio.shot("runs-lineage")
+    compare = runs.views.show_view("Compare")
+    compare.set_checked([pre, sft])
+    if "loss" in compare.result.get("names", []):
+        compare.metric.setCurrentText("loss")
+    studio.shot("runs-compare")
+    runs.views.show_view("History")
+
+    studio.pane("Datasets")
+    studio.shot("datasets")
+    config = studio.pane("Config")
+    config.set_config(json.loads((studio.run_dir(grpo) / "config.json").read_text()))
+    studio.settle(1.5)
+    studio.shot("config")
+    return facts
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
-    parser.add_argument("--workspace", help="an existing workspace to show instead of the demo one")
+    parser.add_argument("--workspace", help="train into this (new or empty) folder and keep it; default: a "
+                        "temporary folder, deleted at the end")
+    parser.add_argument("--grpo-steps", type=int, default=60, help="steps of the GRPO run (default 60)")
+    parser.add_argument("--fast", action="store_true", help="a few steps per run: checks the script, not the docs")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="studio-shots-") as tmp:
-        workspace = Path(args.workspace) if args.workspace else Path(tmp) / "workspace"
-        if not args.workspace:
-            build_demo_workspace(workspace)
-        for path in take(Path(args.out), workspace):
-            print(path)
+    t0 = time.perf_counter()
+    xvfb, display = start_xvfb()
+    os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    os.environ.pop("WAYLAND_DISPLAY", None)
+    plan, grpo_steps = plans(args.fast, args.grpo_steps)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="studio-shots-") as tmp:
+            root = Path(args.workspace) if args.workspace else Path(tmp) / "workspace"
+            say(f"workspace {root}, display {display}; data and tokenizer")
+            paths = prepare_workspace(root, plan)
+            studio = Studio(root, out)
+            try:
+                facts = take(studio, paths, plan, grpo_steps)
+            finally:
+                studio.close()
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+    facts["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(facts, indent=2, ensure_ascii=False, default=str))
+    for path in studio.saved:
+        print(path)
     return 0
 
 
