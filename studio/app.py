@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from studio.worker.command import WORKER_FLAG
+from studio.worker.command import EVAL_WORKER_FLAG, WORKER_FLAG
 
 
 def run_worker(argv: list[str]) -> int:
@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         from core.export.parity_worker import main as parity_worker
 
         return parity_worker(argv[1:])
+    if argv[:1] == [EVAL_WORKER_FLAG]:  # the Evaluate pane's worker (studio/panes/evaluate_worker.py)
+        from studio.panes.evaluate_worker import main as eval_worker
+
+        return eval_worker(argv[1:])
     parser = argparse.ArgumentParser(prog="minimind-studio", description="MiniMind Studio desktop app")
     parser.add_argument("--workspace", help="workspace folder (default: remembered, else ~/MiniMindStudio)")
     parser.add_argument("--self-test", action="store_true", help="open offscreen, check the trainer starts, exit")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
 from studio.panes.evaluate_worker import TOOL_USE
+from studio.worker.command import eval_worker_command
 from studio.store.eval_results import eval_details, eval_results, save_eval_result
 from studio.widgets.model_sources import ModelSource, list_checkpoints, list_ggufs
 
@@ -96,7 +96,8 @@ class EvaluatePresenter(QObject):
         proc.readyReadStandardError.connect(lambda: setattr(self, "_stderr", (self._stderr +
                                                                                proc.readAllStandardError().data())[-4000:]))
         proc.finished.connect(self._on_finished)
-        proc.start(sys.executable, ["-m", "studio.panes.evaluate_worker", str(spec_path)])
+        argv = eval_worker_command(spec_path)
+        proc.start(argv[0], argv[1:])
         self.runningChanged.emit(True)
         self.progress.emit(0, 1000, f"starting {self._jobs} evaluation(s)…")
         return True

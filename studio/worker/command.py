@@ -7,6 +7,15 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_FLAG = "--worker"  # the frozen app re-runs itself as the trainer (see studio.app)
+EVAL_WORKER_FLAG = "--eval-worker"  # ... and as the Evaluate pane's worker
+
+
+def eval_worker_command(spec_path: Path | str) -> list[str]:
+    """argv of the Evaluate pane's worker: `python -m studio.panes.evaluate_worker SPEC` from source, the app
+    itself with --eval-worker in a bundle (there is no .py file to run there)."""
+    if is_frozen():
+        return [sys.executable, EVAL_WORKER_FLAG, str(spec_path)]
+    return [sys.executable, "-m", "studio.panes.evaluate_worker", str(spec_path)]
 
 
 def is_frozen() -> bool:
