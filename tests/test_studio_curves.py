@@ -80,6 +80,7 @@ def test_one_million_points_draw_downsampled_and_take_live_appends(qtbot, contex
     pane.presenter.add_series("big", "loss", steps, 5.0 * np.exp(-steps / 2e5) + np.sin(steps / 50.0) * 0.1)
     pane.show()
     qtbot.waitExposed(pane)
+    qtbot.waitUntil(lambda: "loss" in pane.plots)  # laid out on the next event-loop pass
     curve = pane.plots["loss"].curves["big"]
     assert curve.opts["autoDownsample"] and curve.opts["downsampleMethod"] == "peak" and curve.opts["clipToView"]
 
