@@ -1,0 +1,171 @@
+"""Agent-RL gain on the built-in tool task: the demo's SFT model before and after `minimind train agent` with the
+GRPO loss and with the CISPO loss, 3 seeds, evaluated with `minimind eval tools` (core/eval/tool_use.py), paired.
+
+    python -m bench.agent_gain                      # prints the tables (test split, then validation)
+    python -m bench.agent_gain --markdown           # the same as Markdown (docs/benchmarks.md)
+    python -m bench.agent_gain --rl-steps 10 --seeds 0   # a cheaper look (not the published setting)
+
+Everything is built-in and offline:
+1. `minimind demo` (core/demo.py, the FULL plan) trains a tokenizer, pretrains and SFTs the tiny demo model on the
+   demo conversations plus the tool-call conversations (sft_tools.jsonl); its SFT checkpoint is the start of
+   every RL run.
+2. Tasks: the demo's agent_rl.jsonl generated with `AGENT_TASKS` lines. Its held-out lines (every 5th,
+   `core.data.demo.agent_rl_held_out`: their calls never occur in any training data) are split in two: the
+   first half is the **validation** split, the second the **test** split. RL trains on the other lines.
+3. `agent` runs from the SFT checkpoint, once per loss (`grpo`, `cispo`) and seed (`seeds`).
+4. Each model answers every case of a split greedily with the built-in tools (up to 3 turns); a case is correct
+   when the final answer contains every ground-truth value.
+
+Reported on the test split: each model's mean over seeds (and per seed), and the paired difference to SFT: per
+case, (RL correct averaged over seeds) − (SFT correct), its mean and a 95 % paired-bootstrap interval over
+cases (the same statistics as bench/rl_gain.py).
+
+Which settings were chosen, and on what: `AGENT` (lr, group size, turns, tokens, steps) was fixed before any
+run from MiniMind v3's agent defaults scaled to the tiny model and this machine's budget, and not changed after
+looking at either split; validation figures are printed next to test so a later tuning round can use them.
+CPU, one thread per run.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from bench.rl_gain import paired
+
+AGENT_TASKS = 1000  # agent_rl.jsonl lines: 200 held out (100 validation, 100 test)
+AGENT = {"prompts": 2, "G": 4, "lr": 1e-4, "max_turns": 2, "max_new_tokens": 48}
+LOSSES = ("grpo", "cispo")
+
+
+def _split(agent_rl: Path, work: Path) -> dict[str, Path]:
+    from core.data.demo import agent_rl_held_out
+
+    lines = agent_rl.read_text(encoding="utf-8").splitlines()
+    held = [line for i, line in enumerate(lines) if agent_rl_held_out(i)]
+    parts = {"train": [line for i, line in enumerate(lines) if not agent_rl_held_out(i)],
+             "validation": held[:len(held) // 2], "test": held[len(held) // 2:]}
+    out = {}
+    for name, part in parts.items():
+        out[name] = work / f"agent_{name}.jsonl"
+        out[name].write_text("\n".join(part) + "\n", encoding="utf-8")
+    return out
+
+
+def _demo_sft(work: Path, threads: int) -> tuple[Path, Path]:
+    """(SFT run dir, demo data dir) of a full `minimind demo` run with `AGENT_TASKS` agent tasks."""
+    import dataclasses
+
+    import core.demo as demo
+    from core.data.demo import SIZES
+    from core.demo import FULL, run_demo
+
+    plan = dataclasses.replace(FULL, data_sizes=tuple({**SIZES, "agent_rl": AGENT_TASKS}.items()))
+    saved, demo.FULL = demo.FULL, plan
+    try:
+        run_demo(work / "demo", fast=False, say=lambda m: None, threads=threads)
+    finally:
+        demo.FULL = saved
+    return work / "demo" / "runs" / "sft", work / "demo" / "data"
+
+
+def _agent(run_dir: Path, sft: Path, tasks: Path, loss: str, steps: int, seed: int) -> float:
+    from core.config.train import load_train_config
+    from core.train import run_training
+
+    cfg = {"method": "agent", "init": str(sft), "run_dir": str(run_dir), "max_steps": steps, "seed": seed,
+           "batch_size": AGENT["prompts"], "device": "cpu", "precision": "auto", "log_every": 5, "save_every": 0,
+           "data": {"files": [str(tasks)]}, "optim": {"lr": AGENT["lr"], "warmup_steps": 0},
+           "method_options": {"loss": loss, "num_generations": AGENT["G"], "max_turns": AGENT["max_turns"],
+                              "max_new_tokens": AGENT["max_new_tokens"], "sample_every": 0}}
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = run_training(load_train_config(None, [], base=cfg))
+    if code != 0:
+        raise RuntimeError(f"agent run {run_dir} failed (exit {code}); see {run_dir}/events.jsonl")
+    return time.perf_counter() - start
+
+
+def score_cases(checkpoint: Path, cases_file: Path) -> list[float]:
+    """1/0 per case: the greedy tool-using answer contains every ground-truth value."""
+    from core.eval.tool_use import BackendTarget, evaluate_tool_use, load_cases
+    from core.infer.backend import TorchBackend
+
+    backend = TorchBackend(checkpoint)
+    try:
+        result = evaluate_tool_use(BackendTarget(backend, 96), load_cases(cases_file), max_turns=3,
+                                   without_tools=False)
+    finally:
+        backend.close()
+    return [float(c["correct"]) for c in result["cases"]]
+
+
+def run(rl_steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 1, work: Path | None = None) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(work or tmp)
+        t0 = time.perf_counter()
+        sft, data = _demo_sft(work, threads)
+        splits = _split(data / "agent_rl.jsonl", work)
+        times = {"demo": time.perf_counter() - t0}
+        scores = {split: {"sft": [score_cases(sft, splits[split])]} for split in ("validation", "test")}
+        for loss in LOSSES:
+            for seed in seeds:
+                run_dir = work / f"{loss}-{seed}"
+                times[f"{loss}-{seed}"] = _agent(run_dir, sft, splits["train"], loss, rl_steps, seed)
+                for split in ("validation", "test"):
+                    scores[split].setdefault(loss, []).append(score_cases(run_dir, splits[split]))
+    result = {"settings": {**AGENT, "rl_steps": rl_steps, "seeds": list(seeds), "agent_tasks": AGENT_TASKS},
+              "seconds": {k: round(v, 1) for k, v in times.items()}}
+    for split, by_model in scores.items():
+        base = by_model["sft"][0]
+        result[split] = {"n": len(base), "sft": sum(base) / len(base)}
+        for loss in LOSSES:
+            runs = by_model[loss]
+            result[split][loss] = {"mean": sum(map(sum, runs)) / sum(map(len, runs)),
+                                   "per_seed": [sum(r) / len(r) for r in runs], "vs_sft": paired(runs, base)}
+    return result
+
+
+def table(result: dict, split: str = "test", markdown: bool = False) -> str:
+    r = result[split]
+    rows = [("SFT (before)", f"{r['sft']:.1%}", "", "")]
+    for loss in LOSSES:
+        d = r[loss]
+        seeds = ", ".join(f"{x:.1%}" for x in d["per_seed"])
+        diff = d["vs_sft"]
+        rows.append((f"SFT + agent RL ({loss})", f"{d['mean']:.1%} ({seeds})",
+                     f"{diff['mean'] * 100:+.1f} pt [{diff['ci95'][0] * 100:+.1f}, {diff['ci95'][1] * 100:+.1f}]", ""))
+    head = (f"Tool-use accuracy, {split} split ({r['n']} cases)", "accuracy (per seed)", "vs SFT, 95% CI", "")
+    if markdown:
+        lines = ["| " + " | ".join(head[:3]) + " |", "|---|---|---|"]
+        lines += ["| " + " | ".join(row[:3]) + " |" for row in rows]
+        return "\n".join(lines)
+    return "\n".join(f"{a:<34} {b:<28} {c}" for a, b, c, _ in [head, *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.agent_gain", description=__doc__.split("\n")[0])
+    p.add_argument("--rl-steps", type=int, default=40)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    args = p.parse_args(argv)
+    result = run(args.rl_steps, tuple(args.seeds), args.threads)
+    for split in ("test", "validation"):
+        print(table(result, split, args.markdown) + "\n")
+    print(json.dumps({"seconds": result["seconds"], "settings": result["settings"]}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

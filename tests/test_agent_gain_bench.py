@@ -1,0 +1,31 @@
+"""bench/agent_gain.py: the splits it trains and reports on, and its table (the full run is a benchmark, not a test)."""
+from __future__ import annotations
+
+import json
+
+from bench.agent_gain import LOSSES, _split, table
+from bench.rl_gain import paired
+
+
+def test_the_agent_splits_are_disjoint_and_the_held_out_lines_go_to_validation_then_test(tmp_path):
+    from core.data import generate_demo_data
+    from core.data.demo import agent_rl_held_out
+
+    generate_demo_data(tmp_path / "data", sizes={"agent_rl": 40})
+    lines = (tmp_path / "data" / "agent_rl.jsonl").read_text(encoding="utf-8").splitlines()
+    parts = {k: p.read_text(encoding="utf-8").splitlines() for k, p in _split(tmp_path / "data" / "agent_rl.jsonl",
+                                                                              tmp_path).items()}
+    held = [line for i, line in enumerate(lines) if agent_rl_held_out(i)]
+    assert parts["validation"] + parts["test"] == held and len(parts["test"]) == 4
+    assert not set(parts["train"]) & set(held) and len(parts["train"]) == 32
+    assert all("gt" in json.loads(line) for line in parts["test"])
+
+
+def test_the_table_reports_each_loss_against_sft_with_its_interval():
+    base = [0.0, 1.0, 0.0, 0.0]
+    runs = [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]]
+    split = {"n": 4, "sft": 0.25}
+    for loss in LOSSES:
+        split[loss] = {"mean": 0.625, "per_seed": [0.5, 0.75], "vs_sft": paired(runs, base, resamples=200)}
+    text = table({"test": split}, "test", markdown=True)
+    assert "SFT + agent RL (cispo) | 62.5% (50.0%, 75.0%) | +37.5 pt [" in text and "| SFT (before) | 25.0% |" in text
