@@ -38,7 +38,7 @@ class DemoPlan:
 
 
 PROMPTS = ("What is 3 + 4?", "What colour is the sky?", "What sound does a cat make?", "2 加 3 等于几？")
-FULL = DemoPlan(vocab_size=2048, pretrain_steps=480, sft_steps=360, batch_size=16, seq_len=128, max_len=768,
+FULL = DemoPlan(vocab_size=2048, pretrain_steps=320, sft_steps=420, batch_size=16, seq_len=128, max_len=768,
                 max_new_tokens=64, prompts=PROMPTS, tool_prompts=0)
 FAST = DemoPlan(vocab_size=384, pretrain_steps=4, sft_steps=3, batch_size=4, seq_len=32, max_len=64,
                 max_new_tokens=8, prompts=PROMPTS[:2], tool_prompts=4,

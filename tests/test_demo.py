@@ -112,6 +112,29 @@ def test_fast_demo_runs_every_stage_and_reports_its_figures(tmp_path):
     assert sft_config["data"]["files"][-1].endswith("sft_tools.jsonl")  # SFT learns the tool conversations
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("MINIMIND_FULL_DEMO") != "1",
+                    reason="the full demo trains for ~5 minutes on 2 cores; set MINIMIND_FULL_DEMO=1 to run it")
+def test_full_demo_model_calls_the_right_tool_on_held_out_prompts(tmp_path):
+    pytest.importorskip("llama_cpp", reason="the demo's export check and chat need llama-cpp-python")
+    from core.demo import run_demo
+    from core.eval.tool_use import ToolCase, evaluate_tool_use
+    from core.infer import open_backend
+    from core.tools import builtin_registry
+    from studio.panes.first_run import CHAT_QUESTION, CHAT_ANSWER
+
+    report = run_demo(tmp_path / "demo", say=lambda _: None, threads=1)
+    tools = report["tools"]
+    assert tools["prompts"] >= 50 and tools["right_call_rate"] >= 0.9
+    assert tools["accuracy_with_tools"] > tools["accuracy_without_tools"]  # both measured; the tools help
+    # The first-run guide's question, as the Chat pane asks it (no system prompt, the calculator on).
+    case = ToolCase([{"role": "user", "content": CHAT_QUESTION}], [CHAT_ANSWER], "calculate_math",
+                    builtin_registry().schemas(["calculate_math"]))
+    with open_backend(report["export"]["file"]) as llm:
+        asked = evaluate_tool_use(llm, [case], without_tools=False)["cases"][0]
+    assert asked["right_tool"] and asked["well_formed"] and asked["correct"], asked
+
+
 def test_a_failing_training_stage_names_itself_and_its_log(tmp_path):
     from core.demo import FAST, DemoError, run_trainer, train_config
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.data.demo_tools import HELD_OUT_SHARE, agent_prompt, system_message, tool_conversation, tool_task, tools_for
 
-SIZES = {"pretrain": 3000, "sft": 1200, "dpo": 400, "rl": 400, "sft_tools": 600, "agent_rl": 300}
+SIZES = {"pretrain": 3000, "sft": 1200, "dpo": 400, "rl": 400, "sft_tools": 760, "agent_rl": 300}
 TOOLS_ASIDE = 0.1  # share of sft_tools conversations that declare tools but need none (a plain fact question)
 ZH_SHARE = 0.25  # share of Chinese records
 

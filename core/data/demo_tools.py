@@ -19,9 +19,8 @@ from functools import lru_cache
 
 HELD_OUT_SHARE = 5  # one call in 5 (by key hash) is held out; one agent-RL line in 5 is a held-out task
 THINK_SHARE = 0.2   # share of tool conversations whose assistant turns carry reasoning
+ALL_TOOLS_SHARE = 0.3  # share of conversations declaring every built-in tool
 
-# symbol, English word, Chinese word
-OPS = {"+": ("plus", "加"), "-": ("minus", "减"), "*": ("times", "乘以"), "/": ("divided by", "除以")}
 # English conversions: (from, to, value range); units as a person writes them, which core.tools understands
 EN_UNITS = [("km", "m", (1, 50)), ("m", "cm", (1, 30)), ("kg", "g", (1, 40)), ("hours", "minutes", (1, 24)),
             ("minutes", "seconds", (1, 60)), ("days", "hours", (1, 30)), ("liters", "ml", (1, 20)),
@@ -93,23 +92,17 @@ def _finish(tool: str, arguments: dict, zh: bool, question: str, answer_of, thou
 def calculator_task(r: random.Random, zh: bool) -> ToolTask:
     op = r.choice("+-*/")
     a, b = _operands(r, op)
-    word, zh_word = OPS[op]
     expr = f"{a} {op} {b}"
     if r.random() < 0.1:  # a three-number expression
         c = r.randint(2, 9)
         expr = f"({a} {op} {b}) * {c}" if op in "+-" else f"{a} {op} {b} + {c}"
-        question = f"帮我算一下 {expr}。" if zh else f"What is {expr}?"
-        said = expr
-    elif zh:
-        said = r.choice([f"{a} {zh_word} {b}", expr])
-        question = r.choice([f"{said} 等于多少？", f"帮我算一下 {said}。", f"计算 {said}。"])
-    else:
-        said = r.choice([expr, expr, f"{a} {word} {b}"])
-        question = r.choice([f"What is {said}?", f"Calculate {said}.", f"Please work out {said}."])
+    # questions quote the expression as the call writes it: a tiny model learns to copy it
     if zh:
-        return _finish("calculate_math", {"expression": expr}, zh, question, lambda v: f"{said} 等于 {v}。",
+        question = r.choice([f"{expr} 等于多少？", f"帮我算一下 {expr}。", f"计算 {expr}。"])
+        return _finish("calculate_math", {"expression": expr}, zh, question, lambda v: f"{expr} 等于 {v}。",
                        f"用户想计算 {expr}，我调用 calculate_math。", lambda v: f"计算结果是 {v}。")
-    return _finish("calculate_math", {"expression": expr}, zh, question, lambda v: f"{said} = {v}.",
+    question = r.choice([f"What is {expr}?", f"Calculate {expr}.", f"Please work out {expr}."])
+    return _finish("calculate_math", {"expression": expr}, zh, question, lambda v: f"{expr} = {v}.",
                    f"The user wants {expr}. I will use calculate_math.", lambda v: f"The calculator says {v}.")
 
 
@@ -138,13 +131,14 @@ def tool_task(r: random.Random, zh: bool, held_out: bool = False) -> ToolTask:
 
 
 def tools_for(r: random.Random, needed: str | None) -> list[dict]:
-    """The tool schemas a conversation declares: usually every built-in (what a chat offers), sometimes only
-    some; always the one the task needs, in the registry's order."""
+    """The tool schemas a conversation declares: every built-in (a chat offering them all) or fewer (a chat with
+    only the calculator on; shorter, so SFT sees more calls per second); always the one the task needs, in the
+    registry's order."""
     names = _registry().names()
-    if r.random() < 0.5:
+    if r.random() < ALL_TOOLS_SHARE:
         chosen = names
     else:
-        chosen = [n for n in names if n == needed or r.random() < 0.5] or [r.choice(names)]
+        chosen = [n for n in names if n == needed or r.random() < 0.3] or [r.choice(names)]
     return _registry().schemas(chosen)
 
 

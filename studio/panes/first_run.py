@@ -22,7 +22,7 @@ from studio.widgets.theme import COLORS, pane_style
 STEPS = ("Generate the demo data", "Train a tokenizer", "Pretrain the tiny model", "Fine-tune it for chat (SFT)",
          "Open the Chat pane")
 DONE_OK, DONE_BAD = ("completed",), ("failed", "stopped", "killed", "interrupted")
-CHAT_QUESTION = "What is 37 * 48?"  # the demo model calls calculate_math, then answers 1776 (tests/test_demo.py)
+CHAT_QUESTION, CHAT_ANSWER = "What is 37 * 48?", 1776  # the demo model calls calculate_math (tests/test_demo.py)
 
 
 class FirstRunPresenter(QObject):
@@ -146,8 +146,8 @@ class FirstRunPresenter(QObject):
                 self._enter(4)
                 self.context.showPaneRequested.emit("Chat")
                 self.stepChanged.emit(4, "done", "")
-                self.finished.emit(True, f"The demo model is ready: ask it “{CHAT_QUESTION}” with the "
-                                         "calculator tool on, and watch it call the tool")
+                self.finished.emit(True, f"The demo model is ready: turn the calculator tool on and ask it "
+                                         f"“{CHAT_QUESTION}”")
 
     def shutdown(self) -> None:
         self._poll.stop()
