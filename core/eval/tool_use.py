@@ -111,7 +111,7 @@ class BackendTarget:
         """(the parsed answer, the number of `<tool_call>` blocks in the raw text)."""
         from core.infer.chat_output import ChatOutputParser, collect
 
-        prompt = self.backend.render_chat(messages, tools or None, think=False)
+        prompt = self.backend.render_chat(messages, tools or None)  # the template decides (as in training)
         raw = "".join(self.backend.stream_ids(self.backend.tokenize(prompt), self.sampling))
         return collect(ChatOutputParser.for_prompt(prompt), [raw]), raw.count(CALL_OPEN)
 
