@@ -28,7 +28,7 @@ SPARE_MS = 150
 PEN_WIDTH = 1
 FLUSH_STEP_MS = 30
 SPARE_PLOTS = 6  # plots built ahead while idle (a typical run logs ~6 metric names)
-QUIET_S = 1.0  # spares are built only when no live points arrived for this long
+QUIET_S = 1.0  # spares are built only after this long without live points or a pan/zoom
 
 
 def configure_plot(plot: pg.PlotItem) -> None:
@@ -126,7 +126,7 @@ class CurvesPane(QWidget):
         self._built_runs: list[str] = []
         self._spares: list[MetricPlot] = []
         self._queue: list[list] = []  # dirty curves grouped by plot, drawn one plot per event-loop pass
-        self._last_points = 0.0  # time.monotonic() of the last live points
+        self._last_activity = 0.0  # time.monotonic() of the last live points or view range change
 
         self.run_list = QListWidget()
         self.run_list.itemChanged.connect(self._on_runs_checked)
@@ -270,9 +270,9 @@ class CurvesPane(QWidget):
         return tuple(sorted(self.presenter.runs))
 
     def _build_spare(self) -> None:
-        """One spare plot per event-loop pass until SPARE_PLOTS are ready, while no run streams: a spare costs
-        10-20 ms of UI-thread CPU, which on top of a live redraw made the longest stall (bench.ui_stall)."""
-        if time.monotonic() - self._last_points < QUIET_S:
+        """One spare plot per event-loop pass until SPARE_PLOTS are ready, while no run streams and nobody pans:
+        a spare costs 10-20 ms of UI-thread CPU, which on top of a redraw made the longest stall (bench.ui_stall)."""
+        if time.monotonic() - self._last_activity < QUIET_S:
             return
         if len(self._spares) < SPARE_PLOTS:
             self._spares.append(MetricPlot())
@@ -288,6 +288,7 @@ class CurvesPane(QWidget):
         i = len(self.plots)
         plot = self._spares.pop(0) if self._spares else MetricPlot()
         plot.place(self.graphics, name, i // 2, i % 2, legend=i == 0)
+        plot.plot.getViewBox().sigRangeChanged.connect(self._note_activity)
         plot.plot.setLogMode(y=self.presenter.log_y)
         self.plots[name] = plot
         self.update_series([(run_id, name) for run_id in self.presenter.curves_for(name)])
@@ -312,8 +313,11 @@ class CurvesPane(QWidget):
             if ends:
                 self.plots[name].follow_x(float(min(e[0] for e in ends)), float(max(e[1] for e in ends)))
 
+    def _note_activity(self, *_args) -> None:
+        self._last_activity = time.monotonic()
+
     def _mark_dirty(self, keys: list) -> None:
-        self._last_points = time.monotonic()
+        self._note_activity()
         self._dirty.update(keys)
         if self.isVisible() and not self._redraw.isActive():
             self._redraw.start()
