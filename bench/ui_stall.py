@@ -160,8 +160,7 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
         ingested = {"n": 0}
         context.eventsIngested.connect(lambda _rid, evs: ingested.__setitem__("n", ingested["n"] + len(evs)))
         run_id = context.runs.launch({"method": "grpo", "rate": rate, "seconds": seconds})
-        select = getattr(context, "select_run", None) or context.runSelected.emit  # runSelected: the older context
-        select(run_id)  # the Curves pane plots it live
+        context.select_run(run_id)  # the Curves pane plots it live
         t0 = time.perf_counter()
         _spin(seconds + 30, until=context.runs.runFinished)
         wall = time.perf_counter() - t0
