@@ -9,7 +9,11 @@ length, optimizer and thread count, on ../shared/data/pretrain.jsonl (the first 
 - packed: `core.train.run_training` itself (PretrainDataset windows from the token cache, no padding);
 - naive: MiniMind v2's PretrainDataset way (dataset/lm_dataset.py @83e52f6): each sample is tokenized when it
   is fetched, `[bos] + ids[:L-2] + [eos]`, right-padded with 0 to L, pads labelled -100; same model, AdamW and
-  clipping in a plain loop.
+  clipping in a plain loop. Its batches are drawn (tokenized) before the clock starts, as MiniMind's DataLoader
+  workers prepare them alongside the accelerator; fp16 runs with a GradScaler, as in MiniMind.
+
+Each precision's row also gives text characters/s (useful tokens/s × the slice's characters per token: fair across
+tokenizers) and MFU against the model-shaped matmul peak measured on this machine in that precision (bench/mfu.py).
 
 Both sides are measured the same way: the time from the end of the warm-up step to the end of the last step
 (packed: the engine's `metric` event times, one per step; naive: perf_counter after each step), and the tokens
@@ -80,14 +84,19 @@ def _naive(data: Path, tok, preset: str, batch_size: int, seq_len: int, steps: i
     amp = (lambda: torch.autocast(device_type=torch.device(device).type, dtype=dtype)) if dtype else contextlib.nullcontext
     loader = iter(DataLoader(_padded_dataset(data, tok, seq_len), batch_size=batch_size, shuffle=True,
                              generator=torch.Generator().manual_seed(0)))
+    # tokenized before the clock starts, as MiniMind's DataLoader workers do alongside the GPU
+    batches = [next(loader) for _ in range(steps + 1)]
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")  # fp16 needs scaling
     ends, useful = [], 0
-    for i in range(steps + 1):  # step 0 is the warm-up
-        x, y = (t.to(device) for t in next(loader))
+    for i, (x, y) in enumerate(batches):  # step 0 is the warm-up
+        x, y = x.to(device), y.to(device)
         with amp():
             loss = model(x, labels=y).loss
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -128,8 +137,10 @@ def _slice_padding(data: Path, tok, seq_len: int, cache_dir: Path) -> dict:
 
     lengths = np.diff(PretrainDataset([data], tok, seq_len, cache_dir).doc_offsets)  # len_i + 2 each
     kept = np.minimum(lengths, seq_len)
+    with open(data, encoding="utf-8") as f:
+        chars = sum(len(json.loads(line)["text"]) for line in f if line.strip())
     return {"documents": int(len(lengths)), "padding": float(1 - kept.sum() / (len(lengths) * seq_len)),
-            "median_doc_tokens": float(np.median(lengths - 2))}
+            "median_doc_tokens": float(np.median(lengths - 2)), "chars_per_token": chars / float(lengths.sum())}
 
 
 def _spread(values: list[float]) -> dict:
@@ -178,35 +189,45 @@ def run(preset: str = "small", batch_size: int = 8, seq_len: int = 340, steps: i
     src = Path(data) if data else SHARED / "pretrain.jsonl"
     if not src.is_file():
         raise FileNotFoundError(f"{src}: the shared pretrain data is needed for this benchmark")
+    from bench.mfu import model_peak
+    from core.config import get_preset
+
+    model_cfg = get_preset(preset, vocab_size=6400)
+    peaks = [model_peak(model_cfg, batch_size, seq_len, device, precision)]  # before and after: the higher counts
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sliced = _slice(src, work / "pretrain.jsonl", records)
         tok = train_tokenizer([sliced], vocab_size=6400, out_dir=work / "tokenizer", max_records=5000)
         reps = _measure(sliced, work, tok, preset, batch_size, seq_len, steps, repeats, device, precision)
         data_slice = _slice_padding(sliced, tok, seq_len, work / "cache")
+    peaks.append(model_peak(model_cfg, batch_size, seq_len, device, precision))
     result = {"device": device, "precision": precision, "preset": preset, "batch_size": batch_size,
               "seq_len": seq_len, "steps": steps, "records": records, "repeats": reps, "slice": data_slice,
-              "threads": torch.get_num_threads(), **_summarise(reps, data_slice["padding"], batch_size, seq_len)}
-    _add_mfu(result["rows"], preset, device, precision)
+              "threads": torch.get_num_threads(), "peak_flops": max(peaks),
+              **_summarise(reps, data_slice["padding"], batch_size, seq_len)}
+    _add_mfu(result, get_preset(preset, vocab_size=tok.vocab_size))
     return result
 
 
-def _add_mfu(rows: dict, preset: str, device: str, precision: str) -> None:
-    """On a GPU, each row's MFU = 6·N·median useful tok/s / the card's peak (bench.common)."""
-    if not device.startswith("cuda"):
-        return
-    import torch
+def _add_mfu(result: dict, model_cfg) -> None:
+    """Each row's text characters/s and MFU (bench/mfu.py: 6·N_active + causal attention FLOPs per token, over
+    the model-shaped matmul peak measured in this precision); on a known GPU also MFU against its data sheet."""
+    from bench.common import gpu_peak_flops
+    from bench.mfu import mfu, train_flops_per_token
 
-    from bench.common import gpu_peak_flops, mfu
-    from core.config import get_preset
-    from core.model import MiniMindForCausalLM
+    flops = train_flops_per_token(model_cfg, result["seq_len"])
+    sheet = None
+    if result["device"].startswith("cuda"):
+        import torch
 
-    with torch.device("meta"):
-        params = MiniMindForCausalLM(get_preset(preset)).num_parameters()
-    peak = gpu_peak_flops(torch.cuda.get_device_name(0), precision)
-    for r in rows.values():
-        r["mfu"] = mfu(params, r["useful_tok_s"]["median"], peak)
-        r["gpu"] = torch.cuda.get_device_name(0)
+        result["gpu"] = torch.cuda.get_device_name(0)
+        sheet = gpu_peak_flops(result["gpu"], result["precision"])
+    result["flops_per_token"] = flops
+    for r in result["rows"].values():
+        tok_s = r["useful_tok_s"]["median"]
+        r["chars_s"] = tok_s * result["slice"]["chars_per_token"]
+        r["mfu"] = mfu(flops, tok_s, result["peak_flops"])
+        r["mfu_datasheet"] = mfu(flops, tok_s, sheet)
 
 
 def _mmm(spread: dict, fmt: str) -> str:
@@ -214,19 +235,21 @@ def _mmm(spread: dict, fmt: str) -> str:
 
 
 def format_table(result: dict, markdown: bool = False) -> str:
-    head = ["data path", "step time (s), min / median / max", "useful tok/s, min / median / max", "padding",
-            "tokens/step"]
+    head = ["data path", "step time (s), min / median / max", "useful tok/s, min / median / max", "text chars/s",
+            "MFU", "padding", "tokens/step"]
     lines = []
     for name, r in result["rows"].items():
         label = "packed (our engine)" if name == "packed" else "pad to max length (MiniMind)"
-        lines.append([label, _mmm(r["step_s"], ".2f"), _mmm(r["useful_tok_s"], ".0f"), f"{r['padding']:.1%}",
-                      str(r["tokens_per_step"])])
-    where = "CPU" if result.get("device", "cpu") == "cpu" else f"{result['device']} {result.get('precision')}"
+        lines.append([label, _mmm(r["step_s"], ".2f"), _mmm(r["useful_tok_s"], ".0f"), f"{r['chars_s']:.0f}",
+                      f"{r['mfu']:.0%}", f"{r['padding']:.1%}", str(r["tokens_per_step"])])
+    where = f"{result.get('gpu') or result.get('device', 'cpu')} {result.get('precision')}"
     title = (f"{result['preset']} preset, {where}, {result['threads']} threads, batch {result['batch_size']} x "
              f"{result['seq_len']} tokens, {result['steps']} timed steps x {len(result['repeats'])} interleaved "
              f"repeats; padding over all {result['slice']['documents']:,} documents "
              f"{result['slice']['padding']:.1%}; useful-token ratio per repeat (min / median / max) "
-             f"{_mmm(result['ratio'], '.2f')}x")
+             f"{_mmm(result['ratio'], '.2f')}x; MFU = {result['flops_per_token'] / 1e6:.0f} MFLOP/token × median "
+             f"useful tok/s / the {result['precision']} matmul peak measured here, "
+             f"{result['peak_flops'] / 1e9:,.0f} GFLOP/s")
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(row) + " |" for row in lines]
@@ -239,20 +262,22 @@ def format_table(result: dict, markdown: bool = False) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="small")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, help="default 8 on CPU, 64 on CUDA (a step long enough to time)")
     p.add_argument("--seq-len", type=int, default=340, help="MiniMind v2's default max_seq_len")
-    p.add_argument("--steps", type=int, default=4, help="timed steps per side and repeat (plus one warm-up)")
+    p.add_argument("--steps", type=int, help="timed steps per side and repeat (plus one warm-up); 4 CPU, 20 CUDA")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds of both sides")
     p.add_argument("--records", type=int, default=20000)
     p.add_argument("--threads", type=int)
     p.add_argument("--device", default="cpu", help="cpu or cuda (GPU figures: --device cuda --precision bf16)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16, or several: fp32,bf16")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     a = p.parse_args(argv)
-    result = run(a.preset, a.batch_size, a.seq_len, a.steps, a.records, a.threads, device=a.device,
-                 precision=a.precision, repeats=a.repeats)
-    print(json.dumps(result, indent=1) if a.json else format_table(result, a.markdown))
+    gpu = a.device.startswith("cuda")
+    for precision in a.precision.split(","):
+        result = run(a.preset, a.batch_size or (64 if gpu else 8), a.seq_len, a.steps or (20 if gpu else 4),
+                     a.records, a.threads, device=a.device, precision=precision, repeats=a.repeats)
+        print(json.dumps(result, indent=1) if a.json else format_table(result, a.markdown) + "\n")
     return 0
 
 

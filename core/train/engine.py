@@ -265,7 +265,8 @@ class Trainer:
             model = DDP(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
                         broadcast_buffers=False)
         self._eager_model = model
-        compile_on, reason = resolve_compile(self.cfg.compile, self.device)
+        compile_on, reason = resolve_compile(self.cfg.compile, self.device, self.total_steps - self.step,
+                                             fixed_shapes=self.cfg.data_kind() == "pretrain")  # packed windows
         if compile_on:
             log(f"torch.compile: {reason}")
             try:

@@ -1,0 +1,88 @@
+"""Model FLOPs utilisation against a peak measured on this machine, in the precision being trained.
+
+    python -m bench.mfu --preset small      # the measured matmul peak per precision on this machine
+
+FLOPs per trained token (PaLM, Chowdhery et al. 2022, appendix B): 6·N for the weight matmuls (2·N forward,
+4·N backward), with N the *active* parameters (an MoE token runs top-k of its routed experts), plus attention's
+score and value matmuls, 12·L·H·D·T in PaLM's count; with a causal mask only half of the T×T score matrix is
+needed (and flash attention computes only that half), so this counts 6·L·H·D·T, where T is the sequence length.
+
+The peak is not a data-sheet figure: it is the best rate of the model's dominant matmul shape, the FFN's
+(B·T × hidden) @ (hidden × intermediate), in the precision being measured, timed here and now. A CPU's
+throughput depends on its vector units (AVX-512, AMX), its clocks and the load on a shared machine; the same
+matmul timed in the same minutes is the fairest ceiling. MFU = FLOPs per token × tokens/s / that peak.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def train_flops_per_token(model_config, seq_len: int) -> float:
+    """6·N_active + 6·L·H·D·T (causal attention), the FLOPs of one trained token."""
+    import torch
+
+    from core.model import MiniMindForCausalLM
+
+    with torch.device("meta"):
+        active = MiniMindForCausalLM(model_config).num_active_parameters()
+    c = model_config
+    return 6.0 * active + 6.0 * c.num_hidden_layers * c.num_attention_heads * c.resolved_head_dim * seq_len
+
+
+def matmul_peak(device: str, precision: str, rows: int, hidden: int, inner: int, seconds: float = 1.0) -> float:
+    """The best FLOP/s of a (rows × hidden) @ (hidden × inner) matmul in `precision` on `device`, over repeated
+    timings for about `seconds`."""
+    import torch
+
+    dtype = getattr(torch, DTYPES[precision])
+    a = torch.randn(rows, hidden, device=device).to(dtype)
+    b = torch.randn(hidden, inner, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    flops = 2.0 * rows * hidden * inner
+    for _ in range(3):  # warm-up: oneDNN/cuBLAS pick and cache their kernels
+        a @ b
+    sync()
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        sync()
+        best = max(best, 4 * flops / (time.perf_counter() - t0))
+    return best
+
+
+def model_peak(model_config, batch_size: int, seq_len: int, device: str, precision: str) -> float:
+    """matmul_peak of the model's FFN shape at this batch (rows capped at 4096: the rate has flattened by then)."""
+    c = model_config
+    inner = c.resolved_moe_intermediate_size if c.use_moe else c.resolved_intermediate_size
+    return matmul_peak(device, precision, min(batch_size * seq_len, 4096), c.hidden_size, inner)
+
+
+def mfu(flops_per_token: float, tokens_per_s: float, peak: float | None) -> float | None:
+    return flops_per_token * tokens_per_s / peak if peak else None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=340)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precisions", default="fp32,bf16")
+    a = p.parse_args(argv)
+    from core.config import get_preset
+
+    cfg = get_preset(a.preset, vocab_size=6400)
+    print(f"{a.preset}: {train_flops_per_token(cfg, a.seq_len) / 1e6:.1f} MFLOP per trained token at T={a.seq_len}")
+    for precision in a.precisions.split(","):
+        peak = model_peak(cfg, a.batch_size, a.seq_len, a.device, precision)
+        print(f"{precision}: measured matmul peak {peak / 1e9:.0f} GFLOP/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
