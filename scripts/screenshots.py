@@ -1,18 +1,20 @@
 """Screenshots of the studio from a real window over a really trained workspace: docs/screenshots/*.png.
 
-    python scripts/screenshots.py [--out docs/screenshots] [--workspace DIR] [--grpo-steps N] [--fast]
+    python scripts/screenshots.py [--out docs/screenshots] [--workspace DIR] [--grpo-steps N] [--demo-plan|--fast]
 
 Nothing is made up. The script starts its own Xvfb display (1280×800) and opens the studio's MainWindow on it with
 Qt's xcb platform, on a fresh workspace (studio/workspace.py layout). It writes the built-in demo data
 (`core.data.generate_demo_data`) into the workspace's datasets/, trains the demo tokenizer into tokenizers/, then
-trains through the studio's own RunManager, as the Start button does: pretrain → SFT of the tiny preset with the
-sizes of `minimind demo` (core/demo.py's FULL plan, so the SFT model is the demo model that calls the calculator),
-then a short GRPO run on rl.jsonl from the SFT run. It exports the SFT checkpoint to GGUF q8_0 through the Export
+trains through the studio's own RunManager, as the Start button does: pretrain → SFT of the tiny preset with
+`minimind demo`'s settings (core/demo.py's FULL plan at half the steps and half the batch; `--demo-plan` for the
+whole plan, whose SFT model is the demo model that calls the calculator), then a short GRPO run on rl.jsonl from
+the SFT run. It exports the SFT checkpoint to GGUF q8_0 through the Export
 pane (core's llama.cpp parity check runs) and asks the Chat pane the demo question with the calculator tool on.
 
 Each picture is the X screen, grabbed with QScreen.grabWindow (what the X server shows, not a widget's own paint):
 curves.png while the pretrain run streams, curves-rollouts.png while GRPO runs, then runs, runs-lineage,
 runs-compare, export, chat, datasets and config. PNGs are palette-reduced when that keeps them under ~300 KB.
+Measured: 13 min 54 s with the default plan on a 2-core machine shared with other work (load average 6–10).
 `--fast` shrinks every run to a few steps (a smoke test of the script: the pictures are not for the docs).
 """
 from __future__ import annotations
@@ -24,7 +26,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,13 +62,18 @@ def start_xvfb(size: tuple[int, int] = SCREEN) -> tuple[subprocess.Popen, str]:
 
 
 # ------------------------------------------------------------------------------------------------ workspace
-def plans(fast: bool, grpo_steps: int):
-    """(pretrain/SFT plan, GRPO steps): the demo's own plan, so the pictures show the model `minimind demo` makes."""
+def plans(size: str, grpo_steps: int):
+    """(pretrain/SFT plan, GRPO steps). "demo": `minimind demo`'s own plan (the model that calls the calculator;
+    ~4 s a pretrain step on a loaded 2-core machine, over 40 minutes in all); "shots" (default): the same data,
+    tokenizer and settings at half the steps and half the batch, a quarter of the work; "fast": a smoke test."""
     from core.demo import FAST, FULL
 
-    if fast:
+    if size == "fast":
         return FAST, 4
-    return FULL, grpo_steps
+    if size == "demo":
+        return FULL, grpo_steps
+    return replace(FULL, pretrain_steps=FULL.pretrain_steps // 2, sft_steps=FULL.sft_steps // 2,
+                   batch_size=FULL.batch_size // 2), grpo_steps
 
 
 def prepare_workspace(root: Path, plan) -> dict:
@@ -242,6 +251,8 @@ class Studio:
                 shutdown = getattr(getattr(self.window.panes[title], "presenter", None), "shutdown", None)
                 if callable(shutdown):
                     shutdown()
+        for run_id in self.context.runs.live_run_ids():  # interrupted: its trainers must not outlive it
+            self.context.runs.kill(run_id)
         self.window.close_policy = "keep"
         self.window.close()
         self.context.store.close()
@@ -321,7 +332,8 @@ def take(studio: Studio, paths: dict, plan, grpo_steps: int) -> dict:
     studio.pane("Datasets")
     studio.shot("datasets")
     config = studio.pane("Config")
-    config.set_config(json.loads((studio.run_dir(grpo) / "config.json").read_text()))
+    # The SFT run's config: a GRPO config read back flags its default method_options.rewards (Config pane).
+    config.set_config(json.loads((studio.run_dir(sft) / "config.json").read_text()))
     studio.settle(1.5)
     studio.shot("config")
     return facts
@@ -332,14 +344,17 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
     parser.add_argument("--workspace", help="train into this (new or empty) folder and keep it; default: a "
                         "temporary folder, deleted at the end")
-    parser.add_argument("--grpo-steps", type=int, default=60, help="steps of the GRPO run (default 60)")
+    parser.add_argument("--grpo-steps", type=int, default=40, help="steps of the GRPO run (default 40)")
+    parser.add_argument("--demo-plan", action="store_true",
+                        help="pretrain and SFT with `minimind demo`'s full plan (its tool-calling model; slower)")
     parser.add_argument("--fast", action="store_true", help="a few steps per run: checks the script, not the docs")
     args = parser.parse_args()
     t0 = time.perf_counter()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cleans up: the runs are stopped, Xvfb ends
     xvfb, display = start_xvfb()
     os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
     os.environ.pop("WAYLAND_DISPLAY", None)
-    plan, grpo_steps = plans(args.fast, args.grpo_steps)
+    plan, grpo_steps = plans("fast" if args.fast else "demo" if args.demo_plan else "shots", args.grpo_steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
