@@ -177,7 +177,9 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
             result["time"] = time_estimate(config, estimate, kind, tok, workspace, cancelled, price_per_hour)
         except Exception as exc:
             result["time"] = {"error": f"not estimated: {type(exc).__name__}: {exc}"}
-    result["precision"] = precision_choice(config)
+    result["compile"] = compile_choice(config)
+    # one line in the pane: how the run will compute (the pane shows `precision`)
+    result["precision"] = "; ".join(x for x in (precision_choice(config), result["compile"]) if x) or None
     free = device_free_bytes(config)
     result["memory"] = {"estimate": estimate.get("total"), "free": free}
     if free and estimate.get("total") and estimate["total"] > free:
@@ -209,13 +211,36 @@ def precision_choice(config: dict) -> str | None:
 
         from core.train.precision import NAMES, resolve_precision
 
-        device = config.get("device") or "auto"
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
-        dtype, reason = resolve_precision(config.get("precision") or "auto", torch.device(device))
+        dtype, reason = resolve_precision(config.get("precision") or "auto", torch.device(_device(config)))
     except Exception:  # e.g. cuda asked for on a machine without it: the trainer will say so
         return None
     return f"{NAMES[dtype]} ({reason})"
+
+
+def compile_choice(config: dict) -> str | None:
+    """Whether the trainer will torch.compile the model on this machine and why (core.train.compile), e.g.
+    "torch.compile off (auto: eager on CPU for runs under 2000 steps (...))"."""
+    try:
+        import torch
+
+        from core.train.compile import resolve_compile
+
+        steps = int(config["max_steps"]) if config.get("max_steps") else None  # else known once data is read
+        compile_on, reason = resolve_compile(config.get("compile", "auto"), torch.device(_device(config)), steps,
+                                             fixed_shapes=data_kind(config) == "pretrain")
+    except Exception:
+        return None
+    return f"torch.compile {'on' if compile_on else 'off'} ({reason})"
+
+
+def _device(config: dict) -> str:
+    """The device `device: auto` resolves to on this machine (as core.train.engine.resolve_device)."""
+    import torch
+
+    device = config.get("device") or "auto"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    return device
 
 
 def count_records(path: str) -> int:

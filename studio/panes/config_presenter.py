@@ -6,6 +6,7 @@ validation is pydantic's, parameter counts are the model's own (`num_parameters(
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -304,10 +305,16 @@ def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[
 
     Weights, gradients and AdamW's two moments are kept in fp32 (4 + 4 + 8 bytes a trained parameter; LoRA
     trains only its adapters). Activations per layer follow Korthikanti et al. 2022 ("Reducing Activation
-    Recomputation in Large Transformer Models", eq. 2): s·b·h·(34 + 5·a·s/h) bytes at 16-bit, doubled for fp32;
-    the 5·a·s/h attention-matrix term is dropped with fused (flash) attention. Plus the fp32 logits and their
-    gradient (2·b·s·V·4). DPO/RL methods hold a frozen reference model (+4 bytes a parameter); distillation holds
-    its teacher (+4 bytes a teacher parameter, plus its fp32 logits b·s·V·4).
+    Recomputation in Large Transformer Models", eq. 2) with the MLP term redone for SwiGLU: per token
+    11·h (attention) + 4·h (norms) + 3·h + 8·I (SwiGLU input, gate, up, silu and product outputs at inner size I;
+    the paper's 19·h is GPT's 4h GeLU MLP) + 5·a·s (the attention matrix, dropped with fused/flash attention)
+    bytes at 16-bit, doubled for fp32; with gradient_checkpointing only each layer's input (2·h) is kept, plus
+    one layer's activations being recomputed. The logits: the model's output, its shifted fp32 copy, the
+    log-softmax the cross-entropy keeps and their gradients, about 5·b·s·V·4 bytes (measured on CPU, docs/studio.md).
+    DPO/RL methods hold a frozen reference model (+4 bytes a parameter); distillation holds its teacher (+4 bytes a
+    teacher parameter, plus its fp32 logits b·s·V·4). On-policy RL trains on batch × num_generations rows (GRPO,
+    agent) of prompt + generated tokens, and the frozen reference (and PPO's critic) run over the same rows
+    (`rollout`). A CUDA run adds the CUDA context and cuBLAS workspace, about 0.5 GB a GPU (`runtime`).
     """
     m = config["model"]
     method = config.get("method", "pretrain")
@@ -324,18 +331,47 @@ def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[
         trainable = layers * r * (4 * 2 * h + 3 * (h + (m.get("intermediate_size") or int(8 * h / 3))))
     weights = 4 * params
     grads_adam = 12 * trainable
-    attn_term = 0 if m.get("flash_attn", True) else 5 * heads * seq / h
-    activations = layers * seq * b * h * (34 + attn_term) * act_bytes / 2
-    logits = 2 * b * seq * vocab * 4
     from core.methods import get_method
 
     spec = get_method(method)
+    group = 1
+    if spec.generates:  # rollouts: prompt + completion (every turn of an agent episode), G rows per prompt
+        try:
+            opts = spec.options.model_validate(config.get("method_options") or {})
+        except Exception:  # the form shows the field error; estimate with the method's defaults meanwhile
+            opts = spec.options()
+        seq = opts.max_prompt_len + getattr(opts, "max_turns", 1) * opts.max_new_tokens
+        group = getattr(opts, "num_generations", 1)
+        b *= group
+    inner = m.get("moe_intermediate_size") if m.get("use_moe") else m.get("intermediate_size")
+    inner = inner or int(8 * h / 3)
+    attn_term = 0 if m.get("flash_attn", True) else 5 * heads * seq
+    per_token = 18 * h + 8 * inner + attn_term  # 16-bit bytes per token and layer
+    if config.get("gradient_checkpointing"):
+        activations = (layers * 2 * h + per_token) * seq * b * act_bytes / 2
+    else:
+        activations = layers * per_token * seq * b * act_bytes / 2
+    logits = 5 * b * seq * vocab * 4
     reference = 4 * params if spec.reference else 0
     if spec.critic:
         reference += 16 * params  # the critic is trained too: weights, gradients and AdamW moments
     if spec.teacher:
         reference += 4 * teacher_params + b * seq * vocab * 4
-    total = weights + grads_adam + activations + logits + reference
-    tokens = int(config.get("batch_size", 16)) * seq * int(config.get("optim", {}).get("accumulation", 1))
+    # the reference's log-probs over the rollout rows (fp32 logits), and PPO's critic activations as the policy's
+    rollout = (b * seq * vocab * 4 if spec.generates and spec.reference else 0) + (activations if spec.critic else 0)
+    runtime = 0.5e9 if _on_cuda(config) else 0
+    total = weights + grads_adam + activations + logits + reference + rollout + runtime
+    tokens = int(config.get("batch_size", 16)) * group * seq * int(config.get("optim", {}).get("accumulation", 1))
     return {"weights": weights, "grads_adam": grads_adam, "activations": activations + logits,
-            "reference": reference, "total": total, "tokens_per_step": tokens, "per_gpu_batch": b, "seq": seq}
+            "reference": reference, "rollout": rollout, "runtime": runtime, "total": total,
+            "tokens_per_step": tokens, "per_gpu_batch": b, "seq": seq}
+
+
+def _on_cuda(config: dict) -> bool:
+    """Whether the run will train on a GPU: device cuda, or auto on a machine whose torch sees one. torch is asked
+    only when already imported: importing it here could stall the UI thread for seconds."""
+    device = config.get("device", "auto")
+    if device != "auto":
+        return device == "cuda"
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_available())
