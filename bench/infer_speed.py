@@ -3,6 +3,7 @@
     python -m bench.infer_speed            # prints a table
     python -m bench.infer_speed --markdown # the same as a Markdown table (docs/benchmarks.md)
 
+Torch runs with fp32 weights and with bf16 weights (the same checkpoint cast at load).
 The model is the `small` preset (MiniMind2-Small shape, 25.8M params) with random weights: speed does not
 depend on what the weights say. Every backend gets the same prompt ids and greedy-decodes the same number of
 tokens with stops disabled, through the same `decode_loop` (our sampling + detokenization), so the figures
@@ -79,6 +80,9 @@ def run(preset: str = "small", repeats: int = 2, qtypes=QTYPES, threads: int | N
         result["rows"]["torch f32"] = _measure(torch_backend, prompt_ids, repeats)
         result["batched"] = _batched(torch_backend.model, prompt_ids)
         torch_backend.close()
+        bf16 = TorchBackend(ckpt, dtype=torch.bfloat16)  # the weights in bf16 (AVX512-BF16/AMX CPUs compute it)
+        result["rows"]["torch bf16"] = _measure(bf16, prompt_ids, repeats)
+        bf16.close()
         try:
             from core.export.gguf import export_gguf
             from core.infer.llamacpp import LlamaCppBackend

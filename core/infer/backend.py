@@ -22,16 +22,49 @@ from core.infer.generate import TorchStepper, set_rope_scaling
 from core.infer.llamacpp import LlamaCppBackend
 
 
+GREEDY_CHECK_TOKENS = 32  # greedy tokens that must agree before bf16 weights replace fp32 ones
+GREEDY_CHECK_CHAT = [{"role": "user", "content": "Hello! 你好"}]
+
+
+def bf16_keeps_greedy(model, tokenizer, n_tokens: int = GREEDY_CHECK_TOKENS) -> tuple[object, str]:
+    """(the model to serve, the reason in words): a bf16 copy of `model` when this CPU computes bf16 natively and
+    the copy's greedy continuation of a fixed prompt equals the fp32 model's for `n_tokens` tokens, else `model`.
+    bf16 weights halve the bytes read per decoded token; the check keeps a model whose top choices are close calls
+    (a small or briefly trained one) on fp32, where rounding would change what it says."""
+    import copy
+
+    from core.infer.generate import generate
+    from core.infer.sampling import SamplingParams
+    from core.train.precision import cpu_native_bf16
+
+    feature = cpu_native_bf16()
+    if feature is None:
+        return model, "fp32 weights: this CPU has no native bf16"
+    prompt = tokenizer.encode(tokenizer.apply_chat_template(GREEDY_CHECK_CHAT, add_generation_prompt=True))
+    params = SamplingParams.greedy_params(n_tokens, stop_token_ids=[])
+    reference = generate(model, tokenizer, prompt, params).token_ids
+    candidate = copy.deepcopy(model).to(torch.bfloat16)
+    if generate(candidate, tokenizer, prompt, params).token_ids != reference:
+        return model, f"fp32 weights: bf16 changed the greedy continuation within {n_tokens} tokens"
+    return candidate, f"bf16 weights ({feature}): the greedy continuation of {n_tokens} tokens is unchanged"
+
+
 class TorchBackend(Backend):
-    """A MiniMind checkpoint (checkpoint dir, checkpoints dir or run dir) run with PyTorch."""
+    """A MiniMind checkpoint (checkpoint dir, checkpoints dir or run dir) run with PyTorch.
+
+    `dtype`: None keeps the checkpoint's fp32 weights; "auto" (chat and serve on CPU) chooses bf16 weights where
+    `bf16_keeps_greedy` finds the greedy output unchanged, decided per model at load (`self.dtype_reason`)."""
 
     def __init__(self, checkpoint_or_run_dir: str | Path, device: str = "cpu", rope_scaling: bool = False,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | str | None = None):
         super().__init__()
         from core.model.io import load_model, resolve_checkpoint
 
         self.path = resolve_checkpoint(checkpoint_or_run_dir)
-        self.model, self.tokenizer = load_model(self.path, device=device, dtype=dtype)
+        self.model, self.tokenizer = load_model(self.path, device=device, dtype=None if dtype == "auto" else dtype)
+        self.dtype_reason = "fp32 weights" if dtype in (None, "auto") else f"{dtype} weights were asked for"
+        if dtype == "auto" and torch.device(device).type == "cpu":
+            self.model, self.dtype_reason = bf16_keeps_greedy(self.model, self.tokenizer)
         if rope_scaling:
             set_rope_scaling(self.model, True)
         self.device = device

@@ -5,9 +5,10 @@ ask here), and the test for "this exception came from compiling, not from the mo
 (bench/compile_gain.py, docs/benchmarks.md "torch.compile on CPU"):
 - CUDA: on. Kernel fusion removes most of the launch and memory traffic that dominate small models on a GPU.
 - CPU: on only for runs of at least CPU_MIN_STEPS steps on fixed-shape batches (packed pretraining windows).
-  Measured on a shared 2-core Xeon (1 thread, bf16): inductor needs 2.5–3 min to compile forward and backward,
-  and saves 1.2× (`small`) to 1.6× (`tiny`) per step, so it pays back after about 250–600 steps. Batches whose
-  length changes (chat records padded per batch) recompile for new shapes, which that measurement did not cover.
+  Measured on a shared 2-core Xeon (1 thread, bf16): inductor needs 2.5–5.5 min to compile forward and backward,
+  and saves 1.2–1.3× (`small`, `base`) to 1.6× (`tiny`) per step, so it pays back after about 250–600 steps.
+  Batches whose length changes (chat records padded per batch) recompile for new shapes, which that measurement
+  did not cover.
 - MPS and others: off.
 A compile failure never fails the run: the engine trains eagerly and emits a `warning` event.
 """
