@@ -132,7 +132,7 @@ def test_chat_shows_reasoning_and_tool_calls_and_runs_built_in_tools(tiny_tokeni
     backend = ScriptedReplayBackend(tiny_tokenizer, [
         'need math\n</think>\n\n<tool_call>\n{"name": "calculate_math", "arguments": '   # --think: the prompt
         '{"expression": "6*7"}}\n</tool_call>', "easy\n</think>\n\nIt is 42."])                # opened <think>
-    monkeypatch.setattr(infer_cmd, "open_backend_from_args", lambda args: backend)
+    monkeypatch.setattr(infer_cmd, "open_backend_from_args", lambda args, dtype=None: backend)
     monkeypatch.setattr(sys, "stdin", io.StringIO("what is 6*7?\n"))
     assert main(["chat", "--model", "scripted", "--tools", "calculate_math", "--think"]) == 0
     out, err = capsys.readouterr()

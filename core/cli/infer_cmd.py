@@ -56,11 +56,14 @@ def sampling_from_args(args):
         raise CLIError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
 
 
-def open_backend_from_args(args):
+def open_backend_from_args(args, dtype: str | None = None):
+    """The backend `--model` names. `dtype="auto"` (chat, serve): bf16 weights on CPUs with native bf16 when the
+    greedy output is unchanged (core.infer.backend); measurement commands keep fp32."""
     from core.infer.backend import open_backend
 
     path = Path(args.model)
-    options = {"n_ctx": args.n_ctx} if path.suffix.lower() == ".gguf" else {"rope_scaling": args.rope_scaling}
+    options = {"n_ctx": args.n_ctx} if path.suffix.lower() == ".gguf" else {"rope_scaling": args.rope_scaling,
+                                                                             "dtype": dtype}
     if path.suffix.lower() == ".gguf" and args.rope_scaling:
         raise CLIError("--rope-scaling applies to torch checkpoints; a GGUF carries its own rope settings")
     try:
@@ -126,7 +129,7 @@ def _tool_registry(spec: str | None):
 def _chat(args) -> int:
     sampling = sampling_from_args(args)
     registry, tools = _tool_registry(args.tools)
-    backend = open_backend_from_args(args)
+    backend = open_backend_from_args(args, dtype="auto")
     interactive = sys.stdin.isatty()
     system = args.system
     history: list[dict] = []

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 def _serve(args) -> int:
     from core.serve import make_server
 
-    backend = open_backend_from_args(args)
+    backend = open_backend_from_args(args, dtype="auto")
     try:
         server = make_server(backend, args.host, args.port, verbose=args.verbose, max_batch=max(1, args.max_batch))
     except OSError as exc:
