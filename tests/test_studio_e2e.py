@@ -211,7 +211,7 @@ def test_self_test_opens_the_window_and_finds_the_trainer_entry(qapp, capsys):
 
     assert self_test() == 0, capsys.readouterr()
     out = capsys.readouterr().out
-    assert "window: ok (Datasets, Config, Runs, Curves, Chat, Export)" in out and "trainer entry: ok" in out
+    assert "window: ok (Datasets, Config, Runs, Curves, Chat, Export, Evaluate)" in out and "trainer entry: ok" in out
 
 
 @pytest.mark.slow
