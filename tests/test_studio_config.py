@@ -225,3 +225,16 @@ def test_run_detail_sets_the_time_estimate_against_the_real_time(context):
     context.store.create_run("r1", run_dir="/ws/runs/r1", config=run_config, status="completed")
     context.store.update_run("r1", started_at=1000.0, finished_at=1100.0)
     assert RunsPresenter(context).detail("r1")["summary"]["time"] == "took 1:40, estimated 1:50 (cost 0.50), error +10%"
+
+
+def test_a_saved_config_without_some_method_options_shows_their_defaults(pane):
+    """A GRPO run's config.json holds only the options its author set; loading it must not blank the others."""
+    from core.config.train import validate_train_config
+
+    cfg = validate_train_config({"method": "grpo", "init": "/tmp/run", "model": "tiny",
+                                 "data": {"files": ["rl.jsonl"]},
+                                 "method_options": {"num_generations": 4, "max_new_tokens": 24}}).model_dump(mode="json")
+    pane.set_config(cfg)
+    assert pane.refresh() == {}
+    options = pane.config()["method_options"]
+    assert options["num_generations"] == 4 and options["rewards"]["sources"][0]["type"] == "answer"

@@ -204,6 +204,9 @@ class ConfigPane(QWidget):
             config["model"] = self.presenter.preset(model)
         self.method_box.setCurrentText(config.get("method", "pretrain"))
         self._method_changed(self.method_box.currentText())
+        # a saved config holds only the options its author set: the form shows the method's defaults for the rest
+        defaults = self.presenter.method_defaults(self.method_box.currentText()).get("method_options", {})
+        config["method_options"] = {**defaults, **(config.get("method_options") or {})}
         self.gpus.setValue(int(config.get("n_gpus") or 1))
         for form in self.forms.values():
             form.set_values(config)
