@@ -57,3 +57,20 @@ def machine_info() -> dict:
     except ImportError:
         info["llama_cpp"] = None
     return info
+
+
+def gguf_backends(model, tokenizer, work, preset: str, qtypes, n_ctx: int, threads: int | None):
+    """(qtype, open llama.cpp backend) for each of `qtypes`, exported from `model` into `work` (closed after each
+    is used); raises ImportError when llama-cpp-python is absent, for the caller to report as skipped."""
+    from core.export.gguf import export_gguf
+    from core.infer.llamacpp import LlamaCppBackend
+    import llama_cpp  # noqa: F401
+
+    for qtype in qtypes:
+        path = work / f"{preset}-{qtype}.gguf"
+        export_gguf(model, path, qtype, tokenizer=tokenizer, check=False, modelfile=False)
+        backend = LlamaCppBackend(path, n_ctx=n_ctx, n_threads=threads)
+        try:
+            yield qtype, backend
+        finally:
+            backend.close()

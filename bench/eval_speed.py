@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import gguf_backends
+
 
 def _measure(target, task, repeats: int, **options) -> dict:
     from core.eval.bench import score_task
@@ -56,21 +58,11 @@ def run(preset: str = "small", items: int = 12, k_shot: int = 1, repeats: int = 
             result["rows"][f"torch f32, batch {batch}"] = _measure(scorer, task, repeats, k_shot=k_shot,
                                                                    batch_size=batch)
         try:
-            from core.export.gguf import export_gguf
-            from core.infer.llamacpp import LlamaCppBackend
-            import llama_cpp  # noqa: F401
-        except ImportError as exc:
-            result["llama_cpp"] = f"skipped: {exc}"
-            return result
-        for qtype in qtypes:
-            path = work / f"{preset}-{qtype}.gguf"
-            export_gguf(model, path, qtype, tokenizer=tok, check=False, modelfile=False)
-            backend = LlamaCppBackend(path, n_ctx=1024, n_threads=threads)
-            try:
+            for qtype, backend in gguf_backends(model, tok, work, preset, qtypes, 1024, threads):
                 result["rows"][f"llama.cpp {qtype} (Backend.score)"] = _measure(BackendScorer(backend), task,
                                                                                 repeats, k_shot=k_shot)
-            finally:
-                backend.close()
+        except ImportError as exc:
+            result["llama_cpp"] = f"skipped: {exc}"
     return result
 
 

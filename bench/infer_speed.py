@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import gguf_backends
+
 PROMPT_TOKENS = 128
 DECODE_TOKENS = 64
 QTYPES = ("f32", "f16", "q8_0")
@@ -84,20 +86,10 @@ def run(preset: str = "small", repeats: int = 2, qtypes=QTYPES, threads: int | N
         result["rows"]["torch bf16"] = _measure(bf16, prompt_ids, repeats)
         bf16.close()
         try:
-            from core.export.gguf import export_gguf
-            from core.infer.llamacpp import LlamaCppBackend
-            import llama_cpp  # noqa: F401
+            for qtype, backend in gguf_backends(model, tok, work, preset, qtypes, 512, threads):
+                result["rows"][f"llama.cpp {qtype}"] = _measure(backend, prompt_ids, repeats)
         except ImportError as exc:
             result["llama_cpp"] = f"skipped: {exc}"
-            return result
-        for qtype in qtypes:
-            path = work / f"{preset}-{qtype}.gguf"
-            export_gguf(model, path, qtype, tokenizer=tok, check=False, modelfile=False)
-            backend = LlamaCppBackend(path, n_ctx=512, n_threads=threads)
-            try:
-                result["rows"][f"llama.cpp {qtype}"] = _measure(backend, prompt_ids, repeats)
-            finally:
-                backend.close()
     return result
 
 

@@ -71,17 +71,29 @@ def _weights(ckpt: Path) -> dict[str, object]:
 @pytest.mark.parametrize("method", method_names())
 def test_every_method_killed_after_a_checkpoint_resumes_to_the_uninterrupted_weights(
         method, zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path):
-    _kill_resume_and_compare(method, "fp32", zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path)
+    want, got = _kill_delete_init_and_resume(method, "fp32", zygote, tiny_sft_checkpoint, train_data, rl_data,
+                                             tmp_path)
+    assert sorted(got) == sorted(want) and any(k.startswith("model.safetensors:") for k in got)
+    assert _differing(want, got) == [], f"{method}: tensors differ after resume"
 
 
 def test_a_bf16_cpu_run_killed_and_resumed_equals_the_uninterrupted_bf16_run(
         zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path):
-    _kill_resume_and_compare("sft", "bf16", zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path)
+    want, got = _kill_delete_init_and_resume("sft", "bf16", zygote, tiny_sft_checkpoint, train_data, rl_data,
+                                             tmp_path)
+    assert sorted(got) == sorted(want) and any(k.startswith("model.safetensors:") for k in got)
+    assert _differing(want, got) == [], "bf16: tensors differ after resume"
 
 
-def _kill_resume_and_compare(method, precision, zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path):
+def _differing(want: dict, got: dict) -> list[str]:
     import torch
 
+    return [k for k in want if not torch.equal(want[k], got[k])]
+
+
+def _kill_delete_init_and_resume(method, precision, zygote, tiny_sft_checkpoint, train_data, rl_data, tmp_path):
+    """(uninterrupted weights, weights after a SIGKILL right after checkpoint 1, `init` deleted, and resume);
+    asserts on the way that the kill landed where it should and the resume started from it."""
     init = shutil.copytree(tiny_sft_checkpoint, tmp_path / "init")
     shutil.copytree(tiny_sft_checkpoint, tmp_path / "teacher")
     files = _data_files(method, train_data, rl_data, tmp_path)
@@ -101,8 +113,5 @@ def _kill_resume_and_compare(method, precision, zygote, tiny_sft_checkpoint, tra
     started = [e for e in read_events(run_dir) if e["type"] == "run_started"]
     assert [s["resumed_from"] for s in started] == [None, KILL_AT]
 
-    want = _weights(tmp_path / "reference" / ck.CKPT_DIR / ck.step_dir_name(STEPS))
-    got = _weights(run_dir / ck.CKPT_DIR / ck.step_dir_name(STEPS))
-    assert sorted(got) == sorted(want) and any(k.startswith("model.safetensors:") for k in got)
-    unequal = [k for k in want if not torch.equal(want[k], got[k])]
-    assert not unequal, f"{method}: {len(unequal)} of {len(want)} tensors differ after resume, e.g. {unequal[:3]}"
+    return (_weights(tmp_path / "reference" / ck.CKPT_DIR / ck.step_dir_name(STEPS)),
+            _weights(run_dir / ck.CKPT_DIR / ck.step_dir_name(STEPS)))
