@@ -37,6 +37,9 @@ class DemoPlan:
     data_sizes: tuple[tuple[str, int], ...] = ()  # records per demo file; () = the built-in sizes
 
 
+# digits split one by one (core.tokenizer.train.QWEN2_SPLIT): the model copies numbers from a question into a tool
+# call, and from the tool's result into its answer, token for token
+PRE_TOKENIZER = "qwen2"
 PROMPTS = ("What is 3 + 4?", "What colour is the sky?", "What sound does a cat make?", "2 加 3 等于几？")
 FULL = DemoPlan(vocab_size=2048, pretrain_steps=320, sft_steps=420, batch_size=16, seq_len=128, max_len=768,
                 max_new_tokens=64, prompts=PROMPTS, tool_prompts=0)
@@ -214,9 +217,10 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, thr
     report["data"] = {kind: str(path) for kind, path in {**data, **demo_tool_files(out / "data")}.items()}
     files = stage_files(out / "data")
 
-    say(f"2/7 tokenizer: byte-level BPE, vocab {plan.vocab_size}")
+    say(f"2/7 tokenizer: byte-level BPE, vocab {plan.vocab_size}, one token per digit")
     start = time.perf_counter()
-    tok = train_tokenizer(files["tokenizer"], vocab_size=plan.vocab_size, out_dir=out / "tokenizer")
+    tok = train_tokenizer(files["tokenizer"], vocab_size=plan.vocab_size, out_dir=out / "tokenizer",
+                          pre_tokenizer=PRE_TOKENIZER)
     report["tokenizer"] = {"dir": str(out / "tokenizer"), "vocab_size": tok.vocab_size,
                            "seconds": round(time.perf_counter() - start, 1)}
 

@@ -224,3 +224,34 @@ def test_yarn_is_stored_exactly(tiny_tokenizer, tmp_path):
     model.model.set_rope_scaling(False)  # the same weights without YaRN compute something else
     with pytest.raises(ParityError, match="logits differ"):
         check_parity(model, tiny_tokenizer, tmp_path / "yarn.gguf", "f32", write=False)
+
+
+def test_digit_split_tokenizer_exports_as_llama_cpp_qwen2_and_only_that_matches(digit_tokenizer, tmp_path,
+                                                                                  monkeypatch):
+    """A tokenizer trained with pre_tokenizer="qwen2" (the demo's) is written with llama.cpp's "qwen2" split and
+    tokenizes identically there; written as "gpt-2" the parity check fails on the digits of its text."""
+    from core.export import gguf as gguf_export
+
+    model = tiny_model("llama", digit_tokenizer.vocab_size)
+    report = export_gguf(model, tmp_path / "q.gguf", "f32", tokenizer=digit_tokenizer)
+    assert report["parity"]["passed"] and report["parity"]["tokenizer_match"]
+    reader = gguf.GGUFReader(str(tmp_path / "q.gguf"))
+    field = reader.fields["tokenizer.ggml.pre"]
+    assert bytes(field.parts[field.data[0]]).decode() == "qwen2"
+
+    monkeypatch.setitem(gguf_export.LLAMA_PRE, "qwen2", "gpt-2")
+    with pytest.raises(ParityError, match="tokeni"):
+        export_gguf(model, tmp_path / "wrong.gguf", "f32", tokenizer=digit_tokenizer)
+
+
+def test_a_split_llama_cpp_cannot_match_is_refused_before_writing(tiny_tokenizer, tmp_path):
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    from core.tokenizer import MiniMindTokenizer
+
+    backend = Tokenizer.from_str(tiny_tokenizer.backend.to_str())
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    odd = MiniMindTokenizer(backend, tiny_tokenizer.chat_template)
+    with pytest.raises(UnsupportedExport, match="no pre-tokenizer for"):
+        export_gguf(tiny_model("llama", odd.vocab_size), tmp_path / "odd.gguf", "f32", tokenizer=odd)
+    assert not (tmp_path / "odd.gguf").exists()

@@ -231,3 +231,30 @@ def test_cli_reports_user_errors(tmp_path, capsys):
     assert main(["tokenizer", "train", "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "bad.jsonl:1: invalid JSON" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_qwen2_split_makes_every_digit_a_token_wherever_the_number_stands(digit_tokenizer, tiny_tokenizer, tmp_path):
+    """The demo's split: a number reads as the same digit tokens after a space, a quote or an operator, so a model
+    can copy it from a question into a tool call token for token (with GPT-2's split " 272" is one token and
+    "\\"272" two others)."""
+    tok = digit_tokenizer
+    assert tok.pre_tokenizer == "qwen2" and tiny_tokenizer.pre_tokenizer == "gpt2"
+
+    def digits(text):
+        return [tok.id_to_token(i) for i in tok.encode(text) if tok.id_to_token(i).isdigit()]
+
+    for text in ("What is 272 - 68?", '{"expression": "272 - 68"}', "272-68", "=272 -68"):
+        assert digits(text) == ["2", "7", "2", "6", "8"], text
+    assert all(len(t) == 1 for t in tok.tokens if t.isdigit())  # no merge ever joins two digits
+    old = [tiny_tokenizer.id_to_token(i) for i in tiny_tokenizer.encode(" 2024")]
+    assert old[0] == "Ġ2", f"GPT-2's split glues the space to the digit ({old}); the contrast would be vacuous"
+    for text in SAMPLES.values():
+        assert tok.decode(tok.encode(text)) == text
+    tok.save(tmp_path / "t")
+    assert MiniMindTokenizer.load(tmp_path / "t").pre_tokenizer == "qwen2"
+
+
+def test_unknown_pre_tokenizer_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("hello world\n" * 20)
+    with pytest.raises(ValueError, match="unknown pre_tokenizer 'bert'.*gpt2, qwen2"):
+        train_tokenizer([tmp_path / "a.txt"], vocab_size=300, pre_tokenizer="bert")

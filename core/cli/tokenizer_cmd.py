@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     train.add_argument("--vocab-size", type=int, default=6400, help="target vocabulary size (default 6400)")
     train.add_argument("--out", required=True, metavar="DIR", help="directory for tokenizer.json + tokenizer_config.json")
     train.add_argument("--max-records", type=int, default=None, metavar="N", help="read at most N records in all")
+    train.add_argument("--pre-tokenizer", choices=["gpt2", "qwen2"], default="gpt2",
+                       help="how text is split before BPE: gpt2 (MiniMind's, the default) or qwen2 (one token per "
+                            "digit, so numbers copy exactly: what the demo uses for tool calls)")
     train.set_defaults(func=_train)
 
 
@@ -38,7 +41,7 @@ def _train(args) -> int:
 
     try:
         tok = train_tokenizer(args.data, vocab_size=args.vocab_size, out_dir=args.out, progress=progress,
-                              max_records=args.max_records)
+                              max_records=args.max_records, pre_tokenizer=args.pre_tokenizer)
     except (ValueError, FileNotFoundError) as exc:
         if line_open[0]:
             print(file=sys.stderr)

@@ -6,6 +6,7 @@ beside the file. Every export ends with the parity check (`core.export.parity`),
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -221,11 +222,26 @@ def token_types(tok, n_vocab: int) -> list[int]:
     return [int(t) for t in types]
 
 
+# our tokenizer's split (MiniMindTokenizer.pre_tokenizer) -> llama.cpp's pre-tokenizer with the same regex
+LLAMA_PRE = {"gpt2": "gpt-2", "qwen2": "qwen2"}
+
+
+def llama_pre(tok) -> str:
+    """llama.cpp's `tokenizer.ggml.pre` for this tokenizer; a split llama.cpp has no match for cannot export."""
+    pre = LLAMA_PRE.get(tok.pre_tokenizer)
+    if pre is None:
+        raise UnsupportedExport(
+            "the tokenizer splits text in a way llama.cpp has no pre-tokenizer for (tokenizer.json "
+            f"pre_tokenizer: {json.dumps(tok._json.get('pre_tokenizer'))[:200]}); supported: GPT-2's ByteLevel "
+            "regex and Qwen2's digit-splitting regex")
+    return pre
+
+
 def add_tokenizer(w: gguf.GGUFWriter, tok, n_vocab: int) -> None:
-    """The byte-level BPE tokenizer as llama.cpp's "gpt2" model with the GPT-2 pre-tokenizer regex."""
+    """The byte-level BPE tokenizer as llama.cpp's "gpt2" model with the matching pre-tokenizer regex."""
     tokens = tok.tokens + [f"<|unused_{i}|>" for i in range(tok.vocab_size, n_vocab)]  # padded embedding rows
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")  # = tokenizers' ByteLevel(use_regex=True); missing -> different splits
+    w.add_tokenizer_pre(llama_pre(tok))  # the same split as ours, or llama.cpp tokenizes differently
     w.add_token_list(tokens)
     w.add_token_types(token_types(tok, n_vocab))
     w.add_token_merges(tok.merges)  # "a b" strings

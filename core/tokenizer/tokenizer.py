@@ -148,6 +148,24 @@ class MiniMindTokenizer:
         return {t["id"] for t in self._json["added_tokens"] if t["special"]}
 
     @property
+    def pre_tokenizer(self) -> str | None:
+        """How text is split before BPE: "gpt2" (ByteLevel's own regex: MiniMind v2/v3 and tokenizers trained
+        here by default), "qwen2" (Qwen2's regex, one token per digit: `train_tokenizer(pre_tokenizer="qwen2")`)
+        or None for any other form (llama.cpp has no pre-tokenizer known to match it)."""
+        from core.tokenizer.train import QWEN2_SPLIT
+
+        pre = self._json.get("pre_tokenizer") or {}
+        if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+            return "gpt2"
+        steps = pre.get("pretokenizers") or []
+        if (pre.get("type") == "Sequence" and len(steps) == 2 and steps[0].get("type") == "Split"
+                and (steps[0].get("pattern") or {}).get("Regex") == QWEN2_SPLIT
+                and steps[0].get("behavior") == "Isolated" and not steps[0].get("invert")
+                and steps[1].get("type") == "ByteLevel" and not steps[1].get("use_regex", True)):
+            return "qwen2"
+        return None
+
+    @property
     def tokens(self) -> list[str]:
         return [self.backend.id_to_token(i) for i in range(self.vocab_size)]
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from core.tokenizer.corpus import check_files, count_records, iter_records
 from core.tokenizer.special_tokens import CONTROL_TOKENS, RESERVED_TOKENS
@@ -17,16 +17,35 @@ Progress = Callable[[int, "int | None"], None]
 PROGRESS_INTERVAL_S = 0.25
 
 
-def new_backend() -> Tokenizer:
-    """An untrained MiniMind tokenizer: BPE over bytes, GPT-2 split regex, no normalizer, no post-processor."""
+# Qwen2's split regex (its tokenizer.json, and llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2): like GPT-2's, but every
+# digit is its own piece and a space is never glued to a digit, so " 272", "=272" and "\"272" share the tokens
+# 2 7 2. A model then copies a number from a question into a tool call (or from a tool result into its answer)
+# token for token; with GPT-2's split "Ġ272" must become "2" "72", which a tiny model fails to learn.
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+PRE_TOKENIZERS = {"gpt2": "GPT-2's split (MiniMind's own tokenizers)",
+                  "qwen2": "Qwen2's split: one token per digit (numbers copy exactly)"}
+
+
+def new_backend(pre_tokenizer: str = "gpt2") -> Tokenizer:
+    """An untrained MiniMind tokenizer: BPE over bytes, no normalizer, no post-processor, split by GPT-2's regex
+    (MiniMind's; `ByteLevel(use_regex=True)`) or Qwen2's (`pre_tokenizer="qwen2"`: digits one by one)."""
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre_tokenizer == "gpt2":
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    elif pre_tokenizer == "qwen2":
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    else:
+        raise ValueError(f"unknown pre_tokenizer {pre_tokenizer!r}; choose one of: {', '.join(PRE_TOKENIZERS)}")
     backend.decoder = decoders.ByteLevel()
     return backend
 
 
 def train_tokenizer(files, vocab_size: int = 6400, out_dir: str | Path | None = None,
-                    progress: Progress | None = None, max_records: int | None = None) -> MiniMindTokenizer:
+                    progress: Progress | None = None, max_records: int | None = None,
+                    pre_tokenizer: str = "gpt2") -> MiniMindTokenizer:
     """Train on `files` (.jsonl in any MiniMind format, or .txt) and return the tokenizer (saved to `out_dir`).
 
     `progress(done_records, total)` is called a few times a second while the corpus is read, and once with
@@ -44,7 +63,7 @@ def train_tokenizer(files, vocab_size: int = 6400, out_dir: str | Path | None = 
     if total == 0:
         raise ValueError(f"no records in {', '.join(map(str, paths))}; the files are empty")
 
-    backend = new_backend()
+    backend = new_backend(pre_tokenizer)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=[AddedToken(t, special=True, normalized=False) for t in RESERVED_TOKENS],

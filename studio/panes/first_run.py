@@ -88,8 +88,9 @@ class FirstRunPresenter(QObject):
         files, vocab = self.paths["tokenizer"], self._plan().vocab_size
 
         def train(progress, cancelled):
+            from core.demo import PRE_TOKENIZER
             from core.tokenizer import train_tokenizer
-            train_tokenizer(files, vocab_size=vocab, out_dir=out,
+            train_tokenizer(files, vocab_size=vocab, out_dir=out, pre_tokenizer=PRE_TOKENIZER,
                             progress=lambda d, t=0: progress(d, t, "reading records"))
             return out
 
