@@ -75,6 +75,51 @@ def test_token_log_probabilities_agree(pair):
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-3
 
 
+LONG_TEXT = ("Question: Which planet is known as the red planet?\nAnswer: Mars, the fourth planet from the Sun, "
+             "whose iron oxide dust gives it a reddish look. 床前明月光，疑是地上霜。举头望明月，低头思故乡。") * 2
+
+
+def test_a_long_continuation_scores_like_torch_in_one_evaluation(pair, infer_gguf, monkeypatch):
+    """Every position's logits come from one llama.cpp batch (or n_batch-sized chunks), and each per-token
+    log-prob equals torch's for the f32 export: the batched read neither shifts nor mixes rows."""
+    import core.infer.llamacpp as llamacpp
+    from core.infer.backend import open_backend
+
+    t, g = pair
+    ids = t.tokenize(LONG_TEXT)
+    calls = []
+    real = llamacpp.eval_all_logits
+    monkeypatch.setattr(llamacpp, "eval_all_logits", lambda llm, tokens, n_past: calls.append(len(tokens))
+                        or real(llm, tokens, n_past))
+    g.chat(MESSAGES, GREEDY)  # whatever generation left in the KV cache must not leak into the scores
+    want, got = t.score(ids), g.score(ids)
+    assert len(ids) > 150 and calls == [len(ids) - 1]
+    assert len(got) == len(want) and max(abs(x - y) for x, y in zip(want, got)) < 2e-4
+    with open_backend(infer_gguf, n_threads=1, n_batch=16) as chunked:  # 16 tokens per llama_decode call
+        assert max(abs(x - y) for x, y in zip(want, chunked.score(ids))) < 2e-4
+
+
+def test_options_sharing_a_question_evaluate_only_from_where_they_differ(pair, monkeypatch):
+    """The second option of an item reuses the first's KV cells and log-probs for the question (a sequence
+    shorter than the last reuses what it shares too); the scores stay torch's, also after a generation."""
+    import core.infer.llamacpp as llamacpp
+
+    t, g = pair
+    question = t.tokenize("Question: Which is a metal?\nAnswer:")
+    options = [question + t.tokenize(" iron and steel"), question + t.tokenize(" wood"), question[:5]]
+    calls = []
+    real = llamacpp.eval_all_logits
+    monkeypatch.setattr(llamacpp, "eval_all_logits", lambda llm, tokens, n_past: calls.append(n_past)
+                        or real(llm, tokens, n_past))
+    g.score(t.tokenize("an unrelated item"))
+    for ids in options:
+        assert max(abs(x - y) for x, y in zip(t.score(ids), g.score(ids))) < 2e-4
+    assert calls[1:] == [0, len(question) - 1, 4]  # the second option does not pay for the question again
+    g.chat(MESSAGES, SamplingParams.greedy_params(3, stop_token_ids=[]))  # generation rewrites the KV cache
+    for ids in options[1::-1]:
+        assert max(abs(x - y) for x, y in zip(t.score(ids), g.score(ids))) < 2e-4
+
+
 def test_exporters_tiny_gguf_decodes_like_its_checkpoint(tiny_checkpoint, tiny_gguf):
     from core.infer.backend import open_backend
 

@@ -28,6 +28,42 @@ def last_logits(llm) -> np.ndarray:
     return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float32, copy=True)
 
 
+def eval_all_logits(llm, tokens: list[int], n_past: int) -> np.ndarray:
+    """Evaluate `tokens` at positions n_past.. on `llm`'s KV cache (cells from n_past on are dropped first) and
+    return every position's logits, (len(tokens), vocab) float32. `Llama.eval` returns only the last row unless
+    the whole context was made with logits_all, so the batch is built here with each position's logits flag on;
+    `input_ids`/`n_tokens` are kept as `Llama.eval` keeps them, so generation after scoring starts cleanly."""
+    n_vocab = llm.n_vocab()
+    llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+    llm.n_tokens = n_past
+    rows = []
+    for i in range(0, len(tokens), llm.n_batch):  # llama_decode takes at most n_batch tokens per call
+        chunk = tokens[i:i + llm.n_batch]
+        llm._batch.set_batch(batch=chunk, n_past=n_past + i, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        rows.append(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(chunk), n_vocab)).copy())
+        llm.input_ids[n_past + i:n_past + i + len(chunk)] = chunk
+        llm.n_tokens = n_past + i + len(chunk)
+    return np.concatenate(rows) if rows else np.zeros((0, n_vocab), np.float32)
+
+
+def log_softmax_at(logits: np.ndarray, targets: list[int]) -> list[float]:
+    """log_softmax(logits[i])[targets[i]] for each row, in float64 (as exact as torch's fp32 log_softmax)."""
+    rows = logits.astype(np.float64)
+    top = rows.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(rows - top).sum(axis=1))
+    return (rows[np.arange(len(targets)), targets] - lse).tolist()
+
+
+def _common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class LlamaCppStepper:
     def __init__(self, llm):
         self.llm = llm
@@ -76,6 +112,7 @@ class LlamaCppBackend(Backend):
         self.eos_id = int(meta.get("tokenizer.ggml.eos_token_id", 2))
         self.name = model_name(self.path)
         self._pieces: dict[int, bytes] = {}
+        self._scored: tuple[list[int], list[float]] = ([], [])  # the last `score` call, for its shared prefix
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -117,16 +154,27 @@ class LlamaCppBackend(Backend):
         return self.llm.n_vocab()
 
     def score(self, ids: list[int]) -> list[float]:
-        """Token by token: this context keeps only the last row of logits (logits_all=False keeps decoding
-        memory small), so each position is evaluated on its own step of the KV cache."""
-        out = []
-        self.llm.reset()
-        for i, tok in enumerate(ids[:-1]):
-            self.llm.eval([tok])
-            row = last_logits(self.llm).astype(np.float64)
-            top = row.max()
-            out.append(float(row[ids[i + 1]] - top - np.log(np.exp(row - top).sum())))
-        return out
+        """log p(ids[i] | ids[:i]) for i = 1..len(ids)-1, from one evaluation of the tokens not already scored.
+
+        The positions are decoded in one batch that asks llama.cpp for every position's logits (the context itself
+        keeps logits_all=False: that flag allocates an n_ctx x vocab array and requests all logits during every
+        generation's prefill as well). A call that
+        repeats the start of the previous one, as the options of one multiple-choice item repeat its question,
+        keeps that part of the KV cache and those log-probs and evaluates only from where the two differ."""
+        if self.llm is None:
+            raise RuntimeError(f"{self.name}: backend is closed")
+        ids = [int(i) for i in ids]
+        if len(ids) > self.max_context:
+            raise ValueError(f"{self.name}: {len(ids)} tokens do not fit llama.cpp's context of "
+                             f"{self.max_context}; cut them or open the GGUF with a larger n_ctx")
+        inputs = ids[:-1]  # the last token predicts nothing that is scored
+        prev_ids, prev_logps = self._scored
+        start = min(_common_prefix(inputs, self.llm.input_ids[:self.llm.n_tokens].tolist()),
+                    max(0, _common_prefix(ids, prev_ids) - 1))  # KV cells and log-probs both still valid
+        logits = eval_all_logits(self.llm, inputs[start:], start)
+        logps = prev_logps[:start] + log_softmax_at(logits, ids[start + 1:])
+        self._scored = (ids, logps)
+        return logps
 
     def close(self) -> None:
         if getattr(self, "llm", None) is not None:

@@ -11,8 +11,8 @@ detokenizer as streaming (core.infer.text), so the tokens of a choice join to it
 over several byte-level tokens is carried by the last of them (the others are ""; as `top_logprobs` keys they
 are `token_id:N`).
 
-Scoring runs where the model lives: the whole sequence in one forward pass on torch; position by position on a
-llama.cpp context (it keeps only the last row of logits, as `LlamaCppBackend.score` does).
+Scoring runs where the model lives: the whole sequence in one forward pass, on torch as on llama.cpp (one batch
+that requests every position's logits, `core.infer.llamacpp.eval_all_logits`, as `LlamaCppBackend.score` uses).
 """
 from __future__ import annotations
 
@@ -47,20 +47,16 @@ def _torch_rows(model, ids: list[int], top_n: int):
 
 
 def _llama_rows(backend, ids: list[int], top_n: int):
-    from core.infer.llamacpp import last_logits
+    from core.infer.llamacpp import eval_all_logits
 
-    llm, chosen, tops = backend.llm, [], []
-    llm.reset()
-    for i, tok in enumerate(ids[:-1]):
-        llm.eval([tok])
-        row = last_logits(llm).astype(np.float64)
-        row = row - row.max()
-        row = row - np.log(np.exp(row).sum())
-        chosen.append(float(row[ids[i + 1]]))
-        best = np.argsort(-row)[:top_n] if top_n > 0 else []
-        tops.append([(int(j), float(row[j])) for j in best])
-    llm.reset()
-    return chosen, tops
+    rows = eval_all_logits(backend.llm, ids[:-1], 0).astype(np.float64)  # (T-1, V), one evaluation
+    rows -= rows.max(axis=1, keepdims=True)
+    rows -= np.log(np.exp(rows).sum(axis=1, keepdims=True))
+    chosen = rows[np.arange(len(rows)), ids[1:]].tolist()
+    if top_n <= 0:
+        return chosen, [[] for _ in chosen]
+    best = np.argsort(-rows, axis=1, kind="stable")[:, :top_n]
+    return chosen, [[(int(j), float(row[j])) for j in order] for row, order in zip(rows, best)]
 
 
 def token_pieces(detokenize, ids: list[int]) -> list[str]:
