@@ -59,16 +59,25 @@ def machine_info() -> dict:
     return info
 
 
+def export_ggufs(model, tokenizer, work, preset: str, qtypes) -> dict:
+    """{qtype: path} of `model` exported into `work` once per qtype; raises ImportError when llama-cpp-python is
+    absent (nothing could run the files), for the caller to report as skipped."""
+    from core.export.gguf import export_gguf
+    import llama_cpp  # noqa: F401
+
+    paths = {}
+    for qtype in qtypes:
+        paths[qtype] = work / f"{preset}-{qtype}.gguf"
+        export_gguf(model, paths[qtype], qtype, tokenizer=tokenizer, check=False, modelfile=False)
+    return paths
+
+
 def gguf_backends(model, tokenizer, work, preset: str, qtypes, n_ctx: int, threads: int | None):
     """(qtype, open llama.cpp backend) for each of `qtypes`, exported from `model` into `work` (closed after each
     is used); raises ImportError when llama-cpp-python is absent, for the caller to report as skipped."""
-    from core.export.gguf import export_gguf
     from core.infer.llamacpp import LlamaCppBackend
-    import llama_cpp  # noqa: F401
 
-    for qtype in qtypes:
-        path = work / f"{preset}-{qtype}.gguf"
-        export_gguf(model, path, qtype, tokenizer=tokenizer, check=False, modelfile=False)
+    for qtype, path in export_ggufs(model, tokenizer, work, preset, qtypes).items():
         backend = LlamaCppBackend(path, n_ctx=n_ctx, n_threads=threads)
         try:
             yield qtype, backend

@@ -48,11 +48,11 @@ def eval_all_logits(llm, tokens: list[int], n_past: int) -> np.ndarray:
 
 
 def log_softmax_at(logits: np.ndarray, targets: list[int]) -> list[float]:
-    """log_softmax(logits[i])[targets[i]] for each row, in float64 (as exact as torch's fp32 log_softmax)."""
-    rows = logits.astype(np.float64)
-    top = rows.max(axis=1, keepdims=True)
-    lse = top[:, 0] + np.log(np.exp(rows - top).sum(axis=1))
-    return (rows[np.arange(len(targets)), targets] - lse).tolist()
+    """log_softmax(logits[i])[targets[i]] for each row: exp in float32 as torch's log_softmax computes it, the
+    normaliser summed in float64 (a float64 copy of every row cost a fifth of a tiny model's scoring time)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(shifted).sum(axis=1, dtype=np.float64))
+    return (shifted[np.arange(len(targets)), targets] - lse).tolist()
 
 
 def _common_prefix(a, b) -> int:
