@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from core.infer.chat_output import CALL_CLOSE, CALL_OPEN, THINK_CLOSE, parse_chat_output, parse_tool_call
 from core.rl.rewards import normalise_text, repeated_fraction
+from core.rl.transcript import write_transcript
 
 _CALL_BODY = re.compile(re.escape(CALL_OPEN) + r"(.*?)" + re.escape(CALL_CLOSE), re.DOTALL)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -39,14 +40,8 @@ class Episode:
 
     def transcript(self) -> str:
         """The episode for people (the Curves pane's rollout browser): each generated turn as written, each tool
-        response after it marked `[tool]`."""
-        parts = []
-        for turn, results in zip(self.turns, self.results + [[]] * (len(self.turns) - len(self.results))):
-            parts.append(turn.strip())
-            parts += [f"[tool] {r}" for r in results]
-        if self.unfinished:
-            parts.append("[unfinished: turn limit]")
-        return "\n".join(parts)
+        response after it marked `[tool]` (core.rl.transcript reads it back)."""
+        return write_transcript(self.turns, self.results, self.unfinished)
 
 
 def _count_calls(text: str, declared: set[str], registry) -> tuple[int, int, list]:

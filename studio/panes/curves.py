@@ -11,15 +11,14 @@ import time
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QListWidget,
-                               QListWidgetItem, QSlider, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
 
 from studio.panes.curves_presenter import CurvesPresenter
+from studio.panes.rollout_browser import RolloutBrowser
 from studio.widgets.theme import COLORS
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-SAMPLE_COLUMNS = ("Step", "Prompt", "Completion", "Reward", "Breakdown")
 REDRAW_MS = 500
 AXIS_WIDTH = 56  # px: room for "0.00125" or "1.5e+04" at the default font
 SPARE_MS = 150
@@ -151,19 +150,11 @@ class CurvesPane(QWidget):
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
-        self.samples = QTableWidget(0, len(SAMPLE_COLUMNS))
-        self.samples.setHorizontalHeaderLabels(SAMPLE_COLUMNS)
-        self.samples.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.samples.setWordWrap(True)
-        self.samples.verticalHeader().hide()
-        header = self.samples.horizontalHeader()
-        for col, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.Stretch,
-                                    QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.ResizeToContents,
-                                    QHeaderView.ResizeMode.ResizeToContents)):
-            header.setSectionResizeMode(col, mode)
+        self.rollouts = RolloutBrowser()
+        self.samples = self.rollouts.table  # the list of rollouts (tests and scripts/screenshots.py read it)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.graphics, "Plots")
-        self.tabs.addTab(self.samples, "Rollouts")
+        self.tabs.addTab(self.rollouts, "Rollouts")
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(side)
@@ -369,22 +360,13 @@ class CurvesPane(QWidget):
 
     # -------------------------------------------------------------- rollouts
     def _load_samples(self) -> None:
-        self.samples.setRowCount(0)
+        self.rollouts.clear()
         rows = []
         for run_id in self.presenter.runs:
             rows += self.presenter.samples(run_id)
         self._append_samples(rows)
 
     def _append_samples(self, rows: list) -> None:
-        for sample in rows:
-            r = self.samples.rowCount()
-            self.samples.insertRow(r)
-            reward = sample.get("reward")
-            cells = (str(sample.get("step", "")), str(sample.get("prompt", "")), str(sample.get("completion", "")),
-                     f"{reward:.3f}" if isinstance(reward, (int, float)) else "",
-                     ", ".join(f"{k} {v:.2f}" if isinstance(v, (int, float)) else f"{k} {v}"
-                               for k, v in (sample.get("rewards") or {}).items()))
-            for c, text in enumerate(cells):
-                self.samples.setItem(r, c, QTableWidgetItem(text))
+        self.rollouts.append(rows)
         if rows:
             self.tabs.setTabText(1, f"Rollouts ({self.samples.rowCount()})")
