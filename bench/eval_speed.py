@@ -1,9 +1,9 @@
 """Scoring speed on CPU: tokens/s of `minimind eval bench` on torch (fp32 and bf16 weights) and llama.cpp (f32 and
 q8_0 GGUFs of the same weights), on the same model and the same items, measured side by side in one run.
 
-    python -m bench.eval_speed              # prints a table (about 2 minutes on 2 shared cores)
+    python -m bench.eval_speed              # prints a table (about a minute on 2 shared cores)
     python -m bench.eval_speed --markdown   # the same for docs/benchmarks.md
-    python -m bench.eval_speed --preset small --items 24 --rounds 5
+    python -m bench.eval_speed --preset small --items 16 --rounds 5   # 25.8M params: ~2.5 minutes
 
 The model is the `tiny` preset (the shape `minimind demo` trains) with random weights: speed does not depend on
 what they say. The items are the first `items` of the built-in `demo-facts` set, 2 options each, 1-shot
@@ -15,7 +15,7 @@ tokens/s = the tokens `score_task` reports (context + option, every option: the 
 its wall time. Each round runs every scorer once, the order rotated each round so that none always runs first
 while the shared machine's load drifts; a warm-up round is dropped. Reported: median (min-max) tokens/s over the
 rounds, and each row's ratio to torch fp32 as the median of the per-round ratios (paired: both from the same
-round). `max |Δ score|` is the largest difference of an option's score (a sum of log-probs, rounded to 4 decimals
+round). `largest score Δ` is the largest difference of an option's score (a sum of log-probs, rounded to 4 decimals
 as `score_task` reports it) from torch fp32's, to show the rows compute the same answers.
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _bf16_copy(model):
     return copy.deepcopy(model).to(torch.bfloat16)
 
 
-def run(preset: str = "tiny", items: int = 40, k_shot: int = 1, rounds: int = 5, threads: int = 1,
+def run(preset: str = "tiny", items: int = 40, k_shot: int = 1, rounds: int = 7, threads: int = 1,
         qtypes=("f32", "q8_0")) -> dict:
     """{"preset", "params", "threads", "items", "k_shot", "rounds", "tokens", "rows": summarise(...)}; llama.cpp
     rows are absent (and "llama_cpp" says why) without llama-cpp-python."""
@@ -123,7 +123,7 @@ def table(result: dict, markdown: bool = False) -> str:
     title = (f"Scoring speed, preset {result['preset']} ({result['params']:,} params, random init), "
              f"{result['items']} demo-facts items x 2 options ({result['tokens']} tokens), {result['k_shot']}-shot, "
              f"{result['threads']} thread(s), median (min-max) of {result['rounds']} interleaved rounds")
-    head = ["scorer", "tok/s", "x torch fp32 (paired)", "max |Δ score| vs torch fp32"]
+    head = ["scorer", "tok/s", "x torch fp32 (paired)", "largest score Δ vs torch fp32"]
     body = [[name, f"{r['tok_s']['median']:.0f} ({r['tok_s']['min']:.0f}-{r['tok_s']['max']:.0f})",
              f"{r['ratio']:.2f}", f"{r['max_abs_diff']:.4f}"] for name, r in result["rows"].items()]
     if markdown:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--k-shot", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds after one warm-up round")
+    parser.add_argument("--rounds", type=int, default=7, help="measured rounds after one warm-up round")
     parser.add_argument("--threads", type=int, default=1, help="torch and llama.cpp threads (default 1: the "
                         "machine the docs' figures come from has 2 shared cores)")
     parser.add_argument("--markdown", action="store_true")

@@ -110,7 +110,8 @@ class TorchScorer(_TokenScorer):
 
 
 class BackendScorer(_TokenScorer):
-    """Any core.infer Backend through `score(ids)` (llama.cpp: logits position by position)."""
+    """Any core.infer Backend through `score(ids)`, one sequence at a time in the order given (llama.cpp: one
+    evaluation per option, from where it differs from the previous one: an item's question is evaluated once)."""
 
     def __init__(self, backend):
         self.backend = backend
