@@ -301,6 +301,8 @@ def take(studio: Studio, paths: dict, plan, grpo_steps: int) -> dict:
     studio.wait_step(grpo, max(2, grpo_steps // 2), 1800)
     studio.wait_until(lambda: curves.samples.rowCount() or studio.status(grpo) in TERMINAL, 600, "rollouts")
     curves.tabs.setCurrentIndex(1)  # the rollout browser, mid-run
+    if curves.samples.rowCount():
+        curves.samples.setCurrentCell(0, 1)  # one rollout read whole below the list
     studio.settle(1.5)
     facts["rollouts_at_step"] = studio.step(grpo)
     studio.shot("curves-rollouts")
