@@ -3,17 +3,22 @@
 The bundle test builds `MiniMindStudio/` with packaging/build.sh (PyInstaller's work folder is build.sh's own,
 build/pyinstaller, so a rebuild with unchanged sources reuses its analysis), runs the frozen app's `--self-test`, and trains two
 steps with the frozen trainer (`MiniMindStudio --worker --config FILE`), the path the studio takes in a bundle,
-then checks that model's GGUF export with the bundle's llama.cpp (`MiniMindStudio --parity-worker`).
+then checks that model's GGUF export with the bundle's llama.cpp (`MiniMindStudio --parity-worker`) and scores
+both with the Evaluate pane's worker (`MiniMindStudio --eval-worker SPEC`).
 `MINIMIND_BUNDLE_DIST=dist pytest tests/test_packaging.py` tests an existing build instead of building one.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import re
+import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,15 +86,15 @@ def tiny_training_inputs(tmp: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(2400)  # PyInstaller analyses all of torch: ~4 CPU-minutes, far longer on a busy machine
-def test_bundle_builds_self_tests_and_trains_with_the_frozen_worker(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def bundle_app(tmp_path_factory) -> Path:
+    """The built app: packaging/build.sh's output, built once for this module (or MINIMIND_BUNDLE_DIST's)."""
     if importlib.util.find_spec("PyInstaller") is None:
         pytest.skip("PyInstaller is not installed (pip install 'pyinstaller>=6.5'): the bundle cannot be built")
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed: the bundle would lack llama.cpp (build.sh refuses)")
     prebuilt = os.environ.get("MINIMIND_BUNDLE_DIST")  # test an existing build.sh output instead of building
-    dist = Path(prebuilt).resolve() if prebuilt else tmp_path / "dist"
+    dist = Path(prebuilt).resolve() if prebuilt else tmp_path_factory.mktemp("bundle") / "dist"
     if not prebuilt:
         env = dict(os.environ, DIST=str(dist), WORK=str(REPO / "build" / "pyinstaller"), PYTHON=sys.executable)
         build = subprocess.run(["bash", str(REPO / "packaging" / "build.sh")], capture_output=True, text=True,
@@ -98,6 +103,13 @@ def test_bundle_builds_self_tests_and_trains_with_the_frozen_worker(tmp_path, mo
     app = dist / "MiniMindStudio" / "MiniMindStudio"
     assert app.is_file() and os.access(app, os.X_OK)
     assert (dist / "MiniMindStudio" / "minimind-studio.desktop").is_file()
+    return app
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # PyInstaller analyses all of torch: ~4 CPU-minutes, far longer on a busy machine
+def test_bundle_builds_self_tests_and_trains_with_the_frozen_worker(bundle_app, tmp_path, monkeypatch):
+    app = bundle_app
 
     run_env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OMP_NUM_THREADS="1")
     run_env.pop("PYTHONPATH", None)  # the bundle must not lean on the source tree
@@ -117,6 +129,25 @@ def test_bundle_builds_self_tests_and_trains_with_the_frozen_worker(tmp_path, mo
     assert (tmp_path / "run" / "checkpoints" / "latest").is_file()
 
     check_parity_through_the_bundle(app, tmp_path / "run", tmp_path / "frozen.gguf", monkeypatch)
+    check_eval_worker_of_the_bundle(app, [tmp_path / "run", tmp_path / "frozen.gguf"], tmp_path, run_env)
+
+
+def check_eval_worker_of_the_bundle(app: Path, models: list[Path], tmp: Path, env: dict) -> None:
+    """The Evaluate pane's worker in a bundle is `<app> --eval-worker SPEC` (studio/worker/command.py): a benchmark
+    and the tool-use cases score on the checkpoint (torch) and on its GGUF (the bundle's llama.cpp)."""
+    spec = tmp / "eval-spec.json"
+    spec.write_text(json.dumps({"models": [str(m) for m in models], "tasks": ["demo-facts", "tool-use"],
+                                "settings": {"limit": 2, "k_shot": 0, "batch_size": 4, "max_new_tokens": 8,
+                                             "max_turns": 1, "ngram": 13}}), encoding="utf-8")
+    proc = subprocess.run([str(app), "--eval-worker", str(spec)], capture_output=True, text=True, env=env,
+                          cwd=tmp, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [e for e in lines if e["type"] == "error"] == []
+    results = {(e["model"], e["task"]): e["result"] for e in lines if e["type"] == "result"}
+    assert set(results) == {(str(m), t) for m in models for t in ("demo-facts", "tool-use")}
+    assert all(r["n"] == 2 for r in results.values())
+    assert lines[-1] == {"type": "finished", "status": "completed"}
 
 
 def check_parity_through_the_bundle(app: Path, run_dir: Path, gguf_file: Path, monkeypatch) -> None:
@@ -131,3 +162,63 @@ def check_parity_through_the_bundle(app: Path, run_dir: Path, gguf_file: Path, m
     monkeypatch.setattr(sys, "executable", str(app))
     report = check_parity(model, tok, gguf_file, "f32", write=False)
     assert report["passed"] and report["tokenizer_match"], report
+
+
+@contextlib.contextmanager
+def x_server():
+    """A fresh Xvfb on a free display number (no window manager: top-level windows are the root's children)."""
+    n = next(n for n in range(140, 400) if not Path(f"/tmp/.X11-unix/X{n}").exists()
+             and not Path(f"/tmp/.X{n}-lock").exists())
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1920x1200x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not Path(f"/tmp/.X11-unix/X{n}").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, f"Xvfb :{n} did not start"
+            time.sleep(0.1)
+        yield f":{n}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def viewable_windows(display: str) -> list[str]:
+    """Titles of the mapped top-level windows: the main window, and any dialog shown over it."""
+    env = dict(os.environ, DISPLAY=display)
+    tree = subprocess.run(["xwininfo", "-root", "-children"], capture_output=True, text=True, env=env).stdout
+    titles = []
+    for wid, title in re.findall(r'^\s+(0x[0-9a-f]+) "([^"]*)"', tree, re.MULTILINE):
+        info = subprocess.run(["xwininfo", "-id", wid], capture_output=True, text=True, env=env).stdout
+        if "Map State: IsViewable" in info:
+            titles.append(title)
+    return titles
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_bundle_opens_its_window_on_a_fresh_home_without_a_dialog(bundle_app, tmp_path):
+    """What a person sees on a first start of the bundle: the main window on the default workspace (the docked
+    demo guide inside it), under a real X server, and no dialog in front of it."""
+    if not (shutil.which("Xvfb") and shutil.which("xwininfo")):
+        pytest.skip("needs Xvfb and xwininfo for a real window (apt-get install xvfb x11-utils)")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIMIND_WORKSPACE", "QT_QPA_PLATFORM", "PYTHONPATH")}
+    title = f"MiniMind Studio — {home / 'MiniMindStudio'}"
+    with x_server() as display, open(tmp_path / "app.err", "w") as err:
+        env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
+        proc = subprocess.Popen([str(bundle_app)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 120
+            while title not in viewable_windows(display):
+                assert proc.poll() is None, (tmp_path / "app.err").read_text()[-3000:]
+                assert time.monotonic() < deadline, f"no window {title!r}: {viewable_windows(display)}"
+                time.sleep(0.5)
+            time.sleep(5)  # start-up dialogs are raised from the event loop's first passes
+            assert viewable_windows(display) == [title]
+            assert proc.poll() is None
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    assert "Traceback" not in (tmp_path / "app.err").read_text()
+    assert (home / "MiniMindStudio" / "studio.db").is_file()  # the default workspace, made on a first start
