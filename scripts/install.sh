@@ -26,6 +26,8 @@ APT_PACKAGES=(
 )
 # --dev: tests/test_slurm.py starts a single-host Slurm cluster (slurmctld + slurmd, munge) on 127.0.0.1
 [ $DEV = 1 ] && APT_PACKAGES+=(slurm-wlm munge)
+# --dev: tests/test_packaging.py finds the bundle's windows under Xvfb with xwininfo
+[ $DEV = 1 ] && APT_PACKAGES+=(x11-utils)
 
 install_apt() {
   [ "${MINIMIND_SKIP_APT:-0}" = "1" ] && return 0
