@@ -19,10 +19,16 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.data.demo_tools import HELD_OUT_SHARE, agent_prompt, system_message, tool_conversation, tool_task, tools_for
+from core.data.demo_tools import (HELD_OUT_SHARE, agent_prompt, system_message, tool_conversation, tool_task,
+                                  tool_transcript, tools_for)
 
 SIZES = {"pretrain": 3000, "sft": 1200, "dpo": 400, "rl": 400, "sft_tools": 760, "agent_rl": 300}
 TOOLS_ASIDE = 0.1  # share of sft_tools conversations that declare tools but need none (a plain fact question)
+# pretrain.jsonl: a share of question-and-answer texts and of short tool-use chat transcripts besides the
+# statements. Both make the model copy from the question (the animal, the expression) and from the tool's result
+# (the number): cheap to learn in 128-token windows, and what SFT needs before it adds the long tools block.
+PRETRAIN_QA_SHARE = 0.2
+PRETRAIN_TOOL_SHARE = 0.25
 ZH_SHARE = 0.25  # share of Chinese records
 
 ZH_NUM = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二", "十三", "十四", "十五",
@@ -161,7 +167,13 @@ def _fact(r: random.Random, zh: bool | None = None) -> tuple[Fact, bool]:
 
 def _pretrain(r: random.Random) -> dict:
     zh = r.random() < ZH_SHARE
+    kind = r.random()
+    if kind < PRETRAIN_TOOL_SHARE:
+        return {"text": tool_transcript(r, tool_task(r, zh))}
     domain = r.choice(DOMAINS)
+    if kind < PRETRAIN_TOOL_SHARE + PRETRAIN_QA_SHARE:
+        facts = [domain(r, zh) for _ in range(r.randint(1, 3))]
+        return {"text": "\n".join(f"{f.question}{'' if zh else ' '}{f.answer}" for f in facts)}
     sentences = [domain(r, zh).statement for _ in range(r.randint(1, 4))]
     return {"text": ("" if zh else " ").join(sentences)}
 

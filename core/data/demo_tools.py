@@ -173,3 +173,12 @@ def agent_prompt(r: random.Random, task: ToolTask) -> dict:
     tool the question needs (upstream's loaders ignore it; `minimind eval tools` checks the model picks it)."""
     return {"conversations": [system_message(r, tools_for(r, task.tool)), {"role": "user", "content": task.question}],
             "gt": list(task.gt), "tool": task.tool}
+
+
+def tool_transcript(r: random.Random, task: ToolTask) -> str:
+    """A short pretraining text: the tool conversation rendered by the chat template without its tools block
+    (user, call, tool result, answer), so pretraining sees the call format and the copying of the question's
+    numbers into the call and of the result into the answer, in well under one 128-token window."""
+    from core.tokenizer.chat_template import CHAT_TEMPLATE, render
+
+    return render(CHAT_TEMPLATE, tool_conversation(r, task)[1:])
