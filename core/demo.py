@@ -41,7 +41,7 @@ class DemoPlan:
 # call, and from the tool's result into its answer, token for token
 PRE_TOKENIZER = "qwen2"
 PROMPTS = ("What is 3 + 4?", "What colour is the sky?", "What sound does a cat make?", "2 加 3 等于几？")
-FULL = DemoPlan(vocab_size=2048, pretrain_steps=320, sft_steps=420, batch_size=16, seq_len=128, max_len=768,
+FULL = DemoPlan(vocab_size=2048, pretrain_steps=600, sft_steps=250, batch_size=16, seq_len=128, max_len=768,
                 max_new_tokens=64, prompts=PROMPTS, tool_prompts=0)
 FAST = DemoPlan(vocab_size=384, pretrain_steps=4, sft_steps=3, batch_size=4, seq_len=32, max_len=64,
                 max_new_tokens=8, prompts=PROMPTS[:2], tool_prompts=4,
@@ -80,8 +80,10 @@ def train_config(method: str, plan: DemoPlan, data: Path | list[Path], tokenizer
         "log_every": max(1, steps // 20), "save_every": 0, "keep_last": 1,
         "data": {"files": files, "tokenizer": str(tokenizer), "seq_len": plan.seq_len,
                  "max_len": plan.max_len, "cache_dir": str(run_dir.parent / "cache")},
-        # Short runs want a high peak LR and a short warm-up; SFT starts from a trained model, so half of it.
-        "optim": {"lr": 3e-3 if method == "pretrain" else 1.5e-3, "warmup_steps": max(1, steps // 20),
+        # A short warm-up; SFT starts from a trained model, so half the peak LR. 1e-3, not higher: the tiny model
+        # learns to copy (a question's numbers into a tool call, the tool's result into the answer) within about
+        # 400 pretraining steps at 1e-3, and not within 640 at 3e-3 (docs/benchmarks.md, "The demo model").
+        "optim": {"lr": 1e-3 if method == "pretrain" else 5e-4, "warmup_steps": max(1, steps // 20),
                   "schedule": "cosine"},
     }
 
@@ -193,6 +195,15 @@ def stage_files(data_dir: Path) -> dict[str, list[Path]]:
     return {"tokenizer": [plain["pretrain"], *sft], "pretrain": [plain["pretrain"]], "sft": sft}
 
 
+def train_demo_tokenizer(files, plan: DemoPlan, out_dir: Path, progress=None):
+    """The demo's tokenizer (the demo, the studio's first-run guide and scripts/screenshots.py train it alike):
+    byte-level BPE of the plan's size over everything the model reads, digits split one by one."""
+    from core.tokenizer import train_tokenizer
+
+    return train_tokenizer(files, vocab_size=plan.vocab_size, out_dir=out_dir, progress=progress,
+                           pre_tokenizer=PRE_TOKENIZER)
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process and its finished children (the trainers, the parity check)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -204,7 +215,6 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, thr
     from core.data import generate_demo_data
     from core.data.demo import demo_tool_files
     from core.export import export_gguf
-    from core.tokenizer import train_tokenizer
 
     plan = FAST if fast else FULL
     out = Path(out_dir).resolve()
@@ -219,8 +229,7 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, thr
 
     say(f"2/7 tokenizer: byte-level BPE, vocab {plan.vocab_size}, one token per digit")
     start = time.perf_counter()
-    tok = train_tokenizer(files["tokenizer"], vocab_size=plan.vocab_size, out_dir=out / "tokenizer",
-                          pre_tokenizer=PRE_TOKENIZER)
+    tok = train_demo_tokenizer(files["tokenizer"], plan, out / "tokenizer")
     report["tokenizer"] = {"dir": str(out / "tokenizer"), "vocab_size": tok.vocab_size,
                            "seconds": round(time.perf_counter() - start, 1)}
 

@@ -80,8 +80,7 @@ def prepare_workspace(root: Path, plan) -> dict:
     """Demo data in datasets/demo, the demo tokenizer in tokenizers/demo; returns the paths the runs need."""
     from core.data import generate_demo_data
     from core.data.demo import demo_tool_files
-    from core.demo import stage_files
-    from core.tokenizer import train_tokenizer
+    from core.demo import stage_files, train_demo_tokenizer
     from studio.workspace import Workspace
 
     ws = Workspace(root).ensure()
@@ -89,7 +88,7 @@ def prepare_workspace(root: Path, plan) -> dict:
     data = generate_demo_data(data_dir, sizes=dict(plan.data_sizes) or None)
     files = {**data, **demo_tool_files(data_dir)}
     tokenizer = ws.tokenizers_dir / "demo"
-    train_tokenizer(stage_files(data_dir)["tokenizer"], vocab_size=plan.vocab_size, out_dir=tokenizer)
+    train_demo_tokenizer(stage_files(data_dir)["tokenizer"], plan, tokenizer)
     return {"workspace": ws, "data_dir": data_dir, "files": files, "tokenizer": tokenizer}
 
 

@@ -27,8 +27,8 @@ TOOLS_ASIDE = 0.1  # share of sft_tools conversations that declare tools but nee
 # pretrain.jsonl: a share of question-and-answer texts and of short tool-use chat transcripts besides the
 # statements. Both make the model copy from the question (the animal, the expression) and from the tool's result
 # (the number): cheap to learn in 128-token windows, and what SFT needs before it adds the long tools block.
-PRETRAIN_QA_SHARE = 0.2
-PRETRAIN_TOOL_SHARE = 0.25
+PRETRAIN_QA_SHARE = 0.15
+PRETRAIN_TOOL_SHARE = 0.75
 ZH_SHARE = 0.25  # share of Chinese records
 
 ZH_NUM = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二", "十三", "十四", "十五",

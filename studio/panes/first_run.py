@@ -85,13 +85,12 @@ class FirstRunPresenter(QObject):
         self.context.datasetsChanged.emit()
         self._enter(1)
         out = self.context.workspace.tokenizers_dir / "demo"
-        files, vocab = self.paths["tokenizer"], self._plan().vocab_size
+        files, plan = self.paths["tokenizer"], self._plan()
 
         def train(progress, cancelled):
-            from core.demo import PRE_TOKENIZER
-            from core.tokenizer import train_tokenizer
-            train_tokenizer(files, vocab_size=vocab, out_dir=out, pre_tokenizer=PRE_TOKENIZER,
-                            progress=lambda d, t=0: progress(d, t, "reading records"))
+            from core.demo import train_demo_tokenizer
+            train_demo_tokenizer(files, plan, out,
+                                 progress=lambda d, t=0: progress(d, t, "reading records"))
             return out
 
         self._run_task(train, self._tokenizer_done)
