@@ -82,7 +82,7 @@ def train_config(method: str, plan: DemoPlan, data: Path | list[Path], tokenizer
                  "max_len": plan.max_len, "cache_dir": str(run_dir.parent / "cache")},
         # A short warm-up; SFT starts from a trained model, so half the peak LR. 1e-3, not higher: the tiny model
         # learns to copy (a question's numbers into a tool call, the tool's result into the answer) within about
-        # 400 pretraining steps at 1e-3, and not within 640 at 3e-3 (docs/benchmarks.md, "The demo model").
+        # 400-600 pretraining steps at 1e-3, and not within 640 at 3e-3 (docs/benchmarks.md#demo-tool-use).
         "optim": {"lr": 1e-3 if method == "pretrain" else 5e-4, "warmup_steps": max(1, steps // 20),
                   "schedule": "cosine"},
     }
