@@ -113,6 +113,7 @@ def test_fast_demo_runs_every_stage_and_reports_its_figures(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # ~4 min on 2 idle cores; one thread on a busy machine took 12 min
 @pytest.mark.skipif(os.environ.get("MINIMIND_FULL_DEMO") != "1",
                     reason="the full demo trains for ~5 minutes on 2 cores; set MINIMIND_FULL_DEMO=1 to run it")
 def test_full_demo_model_calls_the_right_tool_on_held_out_prompts(tmp_path):
