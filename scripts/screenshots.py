@@ -14,7 +14,9 @@ pane (core's llama.cpp parity check runs) and asks the Chat pane the demo questi
 Each picture is the X screen, grabbed with QScreen.grabWindow (what the X server shows, not a widget's own paint):
 curves.png while the pretrain run streams, curves-rollouts.png while GRPO runs, then runs, runs-lineage,
 runs-compare, export, chat, datasets and config. PNGs are palette-reduced when that keeps them under ~300 KB.
-Measured: 13 min 54 s with the default plan on a 2-core machine shared with other work (load average 6–10).
+Measured: 13 min 54 s with the default plan on a 2-core machine shared with other work (load average 6–10);
+6 min 52 s with `--demo-plan` and OMP_NUM_THREADS=1 (one thread per trainer; load average ~4), after commit
+27380f9's recipe (600 pretrain + 250 SFT steps).
 `--fast` shrinks every run to a few steps (a smoke test of the script: the pictures are not for the docs).
 """
 from __future__ import annotations
@@ -64,7 +66,7 @@ def start_xvfb(size: tuple[int, int] = SCREEN) -> tuple[subprocess.Popen, str]:
 # ------------------------------------------------------------------------------------------------ workspace
 def plans(size: str, grpo_steps: int):
     """(pretrain/SFT plan, GRPO steps). "demo": `minimind demo`'s own plan (the model that calls the calculator;
-    ~4 s a pretrain step on a loaded 2-core machine, over 40 minutes in all); "shots" (default): the same data,
+    about 7 minutes in all on a shared 2-core machine); "shots" (default): the same data,
     tokenizer and settings at half the steps and half the batch, a quarter of the work; "fast": a smoke test."""
     from core.demo import FAST, FULL
 
@@ -333,8 +335,11 @@ def take(studio: Studio, paths: dict, plan, grpo_steps: int) -> dict:
     studio.pane("Datasets")
     studio.shot("datasets")
     config = studio.pane("Config")
+    estimates: list[dict] = []  # the Estimate box fills in from a worker thread: seconds on a loaded machine
+    config.presenter.estimateChanged.connect(estimates.append)
     # The SFT run's config: a GRPO config read back flags its default method_options.rewards (Config pane).
     config.set_config(json.loads((studio.run_dir(sft) / "config.json").read_text()))
+    studio.wait_until(lambda: estimates, 120, "the Config pane's estimate")
     studio.settle(1.5)
     studio.shot("config")
     return facts

@@ -74,6 +74,11 @@ class ComparePanel(QWidget):
             item.setCheckState(Qt.CheckState.Checked if run_id in ticked else Qt.CheckState.Unchecked)
             self.run_list.addItem(item)
         self.run_list.blockSignals(False)
+        # Wide enough for the longest "name · method · status" (the splitter's 1:3 cut it mid-word), capped so the
+        # table and the plot keep most of the width.
+        fit = (self.run_list.sizeHintForColumn(0) + 2 * self.run_list.frameWidth()
+               + self.run_list.verticalScrollBar().sizeHint().width())
+        self.run_list.setMinimumWidth(min(fit, 360))
         self.update_comparison()
 
     def checked(self) -> list[str]:

@@ -5,14 +5,15 @@ everywhere (``context.select_run``). Drawing only: the graph and its layout are 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRect, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (QGraphicsPathItem, QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem,
                                QGraphicsView, QWidget)
 
 from studio.panes.lineage_presenter import layout, lineage_graph
 from studio.widgets.theme import COLORS
 
-BOX_W, BOX_H = 190, 44
+BOX_W, BOX_H = 210, 44  # under lineage_presenter.COLUMN (230): a gap between columns
+TEXT_PAD = 8
 EDGE_STYLES = {"init": Qt.PenStyle.SolidLine, "parent": Qt.PenStyle.DashLine, "export": Qt.PenStyle.DotLine,
                "eval": Qt.PenStyle.DotLine}
 LEAF_FILL = {"export": "#eef2ff", "eval": "#f0fdf4"}
@@ -30,17 +31,18 @@ class _NodeItem(QGraphicsRectItem):
         bold = QFont()
         bold.setBold(True)
         for text, y, font, colour in ((node.label, 5, bold, COLORS["text"]), (node.detail, 24, QFont(), COLORS["muted"])):
-            item = QGraphicsSimpleTextItem(_elide(text, 30), self)
+            item = QGraphicsSimpleTextItem(_elide(text, font), self)
             item.setFont(font)
             item.setBrush(QBrush(QColor(colour)))
-            item.setPos(8, y)
+            item.setPos(TEXT_PAD, y)
 
     def set_selected(self, on: bool) -> None:
         self.setBrush(QBrush(QColor(COLORS["accent_soft"] if on else LEAF_FILL.get(self.node.kind, COLORS["panel"]))))
 
 
-def _elide(text: str, n: int) -> str:
-    return text if len(text) <= n else text[:n - 1] + "…"
+def _elide(text: str, font: QFont) -> str:
+    """Cut to the box's width in pixels (a count of characters let bold labels run past the border)."""
+    return QFontMetrics(font).elidedText(text, Qt.TextElideMode.ElideRight, BOX_W - 2 * TEXT_PAD)
 
 
 class LineageView(QGraphicsView):
