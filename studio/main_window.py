@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QPushButton, QTabWidget, QVBoxLayout, QWidget)
 
@@ -61,6 +61,16 @@ class LazyPanes(Mapping):
         return title in self._built
 
 
+def initial_size(width: int = 1280, height: int = 820) -> tuple[int, int]:
+    """The window's first size: 1280 x 820, or less on a screen that has less room (a 1280 x 800 display must
+    show the whole window, its status bar included)."""
+    screen = QGuiApplication.primaryScreen()
+    if screen is None or QGuiApplication.platformName() == "offscreen":  # no real screen (its fake one is 800x600)
+        return width, height
+    room = screen.availableGeometry()
+    return min(width, room.width()), min(height, room.height())
+
+
 class MainWindow(QMainWindow):
     # The user picked another workspace folder (File > New/Switch workspace); the app re-opens on it.
     workspaceSwitchRequested = Signal(str)
@@ -72,7 +82,7 @@ class MainWindow(QMainWindow):
         self.context = context
         self.close_policy = "ask"  # "ask" | "keep" | "stop": what closing does to active runs
         self.setWindowTitle(f"MiniMind Studio — {context.workspace.root}")
-        self.resize(1280, 820)
+        self.resize(*initial_size())
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)

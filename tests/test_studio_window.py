@@ -305,6 +305,31 @@ if __name__ != "__main__":
         assert len(result["clipped"]) >= 2 * 6 and clipped == {}, clipped  # six panes or more, two sizes
 
 
+    def test_the_first_window_size_fits_a_1280x800_screen(tmp_path):
+        """On a real 1280x800 display (xcb) the window starts no taller than the screen, so its status bar shows;
+        offscreen (no real screen) keeps the default 1280x820."""
+        exe = shutil.which("Xvfb")
+        if exe is None:
+            pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+        code = ("from PySide6.QtWidgets import QApplication; app = QApplication([]); "
+                "from studio.main_window import initial_size; print(*initial_size())")
+        n = next(k for k in range(150, 250) if not Path(f"/tmp/.X{k}-lock").exists())
+        server = subprocess.Popen([exe, f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)
+            env = dict(os.environ, DISPLAY=f":{n}", QT_QPA_PLATFORM="xcb", PYTHONPATH=str(REPO))
+            real = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+            env["QT_QPA_PLATFORM"] = "offscreen"
+            fake = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        finally:
+            server.terminate()
+            server.wait(10)
+        assert real.stdout.split() == ["1280", "800"], real.stderr[-2000:]
+        assert fake.stdout.split() == ["1280", "820"], fake.stderr[-2000:]
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
     sys.exit(drive(Path(sys.argv[1])))
+
