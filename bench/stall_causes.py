@@ -7,14 +7,18 @@ Three kinds of spans, all on the UI thread, each with wall and thread-CPU time:
   dispatch that runs many slots (one queued signal fans out to every pane) is split by slot;
 - garbage collections (``gc.callbacks``), with their generation.
 
-A span whose wall time is far above its CPU time was waiting (another process had the core, or another thread
-held the GIL), not working. ``explain(start, end)`` returns the spans that overlap one late probe interval,
-longest first.
+A span whose wall time is far above its CPU time was waiting, not working. ``ThreadClock`` says what it waited
+for: Linux's per-thread scheduler counters (``/proc/self/task/*/schedstat``: CPU time, time runnable but waiting
+for a core) split a late probe interval of the UI thread into its own CPU, waiting for a core (other processes,
+or this process's other threads, had both cores) and blocked (asleep on the GIL or a lock), and list the CPU
+time each other thread of the process used meanwhile: a thread that ran Python then held the GIL.
+``explain(start, end)`` returns the spans that overlap one late probe interval, longest first.
 """
 from __future__ import annotations
 
 import functools
 import gc
+import os
 import threading
 import time
 from collections import deque
@@ -40,6 +44,15 @@ WATCHED = (
     ("studio.worker.run_manager", "RunManager", "poll"),
     ("studio.store.run_store", "RunStore", "list_runs"),
     ("studio.store.run_store", "RunStore", "get_run"),
+    ("studio.panes.chat", "ChatPane", "_render"),
+    ("studio.panes.chat_presenter", "ChatPresenter", "_on_finished"),
+    ("studio.panes.chat_presenter", "ChatPresenter", "save_histories"),
+    ("studio.panes.chat_presenter", "ChatPresenter", "refresh_models"),
+    ("studio.panes.config", "ConfigPane", "refresh_checkpoints"),
+    ("studio.panes.export_presenter", "ExportPresenter", "refresh_sources"),
+    ("studio.panes.evaluate_presenter", "EvaluatePresenter", "refresh_sources"),
+    ("studio.context", "StudioContext", "select_run"),
+    ("studio.panes.curves", "CurvesPane", "show_run"),
 )
 
 
@@ -116,6 +129,81 @@ class Spans:
             finally:
                 spans.add(start, cpu0, label)
         return timed
+
+
+class ThreadClock:
+    """Per-thread CPU and run-queue time of this process, read from ``/proc/self/task/<tid>/schedstat`` (Linux;
+    elsewhere ``available`` is False and ``interval`` returns None). ``tick()`` at each probe tick keeps the
+    last reading; ``interval()`` after it gives what happened since the tick before."""
+
+    def __init__(self) -> None:
+        self.ui = threading.get_native_id()
+        self.available = os.path.exists(f"/proc/self/task/{self.ui}/schedstat")
+        self._prev: dict | None = None
+        self._last: dict | None = None
+        self._names: dict[int, str] = {}
+
+    @staticmethod
+    def read() -> dict[int, tuple[int, int]]:
+        """{tid: (CPU ns, run-queue wait ns)} for every thread of this process."""
+        out = {}
+        for entry in os.scandir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{entry.name}/schedstat", "rb") as fh:
+                    cpu, wait, _slices = fh.read().split()
+            except (OSError, ValueError):
+                continue  # the thread ended
+            out[int(entry.name)] = (int(cpu), int(wait))
+        return out
+
+    def tick(self) -> None:
+        if self.available:
+            self._prev, self._last = self._last, self.read()
+
+    def name(self, tid: int) -> str:
+        if tid not in self._names:
+            for thread in threading.enumerate():
+                if thread.native_id is not None:
+                    self._names.setdefault(thread.native_id, thread.name)
+        if tid not in self._names:
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as fh:
+                    comm = fh.read().strip()  # a Qt or native thread: QThread's name, or the executable's
+            except OSError:
+                comm = "?"
+            return f"{comm} (native {tid})"
+        return self._names[tid]
+
+    def interval(self, wall_s: float, idle_ms: float = 0.0, limit: int = 3) -> dict | None:
+        """The last probe interval (``wall_s`` long, of which ``idle_ms`` the UI thread was meant to sleep until
+        its timer) split for the UI thread, and the other threads' CPU."""
+        if not self.available or self._prev is None or self._last is None:
+            return None
+        prev, last = self._prev, self._last
+        cpu0, wait0 = prev.get(self.ui, (0, 0))
+        cpu1, wait1 = last.get(self.ui, (0, 0))
+        cpu_ms, runq_ms = (cpu1 - cpu0) / 1e6, (wait1 - wait0) / 1e6
+        others = []
+        for tid, (cpu, _wait) in last.items():
+            if tid != self.ui:
+                used = (cpu - prev.get(tid, (0, 0))[0]) / 1e6
+                if used >= 0.5:
+                    others.append({"thread": self.name(tid), "cpu_ms": round(used, 1)})
+        others.sort(key=lambda o: -o["cpu_ms"])
+        return {"wall_ms": round(wall_s * 1000, 1), "cpu_ms": round(cpu_ms, 1), "runqueue_ms": round(runq_ms, 1),
+                "blocked_ms": round(max(0.0, wall_s * 1000 - idle_ms - cpu_ms - runq_ms), 1),
+                "idle_ms": idle_ms, "others": others[:limit]}
+
+
+def format_interval(split: dict | None) -> str:
+    """'UI thread: 40 ms = 2 ms CPU + 30 ms waiting for a core + 8 ms blocked; meanwhile ingest 25 ms CPU, ...'."""
+    if not split:
+        return "per-thread scheduler counters unavailable"
+    text = (f"UI thread {split['wall_ms']} ms = {split.get('idle_ms', 0):g} ms timer wait + {split['cpu_ms']} ms CPU + "
+            f"{split['runqueue_ms']} ms waiting for a core + {split['blocked_ms']} ms blocked (GIL or lock)")
+    if split["others"]:
+        text += "; meanwhile " + ", ".join(f"{o['thread']} {o['cpu_ms']} ms CPU" for o in split["others"])
+    return text
 
 
 def describe(receiver, event) -> str:

@@ -80,9 +80,19 @@ class _StallProbe:
         self.lateness: list[float] = []
         self._last = None
         self.worst = (0.0, 0.0, 0.0)  # (lateness ms, previous tick, this tick): the interval to explain
+        from bench.stall_causes import ThreadClock
+
+        self.clock = ThreadClock()
+        self.worst_split: dict | None = None  # the worst interval split by thread (bench/stall_causes.py)
+
+    def reset(self) -> None:
+        self.lateness.clear()
+        self.worst = (0.0, 0.0, 0.0)
+        self.worst_split = None
 
     def start(self) -> None:
         self._last = time.perf_counter()
+        self.clock.tick()
         self.timer.start()
 
     def stop(self) -> None:
@@ -90,16 +100,18 @@ class _StallProbe:
 
     def _tick(self) -> None:
         now = time.perf_counter()
+        self.clock.tick()
         self.lateness.append(max(0.0, (now - self._last) * 1000 - PROBE_MS))
         if self.lateness[-1] > self.worst[0]:
             self.worst = (self.lateness[-1], self._last, now)
+            self.worst_split = self.clock.interval(now - self._last, idle_ms=PROBE_MS)
         self._last = now
 
     def summary(self) -> dict:
         values = sorted(self.lateness) or [0.0]
         return {"ticks": len(self.lateness), "max_stall_ms": round(values[-1], 1),
                 "p99_ms": round(values[int(0.99 * (len(values) - 1))], 1),
-                "mean_ms": round(sum(values) / len(values), 2)}
+                "mean_ms": round(sum(values) / len(values), 2), "threads": self.worst_split}
 
 
 def _spin(seconds: float, until=None) -> None:
@@ -155,8 +167,7 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
         idle = probe.summary()
         idle["cause"] = spans.explain(*probe.worst[1:])
 
-        probe.lateness.clear()
-        probe.worst = (0.0, 0.0, 0.0)
+        probe.reset()
         ingested = {"n": 0}
         context.eventsIngested.connect(lambda _rid, evs: ingested.__setitem__("n", ingested["n"] + len(evs)))
         run_id = context.runs.launch({"method": "grpo", "rate": rate, "seconds": seconds})
@@ -205,8 +216,7 @@ def _pan_zoom(window, probe, spans, seconds: float) -> dict:
     timer = QTimer()
     timer.setInterval(33)
     timer.timeout.connect(move)
-    probe.lateness.clear()
-    probe.worst = (0.0, 0.0, 0.0)
+    probe.reset()
     probe.start()
     timer.start()
     _spin(seconds)
@@ -254,8 +264,7 @@ def _chat_stream(window, probe, spans, seconds: float) -> dict:
             pane.send()
 
     pane.presenter.replyFinished.connect(ask)
-    probe.lateness.clear()
-    probe.worst = (0.0, 0.0, 0.0)
+    probe.reset()
     state["until"] = time.perf_counter() + seconds
     probe.start()
     ask()
@@ -291,6 +300,13 @@ def print_table(result: dict) -> None:
           f"  (load average {result['load_avg']} on {result['cpus']} CPUs; compare with the idle row)")
     for phase in PHASES:
         print(f"longest {phase} stall ran: " + format_cause(result[phase].get("cause")))
+        print(f"  {' ' * len(phase)} threads: " + format_interval(result[phase].get("threads")))
+
+
+def format_interval(split: dict | None) -> str:
+    from bench.stall_causes import format_interval as fmt
+
+    return fmt(split)
 
 
 def format_cause(cause: list | None) -> str:
@@ -306,6 +322,7 @@ def worst_of(results: list[dict]) -> dict:
     for phase in PHASES:
         worst = max(results, key=lambda r: r[phase]["max_stall_ms"])[phase]
         out[phase] = {"max_stall_ms": worst["max_stall_ms"], "cause": worst.get("cause"),
+                      "threads": worst.get("threads"),
                       "per_run_ms": [r[phase]["max_stall_ms"] for r in results],
                       "p99_ms": max(r[phase]["p99_ms"] for r in results)}
     out["ok"] = max(out[phase]["max_stall_ms"] for phase in PHASES[1:]) < TARGET_MS
@@ -335,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         w = worst[phase]
         print(f"worst of {worst['runs']} runs, {phase}: max stall {w['max_stall_ms']} ms (runs: "
               f"{', '.join(map(str, w['per_run_ms']))}), p99 up to {w['p99_ms']} ms; "
-              f"it ran: {format_cause(w['cause'])}")
+              f"it ran: {format_cause(w['cause'])}; {format_interval(w['threads'])}")
     print(f"target: max stall < {TARGET_MS:.0f} ms -> {'OK' if worst['ok'] else 'MISSED'}")
     return 0 if worst["ok"] else 1
 

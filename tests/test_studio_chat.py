@@ -96,6 +96,34 @@ def test_pane_renders_the_transcript(qtbot, workspace_with_runs, torch_single_th
     pane.presenter.shutdown()
 
 
+def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtbot, workspace_with_runs,
+                                                                          torch_single_thread):
+    from studio.panes.chat import ChatPane
+
+    pane = ChatPane(workspace_with_runs)
+    qtbot.addWidget(pane)
+    pane.max_tokens.setValue(16)
+    view = pane.views[0]
+    full_draws = []
+    real_set_html = view.setHtml
+    view.setHtml = lambda text: (full_draws.append(len(text)), real_set_html(text))
+    for turn, question in enumerate(("Hello", "What is 2+2?", "Tell me about the sea.")):
+        pane.input.setPlainText(question)
+        with qtbot.waitSignal(pane.presenter.replyFinished, timeout=60_000):
+            pane.send()
+        qtbot.wait(2 * 50)  # any streamed piece still queued is drawn
+        drawn = view.toPlainText()
+        assert question in drawn and "▍" not in drawn
+        pane._settled.clear()  # forget what is on screen: the next draw lays out the whole conversation
+        pane._render(0)
+        assert view.toPlainText() == drawn, f"turn {turn}: the incremental transcript differs from a full one"
+        if turn == 0:
+            full_draws.clear()
+    # after the first turn every draw appended or replaced the streaming bubble, except the forced full ones
+    assert len(full_draws) == 2, full_draws
+    pane.presenter.shutdown()
+
+
 # ---- thinking and tools, with scripted answers (tests/scripted_backend.py: a test-only replay backend) -----------
 CALL = '<tool_call>\n{"name": "calculate_math", "arguments": {"expression": "6*7"}}\n</tool_call>'
 

@@ -173,7 +173,8 @@ def test_a_launched_run_shows_in_curves_at_once_checked_with_its_metrics(qtbot, 
     context.store.create_run("live-1", run_dir=workspace.runs_dir / "live-1", name="demo-pretrain",
                              method="pretrain", status="queued")
     context.runsChanged.emit()  # what RunManager.launch emits
-    assert context.selected_run_id == "live-1"
+    # the window's run-change slots run as separate events in the next pass of the event loop (not in the emit)
+    qtbot.waitUntil(lambda: context.selected_run_id == "live-1", timeout=500)
     item = pane.run_list.item(0)
     assert item.data(Qt.ItemDataRole.UserRole) == "live-1" and item.checkState() == Qt.CheckState.Checked
 

@@ -310,6 +310,16 @@ class RunStore:
         with self.session() as s:
             return list(s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.step)))
 
+    def checkpoint_rows(self) -> list[tuple[str, str, str, str]]:
+        """(run id, run name, method, checkpoint path) of every stored checkpoint in one query, newest run
+        first and each run's newest step first. The model pickers of four panes read this on every run change;
+        a query per run cost ~30 ms per picker at 100 runs."""
+        query = (select(Run.id, Run.name, Run.method, Checkpoint.path)
+                 .join(Checkpoint, Checkpoint.run_id == Run.id)
+                 .order_by(Run.created_at.desc(), Checkpoint.step.desc()))
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(query)]
+
     def lineage(self, run_id: str) -> list[Run]:
         """Ancestors by ``parent_run_id``, oldest first, ending with the run itself (cycles are cut)."""
         chain, seen, current = [], set(), run_id

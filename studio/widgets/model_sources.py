@@ -4,6 +4,7 @@ Shared by the Config (starting checkpoint), Chat (model picker) and Export (what
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,34 +17,44 @@ class ModelSource:
     run_id: str | None = None
 
 
-def _scan_checkpoints(runs_dir: Path) -> list[tuple[str, Path]]:
+def _scan_checkpoints(runs_dir: Path) -> list[tuple[str, str]]:
+    """(run folder name, checkpoint path) of every ``*/checkpoints/step-*`` holding a model_config.json, sorted
+    by path. os.scandir and strings, not pathlib: this runs on the UI thread for every run change."""
     found = []
-    if runs_dir.is_dir():
-        for ck in sorted(runs_dir.glob("*/checkpoints/step-*")):
-            if (ck / "model_config.json").is_file():
-                found.append((ck.parent.parent.name, ck))
+    try:
+        runs = sorted(entry.name for entry in os.scandir(runs_dir) if entry.is_dir())
+    except OSError:
+        return found
+    for run in runs:
+        ck_dir = os.path.join(runs_dir, run, "checkpoints")
+        try:
+            names = sorted(e.name for e in os.scandir(ck_dir) if e.name.startswith("step-") and e.is_dir())
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(ck_dir, name)
+            if os.path.isfile(os.path.join(path, "model_config.json")):
+                found.append((run, path))
     return found
 
 
 def list_checkpoints(context) -> list[ModelSource]:
-    """Newest first within each run; runs known to the store first, then folders found on disk."""
+    """Newest first within each run; runs known to the store first, then folders found on disk. One store
+    query and one folder scan: four panes call this on every run change, on the UI thread."""
     out: list[ModelSource] = []
     seen: set[str] = set()
-    store = context.store
     try:
-        for run in store.list_runs():
-            for ck in sorted(store.checkpoints(run.id), key=lambda c: -c.step):
-                if Path(ck.path).is_dir() and ck.path not in seen:
-                    seen.add(ck.path)
-                    name = run.name or run.id
-                    out.append(ModelSource(f"{name} · {Path(ck.path).name} ({run.method})", ck.path,
-                                           "checkpoint", run.id))
+        for run_id, name, method, path in context.store.checkpoint_rows():
+            if path not in seen and os.path.isdir(path):
+                seen.add(path)
+                out.append(ModelSource(f"{name or run_id} · {os.path.basename(path)} ({method})", path,
+                                       "checkpoint", run_id))
     except Exception:  # a store problem must not empty the lists: fall back to the folder scan
         pass
-    for run_id, ck in reversed(_scan_checkpoints(context.workspace.runs_dir)):
-        if str(ck) not in seen:
-            seen.add(str(ck))
-            out.append(ModelSource(f"{run_id} · {ck.name}", str(ck), "checkpoint", run_id))
+    for run_id, path in reversed(_scan_checkpoints(context.workspace.runs_dir)):
+        if path not in seen:
+            seen.add(path)
+            out.append(ModelSource(f"{run_id} · {os.path.basename(path)}", path, "checkpoint", run_id))
     return out
 
 
