@@ -5,7 +5,7 @@ Three kinds of spans, all on the UI thread, each with wall and thread-CPU time:
   the timer's owner and interval, so "QTimer 150 ms of CurvesPane" points at one timer;
 - named studio slots (``watch``: plot building, redraws, table refreshes, store reads on the UI thread), so a
   dispatch that runs many slots (one queued signal fans out to every pane) is split by slot;
-- garbage collections (``gc.callbacks``), with their generation.
+- garbage collections (``gc.callbacks``), with their generation, in any thread (a collection holds the GIL).
 
 A span whose wall time is far above its CPU time was waiting, not working. ``ThreadClock`` says what it waited
 for: Linux's per-thread scheduler counters (``/proc/self/task/*/schedstat``: CPU time, time runnable but waiting
@@ -42,6 +42,8 @@ WATCHED = (
     ("studio.main_window", "MainWindow", "_select_launched_run"),
     ("studio.worker.run_manager", "RunManager", "_on_ingested"),
     ("studio.worker.run_manager", "RunManager", "poll"),
+    ("studio.worker.run_manager", "RunManager", "launch"),
+    ("studio.worker.run_manager", "RunManager", "_start"),
     ("studio.store.run_store", "RunStore", "list_runs"),
     ("studio.store.run_store", "RunStore", "get_run"),
     ("studio.panes.chat", "ChatPane", "_render"),
@@ -64,7 +66,7 @@ class Spans:
         self.spans: deque = deque(maxlen=20000)  # (end, wall_s, cpu_s, label)
         self.depth = 0
         self.thread = threading.get_ident()
-        self._gc: tuple | None = None
+        self._gcs: dict[int, tuple] = {}  # thread ident -> (start, thread CPU) of a collection under way
 
     def add(self, start: float, cpu0: float, label: str) -> None:
         end = time.perf_counter()
@@ -87,14 +89,19 @@ class Spans:
             gc.callbacks.remove(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict) -> None:
-        if threading.get_ident() != self.thread:
-            return
+        """A collection in any thread: it holds the GIL throughout, so one in another thread blocks the UI
+        thread too (kept with that thread's name; its CPU is that thread's)."""
+        ident = threading.get_ident()
         if phase == "start":
-            self._gc = (time.perf_counter(), time.thread_time())
-        elif self._gc is not None:
-            start, cpu0 = self._gc
-            self._gc = None
-            self.add(start, cpu0, f"gc generation {info.get('generation')} ({info.get('collected', 0)} freed)")
+            self._gcs[ident] = (time.perf_counter(), time.thread_time())
+        elif ident in self._gcs:
+            start, cpu0 = self._gcs.pop(ident)
+            label = f"gc generation {info.get('generation')} ({info.get('collected', 0)} freed)"
+            if ident == self.thread:
+                self.add(start, cpu0, label)
+            elif time.perf_counter() - start >= MIN_SPAN_S:
+                self.spans.append((time.perf_counter(), time.perf_counter() - start, time.thread_time() - cpu0,
+                                   f"{label} in thread {threading.current_thread().name}"))
 
     # ------------------------------------------------------------------------ named slots
     def watch(self, targets=WATCHED) -> list:

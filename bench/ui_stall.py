@@ -170,8 +170,9 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
         probe.reset()
         ingested = {"n": 0}
         context.eventsIngested.connect(lambda _rid, evs: ingested.__setitem__("n", ingested["n"] + len(evs)))
+        # launched as the Start button does; the window selects the new run itself (a deferred run-change
+        # slot), so Runs and Curves follow it as they do for a person
         run_id = context.runs.launch({"method": "grpo", "rate": rate, "seconds": seconds})
-        context.select_run(run_id)  # the Curves pane plots it live
         t0 = time.perf_counter()
         _spin(seconds + 30, until=context.runs.runFinished)
         wall = time.perf_counter() - t0
@@ -179,6 +180,8 @@ def run(seconds: float = 5.0, rate: float = 200.0, panes: list[str] | None = Non
         ingest = probe.summary()
         ingest["cause"] = spans.explain(*probe.worst[1:])
         status = context.store.get_run(run_id).status
+        if context.selected_run_id != run_id:
+            raise RuntimeError("the window did not select the launched run: Curves did not plot it live")
         pan_zoom = _pan_zoom(window, probe, spans, min(seconds, 3.0))
         chat = _chat_stream(window, probe, spans, min(seconds, 3.0))
         window.close_policy = "keep"
@@ -329,6 +332,27 @@ def worst_of(results: list[dict]) -> dict:
     return out
 
 
+def compare_switch_intervals(intervals: list[float], seconds: float, rate: float, panes, repeat: int) -> int:
+    """Runs alternating between GIL switch intervals (ABAB..., then BABA.. so both see the same load); a table
+    of each phase's max stall per run and the blocked time of the worst."""
+    runs: dict[float, list[dict]] = {value: [] for value in intervals}
+    for i in range(max(1, repeat)):
+        for value in (intervals if i % 2 == 0 else intervals[::-1]):
+            sys.setswitchinterval(value)
+            runs[value].append(run(seconds, rate, panes, lazy=True))
+    print(f"| switch interval | {' | '.join(f'{p} max stall (ms), per run' for p in PHASES[1:])} | "
+          "worst stall blocked (ms) | load |")
+    print("|---" * (len(PHASES) + 2) + "|")
+    for value, results in runs.items():
+        worst = worst_of(results)
+        cells = [", ".join(map(str, worst[p]["per_run_ms"])) for p in PHASES[1:]]
+        top = max(PHASES[1:], key=lambda p: worst[p]["max_stall_ms"])
+        blocked = (worst[top].get("threads") or {}).get("blocked_ms")
+        loads = [r["load_avg"] for r in results]
+        print(f"| {value * 1000:g} ms | {' | '.join(cells)} | {blocked} ({top}) | {min(loads)}-{max(loads)} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ui_stall", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -337,11 +361,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of the (lazy) window; the worst is reported")
     parser.add_argument("--compare", action="store_true",
                         help="run twice in this process: eager panes (before) then lazy panes (after)")
+    parser.add_argument("--switch-interval", type=float, nargs="+", metavar="S",
+                        help="Python's GIL switch interval(s) in seconds (sys.setswitchinterval); with several, the "
+                             "runs alternate between them and each value's worst is reported")
     parser.add_argument("--emit", metavar="CONFIG", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     if args.emit:
         return emit_events(args.emit)
     panes = args.panes.split(",") if args.panes else None
+    if args.switch_interval and len(args.switch_interval) > 1:
+        return compare_switch_intervals(args.switch_interval, args.seconds, args.rate, panes, args.repeat)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval[0])
+    else:
+        from studio.heap import share_the_gil
+
+        share_the_gil()  # as studio.app.open_window does
     results = [run(args.seconds, args.rate, panes, lazy=False)] if args.compare else []
     lazy = [run(args.seconds, args.rate, panes, lazy=True) for _ in range(max(1, args.repeat))]
     for result in results + lazy:

@@ -56,12 +56,13 @@ def open_window(root: Path, probe_device: bool = True):
 
     from studio.main_window import MainWindow
 
-    from studio.heap import HeapFreezer
+    from studio.heap import HeapFreezer, share_the_gil
 
     context = build_context(root)
     window = MainWindow(context, probe_device=probe_device)
     # The app's process, not a window's concern, but it lives as long as the window: short full collections.
     window.heap_freezer = HeapFreezer(window)
+    share_the_gil()
     message = context.store.recovery_message
     if message:
         QTimer.singleShot(0, lambda: QMessageBox.warning(window, "Studio database rebuilt", message))

@@ -17,6 +17,19 @@ import sys
 from PySide6.QtCore import QObject, QTimer
 
 CHECK_MS = 2000
+# Python's GIL switch interval in the studio process (the default is 5 ms). A thread that gives the GIL up around
+# a C call (PySide6 releases it in every Qt call) and then wants it back while another thread runs Python (the
+# chat's torch decode loop, the ingest thread) waits up to one interval each time; a redraw that makes a few
+# dozen Qt calls then waits tens of ms. bench.ui_stall named it: the chat phase's longest stall was 26-37 ms
+# blocked while the chat thread ran Python. 8 interleaved runs each (`python -m bench.ui_stall --repeat 8
+# --switch-interval 0.005 0.001`, idle machine): chat max stall 19-47 ms (median 29) at 5 ms, 18-36 ms
+# (median 22) at 1 ms; ingest and pan/zoom unchanged (docs/studio.md, Measured).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def share_the_gil() -> None:
+    """Set the studio process's GIL switch interval (see GIL_SWITCH_INTERVAL_S); not the trainer's."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 class HeapFreezer(QObject):

@@ -264,13 +264,22 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.device_label)
 
     def _probe_device(self) -> None:
-        """Off the UI thread: torch.cuda's first call can take seconds."""
+        """Off the UI thread: torch.cuda's first call can take seconds. The same thread then warms the chat
+        template."""
         import threading
 
         from studio.device_info import probe_device
 
-        threading.Thread(target=lambda: self._deviceProbed.emit(probe_device().summary()), daemon=True,
-                         name="device-probe").start()
+        def probe_then_warm() -> None:
+            self._deviceProbed.emit(probe_device().summary())
+            # The chat template's first compile (jinja2's lazy imports, then Python's compile(), which holds
+            # the GIL throughout) blocked the UI thread ~30 ms when it came with the first chat reply
+            # (bench.ui_stall, chat phase of a fresh process); done here, it is cached before anyone chats.
+            from core.tokenizer.chat_template import CHAT_TEMPLATE, compile_template
+
+            compile_template(CHAT_TEMPLATE)
+
+        threading.Thread(target=probe_then_warm, daemon=True, name="device-probe").start()
 
     # ---------------------------------------------------------------- actions
     def show_first_run_guide(self) -> None:

@@ -97,30 +97,50 @@ def test_pane_renders_the_transcript(qtbot, workspace_with_runs, torch_single_th
 
 
 def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtbot, workspace_with_runs,
-                                                                          torch_single_thread):
+                                                                          tiny_tokenizer, torch_single_thread):
     from studio.panes.chat import ChatPane
+    from tests.scripted_backend import ScriptedReplayBackend
 
     pane = ChatPane(workspace_with_runs)
-    qtbot.addWidget(pane)
-    pane.max_tokens.setValue(16)
+    full = ChatPane(workspace_with_runs)  # draws the same presenter's state from scratch, for comparison
+    for widget in (pane, full):
+        qtbot.addWidget(widget)
+    full.presenter.shutdown()
+    full.presenter = p = pane.presenter
+    replies = ["Hello! How can I help?", "2 + 2 = 4.\nThat is all.", "The sea is wide.\n\nIt is deep,\nand blue."]
+    p._backends[p.selected[0]] = ScriptedReplayBackend(tiny_tokenizer, replies)
     view = pane.views[0]
-    full_draws = []
+    full_draws, compared = [], []
     real_set_html = view.setHtml
     view.setHtml = lambda text: (full_draws.append(len(text)), real_set_html(text))
-    for turn, question in enumerate(("Hello", "What is 2+2?", "Tell me about the sea.")):
+
+    typed = []
+    real_append = pane._append_piece
+    pane._append_piece = lambda *args: typed.append(real_append(*args)) or typed[-1]
+
+    def compare(*_args) -> None:
+        pane._render(0)  # what the redraw timer does, here after every piece
+        full._settled.clear()
+        full._render(0)
+        compared.append(((view.toPlainText(), view.document().blockCount()),  # a typed line break is no new block
+                         (full.views[0].toPlainText(), full.views[0].document().blockCount())))
+
+    p.pieceReceived.connect(compare)
+    for turn, question in enumerate(("Hi", "What is 2+2?", "Tell me about the sea.")):
         pane.input.setPlainText(question)
-        with qtbot.waitSignal(pane.presenter.replyFinished, timeout=60_000):
+        with qtbot.waitSignal(p.replyFinished, timeout=60_000):
             pane.send()
-        qtbot.wait(2 * 50)  # any streamed piece still queued is drawn
-        drawn = view.toPlainText()
-        assert question in drawn and "▍" not in drawn
-        pane._settled.clear()  # forget what is on screen: the next draw lays out the whole conversation
-        pane._render(0)
-        assert view.toPlainText() == drawn, f"turn {turn}: the incremental transcript differs from a full one"
+        qtbot.wait(2 * 50)  # the redraw timer has fired
+        compare()
+        assert question in compared[-1][0][0] and replies[turn].split("\n")[-1] in compared[-1][0][0]
+        assert "▍" not in compared[-1][0][0]
         if turn == 0:
             full_draws.clear()
-    # after the first turn every draw appended or replaced the streaming bubble, except the forced full ones
-    assert len(full_draws) == 2, full_draws
+    assert len(compared) > 20 and sum("▍" in drawn for (drawn, _), _ in compared) > 15  # streamed piece by piece
+    for drawn, reference in compared:
+        assert drawn == reference
+    assert full_draws == []  # after the first turn: only appended messages and typed pieces
+    assert sum(typed) > 15  # most pieces were typed into the bubble, not laid out again
     pane.presenter.shutdown()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QMessageBox,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
@@ -26,6 +26,7 @@ class RunsPane(QWidget):
         self.context = context
         self.presenter = RunsPresenter(context)
         self._detail_shown: tuple = (None, None, 0.0)
+        self._refresh_pending = False
 
         self.buttons: dict[str, QPushButton] = {}
         bar = QHBoxLayout()
@@ -86,6 +87,7 @@ class RunsPane(QWidget):
         return item.data(Qt.ItemDataRole.UserRole) if item else None
 
     def refresh(self) -> None:
+        self._refresh_pending = False
         selected = self.selected_run_id()
         self.table.blockSignals(True)
         rows = self.presenter.rows()
@@ -126,7 +128,15 @@ class RunsPane(QWidget):
                         self._show_detail(run_id)
                         self._update_buttons()
                 return
-        self.refresh()  # a run we do not show yet
+        # A run we do not show yet: the table is refreshed in a later pass of the event loop, not inside the
+        # launch's click (a new run's runsChanged refreshes it too; whichever runs first, the other is skipped).
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            QTimer.singleShot(0, self, self._refresh_later)
+
+    def _refresh_later(self) -> None:
+        if self._refresh_pending:
+            self.refresh()
 
     def select_run(self, run_id: str) -> None:
         """Show ``run_id`` selected (the context's selected run; it is not announced again)."""
