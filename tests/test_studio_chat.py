@@ -141,6 +141,16 @@ def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtb
         assert drawn == reference
     assert full_draws == []  # after the first turn: only appended messages and typed pieces
     assert sum(typed) > 15  # most pieces were typed into the bubble, not laid out again
+    # and it looks the same: the two transcripts, drawn at one size, are the same pixels
+    for browser in (view, full.views[0]):
+        browser.setFixedSize(420, 2000)
+        browser.show()
+    full._render(0)
+    qtbot.wait(50)
+    image = view.grab().toImage()
+    assert image == full.views[0].grab().toImage()
+    colours = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+    assert len(colours) > 3  # text and bubbles were drawn, not two blank images
     pane.presenter.shutdown()
 
 
