@@ -232,7 +232,7 @@ def llama_pre(tok) -> str:
     if pre is None:
         raise UnsupportedExport(
             "the tokenizer splits text in a way llama.cpp has no pre-tokenizer for (tokenizer.json "
-            f"pre_tokenizer: {json.dumps(tok._json.get('pre_tokenizer'))[:200]}); supported: GPT-2's ByteLevel "
+            f"pre_tokenizer: {json.dumps(tok.pre_tokenizer_spec)[:200]}); supported: GPT-2's ByteLevel "
             "regex and Qwen2's digit-splitting regex")
     return pre
 

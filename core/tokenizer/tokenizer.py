@@ -148,6 +148,11 @@ class MiniMindTokenizer:
         return {t["id"] for t in self._json["added_tokens"] if t["special"]}
 
     @property
+    def pre_tokenizer_spec(self) -> dict | None:
+        """tokenizer.json's ``pre_tokenizer`` object as written (None when it has none): for messages."""
+        return self._json.get("pre_tokenizer")
+
+    @property
     def pre_tokenizer(self) -> str | None:
         """How text is split before BPE: "gpt2" (ByteLevel's own regex: MiniMind v2/v3 and tokenizers trained
         here by default), "qwen2" (Qwen2's regex, one token per digit: `train_tokenizer(pre_tokenizer="qwen2")`)
