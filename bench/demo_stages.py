@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.rl_gain import BOOTSTRAP, GRPO, _rl_config, _train, paired
+from bench.rl_gain import BOOTSTRAP, GRPO, paired, rl_config, train_run
 
 TASKS = ("demo-facts", "shared-poems")
 RL_STEPS = 120  # bench/rl_gain.py's, chosen there on its validation split
@@ -46,8 +46,8 @@ def _demo(work: Path, fast: bool, threads: int) -> Path:
 
 def _grpo(demo: Path, work: Path, steps: int) -> tuple[Path, float]:
     run_dir = work / "grpo"
-    cfg = _rl_config("grpo", run_dir, demo / "runs" / "sft", demo / "data" / "rl.jsonl", steps, seed=0)
-    return run_dir, _train(cfg)
+    cfg = rl_config("grpo", run_dir, demo / "runs" / "sft", demo / "data" / "rl.jsonl", steps, seed=0)
+    return run_dir, train_run(cfg)
 
 
 def score_stage(checkpoint: Path, tasks, limit: int | None) -> dict:

@@ -60,7 +60,7 @@ def _lines(src: Path, dst: Path, start: int, n: int) -> Path:
     return dst
 
 
-def _train(cfg: dict) -> float:
+def train_run(cfg: dict) -> float:
     from core.config.train import validate_train_config
     from core.train import run_training
 
@@ -88,7 +88,7 @@ def _prepare(work: Path, train_prompts: int, val_prompts: int, test_prompts: int
             "sft": write_hinted_sft(demo["sft"], work / "sft_hinted.jsonl", answered=answered)}
 
 
-def _rl_config(method: str, run_dir: Path, sft_dir: Path, prompts: Path, steps: int, seed: int) -> dict:
+def rl_config(method: str, run_dir: Path, sft_dir: Path, prompts: Path, steps: int, seed: int) -> dict:
     opts = {"max_new_tokens": 16, "rewards": REWARDS, "sample_every": 10, "temperature": 1.0}
     spec = {"grpo": (GRPO, {"num_generations": GRPO["G"]}), "ppo": (PPO, {"critic_lr": PPO["critic_lr"]})}
     hp, extra = spec[method]
@@ -164,7 +164,7 @@ def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 
     work = Path(work_dir or tempfile.mkdtemp(prefix="rl_gain_"))
     files = _prepare(work, train_prompts, val_prompts, test_prompts, sft_answered)
     sft_dir = Path(sft_run) if sft_run else work / "sft"
-    times = {"sft": 0.0 if sft_run else _train({
+    times = {"sft": 0.0 if sft_run else train_run({
         "device": "cpu", "precision": "fp32", "log_every": 10, "save_every": 0, "seed": 0, "method": "sft",
         "run_dir": str(sft_dir), "max_steps": sft_steps, "batch_size": 16, "model": MODEL,
         "data": {"files": [str(files["sft"])], "max_len": 96, "tokenizer": str(work / "tokenizer")},
@@ -175,7 +175,8 @@ def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 
     for seed in seeds:
         for method in ("grpo", "ppo"):
             run_dir = work / f"{method}-seed{seed}"
-            times[f"{method}-seed{seed}"] = _train(_rl_config(method, run_dir, sft_dir, files["train"], rl_steps, seed))
+            times[f"{method}-seed{seed}"] = train_run(rl_config(method, run_dir, sft_dir, files["train"], rl_steps,
+                                                                seed))
             scores[method][seed] = {s: score_prompts(run_dir, files[s], rewards) for s in splits}
     return {"config": {"sft_steps": sft_steps, "rl_steps": rl_steps, "seeds": list(seeds),
                        "train_prompts": train_prompts, "val_prompts": val_prompts, "test_prompts": test_prompts,

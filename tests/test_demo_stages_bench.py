@@ -29,7 +29,7 @@ def test_each_stage_is_paired_item_by_item_with_the_stage_before_it():
 def fast_demo(tmp_path, torch_single_thread):
     """A `minimind demo --fast` folder's runs/pretrain, runs/sft and data, trained in-process with the demo's own
     plan, files and configs (the export, chat and tool stages, which this bench does not read, left out)."""
-    from bench.rl_gain import _train
+    from bench.rl_gain import train_run
     from core.data import generate_demo_data
     from core.demo import FAST, stage_files, train_config, train_demo_tokenizer
 
@@ -39,7 +39,7 @@ def fast_demo(tmp_path, torch_single_thread):
     train_demo_tokenizer(files["tokenizer"], FAST, out / "tokenizer")
     init = None
     for method in ("pretrain", "sft"):
-        _train(train_config(method, FAST, files[method], out / "tokenizer", out / "runs" / method, init))
+        train_run(train_config(method, FAST, files[method], out / "tokenizer", out / "runs" / method, init))
         init = out / "runs" / method
     return out
 
