@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
+from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox,
                                QSplitter, QTextBrowser, QVBoxLayout, QWidget)
@@ -270,7 +270,8 @@ class ChatPane(QWidget):
             if new:
                 cursor.insertHtml(bubbles(strip(new)))
         else:
-            empty = f"<p style='color:{COLORS['muted']}'>Say something to start.</p>" if not (originals or tail) else ""
+            empty = ("" if originals or tail else
+                     f"<p style='color:{COLORS['muted']}'>Say something to start.</p>")
             view.setHtml(title + (bubbles(strip(originals)) or empty))
         self._settled[slot] = (key, ids, doc.characterCount() - 1)  # where the streaming bubble starts
         self._tail_drawn.pop(slot, None)
@@ -292,10 +293,11 @@ class ChatPane(QWidget):
         view = self.views[slot]
         added = p.partial[slot][len(drawn[0]):]
         if added:
-            mark = view.document().find("▍", before[2])
+            doc = view.document()  # the last mark is the cursor (a reply may contain the character itself)
+            mark = doc.find("▍", doc.characterCount() - 1, QTextDocument.FindFlag.FindBackward)
             if mark.isNull():
                 return False
-            cursor = QTextCursor(view.document())
+            cursor = QTextCursor(doc)
             cursor.setPosition(mark.selectionStart())  # typed with the format of the reply's last character
             cursor.insertText(added.replace("\n", "\u2028"))  # a line break inside the bubble, as <br> is
             self._tail_drawn[slot] = (p.partial[slot], drawn[1])
