@@ -67,11 +67,15 @@ def model_peak(model_config, batch_size: int, seq_len: int, device: str, precisi
 def linear_shapes(model_config) -> list[tuple[str, int, int, int]]:
     """(name, in features K, out features N, count per step) of every weight matmul of a dense model's step."""
     c = model_config
+    if c.use_moe:
+        raise ValueError("the matmul ceiling covers dense presets only (an MoE step's expert matmuls have "
+                         "data-dependent shapes)")
     d, h, kv, ffn = c.hidden_size, c.num_attention_heads * c.resolved_head_dim, \
         c.num_key_value_heads * c.resolved_head_dim, c.resolved_intermediate_size
     layers = c.num_hidden_layers
-    return [("q, o", d, h, 2 * layers), ("k, v", d, kv, 2 * layers), ("gate, up", d, ffn, 2 * layers),
-            ("down", ffn, d, layers), ("lm head", d, c.vocab_size, 1)]
+    shapes = [("q, o", d, h, 2 * layers)] if h == d else [("q", d, h, layers), ("o", h, d, layers)]
+    return shapes + [("k, v", d, kv, 2 * layers), ("gate, up", d, ffn, 2 * layers), ("down", ffn, d, layers),
+                     ("lm head", d, c.vocab_size, 1)]
 
 
 def _best_seconds(fn, repeats: int = 6) -> float:

@@ -158,7 +158,10 @@ class MainWindow(QMainWindow):
         def request(*_args) -> None:
             if not pending[0]:
                 pending[0] = True
-                QTimer.singleShot(0, self, run)  # dropped with the window
+                try:
+                    QTimer.singleShot(0, self, run)  # dropped with the window
+                except RuntimeError:  # the window is gone and the context outlived it: nothing to redraw
+                    pass
         return request
 
     def _connect_pane(self, title: str, pane: QWidget) -> None:
@@ -342,10 +345,11 @@ class MainWindow(QMainWindow):
 
     def _select_launched_run(self) -> None:
         """A run that just appeared queued or live (launched here, by the demo guide or a clone) becomes the
-        selected run, so Runs, Curves and the Run menu follow it without a click."""
+        selected run, so Runs, Curves and the Run menu follow it without a click. This runs deferred, after the
+        launch: a run that failed to start is already ``failed`` then, and is selected too, to show why."""
         runs = self.context.store.list_runs()
         new = [run for run in runs if run.id not in self._known_runs
-               and run.status in ("queued", "starting", "running")]
+               and run.status in ("queued", "starting", "running", "failed")]
         self._known_runs = {run.id for run in runs}
         if new:
             self.context.select_run(max(new, key=lambda run: run.created_at or 0).id)

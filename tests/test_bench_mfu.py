@@ -21,11 +21,10 @@ def test_the_ceiling_counts_every_weight_matmul_of_a_dense_step():
     assert round(train_flops_per_token(cfg, 340) / 1e6, 1) == 163.3  # the figure docs/benchmarks.md uses
 
 
-def test_the_ceiling_is_the_step_flops_over_the_timed_matmuls():
+def test_the_ceiling_is_the_step_flops_over_the_timed_matmuls(torch_single_thread):
     from bench.mfu import matmul_ceiling, train_flops_per_token
     from core.config import get_preset
 
-    torch.set_num_threads(1)
     cfg = get_preset("tiny", vocab_size=512)
     result = matmul_ceiling(cfg, batch_size=2, seq_len=64, precision="fp32")
     assert [p["matmul"] for p in result["parts"]] == ["q, o", "k, v", "gate, up", "down", "lm head"]

@@ -107,7 +107,7 @@ def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtb
         qtbot.addWidget(widget)
     full.presenter.shutdown()
     full.presenter = p = pane.presenter
-    replies = ["Hello! How can I help?", "2 + 2 = 4.\nThat is all.",
+    replies = ["Hello! How can I help?", "def add():\n    return  2 + 2\n\tThat is all.",  # spaces are kept
                "The sea ▍ is wide.\n\nIt is deep,\nand blue."]  # a reply may hold the cursor mark itself
     p._backends[p.selected[0]] = ScriptedReplayBackend(tiny_tokenizer, replies)
     view = pane.views[0]
@@ -135,6 +135,7 @@ def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtb
         compare()
         assert question in compared[-1][0][0] and replies[turn].split("\n")[-1] in compared[-1][0][0]
         assert compared[-1][0][0].count("▍") == sum(reply.count("▍") for reply in replies[:turn + 1])
+        assert "    return  2 + 2\n\tThat is all." in compared[-1][0][0] or turn != 1
         if turn == 0:
             full_draws.clear()
     assert len(compared) > 20 and sum(drawn.rstrip().endswith("▍") for (drawn, _), _ in compared) > 15  # piece by piece

@@ -82,3 +82,27 @@ def test_the_thread_clock_names_the_thread_that_held_the_ui_thread():
     assert split["blocked_ms"] > 60 and split["cpu_ms"] < 40, split
     assert split["others"] and split["others"][0]["thread"] == "burner" and split["others"][0]["cpu_ms"] > 20, split
     assert "blocked (GIL or lock); meanwhile burner" in format_interval(split)
+
+
+def test_a_run_that_fails_to_start_is_still_selected_to_show_why(qtbot, workspace, monkeypatch):
+    """Run changes reach the window deferred, after the launch: a run whose process could not be spawned is
+    already ``failed`` by then (the OS refusal is raised here: a missing executable only fails in the child)."""
+    import studio.worker.run_manager as run_manager
+    from studio.app import build_context
+    from studio.main_window import MainWindow
+
+    def refuse(argv, *_args, **_kwargs):
+        raise PermissionError(13, "Permission denied", argv[0])
+
+    monkeypatch.setattr(run_manager, "spawn_detached", refuse)
+    context = build_context(workspace.root)
+    window = MainWindow(context, probe_device=False)
+    qtbot.addWidget(window)
+    run_id = context.runs.launch({"method": "pretrain", "max_steps": 5})
+    qtbot.waitUntil(lambda: context.selected_run_id == run_id, timeout=2000)
+    run = context.store.get_run(run_id)
+    assert run.status == "failed" and "could not start" in run.status_message
+    window.close_policy = "keep"
+    window.close()
+    context.runs.shutdown()
+    context.store.close()

@@ -129,7 +129,7 @@ class RunsPane(QWidget):
                         self._update_buttons()
                 return
         # A run we do not show yet: the table is refreshed in a later pass of the event loop, not inside the
-        # launch's click (a new run's runsChanged refreshes it too; whichever runs first, the other is skipped).
+        # launch's click (a new run's runsChanged refreshes it too; after a refresh, a pending one is skipped).
         if not self._refresh_pending:
             self._refresh_pending = True
             QTimer.singleShot(0, self, self._refresh_later)

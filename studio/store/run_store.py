@@ -316,7 +316,7 @@ class RunStore:
         a query per run cost ~30 ms per picker at 100 runs."""
         query = (select(Run.id, Run.name, Run.method, Checkpoint.path)
                  .join(Checkpoint, Checkpoint.run_id == Run.id)
-                 .order_by(Run.created_at.desc(), Checkpoint.step.desc()))
+                 .order_by(Run.created_at.desc(), Run.id, Checkpoint.step.desc()))
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(query)]
 

@@ -53,7 +53,7 @@ def _parts(msg: dict, role: str, tools) -> list[str]:
                             COLORS["panel"]))
     color = COLORS["muted"] if role == "system" else COLORS["text"]
     if content or not parts:
-        parts.append(_code(content) if role == "tool" else f'<span style="color:{color}">{_esc(content or "")}</span>')
+        parts.append(_code(content) if role == "tool" else f'<span style="color:{color}; white-space:pre-wrap">{_esc(content or "")}</span>')
     calls = msg.get("tool_calls")
     for call in calls if isinstance(calls, list) else ([calls] if calls else []):
         fn = call_function(call)
