@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.stall_causes import ThreadClock, format_interval  # standard library only: no Qt at import
+
 PROBE_MS = 10
 TARGET_MS = 50.0
 # pan_zoom: a 1M-point curve panned and zoomed after the run; chat: a reply streaming into the Chat pane
@@ -80,8 +82,6 @@ class _StallProbe:
         self.lateness: list[float] = []
         self._last = None
         self.worst = (0.0, 0.0, 0.0)  # (lateness ms, previous tick, this tick): the interval to explain
-        from bench.stall_causes import ThreadClock
-
         self.clock = ThreadClock()
         self.worst_split: dict | None = None  # the worst interval split by thread (bench/stall_causes.py)
 
@@ -304,12 +304,6 @@ def print_table(result: dict) -> None:
     for phase in PHASES:
         print(f"longest {phase} stall ran: " + format_cause(result[phase].get("cause")))
         print(f"  {' ' * len(phase)} threads: " + format_interval(result[phase].get("threads")))
-
-
-def format_interval(split: dict | None) -> str:
-    from bench.stall_causes import format_interval as fmt
-
-    return fmt(split)
 
 
 def format_cause(cause: list | None) -> str:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QM
 
 from studio.context import StudioContext
 from studio.panes import PANES, PlaceholderPane, create_pane
+from studio.widgets.common import Deferred
 
 ABOUT = ("<h3>MiniMind Studio</h3><p>Train, watch, chat with and export small MiniMind-style language models, "
          "fully offline.</p><p>Training runs in its own process: closing the studio never has to stop it.</p>")
@@ -143,26 +144,11 @@ class MainWindow(QMainWindow):
         self._progress_timer.timeout.connect(self.refresh_progress)
         self._deviceProbed.connect(self.device_label.setText)
 
-    def _deferred(self, slot: Callable[[], object]) -> Callable[..., None]:
-        """``slot`` run in a later pass of the event loop, once however often the signal fired meanwhile.
-
-        A run change (launch, start, finish) reaches eight slots that each read the store and redraw a list;
-        run in one dispatch they held the UI thread 30-45 ms (bench.ui_stall: a launch with every pane built),
-        more with many runs. Deferred, each runs as its own event, so input and timers get in between."""
-        pending = [False]
-
-        def run() -> None:
-            pending[0] = False
-            slot()
-
-        def request(*_args) -> None:
-            if not pending[0]:
-                pending[0] = True
-                try:
-                    QTimer.singleShot(0, self, run)  # dropped with the window
-                except RuntimeError:  # the window is gone and the context outlived it: nothing to redraw
-                    pass
-        return request
+    def _deferred(self, slot: Callable[[], object]) -> Deferred:
+        """``slot`` as its own event, later. A run change (launch, start, finish) reaches eight slots that each
+        read the store and redraw a list; run in one dispatch they held the UI thread 30-45 ms
+        (bench.ui_stall: a launch with every pane built), more with many runs."""
+        return Deferred(self, slot)
 
     def _connect_pane(self, title: str, pane: QWidget) -> None:
         """A pane's connections to the context, made once when the pane is built. A pane built after a run was
@@ -171,7 +157,7 @@ class MainWindow(QMainWindow):
         if isinstance(pane, PlaceholderPane):
             return
         if title == "Runs":
-            context.runsChanged.connect(self._deferred(pane.refresh))
+            context.runsChanged.connect(pane.refresh_soon)  # deferred, shared with its own row refresh
             context.runUpdated.connect(pane.refresh_row)
             context.selectedRunChanged.connect(pane.select_run)
         elif title == "Curves":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QMessageBox,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from studio.panes.run_views import RunViews
 from studio.panes.runs_presenter import COLUMNS, RunsPresenter
+from studio.widgets.common import Deferred
 
 STATUS_COLORS = {"running": "#1a7f37", "starting": "#1a7f37", "stopping": "#9a6700", "queued": "#6e7781",
                  "completed": "#0969da", "stopped": "#9a6700", "failed": "#cf222e", "interrupted": "#bc4c00"}
@@ -26,7 +27,7 @@ class RunsPane(QWidget):
         self.context = context
         self.presenter = RunsPresenter(context)
         self._detail_shown: tuple = (None, None, 0.0)
-        self._refresh_pending = False
+        self.refresh_soon = Deferred(self, self.refresh)
 
         self.buttons: dict[str, QPushButton] = {}
         bar = QHBoxLayout()
@@ -87,7 +88,7 @@ class RunsPane(QWidget):
         return item.data(Qt.ItemDataRole.UserRole) if item else None
 
     def refresh(self) -> None:
-        self._refresh_pending = False
+        self.refresh_soon.cancel()
         selected = self.selected_run_id()
         self.table.blockSignals(True)
         rows = self.presenter.rows()
@@ -129,14 +130,8 @@ class RunsPane(QWidget):
                         self._update_buttons()
                 return
         # A run we do not show yet: the table is refreshed in a later pass of the event loop, not inside the
-        # launch's click (a new run's runsChanged refreshes it too; after a refresh, a pending one is skipped).
-        if not self._refresh_pending:
-            self._refresh_pending = True
-            QTimer.singleShot(0, self, self._refresh_later)
-
-    def _refresh_later(self) -> None:
-        if self._refresh_pending:
-            self.refresh()
+        # launch's click (the same request as the window's on runsChanged: the two are one refresh).
+        self.refresh_soon()
 
     def select_run(self, run_id: str) -> None:
         """Show ``run_id`` selected (the context's selected run; it is not announced again)."""

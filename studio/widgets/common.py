@@ -1,6 +1,7 @@
 """Tiny widget helpers: labelled rows, banners, primary buttons, a "not available" notice."""
 from __future__ import annotations
 
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QLabel, QPushButton, QWidget
 
 
@@ -45,3 +46,29 @@ def quit_hook(callback) -> None:
     app = QApplication.instance()
     if app is not None:
         app.aboutToQuit.connect(callback)
+
+
+class Deferred:
+    """``slot`` run in a later pass of the event loop, once however often it was asked for meanwhile; ``owner``
+    (a QObject) ends it: a request after the owner is gone is dropped. ``cancel()`` skips a pending run (the
+    work was just done another way). Used for slots that read the store and redraw, so one signal reaching many
+    of them does not hold the UI thread in a single dispatch (bench.ui_stall)."""
+
+    def __init__(self, owner: QObject, slot) -> None:
+        self.owner, self.slot, self.pending = owner, slot, False
+
+    def __call__(self, *_args) -> None:
+        if not self.pending:
+            self.pending = True
+            try:
+                QTimer.singleShot(0, self.owner, self._run)
+            except RuntimeError:  # the owner is gone (a context outlived its window): nothing to redraw
+                self.pending = False
+
+    def cancel(self) -> None:
+        self.pending = False
+
+    def _run(self) -> None:
+        if self.pending:
+            self.pending = False
+            self.slot()
