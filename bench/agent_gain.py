@@ -20,10 +20,14 @@ Reported on the test split: each model's mean over seeds (and per seed), and the
 case, (RL correct averaged over seeds) − (SFT correct), its mean and a 95 % paired-bootstrap interval over
 cases (the same statistics as bench/rl_gain.py).
 
-Which settings were chosen, and on what: `AGENT` (lr, group size, turns, tokens, steps) was fixed before any
-run from MiniMind v3's agent defaults scaled to the tiny model and this machine's budget, and not changed after
-looking at either split; validation figures are printed next to test so a later tuning round can use them.
-CPU, one thread per run.
+Which settings were chosen, and on what: `AGENT` (group size, turns, tokens, steps) was fixed before any run from
+MiniMind v3's agent defaults scaled to the tiny model and this machine's budget. The learning rate, KL weight and
+advantage scaling are the method's defaults (core/methods.py, core/config/rl.py AgentConfig): upstream's ratio
+to the SFT rate. `--split validation` runs only the validation split, for tuning; the test split is reported
+once, with settings fixed before. CPU, one thread per run.
+
+    python -m bench.agent_gain --work-dir W --split validation --seeds 0      # tune on validation
+    python -m bench.agent_gain --work-dir W --sft-run W/demo/runs/sft         # reuse the demo's SFT run
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from pathlib import Path
 from bench.rl_gain import paired
 
 AGENT_TASKS = 1000  # agent_rl.jsonl lines: 200 held out (100 validation, 100 test)
-AGENT = {"prompts": 2, "G": 4, "lr": 1e-4, "max_turns": 2, "max_new_tokens": 48}
+AGENT = {"prompts": 2, "G": 4, "max_turns": 2, "max_new_tokens": 48}  # lr, kl_coef, scaling: the defaults
 LOSSES = ("grpo", "cispo")
 
 
@@ -73,18 +77,19 @@ def _demo_sft(work: Path, threads: int) -> tuple[Path, Path]:
     return work / "demo" / "runs" / "sft", work / "demo" / "data"
 
 
-def _agent(run_dir: Path, sft: Path, tasks: Path, loss: str, steps: int, seed: int) -> float:
+def _agent(run_dir: Path, sft: Path, tasks: Path, loss: str, steps: int, seed: int,
+           overrides: list[str] = ()) -> float:
     from core.config.train import load_train_config
     from core.train import run_training
 
     cfg = {"method": "agent", "init": str(sft), "run_dir": str(run_dir), "max_steps": steps, "seed": seed,
            "batch_size": AGENT["prompts"], "device": "cpu", "precision": "auto", "log_every": 5, "save_every": 0,
-           "data": {"files": [str(tasks)]}, "optim": {"lr": AGENT["lr"], "warmup_steps": 0},
+           "data": {"files": [str(tasks)]},
            "method_options": {"loss": loss, "num_generations": AGENT["G"], "max_turns": AGENT["max_turns"],
                               "max_new_tokens": AGENT["max_new_tokens"], "sample_every": 0}}
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = run_training(load_train_config(None, [], base=cfg))
+        code = run_training(load_train_config(None, list(overrides), base=cfg))
     if code != 0:
         raise RuntimeError(f"agent run {run_dir} failed (exit {code}); see {run_dir}/events.jsonl")
     return time.perf_counter() - start
@@ -104,29 +109,40 @@ def score_cases(checkpoint: Path, cases_file: Path) -> list[float]:
     return [float(c["correct"]) for c in result["cases"]]
 
 
-def run(rl_steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 1, work: Path | None = None) -> dict:
+def run(rl_steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 1, work: Path | None = None,
+        sft_run: Path | None = None, overrides: list[str] = (), split_names: tuple[str, ...] = ("validation", "test"),
+        losses: tuple[str, ...] = LOSSES) -> dict:
+    """`work`: keep everything there (default: a temporary folder); `sft_run`: reuse that SFT run (its demo data
+    beside it, as `minimind demo` lays it out) instead of training one; `overrides`: `--set` strings for the RL
+    runs (tuning on the validation split)."""
     import torch
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        sft, data = _demo_sft(work, threads)
+        if sft_run is not None:
+            sft, data = Path(sft_run), Path(sft_run).parent.parent / "data"
+        else:
+            sft, data = _demo_sft(work, threads)
         splits = _split(data / "agent_rl.jsonl", work)
         times = {"demo": time.perf_counter() - t0}
-        scores = {split: {"sft": [score_cases(sft, splits[split])]} for split in ("validation", "test")}
-        for loss in LOSSES:
+        scores = {split: {"sft": [score_cases(sft, splits[split])]} for split in split_names}
+        tag = "-".join(o.replace("method_options.", "").replace("=", "") for o in overrides)
+        for loss in losses:
             for seed in seeds:
-                run_dir = work / f"{loss}-{seed}"
-                times[f"{loss}-{seed}"] = _agent(run_dir, sft, splits["train"], loss, rl_steps, seed)
-                for split in ("validation", "test"):
+                run_dir = work / "-".join(filter(None, (loss, str(seed), tag)))
+                times[run_dir.name] = _agent(run_dir, sft, splits["train"], loss, rl_steps, seed, overrides)
+                for split in split_names:
                     scores[split].setdefault(loss, []).append(score_cases(run_dir, splits[split]))
-    result = {"settings": {**AGENT, "rl_steps": rl_steps, "seeds": list(seeds), "agent_tasks": AGENT_TASKS},
+    result = {"settings": {**AGENT, "rl_steps": rl_steps, "seeds": list(seeds), "agent_tasks": AGENT_TASKS,
+                           "overrides": list(overrides), "losses": list(losses)},
               "seconds": {k: round(v, 1) for k, v in times.items()}}
     for split, by_model in scores.items():
         base = by_model["sft"][0]
         result[split] = {"n": len(base), "sft": sum(base) / len(base)}
-        for loss in LOSSES:
+        for loss in losses:
             runs = by_model[loss]
             result[split][loss] = {"mean": sum(map(sum, runs)) / sum(map(len, runs)),
                                    "per_seed": [sum(r) / len(r) for r in runs], "vs_sft": paired(runs, base)}
@@ -136,7 +152,7 @@ def run(rl_steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 1
 def table(result: dict, split: str = "test", markdown: bool = False) -> str:
     r = result[split]
     rows = [("SFT (before)", f"{r['sft']:.1%}", "", "")]
-    for loss in LOSSES:
+    for loss in result.get("settings", {}).get("losses", LOSSES):
         d = r[loss]
         seeds = ", ".join(f"{x:.1%}" for x in d["per_seed"])
         diff = d["vs_sft"]
@@ -157,9 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    p.add_argument("--work-dir", type=Path, help="keep the demo and the runs here")
+    p.add_argument("--sft-run", type=Path, help="reuse this demo SFT run (W/demo/runs/sft of an earlier --work-dir)")
+    p.add_argument("--split", choices=("validation", "test", "both"), default="both")
+    p.add_argument("--loss", nargs="+", choices=LOSSES, default=list(LOSSES))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the RL runs, e.g. optim.lr=5e-5 (tune on --split validation only)")
     args = p.parse_args(argv)
-    result = run(args.rl_steps, tuple(args.seeds), args.threads)
-    for split in ("test", "validation"):
+    names = ("validation", "test") if args.split == "both" else (args.split,)
+    result = run(args.rl_steps, tuple(args.seeds), args.threads, args.work_dir, args.sft_run, args.set, names,
+                 tuple(args.loss))
+    for split in [n for n in ("test", "validation") if n in names]:
         print(table(result, split, args.markdown) + "\n")
     print(json.dumps({"seconds": result["seconds"], "settings": result["settings"]}))
     if args.json:

@@ -25,26 +25,7 @@ def test_each_stage_is_paired_item_by_item_with_the_stage_before_it():
     assert rows["grpo"]["vs_prev"]["correct_norm"]["mean"] == pytest.approx(0.5)
 
 
-@pytest.fixture
-def fast_demo(tmp_path, torch_single_thread):
-    """A `minimind demo --fast` folder's runs/pretrain, runs/sft and data, trained in-process with the demo's own
-    plan, files and configs (the export, chat and tool stages, which this bench does not read, left out)."""
-    from bench.rl_gain import train_run
-    from core.data import generate_demo_data
-    from core.demo import FAST, stage_files, train_config, train_demo_tokenizer
-
-    out = tmp_path / "demo"
-    generate_demo_data(out / "data", sizes=dict(FAST.data_sizes))
-    files = stage_files(out / "data")
-    train_demo_tokenizer(files["tokenizer"], FAST, out / "tokenizer")
-    init = None
-    for method in ("pretrain", "sft"):
-        train_run(train_config(method, FAST, files[method], out / "tokenizer", out / "runs" / method, init))
-        init = out / "runs" / method
-    return out
-
-
-def test_a_quick_run_scores_pretrain_sft_and_grpo_on_the_same_items(fast_demo, tmp_path):
+def test_a_quick_run_scores_pretrain_sft_and_grpo_on_the_same_items(fast_demo, tmp_path, torch_single_thread):
     result = run(demo=fast_demo, rl_steps=1, tasks=("demo-facts",), limit=8, work_dir=tmp_path / "work")
     rows = result["results"]["demo-facts"]
     assert list(rows) == list(STAGES) and result["config"]["steps"] == {"pretrain": 4, "sft": 3, "grpo": 1}

@@ -54,7 +54,8 @@ def test_grpo_raises_held_out_reward_without_losing_accuracy(rl_data, demo_sft_r
     run_dir = tmp_path / "grpo"
     cfg = rl_config(run_dir, demo_sft_run, [rl_data["rl"]], "grpo", max_steps=32, batch_size=4,
                     method_options={"num_generations": 8, "max_new_tokens": 16, "sample_every": 4,
-                                    "updates_per_rollout": 2, "rewards": DEMO_REWARDS}, **{"optim.lr": 1e-4})
+                                    "updates_per_rollout": 2, "rewards": DEMO_REWARDS, "std_floor": 0.0},
+                    **{"optim.lr": 1e-4})
     with one_thread():
         assert run_training(cfg) == 0
     metrics = _check_stream(run_dir, ["ratio/mean"])

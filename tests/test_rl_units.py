@@ -103,3 +103,27 @@ def test_spo_tracker_update_follows_the_minimind_rule():
     t2 = BetaValueTracker(-3, 3)
     t2.load_state_dict(t.state_dict())
     assert t2.state_dict() == t.state_dict() and t2.baseline == t.baseline
+
+
+def test_the_frozen_reference_computes_what_the_policy_does_under_bf16_autocast(tmp_path):
+    """KL and DPO margins must be exactly 0 at step 0: the reference runs the policy's numerics (fp32 weights under
+    the same autocast), not a bf16 copy whose norms and residual stream stay in bf16."""
+    import torch
+
+    from core.config.model import ModelConfig
+    from core.model import MiniMindForCausalLM
+    from core.train.precision import autocast
+    from core.train.recipe import RunContext, frozen_reference
+
+    torch.manual_seed(0)
+    policy = MiniMindForCausalLM(ModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                             num_key_value_heads=2, vocab_size=128))
+    ctx = RunContext(run_dir=tmp_path, device=torch.device("cpu"), autocast_dtype=torch.bfloat16)
+    ref = frozen_reference(policy, None, ctx)
+    ids = torch.randint(0, 128, (2, 16))
+    with torch.no_grad(), autocast(ctx.device, torch.bfloat16):
+        a, b = policy(ids).logits, ref(ids).logits
+    assert next(ref.parameters()).dtype == torch.float32 and torch.equal(a, b)
+    bf16_copy = frozen_reference(policy, None, RunContext(run_dir=tmp_path, device=torch.device("cpu"))).bfloat16()
+    with torch.no_grad(), autocast(ctx.device, torch.bfloat16):
+        assert not torch.equal(a, bf16_copy(ids).logits)  # what the reference computed before

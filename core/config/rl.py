@@ -148,7 +148,17 @@ class _GroupPolicy(_Strict):
     clip_high: float | None = Field(None, gt=0, le=10, description="ε_high (clip-higher, DAPO); default = clip "
                                     "(0.28 for loss=dapo).")
     cispo_cap: float = Field(5.0, gt=1, le=100, description="CISPO: upper bound of the importance weight (MiniMind v3 5).")
-    scale_rewards: bool = Field(True, description="Divide by the group std (ignored by dr_grpo, which never does).")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="What the advantages are divided by, as TRL's scale_rewards: group — each group's std "
+        "(DeepSeekMath, MiniMind, TRL's default); batch — the std of the whole batch (Liu et al. 2025); none — no "
+        "division (dr_grpo never divides). docs/rl.md#advantages.")
+    std_floor: float = Field(0.1, ge=0, le=100, description="Lower bound of that std, in reward units: rewards that "
+                             "differ by less than this never get full-size advantages (near-ties stay small).")
+
+    @field_validator("scale_rewards", mode="before")
+    @classmethod
+    def _scale_bool(cls, v):
+        return {True: "group", False: "none"}.get(v, v) if isinstance(v, bool) else v  # configs before 2026-12
 
     def epsilon_high(self) -> float:
         if self.clip_high is not None:
@@ -181,6 +191,10 @@ class AgentConfig(_Sampling, _GroupPolicy):
     max_turns: int = Field(3, ge=1, le=16, description="Generation turns per episode (MiniMind 3).")
     thinking_ratio: float = Field(0.1, ge=0, le=1, description="Share of episodes with thinking open (MiniMind 0.1).")
     eval_max_new_tokens: int = Field(96, ge=1, le=32768, description="Greedy evaluation: tokens per turn.")
+    kl_coef: float = Field(0.1, ge=0, le=10, description="Weight of the k3 KL to the reference (MiniMind's agent "
+                           "trainer 0.1).")
+    std_floor: float = Field(0.25, ge=0, le=100, description="Lower bound of the advantage std in reward units "
+                             "(a tenth of the answer term's 2.5).")
 
 
 class SPOConfig(_RLBase):

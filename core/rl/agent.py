@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from core.infer.chat_output import CALL_CLOSE, CALL_OPEN, THINK_CLOSE, parse_chat_output, parse_tool_call
-from core.rl.rewards import normalise_text, repeated_fraction
+from core.rl.rewards import normalise_text
 from core.rl.transcript import write_transcript
 
 _CALL_BODY = re.compile(re.escape(CALL_OPEN) + r"(.*?)" + re.escape(CALL_CLOSE), re.DOTALL)
@@ -125,6 +125,15 @@ def _advance(ep: Episode, item: dict, gen: list[int], tokenizer, registry, last_
 
 
 # ---- reward (reference §4.3; each term is its own metric) -----------------------------------------------------
+# Correctness dominates: the answer term moves in steps of ANSWER_WEIGHT/len(gt), and the shaping terms together
+# are scaled into ±SHAPING_SHARE of one such step, so within a group an episode that finds more of the ground
+# truth always outranks one that finds less, whatever its tags, length or calls (tests/test_agent_reward.py).
+ANSWER_WEIGHT = 2.5
+SHAPING_SHARE = 0.4   # both ends together span 0.8 of the smallest correctness step: a gap of 0.2 always remains
+REPETITION_CAP = 0.5
+TERMS = ("answer", "tool_alignment", "unfinished", "length", "think_length", "think_close", "tags", "repetition")
+_WORD = re.compile(r"\w+|[^\w\s]")
+
 
 def gt_share(text: str, gt: list) -> float:
     """Share of the ground-truth items found in `text`: a number equal within 1e-6 to one the text contains, or a
@@ -144,27 +153,61 @@ def gt_share(text: str, gt: list) -> float:
     return found / len(gt)
 
 
-def agent_reward(ep: Episode, gt: list, response_ids: list[int]) -> dict[str, float]:
-    """The reward terms of one episode; their sum, clipped to [−3, 3], is the reward."""
-    own = [t for t, m in zip(response_ids, ep.response_mask) if m]
-    terms = {"answer": 2.5 * gt_share(ep.final_text, gt), "tags": -0.5 * ep.unbalanced_tags,
-             "repetition": -min(0.5, repeated_fraction(own, 3))}
-    called = ep.valid_calls + ep.invalid_calls > 0
-    if called:
-        gap = abs(ep.valid_calls - len(gt)) + ep.invalid_calls
-        terms["tool_alignment"] = 0.5 if gap == 0 else -0.5 * gap
-        terms["unfinished"] = -0.5 if ep.unfinished else 0.0
-    else:
-        n = len(ep.final_text)
-        terms["length"] = 0.5 if 5 <= n <= 800 else -0.5
-        if ep.thinking:
-            last = ep.turns[-1] if ep.turns else ""
-            think = last.split(THINK_CLOSE)[0] if THINK_CLOSE in last else ""
-            terms["think_length"] = 1.0 if 20 <= len(think.strip()) <= 300 else -0.5
-            terms["think_close"] = 0.25 if last.count(THINK_CLOSE) == 1 else -0.25
+def answer_words(text: str) -> list[str]:
+    """Upstream's tokens for the repetition penalty: whole words and numbers (`140` is one), each punctuation mark
+    one token, lower case."""
+    return _WORD.findall(text.lower())
+
+
+def repetition_penalty(text: str, n: int = 3, cap: float = REPETITION_CAP) -> float:
+    """min(cap, duplicated n-grams × 2·cap / n-grams) over the answer's words (upstream `rep_penalty`): "140 / 5 =
+    28." costs nothing, an answer looping a phrase costs up to `cap`."""
+    words = answer_words(text)
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0
+    return min(cap, (len(grams) - len(set(grams))) * 2 * cap / len(grams))
+
+
+def _shaping(ep: Episode) -> dict[str, float]:
+    """The raw shaping terms (every key of TERMS but `answer`, 0.0 where a term does not apply, so every episode
+    and every rank reports the same keys)."""
+    terms = dict.fromkeys(TERMS[1:], 0.0)
+    terms["tags"] = -0.5 * ep.unbalanced_tags
+    terms["repetition"] = -repetition_penalty(ep.final_text)   # the final answer only, never the tool-call JSON
+    if ep.valid_calls + ep.invalid_calls > 0:
+        return terms
+    terms["length"] = 0.5 if 5 <= len(ep.final_text) <= 800 else -0.5
+    if ep.thinking:
+        last = ep.turns[-1] if ep.turns else ""
+        think = last.split(THINK_CLOSE)[0] if THINK_CLOSE in last else ""
+        terms["think_length"] = 1.0 if 20 <= len(think.strip()) <= 300 else -0.5
+        terms["think_close"] = 0.25 if last.count(THINK_CLOSE) == 1 else -0.25
     return terms
 
 
-def total_reward(terms: dict[str, float]) -> float:
-    return max(-3.0, min(3.0, sum(terms.values())))
+def agent_reward(ep: Episode, gt: list, response_ids: list[int] | None = None) -> dict[str, float]:
+    """The reward terms of one episode (every key of TERMS); their sum is the reward.
 
+    answer: ANSWER_WEIGHT × share of `gt` found in the final answer. With tool calls: tool_alignment +0.5 when the
+    valid calls equal len(gt), else −0.5 × the gap (invalid calls count into it), unfinished −0.5 at the turn
+    limit. Without: length ±0.5 (5–800 characters) and, with thinking, think_length and think_close. Always: tags
+    −0.5 per unbalanced `<tool_call>`, repetition −(upstream's 3-gram penalty on the answer's words, ≤ 0.5). The
+    shaping terms are scaled down together when their sum leaves ±SHAPING_SHARE × ANSWER_WEIGHT / len(gt).
+    `response_ids` is accepted for older callers and unused: no term judges token ids."""
+    shaping = _shaping(ep)
+    if ep.valid_calls + ep.invalid_calls > 0:
+        gap = abs(ep.valid_calls - len(gt)) + ep.invalid_calls
+        shaping["tool_alignment"] = 0.5 if gap == 0 else -0.5 * gap
+        shaping["unfinished"] = -0.5 if ep.unfinished else 0.0
+    bound = SHAPING_SHARE * ANSWER_WEIGHT / max(1, len(gt))
+    total = sum(shaping.values())
+    if abs(total) > bound:
+        shaping = {k: v * bound / abs(total) for k, v in shaping.items()}
+    return {"answer": ANSWER_WEIGHT * gt_share(ep.final_text, gt), **shaping}
+
+
+def total_reward(terms: dict[str, float]) -> float:
+    """The episode's reward: the sum of its terms (bounded by construction: answer in [0, 2.5], shaping within
+    ±SHAPING_SHARE × 2.5)."""
+    return float(sum(terms.values()))

@@ -75,19 +75,32 @@ def bradley_terry_loss(score_chosen: torch.Tensor, score_rejected: torch.Tensor)
 
 # ---- policy-gradient pieces ---------------------------------------------------------------------------------
 
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, scale: bool = True,
-                     clip: float = 10.0) -> torch.Tensor:
-    """GRPO advantages (Shao et al. 2024, DeepSeekMath §4.1.2): A_i = (r_i − mean_g)/(std_g + eps) within each
-    group of `group_size` consecutive samples of one prompt. std is the population std (unbiased=False, as
-    MiniMind v3 and TRL); `scale=False` keeps only the mean baseline (Dr. GRPO, Liu et al. 2025). Clamped to
-    ±clip as MiniMind does. A group whose rewards are all equal gets advantage 0: it carries no signal.
+ADVANTAGE_SCALES = ("group", "batch", "none")
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, scale: str | bool = "group",
+                     clip: float = 10.0, std_floor: float = 0.0) -> torch.Tensor:
+    """GRPO advantages (Shao et al. 2024, DeepSeekMath §4.1.2): A_i = (r_i − mean_g)/σ within each group of
+    `group_size` consecutive samples of one prompt, clamped to ±clip as MiniMind does. A group whose rewards are
+    all equal gets advantage 0: it carries no signal.
+
+    σ, as TRL's `scale_rewards`: "group" — the group's population std (DeepSeekMath, MiniMind v3); "batch" — the
+    std of every reward in the batch, so a group whose rewards differ by a hair is not blown up to the size of
+    right against wrong (Liu et al. 2025, "Tricks or Traps? A Deep Dive into RL for LLM Reasoning", §4.1); "none" —
+    only the mean baseline (Dr. GRPO, Liu et al. 2025). `std_floor` bounds σ from below (in reward units): groups
+    whose rewards are near-ties get advantages of at most (spread / std_floor). True/False mean "group"/"none".
     """
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    if isinstance(scale, bool):
+        scale = "group" if scale else "none"
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"advantage scale {scale!r} is not one of {', '.join(ADVANTAGE_SCALES)}")
     g = rewards.float().view(-1, group_size)
     adv = g - g.mean(dim=1, keepdim=True)
-    if scale:
-        adv = adv / (g.std(dim=1, unbiased=False, keepdim=True) + eps)
+    if scale != "none":
+        std = g.std(dim=1, unbiased=False, keepdim=True) if scale == "group" else g.std(unbiased=False)
+        adv = adv / (std.clamp(min=std_floor) + eps)
     return adv.clamp(-clip, clip).view(-1)
 
 

@@ -72,6 +72,11 @@ class Recipe:
 
         self.cfg, self.ctx = cfg, ctx
         self.options = validate_options(cfg.method, cfg.method_options)
+        if ctx.resume_from is None and ctx.is_main:  # pre-flight's warning of a rate that undoes the init run
+            from core.methods import default_warnings
+
+            for key, text in default_warnings(cfg.model_dump(mode="json"), far=False).items():
+                ctx.warn(f"{key}: {text}")
         self.model: nn.Module | None = None
         self.tokenizer = None
         self.train_dataset = None
@@ -225,7 +230,7 @@ REFERENCE_CONFIG = "reference_config.json"
 
 
 def frozen_reference(policy: nn.Module, path: str | None, ctx: RunContext, resume_from: Path | None = None):
-    """A frozen reference model: eval mode, no grad, cast to the training dtype (it only runs under no_grad).
+    """A frozen reference model: eval mode, no grad, fp32 weights run under the training autocast (as the policy).
     On resume (`resume_from`) its shape comes from the checkpoint (weights follow in `load_reference`); else it is
     the checkpoint at `path`, else a copy of the starting policy."""
     import copy
@@ -240,9 +245,9 @@ def frozen_reference(policy: nn.Module, path: str | None, ctx: RunContext, resum
         model, _ = io.load_model(path, device=ctx.device, with_tokenizer=False)
     else:
         model = copy.deepcopy(policy)
-    if ctx.autocast_dtype is not None:
-        model.to(ctx.autocast_dtype)
-    return model.eval().requires_grad_(False)
+    # fp32 weights like the policy's, run under the same autocast: a copy cast to bf16 keeps its residual stream
+    # and norms in bf16 while the policy's stay fp32, so KL and DPO margins were not 0 at step 0
+    return model.float().eval().requires_grad_(False)
 
 
 def save_reference(reference: nn.Module, ckpt_dir: Path) -> None:

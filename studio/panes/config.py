@@ -28,6 +28,7 @@ class ConfigPane(QWidget):
         self.presenter = ConfigPresenter(context, self)
         quit_hook(self.presenter.shutdown)
         self.forms: dict[str, SchemaForm] = {}
+        self._shown: tuple[str | None, str | None] = (None, None)  # (method, init) whose defaults the form shows
         root = QVBoxLayout(self)
         root.setContentsMargins(12, 12, 12, 12)
         root.addWidget(label("Training config", "title"))
@@ -156,7 +157,17 @@ class ConfigPane(QWidget):
         return side
 
     # ---- config <-> widgets ----------------------------------------------------------------------
+    def _switch_defaults(self) -> None:
+        """After the method or the starting checkpoint changed: untouched fields take the new defaults."""
+        cfg = self.config()
+        changes = self.presenter.switched_defaults(cfg, self._shown[0], self._shown[1])
+        self._shown = (cfg["method"], cfg.get("init"))
+        for form in self.forms.values():
+            form.set_some(changes)
+
     def _method_changed(self, method: str) -> None:
+        if self._shown[0] is not None:
+            self._switch_defaults()
         old = self.forms.get("method_options")
         if old is not None:
             old.setParent(None)
@@ -186,6 +197,8 @@ class ConfigPane(QWidget):
     def _init_changed(self) -> None:
         """A starting checkpoint fixes the architecture: show its model config, read-only."""
         path = self.init_box.currentData()
+        if self._shown[0] is not None and path != self._shown[1]:
+            self._switch_defaults()  # a parent run sets the default rate (core.methods.resolve_defaults)
         self.lineage.setText("Lineage: " + self.presenter.lineage_text(path))
         model = self.presenter.checkpoint_model(path)
         if model is not None:
@@ -199,6 +212,7 @@ class ConfigPane(QWidget):
     def set_config(self, config: dict) -> None:
         """Show `config` (a TrainConfig-shaped dict, plus the studio's n_gpus/name)."""
         config = dict(config)
+        self._shown = (None, None)
         model = config.get("model")
         if isinstance(model, str):  # a preset name
             config["model"] = self.presenter.preset(model)
@@ -210,6 +224,7 @@ class ConfigPane(QWidget):
         self.gpus.setValue(int(config.get("n_gpus") or 1))
         for form in self.forms.values():
             form.set_values(config)
+        self._shown = (None, None)  # the values shown are the config's own, not a method's defaults
         self.refresh_checkpoints()
         if config.get("init"):
             i = self.init_box.findData(config["init"])
@@ -220,6 +235,7 @@ class ConfigPane(QWidget):
             self.init_box.setCurrentIndex(i)
             self.init_box.blockSignals(False)
         self._init_changed()  # a starting checkpoint overrides the model fields with its own
+        self._shown = (self.method_box.currentText(), self.init_box.currentData())
         self.refresh()
 
     def config(self) -> dict:
@@ -246,8 +262,9 @@ class ConfigPane(QWidget):
         """Validate and re-estimate; show every message under its field."""
         cfg = self.config()
         errors = {**self.presenter.validate(cfg), **self.parse_errors()}
+        warnings = self.presenter.default_warnings(cfg)
         for form in self.forms.values():
-            form.set_errors(errors)
+            form.set_errors(errors, warnings)
         known = {k for form in self.forms.values() for k in form.editors}
         model_level = [m for k, m in errors.items() if k == "model"]  # ModelConfig's cross-field rules
         loose = [m for k, m in errors.items() if k not in known and k != "model"]  # e.g. lora without init
@@ -316,6 +333,12 @@ class ConfigPane(QWidget):
                                           for p in r["problems"][:30]) + "</ul>")
         for note in r.get("notes", []):
             parts.append(f"<p style='color:{COLORS['warn']}'>{note}</p>")
+        origins = (r.get("defaults") or {}).get("sources") or {}
+        if origins:
+            rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td>"
+                           f"<td style='color:{COLORS['muted']}'>{html.escape(src)}</td></tr>"
+                           for k, (v, src) in origins.items())
+            parts.append(f"<p>Settings and where they come from:</p><table cellpadding='2'>{rows}</table>")
         if r.get("truncation") is not None:
             parts.append(f"<p>Truncated at max_len: <b>{r['truncation']:.1%}</b> of sampled records</p>")
         if r.get("precision"):
@@ -350,6 +373,10 @@ class ConfigPane(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.presenter.shutdown()
         super().closeEvent(event)
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _time_html(t: dict | None) -> str:

@@ -177,6 +177,8 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
             result["time"] = time_estimate(config, estimate, kind, tok, workspace, cancelled, price_per_hour)
         except Exception as exc:
             result["time"] = {"error": f"not estimated: {type(exc).__name__}: {exc}"}
+    result["defaults"] = default_origins(config)
+    result.setdefault("notes", []).extend(f"{k}: {w}" for k, w in result["defaults"]["warnings"].items())
     result["compile"] = compile_choice(config)
     # one line in the pane: how the run will compute (the pane shows `precision`)
     result["precision"] = "; ".join(x for x in (precision_choice(config), result["compile"]) if x) or None
@@ -187,6 +189,22 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
                         f"{free / 1e9:.1f} GB free; lower batch_size or max_len, or pick a smaller preset")
     result["ok"] = not problems
     return result
+
+
+def default_origins(config: dict) -> dict:
+    """{"sources": {field: (value, origin)}, "warnings": {field: text}}: where each setting the method gives a
+    default for comes from (the method's default, scaled to the model or the parent run, or you) and which values
+    sit far from it (core.methods)."""
+    from core.methods import default_sources, default_warnings
+    from studio.panes.config_schema import get_path
+
+    try:
+        sources = default_sources(config)
+        warnings = default_warnings(config)
+    except Exception as exc:  # an unknown method or a half-typed form: the field errors say what
+        return {"sources": {}, "warnings": {}, "error": str(exc)}
+    return {"sources": {k: (get_path(config, tuple(k.split(".")), None), v) for k, v in sources.items()},
+            "warnings": warnings}
 
 
 def truncation(files: list[str], kind: str, tok, max_len: int, cancelled) -> float | None:

@@ -6,6 +6,7 @@ validation is pydantic's, parameter counts are the model's own (`num_parameters(
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from core.config.model import PRESETS
-from studio.panes.config_schema import FieldSpec, errors_by_field, fields_from_schema
+from studio.panes.config_schema import FieldSpec, errors_by_field, fields_from_schema, get_path
 from studio.threads import Task
 from studio.widgets.model_sources import list_checkpoints
 
@@ -88,6 +89,37 @@ class ConfigPresenter(QObject):
             return {}
 
     @staticmethod
+    def switched_defaults(config: dict, old_method: str | None, old_init: str | None) -> dict[str, Any]:
+        """{dotted field: value} to show after the method or the starting checkpoint changed: each field that still
+        holds the old method's default (for the old start point) takes the new one; edited fields are kept."""
+        from core.methods import method_names as names
+        from core.methods import resolve_defaults
+
+        model = config.get("model")
+        new = resolve_defaults(config.get("method", "pretrain"), model, config.get("init"))
+        old = resolve_defaults(old_method, model, old_init) if old_method in names() else {}
+        out = {}
+        for path, (value, _) in new.items():
+            current = get_path(config, tuple(path.split(".")), None)
+            before = old.get(path, (None,))[0]
+            untouched = current is None or before is None or current == before or (
+                isinstance(current, float) and isinstance(before, float) and math.isclose(current, before,
+                                                                                           rel_tol=1e-6))
+            if untouched and current != value:
+                out[path] = value
+        return out
+
+    @staticmethod
+    def default_warnings(config: dict) -> dict[str, str]:
+        """{dotted field: warning} for values far from the method's default (core.methods.default_warnings)."""
+        from core.methods import default_warnings
+
+        try:
+            return default_warnings(config)
+        except Exception:  # a half-typed form: the field errors say what is wrong
+            return {}
+
+    @staticmethod
     def section_of(spec: FieldSpec) -> str:
         """model / data / optim / method / run: the group a field is drawn in."""
         head = spec.path[0]
@@ -101,7 +133,7 @@ class ConfigPresenter(QObject):
         return self.cc.get_preset(name).model_dump()
 
     def default_config(self) -> dict:
-        cfg = self.cc.TrainConfig().model_dump()
+        cfg = self.cc.TrainConfig(model="tiny").model_dump()  # the defaults scaled to the tiny preset
         cfg["model"] = self.preset("tiny")
         cfg["n_gpus"] = 1
         return cfg

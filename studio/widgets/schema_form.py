@@ -189,10 +189,28 @@ class SchemaForm(QWidget):
             w.blockSignals(False)
         self.changed.emit()
 
-    def set_errors(self, errors: dict[str, str]) -> None:
-        """Show each field's message under it (errors for keys not in this form are ignored)."""
+    def set_some(self, values: dict[str, Any]) -> None:
+        """Set the fields named by dotted key in `values` (keys this form lacks are ignored), others unchanged."""
+        mine = {k: v for k, v in values.items() if k in self.editors}
+        if not mine:
+            return
+        data = self.values()
+        for key, value in mine.items():
+            set_path(data, tuple(key.split(".")), value)
+        self.set_values(data)
+
+    def set_errors(self, errors: dict[str, str], warnings: dict[str, str] | None = None) -> None:
+        """Show each field's message under it (keys not in this form are ignored). An error marks the field
+        invalid; a warning (shown where there is no error) only says something, in the warning colour."""
+        warnings = warnings or {}
         for key, lab in self.error_labels.items():
             msg = errors.get(key, "")
+            role = "error" if msg else "warning"
+            msg = msg or warnings.get(key, "")
+            if lab.property("role") != role:
+                lab.setProperty("role", role)
+                lab.style().unpolish(lab)
+                lab.style().polish(lab)
             lab.setText(msg)
             lab.setVisible(bool(msg))
-            set_invalid(self.editors[key], bool(msg))
+            set_invalid(self.editors[key], role == "error" and bool(msg))

@@ -95,6 +95,7 @@ QWidget#FormPage {{ background: {COLORS['panel']}; }}
 QLineEdit[invalid="true"], QSpinBox[invalid="true"], QDoubleSpinBox[invalid="true"] {{
     border-color: {COLORS['bad']}; }}
 QLabel[role="error"] {{ color: {COLORS['bad']}; font-size: 9pt; }}
+QLabel[role="warning"] {{ color: {COLORS['warn']}; font-size: 9pt; }}
 QLabel[role="muted"] {{ color: {COLORS['muted']}; }}
 QLabel[role="title"] {{ font-size: 14pt; font-weight: 600; }}
 QLabel[role="banner"] {{ background: {COLORS['banner_bg']}; border: 1px solid {COLORS['banner_border']};

@@ -7,11 +7,13 @@ contain) is played `num_generations` times (core/rl/agent.py): the policy genera
 the built-in tool registry (core/tools), the results are appended as tool turns, for up to `max_turns` turns.
 Only the policy's own tokens carry loss and KL. A share `thinking_ratio` of episodes opens thinking.
 
-Reward (clipped to ±3; every term is logged as `reward/<term>`): answer 2.5 × share of `gt` found (substring,
-or a number equal within 1e-6); with tool calls, tool_alignment +0.5 when the valid calls equal len(gt), else
-−0.5 × the gap, and unfinished −0.5 at the turn limit; without, length ±0.5 (5–800 characters) and, with
-thinking, think_length (+1 for 20–300 characters, else −0.5) and think_close (±0.25 for exactly one `</think>`);
-tags −0.5 per unbalanced `<tool_call>`; repetition −(repeated 3-gram share, ≤ 0.5).
+Reward (core.rl.agent.agent_reward; every term is logged as `reward/<term>`, every episode on every rank reports
+every term): answer 2.5 × share of `gt` found (substring, or a number equal within 1e-6); with tool calls,
+tool_alignment +0.5 when the valid calls equal len(gt), else −0.5 × the gap, and unfinished −0.5 at the turn
+limit; without, length ±0.5 (5–800 characters) and, with thinking, think_length (+1 for 20–300 characters, else
+−0.5) and think_close (±0.25 for exactly one `</think>`); tags −0.5 per unbalanced `<tool_call>`; repetition
+−(upstream's 3-gram penalty on the final answer's words, ≤ 0.5). The shaping terms together are scaled into
+±0.4 of one correctness step, so a more correct episode always outranks a less correct one in its group.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ class AgentRecipe(GRPORecipe):
                             max_new_tokens, temperature, o.top_p, o.top_k)
 
     def sample_rollout(self, items: list[dict]):
-        from core.rl.agent import agent_reward, total_reward
+        from core.rl.agent import TERMS, agent_reward, total_reward
         from core.rl.rollout import score_rollout
 
         o = self.options
@@ -62,8 +64,7 @@ class AgentRecipe(GRPORecipe):
         with torch.no_grad():
             episodes = self._episodes(items, thinking, o.temperature, o.max_new_tokens)
         terms = [agent_reward(ep, it["gt"], ep.response_ids) for ep, it in zip(episodes, items)]
-        keys = sorted({k for t in terms for k in t})
-        breakdown = {k: [t.get(k, 0.0) for t in terms] for k in keys}
+        breakdown = {k: [t[k] for t in terms] for k in TERMS}  # the same keys on every rank: DDP reduces them
         breakdown["valid_calls"] = [float(ep.valid_calls) for ep in episodes]
         total = torch.tensor([total_reward(t) for t in terms])
         texts = [ep.transcript() for ep in episodes]  # what sample events show: turns and tool responses

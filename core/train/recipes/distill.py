@@ -52,9 +52,9 @@ class DistillRecipe(SFTRecipe):
         if teacher.config.vocab_size < self.model.config.vocab_size:
             raise ValueError(f"method_options.teacher: {path} has {teacher.config.vocab_size} output tokens, fewer "
                              f"than the student's {self.model.config.vocab_size}")
-        if self.ctx.autocast_dtype is not None:
-            teacher.to(self.ctx.autocast_dtype)
-        return teacher.eval().requires_grad_(False)
+        # fp32 weights run under the engine's autocast, as the student: a pure bf16/fp16 copy differs in its norms
+        # and residual stream (and pure fp16 risks overflow on cards without bf16)
+        return teacher.float().eval().requires_grad_(False)
 
     # packed pretraining windows when the data is text, length-grouped conversations otherwise
     def collate(self, items):
@@ -82,6 +82,18 @@ class DistillRecipe(SFTRecipe):
         distill = o.alpha * ce + (1.0 - o.alpha) * kl
         return distill + out.aux_loss, {"ce": ce.detach(), "kl": kl.detach(), "distill_loss": distill.detach(),
                                         "aux_loss": out.aux_loss}
+
+    @torch.no_grad()
+    def evaluate(self, model, batches) -> dict:
+        """Token-weighted held-out loss, CE and T²·KL to the teacher (`eval/loss`, `eval/ce`, `eval/kl`)."""
+        tot = {"eval/loss": [0.0, 0.0], "eval/ce": [0.0, 0.0], "eval/kl": [0.0, 0.0]}
+        for batch in batches:
+            loss, m = self.loss_fn(model, batch)
+            w = self.loss_weight(batch)
+            for key, value in (("eval/loss", loss), ("eval/ce", m["ce"]), ("eval/kl", m["kl"])):
+                tot[key][0] += float(value) * w
+                tot[key][1] += w
+        return {k: tuple(v) for k, v in tot.items()}
 
 
 RECIPE = DistillRecipe

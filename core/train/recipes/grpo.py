@@ -32,8 +32,18 @@ class GRPORecipe(OnPolicyRecipe):
 
     def prepare_rollout(self, r) -> None:
         o = self.options
-        scale = o.scale_rewards and o.loss != "dr_grpo"
-        r.advantages = group_advantages(r.rewards, self.repeats, scale=scale)[:, None]
+        scale = "none" if o.loss == "dr_grpo" else o.scale_rewards
+        adv = group_advantages(r.rewards, self.repeats, scale=scale, std_floor=o.std_floor)
+        r.advantages = adv[:, None]
+
+    def rollout_metrics(self, r) -> dict:
+        """Plus what a person needs to judge a group method (the Curves pane's RL group): the share of groups whose
+        advantages are not all zero (groups that all score alike teach nothing) and the mean |A|."""
+        m = super().rollout_metrics(r)
+        a = r.advantages.float().view(-1, self.repeats)
+        m["advantages/groups_with_signal"] = (a.abs() > 1e-6).any(dim=1).float().mean()
+        m["advantages/abs_mean"] = a.abs().mean()
+        return m
 
     def loss_fn(self, model, batch):
         o = self.options

@@ -126,6 +126,9 @@ class OnPolicyRecipe(Recipe):
         entry = self._cache.get(key)
         if entry is None:
             r = self.sample_rollout(batch["items"])
+            # weight casts that autocast cached while sampling (no grad, maybe inference mode) must not serve the
+            # training forward: on torch builds without pytorch#158232's fix they break backward when eager
+            torch.clear_autocast_cache()
             self.prepare_rollout(r)
             entry = self._cache[key] = [r, 0]
             self._step_rollouts.append(r)
