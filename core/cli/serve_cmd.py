@@ -7,9 +7,7 @@ import sys
 
 from core.cli import CLIError
 from core.cli.infer_cmd import add_model_args, open_backend_from_args
-from core.config.serve import ServerOptions
-
-API_KEY_ENV = "MINIMIND_API_KEY"
+from core.config.serve import API_KEY_ENV, ServerOptions
 
 
 def register(subparsers) -> None:

@@ -11,6 +11,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+API_KEY_ENV = "MINIMIND_API_KEY"  # the key, for `minimind serve` and for clients (`eval tools --endpoint`)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 ANY_HOST = "*"
 

@@ -144,7 +144,8 @@ class _Sampling(BaseModel):
                            param="stop", code="invalid_value")
         try:
             return SamplingParams(
-                max_new_tokens=min(limit, max_context), stop=stop, seed=self.seed, stop_token_ids=[] if self.ignore_eos else None,
+                max_new_tokens=min(limit, max_context), stop=stop, seed=self.seed,
+                stop_token_ids=[] if self.ignore_eos else None,
                 temperature=DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
                 top_p=DEFAULT_TOP_P if self.top_p is None else self.top_p,
                 top_k=0 if self.top_k is None else self.top_k,
