@@ -65,10 +65,10 @@ def chat(srv, **overrides) -> dict:
             **overrides}
 
 
-def send_without_reading(srv, body: dict) -> socket.socket:
-    """A whole chat request sent on a raw socket whose answer is never read."""
+def send_without_reading(srv, path: str, body: dict) -> socket.socket:
+    """A whole request sent on a raw socket whose answer is never read."""
     data = json.dumps(body).encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\n\r\n").encode()
     sock = socket.create_connection(srv.server_address[:2], timeout=WAIT_S)
     sock.sendall(head + data)
@@ -111,14 +111,20 @@ def test_the_scored_token_cap_counts_prompts_completions_and_logprobs(infer_chec
 
 
 # ---- abandoned requests and a full queue ----------------------------------------------------------------------
-def test_non_streamed_requests_whose_clients_hang_up_are_cancelled(serve):
+@pytest.mark.parametrize("path,body,per_request", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, 1),
+    ("/v1/completions", {"prompt": ["one", "two"]}, 2),  # a batch: both prompts are dropped
+], ids=["chat", "completions"])
+def test_non_streamed_requests_whose_clients_hang_up_are_cancelled(serve, path, body, per_request):
     srv = serve()
-    socks = [send_without_reading(srv, chat(srv, max_tokens=1_000_000)) for _ in range(4)]
-    wait_for(lambda: srv.engine.pending == 4, "the four requests to reach the engine")
+    body = {"model": srv.backend.name, "max_tokens": 1_000_000, **body}
+    socks = [send_without_reading(srv, path, body) for _ in range(3)]
+    wanted = 3 * per_request
+    wait_for(lambda: srv.engine.pending == wanted, "the requests to reach the engine")
     for sock in socks:
         sock.close()
     wait_for(lambda: srv.engine.pending == 0, "the engine to drop the abandoned requests")
-    assert srv.engine.cancelled_requests == 4  # one was generating, three were waiting
+    assert srv.engine.cancelled_requests == wanted  # one was generating, the others waiting
     status, _, answer = post(srv, "/v1/chat/completions", chat(srv))
     assert status == 200 and answer["choices"][0]["finish_reason"] == "length"
 
@@ -227,6 +233,21 @@ def test_the_bound_address_is_answered_when_it_is_a_literal_ip():
     assert "[fe80::1]" in accepted_hosts(ServerOptions(), "fe80::1")
     assert accepted_hosts(ServerOptions(), "0.0.0.0") == {"127.0.0.1", "localhost", "[::1]"}
     assert accepted_hosts(ServerOptions(allow_hosts=("*",)), "0.0.0.0") is None
+
+
+def test_serve_flags_become_server_options_and_bad_values_name_their_flag():
+    from core.cli import CLIError, build_parser
+    from core.cli.serve_cmd import options_from_args
+
+    parse = lambda *flags: build_parser().parse_args(["serve", "--model", "m", *flags])  # noqa: E731
+    options = options_from_args(parse("--api-key", "k", "--allow-host", "Studio.lan", "--allow-host", "10.0.0.2",
+                                      "--max-queue", "3", "--read-timeout", "2.5"))
+    assert options.api_key == "k" and options.allow_hosts == ("studio.lan", "10.0.0.2")
+    assert options.max_queue == 3 and options.read_timeout == 2.5 and options.max_connections == 1024
+    with pytest.raises(CLIError, match="^--max-queue: "):
+        options_from_args(parse("--max-queue", "0"))
+    with pytest.raises(CLIError, match="^--allow-host: "):
+        options_from_args(parse("--allow-host", "http://x/"))
 
 
 KEY = "sk-minimind-test"

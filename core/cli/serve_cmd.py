@@ -1,6 +1,7 @@
 """`minimind serve`: an OpenAI-compatible HTTP server for a checkpoint, run dir or .gguf file."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import sys
@@ -55,17 +56,26 @@ def options_from_args(args) -> ServerOptions:
                              keep_alive_timeout=args.keep_alive_timeout, read_timeout=args.read_timeout)
     except ValidationError as exc:
         err = exc.errors()[0]
-        flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "serve"
-        raise CLIError(f"{flag}: {err['msg']}") from None
+        field = str(err["loc"][0]) if err["loc"] else "serve"
+        flag = "--allow-host" if field == "allow_hosts" else "--" + field.replace("_", "-")
+        raise CLIError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def access_notes(host: str, options: ServerOptions) -> list[str]:
     """What a user binding beyond this machine should know: which Host names are answered, and the key."""
-    notes = [f"API key required (Authorization: Bearer ...; /health is open)"] if options.api_key else []
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    notes = ["API key required (Authorization: Bearer ...; /health is open)"] if options.api_key else []
+    if not _is_loopback(host):
         if not options.allow_hosts:
-            notes.append(f"bound to {host}: requests are answered only when their Host header is 127.0.0.1, "
-                         "localhost, [::1] or this address; add --allow-host NAME for the name clients use")
+            notes.append(f"bound to {host}: answering only requests whose Host is 127.0.0.1, localhost, [::1] or "
+                         "the bound address (when an IP); add --allow-host NAME for each name or address that "
+                         "other machines use")
         if not options.api_key:
             notes.append("warning: reachable from other machines without an API key (--api-key)")
     return notes

@@ -35,5 +35,5 @@ class ServerOptions(BaseModel):
     def _lower(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
         bad = [h for h in hosts if not h or any(c.isspace() or c in "/@" for c in h)]
         if bad:
-            raise ValueError(f"allow_hosts: {bad[0]!r} is not a host name (e.g. myhost.lan, 192.168.1.5, [::1], *)")
+            raise ValueError(f"{bad[0]!r} is not a host name (e.g. myhost.lan, 192.168.1.5, [::1], *)")
         return tuple(h.lower() for h in hosts)
