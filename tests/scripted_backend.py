@@ -5,6 +5,9 @@ reasoning script the answer instead: each call to the backend replays the next s
 (a one-hot logit row per step, whatever the sampling settings), through the real tokenizer, decode loop,
 incremental detokenizer and output parser, and, in the server tests, the real engine and HTTP server, exactly
 as a trained model's tokens would go. It records every prompt it was given, as text.
+
+`EndlessBackend` writes one letter forever: a request to it ends only at its token budget or when it is
+cancelled, so tests of cancellation and of a full queue do not depend on how fast anything runs.
 """
 from __future__ import annotations
 
@@ -30,10 +33,11 @@ class _Replay:
 class ScriptedReplayBackend(Backend):
     name = "scripted-replay"
 
-    def __init__(self, tokenizer, replies):
+    def __init__(self, tokenizer, replies, max_context: int = 4096):
         super().__init__()
         self.tokenizer, self.replies, self.prompts = tokenizer, list(replies), []
         self.chat_template = tokenizer.chat_template
+        self._max_context = max_context
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)
@@ -43,7 +47,7 @@ class ScriptedReplayBackend(Backend):
 
     @property
     def max_context(self) -> int:
-        return 4096
+        return self._max_context
 
     @property
     def vocab_size(self) -> int:
@@ -52,3 +56,21 @@ class ScriptedReplayBackend(Backend):
     def _stepper(self):
         reply = self.replies.pop(0) if self.replies else ""
         return _Replay(self, self.tokenize(reply) + [self.eos_id])
+
+
+class _Endless(_Replay):
+    def step(self, _token) -> torch.Tensor:
+        logits = torch.full((self.backend.vocab_size,), -1e4)
+        logits[self.backend.letter] = 0.0
+        return logits
+
+
+class EndlessBackend(ScriptedReplayBackend):
+    name = "endless"
+
+    def __init__(self, tokenizer, max_context: int = 1_000_000):
+        super().__init__(tokenizer, [], max_context)
+        [self.letter] = tokenizer.encode("a")
+
+    def _stepper(self):
+        return _Endless(self, [])

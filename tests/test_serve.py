@@ -87,6 +87,34 @@ def test_completions_plain_and_streamed(client, server):
     assert streamed == resp.choices[0].text
 
 
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_max_tokens_beyond_the_context_generates_what_fits_and_ends_with_length(client, server, endpoint, stream):
+    """As MiniMind's own server, Ollama and llama.cpp do (upstream's eval_toolcall.py sends max_tokens=8192)."""
+    if endpoint == "chat":
+        api, kw = client.chat.completions, {"messages": [{"role": "user", "content": "hi"}]}
+    else:
+        api, kw = client.completions, {"prompt": "Once"}
+    kw.update(model=server.backend.name, max_tokens=8192, temperature=0, extra_body={"ignore_eos": True})
+    if stream:
+        chunks = list(api.create(stream=True, stream_options={"include_usage": True}, **kw))
+        [finish] = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        usage = chunks[-1].usage
+    else:
+        reply = api.create(**kw)
+        finish, usage = reply.choices[0].finish_reason, reply.usage
+    assert finish == "length" and usage.prompt_tokens + usage.completion_tokens == server.backend.max_context
+
+
+@pytest.mark.parametrize("field,value", [("max_tokens", 1_048_577), ("max_completion_tokens", 10**12),
+                                         ("max_tokens", -5), ("max_tokens", 0)])
+def test_max_tokens_no_model_could_serve_gets_400_naming_the_field(server, field, value):
+    status, data = raw(server, "POST", "/v1/chat/completions", chat_body(server, **{field: value}),
+                       {"Content-Type": "application/json"})
+    error = json.loads(data)["error"]
+    assert status == 400 and error["param"] == field, error
+
+
 def test_tiny_temperature_samples_like_greedy(client, server):
     kw = dict(model=server.backend.name, messages=[{"role": "user", "content": "hi"}], max_tokens=8)
     tiny = client.chat.completions.create(temperature=1e-300, seed=1, **kw).choices[0].message.content
@@ -246,34 +274,14 @@ def test_malformed_tool_and_thinking_fields_get_400(server, extra):
 
 
 # ---- tool calls and reasoning, end to end, with answers we control ---------------------------------------------
-@pytest.fixture
-def scripted(tiny_tokenizer):
-    from core.serve import make_server
-    from tests.scripted_backend import ScriptedReplayBackend
-
-    servers = []
-
-    def start(*replies):
-        backend = ScriptedReplayBackend(tiny_tokenizer, replies)
-        srv = make_server(backend, "127.0.0.1", 0)
-        srv.start_background()
-        servers.append(srv)
-        return srv, openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0, timeout=30)
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
-
-
 CALL = '<tool_call>\n{"name": "calculate_math", "arguments": {"expression": "23 * 19"}}\n</tool_call>'
 
 
-def test_tool_round_trip_call_result_answer(scripted):
+def test_tool_round_trip_call_result_answer(scripted_server):
     from core.tools import builtin_registry
 
     registry = builtin_registry()
-    srv, client = scripted(f"Let me calculate.\n{CALL}", "23 × 19 = 437.")
+    srv, client = scripted_server(f"Let me calculate.\n{CALL}", "23 × 19 = 437.")
     messages = [{"role": "user", "content": "What is 23 times 19?"}]
     kw = dict(model="scripted-replay", tools=registry.schemas(["calculate_math"]), max_tokens=200)
     first = client.chat.completions.create(messages=messages, **kw)
@@ -294,8 +302,8 @@ def test_tool_round_trip_call_result_answer(scripted):
     assert '{"result": 437}' in prompt and "23 * 19" in prompt  # the call and its result were rendered back
 
 
-def test_streamed_tool_calls_arrive_as_openai_deltas(scripted):
-    srv, client = scripted(f"{CALL}\n{CALL.replace('23 * 19', '1 + 1')}")
+def test_streamed_tool_calls_arrive_as_openai_deltas(scripted_server):
+    srv, client = scripted_server(f"{CALL}\n{CALL.replace('23 * 19', '1 + 1')}")
     chunks = list(client.chat.completions.create(model="scripted-replay", stream=True, max_tokens=200,
                                                  messages=[{"role": "user", "content": "two sums"}]))
     deltas = [c.choices[0].delta for c in chunks if c.choices]
@@ -307,9 +315,9 @@ def test_streamed_tool_calls_arrive_as_openai_deltas(scripted):
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
 
 
-def test_streamed_reasoning_then_answer(scripted):
+def test_streamed_reasoning_then_answer(scripted_server):
     reply = "The user greets me.\nI should greet back.\n</think>\n\nHello! 你好"
-    srv, client = scripted(reply, reply)
+    srv, client = scripted_server(reply, reply)
     kw = dict(model="scripted-replay", max_tokens=200, messages=[{"role": "user", "content": "hi"}],
               extra_body={"chat_template_kwargs": {"enable_thinking": True}})
     chunks = list(client.chat.completions.create(stream=True, **kw))
@@ -323,8 +331,8 @@ def test_streamed_reasoning_then_answer(scripted):
     assert whole.content == content and whole.model_extra["reasoning_content"] == reasoning
 
 
-def test_thinking_switch_reaches_the_template(scripted, monkeypatch):
-    srv, client = scripted("a", "b", "c")
+def test_thinking_switch_reaches_the_template(scripted_server, monkeypatch):
+    srv, client = scripted_server("a", "b", "c")
     seen = []
     original = srv.backend.render_chat
     monkeypatch.setattr(srv.backend, "render_chat",

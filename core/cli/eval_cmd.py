@@ -7,11 +7,14 @@
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
 from pathlib import Path
 
 from core.cli import CLIError
+from core.config.serve import API_KEY_ENV
 
 
 def add_eval_subcommands(ev) -> None:
@@ -34,6 +37,7 @@ def add_eval_subcommands(ev) -> None:
     target.add_argument("--model", metavar="PATH", help="checkpoint dir, run dir or .gguf file")
     target.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8998/v1")
     tools.add_argument("--api-model", default=None, help="model name sent to the endpoint (default: its first)")
+    _add_api_key(tools)
     tools.add_argument("--cases", metavar="F.jsonl", help="agent-task JSONL (conversations with tools + gt); "
                        "default: the 20 built-in cases")
     tools.add_argument("--max-turns", type=int, default=3, help="answers per case (default 3)")
@@ -47,11 +51,31 @@ def add_eval_subcommands(ev) -> None:
     _add_contamination(sub)
 
 
+def _add_api_key(parser) -> None:
+    parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or "none", metavar="KEY",
+                        help=f"--endpoint: the server's API key, sent as 'Authorization: Bearer KEY' (default: "
+                             f"${API_KEY_ENV}; `minimind serve --api-key` reads the same variable)")
+
+
+def _explains_refused_key(run):
+    """A 401 from --endpoint ends in one line saying which key to send, not in the client's traceback."""
+    @functools.wraps(run)
+    def checked(args) -> int:
+        try:
+            return run(args)
+        except Exception as exc:
+            if args.endpoint and getattr(exc, "status_code", None) == 401:
+                raise CLIError(f"{args.endpoint}: the server refused the API key (401); pass the server's key "
+                               f"with --api-key KEY or in ${API_KEY_ENV}") from None
+            raise
+    return checked
+
+
 def _target(args):
     from core.eval.tool_use import BackendTarget, EndpointTarget
 
     if args.endpoint:
-        return EndpointTarget(args.endpoint, args.api_model, max_new_tokens=args.max_new_tokens), None
+        return EndpointTarget(args.endpoint, args.api_model, args.api_key, max_new_tokens=args.max_new_tokens), None
     backend = _open_backend(args)
     return BackendTarget(backend, args.max_new_tokens), backend
 
@@ -65,6 +89,7 @@ def _open_backend(args):
         raise CLIError(str(exc)) from None
 
 
+@_explains_refused_key
 def run_tools(args) -> int:
     from core.data import DataError
     from core.eval.tool_use import builtin_cases, evaluate_tool_use, load_cases
@@ -109,6 +134,7 @@ def _add_bench(sub) -> None:
     target.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL whose /completions "
                         "returns prompt log-probs (echo + logprobs + max_tokens 0)")
     bench.add_argument("--api-model", help="model name sent to the endpoint (default: the server's first)")
+    _add_api_key(bench)
     bench.add_argument("--task", action="append", required=True, metavar="TASK",
                        help=f"a benchmark file or a built-in set ({', '.join(BUILTIN)}); repeat for several")
     bench.add_argument("--format", choices=FORMATS, help="file format (default: detected from the file)")
@@ -165,12 +191,13 @@ def _contamination_line(report: dict) -> str:
     return text + "  HIGH: scores overstate ability" if report["flagged"] else text
 
 
+@_explains_refused_key
 def run_bench(args) -> int:
     from core.eval.bench import EndpointScorer, score_task
 
     tasks = [_load_task(args, name) for name in args.task]
     backend = None if args.endpoint else _open_backend(args)
-    target = EndpointScorer(args.endpoint, args.api_model) if args.endpoint else backend
+    target = EndpointScorer(args.endpoint, args.api_model, args.api_key) if args.endpoint else backend
     results = []
     try:
         for task in tasks:

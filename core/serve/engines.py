@@ -10,6 +10,10 @@
 
 Both hand text pieces to a `Generation`, which the server's event loop reads asynchronously. `model_lock` is held
 while a batch runs, so other work on the same model (scoring for `logprobs`: `run_locked`) waits its turn.
+
+The queue is bounded: at most `max_queue` requests are in an engine (waiting or generating); `submit` beyond
+that raises `EngineBusy` (the server answers 429). A cancelled request (its client went away) is dropped before
+it starts, or between two tokens once it runs; `cancelled_requests` counts them.
 """
 from __future__ import annotations
 
@@ -25,6 +29,10 @@ from core.infer.sampling import SamplingParams, choose_tokens, make_generator
 from core.infer.text import TextStream
 
 _END = object()
+
+
+class EngineBusy(Exception):
+    """The engine holds `max_queue` requests already."""
 
 
 class Generation:
@@ -77,18 +85,32 @@ class Generation:
 class _WorkerEngine:
     """A queue of Generations and one daemon thread working through it."""
 
-    def __init__(self, backend):
-        self.backend = backend
+    def __init__(self, backend, max_queue: int = 512):
+        self.backend, self.max_queue = backend, max_queue
         self.largest_batch = 0  # most requests decoded together so far (tests, benchmarks)
+        self.pending = 0  # requests submitted and not finished (waiting or generating)
+        self.cancelled_requests = 0  # requests that ended because their client went away
         self.model_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=f"{type(self).__name__}", daemon=True)
         self._thread.start()
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> Generation:
-        job = Generation(prompt_ids, params, asyncio.get_running_loop())
-        self._jobs.put(job)
-        return job
+        return self.submit_all([prompt_ids], params)[0]
+
+    def submit_all(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        """All of them or none: EngineBusy when they do not all fit in the queue."""
+        loop = asyncio.get_running_loop()
+        with self._count_lock:
+            if self.pending + len(prompts) > self.max_queue:
+                raise EngineBusy(f"{self.pending} requests are waiting or generating; this server takes "
+                                 f"{self.max_queue} at most")
+            self.pending += len(prompts)
+        jobs = [Generation(ids, params, loop) for ids in prompts]
+        for job in jobs:
+            self._jobs.put(job)
+        return jobs
 
     def run_locked(self, fn, *args):
         """`fn(*args)` while no batch runs (call it from a worker thread, not the event loop)."""
@@ -124,6 +146,9 @@ class _WorkerEngine:
                 for job in live:
                     if job.finish_reason is None:
                         job.fail(exc)
+            with self._count_lock:
+                self.pending -= len(batch)
+                self.cancelled_requests += sum(job.finish_reason == "cancelled" for job in batch)
             if closing:
                 break
 
@@ -187,9 +212,9 @@ class _Row:
 class BatchedTorchEngine(_WorkerEngine):
     """Dynamic batching for a TorchBackend: requests waiting when a batch starts run together."""
 
-    def __init__(self, backend, max_batch: int = 32):
+    def __init__(self, backend, max_batch: int = 32, max_queue: int = 512):
         self.max_batch = max_batch
-        super().__init__(backend)
+        super().__init__(backend, max_queue)
 
     @torch.inference_mode()
     def _run(self, jobs: list[Generation]) -> None:
@@ -225,10 +250,10 @@ class BatchedTorchEngine(_WorkerEngine):
             past, logits = out.past_key_values, out.logits[:, -1].float()
 
 
-def make_engine(backend, max_batch: int = 32) -> _WorkerEngine:
+def make_engine(backend, max_batch: int = 32, max_queue: int = 512) -> _WorkerEngine:
     """Batched for torch checkpoints, a one-at-a-time queue for everything else (llama.cpp)."""
     from core.infer.backend import TorchBackend
 
     if isinstance(backend, TorchBackend) and max_batch > 1:
-        return BatchedTorchEngine(backend, max_batch)
-    return SerialEngine(backend)
+        return BatchedTorchEngine(backend, max_batch, max_queue)
+    return SerialEngine(backend, max_queue)

@@ -12,8 +12,9 @@ import uuid
 from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.responses import JSONResponse
 
-from core.infer.sampling import SamplingParams
+from core.infer.sampling import MAX_NEW_TOKENS_LIMIT, SamplingParams
 from core.serve.logprobs import MAX_LOGPROBS
 
 DEFAULT_MAX_TOKENS = 512
@@ -23,12 +24,16 @@ DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.92
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 class ContentPart(BaseModel):
@@ -55,7 +60,7 @@ class MessageToolCall(BaseModel):
             try:
                 parsed = json.loads(args)
                 args = parsed if isinstance(parsed, dict) else args
-            except (json.JSONDecodeError, RecursionError):
+            except (ValueError, RecursionError):  # not JSON, or an integer over Python's digit limit
                 pass
         return {"id": self.id, "type": "function", "function": {"name": self.function.name, "arguments": args}}
 
@@ -124,17 +129,23 @@ class _Sampling(BaseModel):
     n: Optional[int] = Field(None, ge=1, le=1)
 
     def sampling(self, max_context: int) -> SamplingParams:
+        """A `max_tokens` beyond the context is accepted, as MiniMind's own server, Ollama and llama.cpp's do:
+        generation stops where the context is full, with finish_reason "length". Only a value no MiniMind
+        model could ever serve (over the largest position table) is refused."""
+        field = "max_completion_tokens" if self.max_completion_tokens else "max_tokens"
         limit = self.max_completion_tokens or self.max_tokens or min(DEFAULT_MAX_TOKENS, max_context)
-        if limit > max_context:
-            raise APIError(400, f"max_tokens is {limit}, but this model's context holds {max_context} tokens "
-                                "(prompt included); ask for fewer", param="max_tokens", code="invalid_value")
+        if limit > MAX_NEW_TOKENS_LIMIT:
+            raise APIError(400, f"{field} is over {MAX_NEW_TOKENS_LIMIT:,}, more than any MiniMind model's context; "
+                                f"ask for at most {max_context} (this model's context, prompt included)",
+                           param=field, code="invalid_value")
         stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
         if len(stop) > 16 or any(not s or len(s) > 256 for s in stop):
             raise APIError(400, "stop must be up to 16 non-empty strings of at most 256 characters",
                            param="stop", code="invalid_value")
         try:
             return SamplingParams(
-                max_new_tokens=limit, stop=stop, seed=self.seed, stop_token_ids=[] if self.ignore_eos else None,
+                max_new_tokens=min(limit, max_context), stop=stop, seed=self.seed,
+                stop_token_ids=[] if self.ignore_eos else None,
                 temperature=DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
                 top_p=DEFAULT_TOP_P if self.top_p is None else self.top_p,
                 top_k=0 if self.top_k is None else self.top_k,

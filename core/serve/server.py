@@ -11,13 +11,21 @@ what lm-evaluation-harness's `local-completions` model sends.
 Many clients at once: the event loop only parses, validates and streams; an engine (core/serve/engines.py)
 runs the model on its own thread, batching torch requests dynamically and queueing llama.cpp ones.
 Every failure is answered with an OpenAI-style JSON error and a 4xx status (a bug of ours: 500); bodies are
-read and validated by hand, not by FastAPI's models, so the error shapes and limits stay exactly ours.
+read and validated by hand (core/serve/body.py), not by FastAPI's models, so the error shapes and limits stay
+exactly ours.
+
+One client cannot hold the server (limits in core/config/serve.py): requests beyond the engine's queue get
+429; a client that hangs up has its work cancelled, streamed or not; a completions request with `logprobs`
+scores a bounded number of tokens; connections are capped and must send each request within a deadline
+(core/serve/connection.py). Only loopback Host names and, with `api_key`, authenticated clients are answered
+(core/serve/access.py).
 
     server = make_server(open_backend("runs/sft-1"), "127.0.0.1", 8998)
     server.serve_forever()
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sys
@@ -27,65 +35,31 @@ import traceback
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from core.infer.backend_base import Backend
 from core.infer.chat_output import ChatOutput, ChatOutputParser
 from core.infer.generate import Usage
+from core.infer.sampling import SamplingParams
 from core.serve import protocol as p
-from core.serve.engines import Generation, make_engine
+from core.serve.access import AccessGuard, accepted_hosts
+from core.serve.body import read_json
+from core.serve.connection import h11_protocol
+from core.serve.engines import EngineBusy, Generation, make_engine
 from core.serve.logprobs import logprobs_body
+from core.config.serve import ServerOptions
 from core.serve.protocol import APIError
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
 ROUTES = {"/v1/models": "GET", "/health": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST"}
 
 
-def error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
+class ClientGone(Exception):
+    """The client hung up before its answer was ready; the work for it has been cancelled."""
 
 
 # ---------------------------------------------------------------------------------------------- requests
-async def read_json(request: Request):
-    """The body as JSON, or an APIError: chunked (411), too large (413, unread), not JSON (415/400)."""
-    headers = request.headers
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        raise APIError(411, "chunked request bodies are not supported; send Content-Length")
-    length_header = headers.get("content-length")
-    try:
-        length = int(length_header) if length_header is not None else 0
-    except ValueError:
-        length = -1
-    if length < 0:
-        raise APIError(400, f"invalid Content-Length {length_header!r}")
-    if length > MAX_BODY_BYTES:
-        raise APIError(413, f"request body of {length} bytes exceeds the {MAX_BODY_BYTES}-byte limit",
-                       code="request_too_large")
-    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if ctype != "application/json":
-        raise APIError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
-    raw = await request.body()
-    if not raw:
-        raise APIError(400, "the request body is empty; send a JSON object")
-    try:
-        payload = json.loads(raw.decode("utf-8"))
-        # "\ud800" escapes decode to lone surrogates, which no tokenizer can encode: refuse them here.
-        json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        return payload
-    except UnicodeDecodeError:
-        raise APIError(400, "the request body is not valid UTF-8") from None
-    except UnicodeEncodeError:
-        raise APIError(400, "the request contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff); "
-                            "send valid Unicode text") from None
-    except json.JSONDecodeError as exc:
-        raise APIError(400, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise APIError(400, "the JSON body is nested too deeply") from None
-
-
 def check_prompt(backend: Backend, prompt_ids: list[int], param: str, room: int = 1) -> None:
     """`room`: tokens the completion needs after the prompt (0: the prompt is only scored)."""
     if not prompt_ids:
@@ -93,6 +67,52 @@ def check_prompt(backend: Backend, prompt_ids: list[int], param: str, room: int 
     if len(prompt_ids) + room > backend.max_context:
         raise APIError(400, f"the prompt has {len(prompt_ids)} tokens; this model's context holds "
                             f"{backend.max_context}; shorten it", param=param, code="context_length_exceeded")
+
+
+def check_scored_tokens(req: p.CompletionRequest, prompt_ids: list[list[int]], sampling: SamplingParams,
+                        max_context: int, limit: int) -> None:
+    """A completions request with `logprobs` runs every prompt and completion token through the model once more
+    and answers 1 + logprobs numbers for each echoed or generated one: bound that work, summed over the batch."""
+    if req.logprobs is None:
+        return
+    room = [min(sampling.max_new_tokens, max_context - len(ids)) if req.generates() else 0 for ids in prompt_ids]
+    positions = sum(map(len, prompt_ids)) + sum(room)
+    scored = positions * (1 + req.logprobs)
+    if scored > limit:
+        raise APIError(400, f"this request scores {scored:,} tokens ({len(prompt_ids)} prompts, {positions:,} "
+                            f"positions x (1 + logprobs {req.logprobs})), over this server's limit of {limit:,} "
+                            "scored tokens per request (--max-scored-tokens); send fewer or shorter prompts, fewer "
+                            "logprobs or a smaller max_tokens", param="prompt", code="scored_tokens_exceeded")
+
+
+def submit(engine, prompts: list[list[int]], sampling: SamplingParams) -> list[Generation]:
+    try:
+        return engine.submit_all(prompts, sampling)
+    except EngineBusy as exc:
+        raise APIError(429, f"the server is busy: {exc}; retry shortly", type_="rate_limit_error",
+                       code="queue_full", headers={"Retry-After": "1"}) from None
+
+
+async def until_disconnected(request: Request) -> None:
+    """Returns once the client has hung up. Call it after the body is read: uvicorn's `receive` then waits for
+    nothing but the disconnect (or the response's end)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work):
+    """`await work` (a coroutine), unless the client hangs up first: then `work` is cancelled, its `finally`
+    cancels its generations (the engine drops them between two tokens), and ClientGone is raised. A streamed
+    answer needs none of this: Starlette cancels the stream itself when the client leaves."""
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(until_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this handler is cancelled
+        watch.cancel()
+        task.cancel()  # no-op once finished
+    if task in done:
+        return task.result()
+    raise ClientGone
 
 
 def chat_prompt(backend: Backend, req: p.ChatCompletionRequest) -> str:
@@ -110,28 +130,33 @@ def chat_prompt(backend: Backend, req: p.ChatCompletionRequest) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the app
-def create_app(backend: Backend, engine) -> FastAPI:
+def create_app(backend: Backend, engine, options: ServerOptions, hosts: frozenset[str] | None) -> FastAPI:
+    """`hosts`: the Host names answered (None: any), see core/serve/access.py."""
     app = FastAPI(title="MiniMind", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    app.add_middleware(AccessGuard, hosts=hosts, api_key=options.api_key)
 
     @app.exception_handler(APIError)
     async def _api_error(request, exc: APIError):
-        return error_response(exc)
+        return exc.response()
+
+    @app.exception_handler(ClientGone)
+    async def _gone(request, exc: ClientGone):  # nobody reads it; 499 as nginx logs a client that left
+        return Response(status_code=499)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc: StarletteHTTPException):
         path = request.url.path
         if exc.status_code == 405 or (exc.status_code == 404 and path in ROUTES):
-            return error_response(APIError(405, f"{request.method} is not allowed on {path}",
-                                           code="method_not_allowed"))
+            return APIError(405, f"{request.method} is not allowed on {path}", code="method_not_allowed").response()
         if exc.status_code == 404:
-            return error_response(APIError(404, f"unknown path {path!r}; this server offers /v1/models, "
-                                                "/v1/chat/completions and /v1/completions", code="not_found"))
-        return error_response(APIError(exc.status_code, str(exc.detail)))
+            return APIError(404, f"unknown path {path!r}; this server offers /v1/models, /v1/chat/completions "
+                                 "and /v1/completions", code="not_found").response()
+        return APIError(exc.status_code, str(exc.detail)).response()
 
     @app.exception_handler(Exception)
     async def _bug(request, exc: Exception):  # a bug of ours: answer 500, keep serving
         traceback.print_exception(exc, file=sys.stderr)
-        return error_response(APIError(500, f"internal error: {type(exc).__name__}: {exc}", type_="server_error"))
+        return APIError(500, f"internal error: {type(exc).__name__}: {exc}", type_="server_error").response()
 
     def backend_for(model: str) -> Backend:
         if model != backend.name:
@@ -161,21 +186,25 @@ def create_app(backend: Backend, engine) -> FastAPI:
             return prompt, ids
 
         prompt, prompt_ids = await run_in_threadpool(prepare)
-        gen = engine.submit(prompt_ids, sampling)
+        [gen] = submit(engine, [prompt_ids], sampling)
         parser = ChatOutputParser.for_prompt(prompt)
         if req.stream:
             return event_stream(chat_events(gen, parser, req), gen)
+        output = await unless_disconnected(request, chat_output(gen, parser))
+        return JSONResponse(p.chat_completion(p.new_id("chatcmpl"), backend.name, output, gen.finish_reason,
+                                              gen.usage))
+
+    async def chat_output(gen: Generation, parser: ChatOutputParser) -> ChatOutput:
         output = ChatOutput()
         try:
             async for piece in gen.pieces():
                 for delta in parser.feed(piece):
                     output.add(delta)
         finally:
-            gen.cancel()  # no-op once finished; stops the work if this handler was cancelled
+            gen.cancel()  # no-op once finished; stops the work when this is cancelled
         for delta in parser.finish():
             output.add(delta)
-        return JSONResponse(p.chat_completion(p.new_id("chatcmpl"), backend.name, output, gen.finish_reason,
-                                              gen.usage))
+        return output
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -185,21 +214,35 @@ def create_app(backend: Backend, engine) -> FastAPI:
         prompts = req.prompt_values()
         room = 1 if req.generates() else 0
         prompt_ids = [await completion_prompt(prompt, room) for prompt in prompts]
+        check_scored_tokens(req, prompt_ids, sampling, backend.max_context, options.max_scored_tokens)
         if req.stream:
-            gen = engine.submit(prompt_ids[0], sampling)
+            [gen] = submit(engine, prompt_ids[:1], sampling)
             return event_stream(completion_events(gen, req), gen)
-        gens = [engine.submit(ids, sampling) if room else None for ids in prompt_ids]  # batched by the engine
-        try:
-            texts = [("".join([piece async for piece in gen.pieces()]) if gen else "") for gen in gens]
-        finally:
-            for gen in gens:
-                if gen is not None:
-                    gen.cancel()
-        choices = await run_in_threadpool(lambda: [completion_choice(req, *row)
-                                                   for row in zip(prompts, prompt_ids, gens, texts)])
+        gens = submit(engine, prompt_ids, sampling) if room else [None] * len(prompt_ids)  # batched by the engine
+        choices = await unless_disconnected(request, completion_choices(req, prompts, prompt_ids, gens))
         usage = Usage(prompt_tokens=sum(map(len, prompt_ids)),
                       completion_tokens=sum(gen.usage.completion_tokens for gen in gens if gen))
         return JSONResponse(p.text_completions(p.new_id("cmpl"), backend.name, choices, usage))
+
+    async def completion_choices(req, prompts, prompt_ids, gens: list[Generation | None]) -> list[dict]:
+        stop = threading.Event()  # set when this is cancelled: the scoring thread stops between two choices
+
+        def choices(texts):
+            rows = []
+            for row in zip(prompts, prompt_ids, gens, texts):
+                if stop.is_set():
+                    return rows
+                rows.append(completion_choice(req, *row))
+            return rows
+
+        try:
+            texts = [("".join([piece async for piece in gen.pieces()]) if gen else "") for gen in gens]
+            return await run_in_threadpool(choices, texts)
+        finally:
+            stop.set()
+            for gen in gens:
+                if gen is not None:
+                    gen.cancel()
 
     async def completion_prompt(prompt: str | list[int], room: int) -> list[int]:
         if isinstance(prompt, list):
@@ -289,28 +332,13 @@ def create_app(backend: Backend, engine) -> FastAPI:
 
 
 # ---------------------------------------------------------------------------------------------- the server
-class JSONErrorH11Protocol(H11Protocol):
-    """uvicorn answers a request it cannot parse (garbage request line, bad headers) in plain text; answer
-    with our JSON error shape instead, as every other refusal is."""
-
-    def send_400_response(self, msg: str) -> None:
-        import h11
-
-        body = json.dumps(APIError(400, f"Bad request: {msg}").body()).encode("utf-8")
-        headers = [(b"content-type", b"application/json; charset=utf-8"), (b"connection", b"close"),
-                   (b"content-length", str(len(body)).encode())]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
-                      h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
-        self.transport.close()
-
-
 class MiniMindServer:
     """A bound socket, the app, its engine and a uvicorn server; `serve_forever()` or `start_background()`."""
 
     def __init__(self, backend: Backend, host: str = "127.0.0.1", port: int = 8998, verbose: bool = False,
-                 max_batch: int = 32):
+                 max_batch: int = 32, options: ServerOptions | None = None):
         self.backend, self.verbose = backend, verbose
+        self.options = options = options or ServerOptions()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -321,11 +349,13 @@ class MiniMindServer:
             self.socket.close()
             raise
         self.server_address = self.socket.getsockname()
-        self.engine = make_engine(backend, max_batch)
-        self.app = create_app(backend, self.engine)
-        config = uvicorn.Config(self.app, http=JSONErrorH11Protocol, ws="none", lifespan="off", loop="asyncio",
+        self.engine = make_engine(backend, max_batch, options.max_queue)
+        self.app = create_app(backend, self.engine, options, accepted_hosts(options, host))
+        self.http_protocol = h11_protocol(options.read_timeout)
+        config = uvicorn.Config(self.app, http=self.http_protocol, ws="none", lifespan="off", loop="asyncio",
                                 log_level="info" if verbose else "warning", access_log=verbose,
-                                timeout_graceful_shutdown=3)
+                                timeout_graceful_shutdown=3, limit_concurrency=options.max_connections,
+                                timeout_keep_alive=options.keep_alive_timeout)
         self._uvicorn = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
@@ -358,7 +388,7 @@ class MiniMindServer:
 
 
 def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 8998, verbose: bool = False,
-                max_batch: int = 32) -> MiniMindServer:
+                max_batch: int = 32, options: ServerOptions | None = None) -> MiniMindServer:
     """Bind (port 0 picks a free one: read `server.server_address`) without serving yet. `max_batch`: most
-    torch requests decoded together (1 = one at a time)."""
-    return MiniMindServer(backend, host, port, verbose, max_batch)
+    torch requests decoded together (1 = one at a time); `options`: limits and access (core/config/serve.py)."""
+    return MiniMindServer(backend, host, port, verbose, max_batch, options)
