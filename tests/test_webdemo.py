@@ -12,7 +12,7 @@ from streamlit import config as st_config  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 tomllib = pytest.importorskip("tomllib", reason="Python 3.11 reads TOML")
-from tests.fixtures.tool_model import ANSWER, QUESTION, REASONING_FIRST, RESULT  # noqa: E402
+from tests.fixtures.tool_model import ANSWER, QUESTION, REASONING_FIRST, REASONING_SECOND, RESULT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "webdemo" / "app.py")
@@ -135,37 +135,41 @@ def test_an_offered_tool_is_called_run_and_answered_with_thinking_shown(monkeypa
     assert turns[3]["content"] == ANSWER
     codes = [c.value for c in at.code]
     assert 'calculate_math({"expression": "37 * 48"})' in codes and RESULT in codes
-    assert REASONING_FIRST in [e.label == "Thinking" and e.text[0].value for e in at.expander]
+    assert [e.text[0].value for e in at.expander if e.label == "Thinking"] == [REASONING_FIRST, REASONING_SECOND]
     assert [m.name for m in at.chat_message] == ["user", "assistant"]  # the calls and results sit in the reply
 
     at.run()  # redrawn from the history, the same
     assert [c.value for c in at.code] == codes
 
 
-def test_tools_not_offered_are_not_in_the_prompt(monkeypatch, tool_checkpoint, loopback, torch_single_thread):
-    at = open_app(monkeypatch, str(tool_checkpoint))
-    at.sidebar.radio(key="thinking").set_value("on")
-    at.sidebar.slider(key="max_new_tokens").set_value(8)
-    at.chat_input[0].set_value(QUESTION).run()
-    assert not at.exception, at.exception
-    assert [m["role"] for m in at.session_state.messages] == ["user", "assistant"]  # a call is not run
-    assert not at.code
-
-
 # ---- the reply loop and the shared model --------------------------------------------------------------------
-def test_tool_rounds_stop_at_the_limit(tiny_tokenizer):
+CALL = '<tool_call>\n{"name": "calculate_math", "arguments": {"expression": "6*7"}}\n</tool_call>'
+
+
+def scripted_reply(tokenizer, replies: list[str], tools: list[str], rounds: int = 4):
+    """(messages, shown, stats, backend) of a web demo reply from a backend that replays `replies`."""
     from core.infer import SamplingParams
     from core.tools import builtin_registry
     from tests.scripted_backend import ScriptedReplayBackend
     from webdemo.chat import SharedModel, reply
 
-    call = '<tool_call>\n{"name": "calculate_math", "arguments": {"expression": "6*7"}}\n</tool_call>'
-    model = SharedModel("scripted", ScriptedReplayBackend(tiny_tokenizer, [call, call, call, "done"]))
+    backend = ScriptedReplayBackend(tokenizer, replies)
     registry = builtin_registry()
-    messages = [{"role": "user", "content": "again and again"}]
-    shown = []
-    stats = reply(model, messages, SamplingParams(max_new_tokens=64), registry,
-                  registry.schemas(["calculate_math"]), None, 2, shown.append)
+    messages, shown = [{"role": "user", "content": "what is 6*7?"}], []
+    stats = reply(SharedModel("scripted", backend), messages, SamplingParams(max_new_tokens=64), registry,
+                  registry.schemas(tools) or None, None, rounds, shown.append)
+    return messages, shown, stats, backend
+
+
+def test_a_call_to_a_tool_not_offered_is_not_run(tiny_tokenizer):
+    messages, _shown, stats, backend = scripted_reply(tiny_tokenizer, [CALL], tools=[])
+    assert [m["role"] for m in messages] == ["user", "assistant"] and stats.answers == 1
+    assert "<tools>" not in backend.prompts[0]
+
+
+def test_tool_rounds_stop_at_the_limit(tiny_tokenizer):
+    messages, shown, stats, _backend = scripted_reply(tiny_tokenizer, [CALL, CALL, CALL, "done"],
+                                                      tools=["calculate_math"], rounds=2)
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
     assert stats.answers == 3 and messages[-1]["tool_calls"]  # the third answer's call is not run
     assert [m for m in shown if isinstance(m, dict)] == messages[1:]

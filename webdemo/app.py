@@ -153,6 +153,47 @@ class LiveReply:
 
 
 # ---- the page -----------------------------------------------------------------------------------------------
+def open_model():
+    """The operator's model (from the launch command), loaded once for every session; None (and why, on the
+    page) when there is none."""
+    path = model_from_args(sys.argv[1:])
+    if not path:
+        st.info("No model was given. The operator starts the page with a model: "
+                f"`python -m webdemo --model PATH` (a run folder, a checkpoint folder or a .gguf), or ${MODEL_ENV}.")
+        return None
+    try:
+        with st.spinner("Loading the model…"):
+            model = shared_model(path)
+    except (FileNotFoundError, OSError, ValueError, RuntimeError) as exc:
+        st.error(f"Could not open the model: {exc}")
+        return None
+    backend = model.backend
+    st.sidebar.caption(f"Model (chosen by the operator): {backend.name} · {type(backend).__name__} · "
+                       f"context {backend.max_context} tokens")
+    return model
+
+
+def answer(model, registry, settings: dict, history: list[dict]) -> None:
+    """Stream the reply to the last message of `history` into an assistant bubble; its turns join `history`."""
+    params, tools = settings["params"], registry.schemas(settings["tools"]) or None
+    system = [{"role": "system", "content": settings["system"]}] if settings["system"].strip() else []
+    with st.chat_message("assistant"):
+        waiting = st.empty()
+        if model.lock.locked():  # a hint only: the lock decides
+            waiting.caption("Another visitor's reply is being written; yours follows.")
+        try:
+            with model.generating() as backend:
+                waiting.empty()
+                messages = fit_history(backend, system + history, tools, settings["think"], params.max_new_tokens)
+            stats = reply(model, messages, params, registry, tools, settings["think"], settings["rounds"],
+                          LiveReply(settings["show_thinking"], history.append))
+        except (ValueError, ModelClosed) as exc:  # a message longer than the context; the model was replaced
+            st.error(str(exc))
+            return
+    speed = stats.tokens / stats.decode_s if stats.decode_s > 0 else 0.0
+    st.caption(f"{stats.tokens} tokens · {speed:.1f} tokens/s · finish: {stats.finish}")
+
+
 def main() -> None:
     st.set_page_config(page_title="MiniMind chat", page_icon=str(REPO / "resources/icons/minimind-studio-64.png"))
     if listens_on_every_interface():
@@ -162,43 +203,17 @@ def main() -> None:
         return
     registry = builtin_registry()
     settings = sidebar(registry)
-    path = model_from_args(sys.argv[1:])
-    if not path:
-        st.info("No model was given. The operator starts the page with a model: "
-                f"`python -m webdemo --model PATH` (a run folder, a checkpoint folder or a .gguf), or ${MODEL_ENV}.")
+    model = open_model()
+    if model is None:
         return
-    try:
-        with st.spinner("Loading the model…"):
-            model = shared_model(path)
-    except (FileNotFoundError, OSError, ValueError, RuntimeError) as exc:
-        st.error(f"Could not open the model: {exc}")
-        return
-    backend = model.backend
-    st.sidebar.caption(f"Model (chosen by the operator): {backend.name} · {type(backend).__name__} · "
-                       f"context {backend.max_context} tokens")
-
-    st.session_state.setdefault("messages", [])
-    history = st.session_state.messages
+    history = st.session_state.setdefault("messages", [])
     draw_history(history, settings["show_thinking"])
     prompt = st.chat_input("Say something", max_chars=MAX_MESSAGE_CHARS)
-    if not prompt:
-        return
-    history.append({"role": "user", "content": prompt})
-    with st.chat_message("user"):
-        st.markdown(prompt)
-    params, tools = settings["params"], registry.schemas(settings["tools"]) or None
-    system = [{"role": "system", "content": settings["system"]}] if settings["system"].strip() else []
-    with st.chat_message("assistant"):
-        try:
-            with model.generating() as held:
-                messages = fit_history(held, system + history, tools, settings["think"], params.max_new_tokens)
-            stats = reply(model, messages, params, registry, tools, settings["think"],
-                          settings["rounds"], LiveReply(settings["show_thinking"], history.append))
-        except (ValueError, ModelClosed) as exc:
-            st.error(str(exc))
-            return
-    speed = stats.tokens / stats.decode_s if stats.decode_s > 0 else 0.0
-    st.caption(f"{stats.tokens} tokens · {speed:.1f} tokens/s · finish: {stats.finish}")
+    if prompt:
+        history.append({"role": "user", "content": prompt})
+        with st.chat_message("user"):
+            st.markdown(prompt)
+        answer(model, registry, settings, history)
 
 
 main()
