@@ -298,5 +298,5 @@ def format_report(r: dict) -> str:
         lines += [f"    > {ex['question']}\n      {' '.join(c['name'] + c['arguments'] for c in ex['calls'])} -> "
                   f"{ex['answer']}" for ex in t["examples"][:2]]
     lines.append(f"  next: minimind chat --model {e['file']}   |   python app.py   |   "
-                 f"streamlit run webdemo/app.py -- --model {e['file']}")
+                 f"python -m webdemo --model {e['file']}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ Generated from the argparse parsers by `python scripts/gen_cli_docs.py`; do not 
 that this file matches the code). Run any command from the repository root, or after `pip install -e .`
 (`minimind ...`); without installing, `python -m core ...` is the same command.
 Training settings beyond the flags are described in [training.md](training.md); the desktop app is
-`python app.py` (or `minimind-studio`), the web demo `streamlit run webdemo/app.py -- --model PATH`.
+`python app.py` (or `minimind-studio`), the web demo `python -m webdemo --model PATH`.
 """
 
 

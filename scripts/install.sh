@@ -28,6 +28,8 @@ APT_PACKAGES=(
 [ $DEV = 1 ] && APT_PACKAGES+=(slurm-wlm munge)
 # --dev: tests/test_packaging.py finds the bundle's windows under Xvfb with xwininfo
 [ $DEV = 1 ] && APT_PACKAGES+=(x11-utils)
+# --dev: tests/test_webdemo_browser.py drives the web demo in a real browser (Playwright with Debian's chromium)
+[ $DEV = 1 ] && APT_PACKAGES+=(chromium)
 
 install_apt() {
   [ "${MINIMIND_SKIP_APT:-0}" = "1" ] && return 0

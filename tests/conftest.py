@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.fixtures.infer",
     "tests.fixtures.export",
     "tests.fixtures.rl",
+    "tests.fixtures.tool_model",
 ]
 
 
