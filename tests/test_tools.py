@@ -124,3 +124,30 @@ def test_answer_turns_calls_into_tool_messages():
     call = ToolCall("calculate_math", '{"expression": "6*7"}')
     [msg] = builtin_registry().answer([call])
     assert msg == {"role": "tool", "tool_call_id": call.id, "name": "calculate_math", "content": '{"result": 42}'}
+
+
+# ---- integers past Python's 4,300-digit limit ------------------------------------------------------------------------
+HUGE = "1" * 5000  # json.loads raises a plain ValueError (int_max_str_digits), not a JSONDecodeError
+
+
+def test_a_tool_call_with_a_huge_integer_is_an_invalid_call_not_an_exception():
+    from core.infer.chat_output import ToolCall, parse_chat_output, parse_tool_call
+    from core.rl.agent import _count_calls
+
+    body = '{"name": "unit_converter", "arguments": {"value": ' + HUGE + ', "from_unit": "m", "to_unit": "km"}}'
+    assert parse_tool_call(body) is None
+    assert parse_tool_call('{"name": "unit_converter", "arguments": "{\\"value\\": ' + HUGE + '}"}') is None
+    out = parse_chat_output(f"<tool_call>{body}</tool_call>")
+    assert out.tool_calls == [] and HUGE in out.content  # shown as the text it was
+    valid, invalid, calls = _count_calls(f"<tool_call>{body}</tool_call>", {"unit_converter"}, builtin_registry())
+    assert (valid, invalid, calls) == (0, 1, [])  # an agent RL episode counts it as an invalid call
+    assert ToolCall("unit_converter", '{"value": ' + HUGE + "}").arguments_dict() == {}
+
+
+def test_a_huge_integer_in_arguments_or_messages_becomes_an_error_result():
+    from core.tokenizer.messages import MessageError, parse_tools
+
+    result = json.loads(builtin_registry().run("unit_converter", '{"value": ' + HUGE + "}"))
+    assert result == {"error": "arguments are not valid JSON"}
+    with pytest.raises(MessageError, match="tools: invalid JSON: .*4300"):
+        parse_tools("[" + HUGE + "]")

@@ -77,7 +77,7 @@ class ToolRegistry:
             return error_result(f"tool not found: {name!r}; available: {', '.join(self.names()) or 'none'}")
         try:
             args = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
             return error_result("arguments are not valid JSON")
         if not isinstance(args, dict):
             return error_result("arguments must be a JSON object")
