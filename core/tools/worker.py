@@ -2,7 +2,7 @@
 
 A thread cannot be stopped, and big-integer work holds the GIL: `round(7, -10**7)` on a tool thread once froze
 every other thread for seconds, the thread meant to time it out included. So a tool marked ``isolated`` runs in
-a child process (``python -m core.tools.worker``; the frozen app with ``--tool-worker``). The calling thread
+a child process (``main()`` below; the frozen app runs it when given ``--tool-worker``). The calling thread
 only waits on a queue for the answer; when the tool's timeout passes first, the child is killed and the call
 becomes an error result. Children are kept (``MAX_IDLE``) and reused: one call at a time each, so concurrent
 callers get children of their own.
@@ -36,7 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def worker_command() -> list[str]:
     if getattr(sys, "frozen", False):  # a PyInstaller bundle: sys.executable is the app, with no .py files
         return [sys.executable, FLAG]
-    return [sys.executable, "-m", "core.tools.worker"]
+    # -c, not -m: core.tools imports this module first, and runpy warns when it then runs it again as __main__
+    return [sys.executable, "-c", "import sys; from core.tools.worker import main; sys.exit(main())"]
 
 
 def func_path(func) -> str:
@@ -200,6 +201,3 @@ def main(argv: list[str] | None = None) -> int:
         send({"text": call_text(request["name"], func, request["args"], request["max_chars"])})
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
