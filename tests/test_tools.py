@@ -50,8 +50,8 @@ def test_runaway_integer_arithmetic_is_refused_at_once(expr):
     assert "too large" in run("calculate_math", expression=expr)["error"]
 
 
-@pytest.mark.parametrize("expr", ["round(7, -10**7)", "round(7, 10**7)", "round(1.5, -10**100)", "round(10**1000, -10**6)",
-                                  "round(7, 0.5)"])
+@pytest.mark.parametrize("expr", ["round(7, -10**7)", "round(7, 10**7)", "round(1.5, -10**100)",
+                                  "round(10**1000, -10**6)", "round(7, 0.5)"])
 def test_round_takes_a_bounded_number_of_digits(expr):
     with pytest.raises(ToolError, match="round takes a whole number of digits"):
         evaluate(expr)

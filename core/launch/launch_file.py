@@ -119,8 +119,9 @@ def skypilot_task(target: SkyPilotTarget, run_dir: Path | str, resume: bool = Fa
 
 
 def skypilot_yaml(target: SkyPilotTarget, run_dir: Path | str, resume: bool = False) -> str:
-    header = (f"# A MiniMind run, written by MiniMind Studio. Run it by hand with: sky launch -c CLUSTER "
-              f"{FILE_NAMES['skypilot']}\n#   (or, restarted on preemption: sky jobs launch {FILE_NAMES['skypilot']})\n")
+    name = FILE_NAMES["skypilot"]
+    header = (f"# A MiniMind run, written by MiniMind Studio. Run it by hand with: sky launch -c CLUSTER {name}\n"
+              f"#   (or, restarted on preemption: sky jobs launch {name})\n")
     return header + yaml.dump(skypilot_task(target, run_dir, resume), Dumper=_TaskDumper, sort_keys=False,
                               allow_unicode=True, width=1 << 16)
 
