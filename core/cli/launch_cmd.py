@@ -82,6 +82,7 @@ def submit_training(args: argparse.Namespace, target) -> int:
     from core.launch.safe_values import LaunchValueError
     from core.launch.scheduler import SchedulerError
     from core.train.cli import resolve_config
+    from core.train.run_folder import RunFolderError, check_new_run_dir
 
     run_dir = _run_dir(args, target)
     resume = bool(args.resume)
@@ -90,7 +91,8 @@ def submit_training(args: argparse.Namespace, target) -> int:
         if not resume:
             try:
                 cfg = resolve_config(args.config, args.overrides, None)
-            except (TrainConfigError, OSError) as exc:
+                check_new_run_dir(run_dir, args.config)
+            except (TrainConfigError, RunFolderError, OSError) as exc:
                 raise CLIError(str(exc)) from None
             run_dir.mkdir(parents=True, exist_ok=True)
             prepare_run(target, run_dir, cfg.model_dump(mode="json", exclude_none=True))
