@@ -65,3 +65,25 @@ def test_the_cli_refuses_a_foreign_folder_and_resumes_a_real_run(train_data, tin
     assert main(["train", "pretrain", "--resume", str(run_dir), "--max-steps", "3"]) == 0
     steps = [json.loads(line).get("step") for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert max(steps) == 3
+
+
+def test_a_cluster_launch_refuses_a_foreign_folder_before_writing_or_submitting(tmp_path, capsys, monkeypatch):
+    import os
+
+    from core.cli import main
+    from core.launch.targets import make_target, save_targets
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\ntouch {tmp_path}/sbatch-called\necho 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    targets = tmp_path / "targets.json"
+    save_targets(targets, [make_target("slurm", name="hpc")])
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"mine": true}')
+    config = _tiny_config(tmp_path / "downloaded.json", project, tmp_path / "tok", tmp_path / "data.jsonl")
+    assert main(["train", "pretrain", "--target", "hpc", "--targets", str(targets), "--config", str(config)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert sorted(p.name for p in project.iterdir()) == ["config.json"] and not (tmp_path / "sbatch-called").exists()
