@@ -25,7 +25,7 @@ from functools import lru_cache
 import jinja2
 
 from core.tokenizer.messages import normalize_messages
-from core.tokenizer.template_sandbox import LimitedSandbox, render_limited
+from core.tokenizer.template_sandbox import LimitedSandbox
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant"
 
@@ -153,8 +153,8 @@ def render(source: str, messages: list[dict], add_generation_prompt: bool = Fals
     messages, tools = normalize_messages(messages, tools)
     extra.update(thinking_kwargs(enable_thinking, open_thinking))
     try:
-        return render_limited(compile_template(source), messages=messages,
-                              add_generation_prompt=add_generation_prompt, tools=tools, **extra)
+        return compile_template(source).render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                               tools=tools, **extra)
     except jinja2.TemplateError:
         raise
     except Exception as exc:  # 1/0, a range limit (OverflowError), 'a' + 1, RecursionError: the template's fault

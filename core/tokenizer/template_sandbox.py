@@ -75,10 +75,7 @@ _BUDGET: ContextVar[_Budget | None] = ContextVar("chat_template_budget", default
 
 def _budget() -> _Budget:
     budget = _BUDGET.get()
-    if budget is None:  # rendered outside render_limited (e.g. Template.render directly): a budget of its own
-        budget = _Budget()
-        _BUDGET.set(budget)
-    return budget
+    return budget if budget is not None else _Budget()  # Template.generate called directly: per-value limits only
 
 
 def _size(value) -> int:
@@ -188,8 +185,25 @@ class _LimitedCodeGenerator(CodeGenerator):
         self.write(")")
 
 
+class LimitedTemplate(jinja2.Template):
+    def render(self, *args, **kwargs) -> str:
+        """The template rendered within the limits, with a budget of its own."""
+        token = _BUDGET.set(_Budget())
+        try:
+            out, size = [], 0
+            for piece in self.generate(*args, **kwargs):
+                size += len(piece)
+                if size > MAX_OUTPUT:
+                    raise TemplateLimitError(f"the chat template's output passed {MAX_OUTPUT:,} characters")
+                out.append(piece)
+            return "".join(out)
+        finally:
+            _BUDGET.reset(token)
+
+
 class LimitedSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _LimitedCodeGenerator
+    template_class = LimitedTemplate
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, *args, **kwargs) -> None:
@@ -232,18 +246,3 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
 
     def limited_concat(self, text):
         return _budget().produce(text)
-
-
-def render_limited(template: jinja2.Template, **variables) -> str:
-    """The template rendered within the limits (a fresh budget for this render)."""
-    token = _BUDGET.set(_Budget())
-    try:
-        out, size = [], 0
-        for piece in template.generate(**variables):
-            size += len(piece)
-            if size > MAX_OUTPUT:
-                raise TemplateLimitError(f"the chat template's output passed {MAX_OUTPUT:,} characters")
-            out.append(piece)
-        return "".join(out)
-    finally:
-        _BUDGET.reset(token)
