@@ -4,8 +4,9 @@ A pid alone is not proof: after a reboot or a long time the same number can belo
 On Linux /proc/<pid>/stat field 22 (starttime, clock ticks since boot; proc(5)) identifies the process: the
 trainer reports its own in run_started's ``pid_start_ticks``, the studio stores it at launch, and both are
 compared before a pid is trusted. When the ticks are unknown (a run folder from an older trainer) the pid only
-counts as the run's if /proc/<pid>/cmdline is a trainer's (``core.train`` or the bundle's ``--worker``); without
-/proc and without ticks it counts as gone.
+counts as the run's if /proc/<pid>/cmdline is a trainer's (``core.train`` or the bundle's ``--worker``). Without
+/proc (macOS) nothing can be read, so only a process this studio spawned itself (``trusted``) counts: another
+pid, even one whose run folder records its ticks, counts as gone and is never signalled.
 
 Used by the trainer (its own ticks), the studio's store (is a run folder's process still alive?) and its worker
 (may this pid be signalled? ``studio.worker.pids``). No torch, no Qt.
@@ -59,24 +60,39 @@ def is_zombie(pid: int) -> bool:
     return bool(fields) and fields[0] == "Z"
 
 
-def pid_alive(pid: int | None, start_ticks: int | None = None, trusted: bool = False) -> bool:
-    """True when ``pid`` runs and is the run's process: same start ticks when known, else a trainer's command
-    line. ``trusted``: this studio spawned the pid itself moments ago (identity known without /proc)."""
+def identity_problem(pid: int | None, start_ticks: int | None = None, trusted: bool = False) -> str | None:
+    """Why ``pid`` may not be treated as the run's process (never signalled), or None when it is the run's: it
+    runs and either ``trusted`` (this studio spawned it and holds its handle) or positively identified (the same
+    start ticks when they are known, else a trainer's command line). A start time or command line that cannot be
+    read (no /proc, as on macOS) identifies nothing: an imported run folder could otherwise name any process."""
     if not pid or pid <= 0:
-        return False
+        return "no process id is known"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return f"process {pid} has ended"
     except PermissionError:
         pass  # exists but belongs to someone else: ours only if its identity checks out below
-    except OSError:
-        return False
+    except OSError as exc:
+        return f"process {pid} cannot be checked ({exc})"
     if is_zombie(pid):
-        return False
+        return f"process {pid} has ended"
     if trusted:
-        return True
+        return None
     if start_ticks is not None:
         current = process_start_ticks(pid)
-        return current is None or current == start_ticks  # None: no /proc to compare with (kill(0) said alive)
-    return looks_like_trainer(pid)
+        if current is None:
+            return (f"process {pid} cannot be identified as the run's: its start time cannot be read on this "
+                    "system, so it may be another program that got the same pid")
+        return None if current == start_ticks else f"process {pid} is another program (the run's pid was reused)"
+    if looks_like_trainer(pid):
+        return None
+    if process_cmdline(pid) is None:
+        return (f"process {pid} cannot be identified as the run's: its command line cannot be read on this "
+                "system, so it may be another program that got the same pid")
+    return f"process {pid} is another program (it does not run the trainer)"
+
+
+def pid_alive(pid: int | None, start_ticks: int | None = None, trusted: bool = False) -> bool:
+    """True when ``pid`` runs and is the run's process (``identity_problem`` finds nothing)."""
+    return identity_problem(pid, start_ticks, trusted) is None

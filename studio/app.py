@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         from core.export.parity_worker import main as parity_worker
 
         return parity_worker(argv[1:])
+    if argv[:1] == ["--tool-worker"]:  # the frozen app's tool worker (core/tools/worker.py)
+        from core.tools.worker import main as tool_worker
+
+        return tool_worker(argv[1:])
     if argv[:1] == [EVAL_WORKER_FLAG]:  # the Evaluate pane's worker (studio/panes/evaluate_worker.py)
         from studio.panes.evaluate_worker import main as eval_worker
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -43,8 +44,18 @@ def test_calculator_refuses_anything_else(expr):
                                   "factorial(170) * factorial(170) * factorial(170) * factorial(170) * factorial(170)"])
 def test_runaway_integer_arithmetic_is_refused_at_once(expr):
     started = time.perf_counter()
-    result = run("calculate_math", expression=expr)
-    assert "too large" in result["error"] and time.perf_counter() - started < 0.5
+    with pytest.raises(ToolError, match="too large"):
+        evaluate(expr)  # refused before it is computed: in this process, at once
+    assert time.perf_counter() - started < 0.5
+    assert "too large" in run("calculate_math", expression=expr)["error"]
+
+
+@pytest.mark.parametrize("expr", ["round(7, -10**7)", "round(7, 10**7)", "round(1.5, -10**100)",
+                                  "round(10**1000, -10**6)", "round(7, 0.5)"])
+def test_round_takes_a_bounded_number_of_digits(expr):
+    with pytest.raises(ToolError, match="round takes a whole number of digits"):
+        evaluate(expr)
+    assert evaluate("round(123456, -3)") == 123000 and evaluate("round(10**1000 + 7, -999)") == 10**1000
 
 
 def test_calculator_input_length_is_capped():
@@ -124,3 +135,98 @@ def test_answer_turns_calls_into_tool_messages():
     call = ToolCall("calculate_math", '{"expression": "6*7"}')
     [msg] = builtin_registry().answer([call])
     assert msg == {"role": "tool", "tool_call_id": call.id, "name": "calculate_math", "content": '{"result": 42}'}
+
+
+# ---- integers past Python's 4,300-digit limit ------------------------------------------------------------------------
+HUGE = "1" * 5000  # json.loads raises a plain ValueError (int_max_str_digits), not a JSONDecodeError
+
+
+def test_a_tool_call_with_a_huge_integer_is_an_invalid_call_not_an_exception():
+    from core.infer.chat_output import ToolCall, parse_chat_output, parse_tool_call
+    from core.rl.agent import _count_calls
+
+    body = '{"name": "unit_converter", "arguments": {"value": ' + HUGE + ', "from_unit": "m", "to_unit": "km"}}'
+    assert parse_tool_call(body) is None
+    assert parse_tool_call('{"name": "unit_converter", "arguments": "{\\"value\\": ' + HUGE + '}"}') is None
+    out = parse_chat_output(f"<tool_call>{body}</tool_call>")
+    assert out.tool_calls == [] and HUGE in out.content  # shown as the text it was
+    valid, invalid, calls = _count_calls(f"<tool_call>{body}</tool_call>", {"unit_converter"}, builtin_registry())
+    assert (valid, invalid, calls) == (0, 1, [])  # an agent RL episode counts it as an invalid call
+    assert ToolCall("unit_converter", '{"value": ' + HUGE + "}").arguments_dict() == {}
+
+
+def test_a_huge_integer_in_arguments_or_messages_becomes_an_error_result():
+    from core.tokenizer.messages import MessageError, parse_tools
+
+    result = json.loads(builtin_registry().run("unit_converter", '{"value": ' + HUGE + "}"))
+    assert result == {"error": "arguments are not valid JSON"}
+    with pytest.raises(MessageError, match="tools: invalid JSON: .*4300"):
+        parse_tools("[" + HUGE + "]")
+
+
+# ---- tools run where they can be killed ------------------------------------------------------------------------------
+FREEZERS = ["round(7, -10**7)", "round(7, 10**9)", "9**9**9", "2**2**2**2**2", "factorial(factorial(20))",
+            "factorial(170)**factorial(170)", "(2**4000)**(2**4000)", "10**4000 // 3", "exp(exp(exp(10)))",
+            "-" * 400 + "1", "abs(" * 100 + "1" + ")" * 100, "+".join(["9**999"] * 60),
+            "*".join(["factorial(170)"] * 20), "round(" * 60 + "1" + ", -10**7)" * 60]
+
+
+@pytest.mark.parametrize("expr", FREEZERS)
+def test_expressions_that_try_to_freeze_the_process_come_back_as_errors(expr):
+    started = time.monotonic()
+    result = run("calculate_math", expression=expr)
+    assert set(result) == {"error"} and result["error"].startswith("calculate_math: ")
+    assert time.monotonic() - started < 30  # a generous bound: the point is that it returns
+
+
+def test_the_built_in_tools_run_in_the_tool_worker_process():
+    import os
+
+    from tests.fixtures.tools import worker_pid
+
+    assert all(tool.isolated for tool in builtin_registry().tools.values())
+    registry = ToolRegistry()
+    registry.register(Tool("pid", "its process", {"type": "object", "properties": {}}, worker_pid, isolated=True))
+    assert json.loads(registry.run("pid", {}))["result"] != os.getpid()
+    with pytest.raises(ValueError, match="module-level function"):
+        Tool("inline", "a lambda", {"type": "object", "properties": {}}, lambda: 1, isolated=True)
+
+
+def test_a_tool_that_holds_the_gil_is_killed_at_its_timeout_and_this_process_keeps_running():
+    """The tool's C loop would hold the GIL for hours; in the worker it holds only the worker's. A ticker thread
+    here keeps counting while the call waits, the call ends with a timeout error, and the next call works."""
+    import threading
+
+    from tests.fixtures.tools import spin
+
+    registry = builtin_registry()
+    registry.register(Tool("spin", "never ends", {"type": "object", "properties": {}}, spin, timeout_s=1.0,
+                           isolated=True))
+    ticks, stop = [0], threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks[0] += 1
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=ticker, daemon=True)
+    thread.start()
+    try:
+        before = ticks[0]
+        started = time.monotonic()
+        assert json.loads(registry.run("spin", {})) == {"error": "spin: timed out after 1 s"}
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        thread.join()
+    assert during > 0 and time.monotonic() - started < 30
+    assert run("calculate_math", expression="6*7") == {"result": 42}  # a fresh worker took the killed one's place
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
+def test_a_tool_that_asks_for_too_much_memory_gets_a_memory_error():
+    from tests.fixtures.tools import allocate
+
+    registry = ToolRegistry()
+    registry.register(Tool("big", "4 GiB", {"type": "object", "properties": {}}, allocate, isolated=True))
+    assert json.loads(registry.run("big", {}))["error"].startswith("big: MemoryError")

@@ -58,6 +58,7 @@ def _run_dir(args: argparse.Namespace, target) -> Path:
 
 def print_launch_file(args: argparse.Namespace) -> int:
     from core.launch.launch_file import render_launch_file
+    from core.launch.safe_values import LaunchValueError
 
     if not args.config and not args.resume:
         raise CLIError("give --config FILE (or --resume RUN_DIR)")
@@ -65,7 +66,11 @@ def print_launch_file(args: argparse.Namespace) -> int:
     if target.kind == "local":
         raise CLIError(f"target {target.name!r} runs on this machine and has no launch file; "
                        "name a Slurm or SkyPilot target")
-    sys.stdout.write(render_launch_file(target, _run_dir(args, target), resume=bool(args.resume)))
+    try:
+        text = render_launch_file(target, _run_dir(args, target), resume=bool(args.resume))
+    except LaunchValueError as exc:
+        raise CLIError(str(exc)) from None
+    sys.stdout.write(text)
     return 0
 
 
@@ -73,21 +78,26 @@ def submit_training(args: argparse.Namespace, target) -> int:
     """`minimind train … --target NAME` for a cluster target: write the run folder, submit, print the job."""
     from core.config.train import TrainConfigError
     from core.launch.cluster_run import prepare_run, submit_run
+    from core.launch.launch_file import check_launch_run_dir
+    from core.launch.safe_values import LaunchValueError
     from core.launch.scheduler import SchedulerError
     from core.train.cli import resolve_config
+    from core.train.run_folder import RunFolderError, check_new_run_dir
 
     run_dir = _run_dir(args, target)
     resume = bool(args.resume)
-    if not resume:
-        try:
-            cfg = resolve_config(args.config, args.overrides, None)
-        except (TrainConfigError, OSError) as exc:
-            raise CLIError(str(exc)) from None
-        run_dir.mkdir(parents=True, exist_ok=True)
-        prepare_run(target, run_dir, cfg.model_dump(mode="json", exclude_none=True))
     try:
+        check_launch_run_dir(target, run_dir)  # before anything is written
+        if not resume:
+            try:
+                cfg = resolve_config(args.config, args.overrides, None)
+                check_new_run_dir(run_dir, args.config)
+            except (TrainConfigError, RunFolderError, OSError) as exc:
+                raise CLIError(str(exc)) from None
+            run_dir.mkdir(parents=True, exist_ok=True)
+            prepare_run(target, run_dir, cfg.model_dump(mode="json", exclude_none=True))
         job = submit_run(target, run_dir, resume=resume)
-    except SchedulerError as exc:
+    except (SchedulerError, LaunchValueError) as exc:
         raise CLIError(str(exc)) from None
     print(f"submitted {job.launch_file} to {target.kind} target {target.name!r} as job {job.job_id}\n"
           f"run folder: {run_dir}  (follow it in the studio: File > Import run folder)")

@@ -34,7 +34,7 @@ class ToolCall:
         """The arguments as an object ({} when the model wrote something else)."""
         try:
             value = json.loads(self.arguments)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # ValueError: also an integer past int_max_str_digits
             return {}
         return value if isinstance(value, dict) else {}
 
@@ -75,10 +75,13 @@ class ChatOutput:
 
 
 def parse_tool_call(body: str) -> ToolCall | None:
-    """The JSON between <tool_call> tags -> a ToolCall; None when it is not {"name": str, "arguments": ...}."""
+    """The JSON between <tool_call> tags -> a ToolCall; None when it is not {"name": str, "arguments": ...}.
+
+    Any JSON the model writes is caught: a syntax error, nesting past the recursion limit, and an integer of more
+    than 4,300 digits (Python's int_max_str_digits: a plain ValueError, not a JSONDecodeError)."""
     try:
         value = json.loads(body)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return None
     if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
         return None
@@ -86,7 +89,7 @@ def parse_tool_call(body: str) -> ToolCall | None:
     if isinstance(args, str):
         try:
             args = json.loads(args)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(args, dict):
         return None

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.launch.launch_file import remote_run_dir, write_launch_file
+from core.launch.launch_file import check_launch_run_dir, remote_run_dir, write_launch_file
 from core.launch.scheduler import JobRecord, record_submission, submit, write_job
 
 
 def prepare_run(target, run_dir: Path, config: dict) -> dict:
-    """Write config.json (its run_dir the folder as the nodes see it) and an unsubmitted job record."""
+    """Write config.json (its run_dir the folder as the nodes see it) and an unsubmitted job record;
+    LaunchValueError, before anything is written, when the folder cannot go into a launch file."""
+    check_launch_run_dir(target, run_dir)
     config = {**config, "run_dir": remote_run_dir(target, run_dir)}
     (Path(run_dir) / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     write_job(run_dir, JobRecord(target.name, target.kind))

@@ -4,13 +4,18 @@ Both are meant to be read and run by hand (``sbatch launch.sbatch``, ``sky launc
 the studio submits exactly the file it wrote. Each node runs one torchrun agent; the agents meet at the first
 node through torchrun's c10d rendezvous, and only rank 0 writes events.jsonl and checkpoints into the shared run
 folder (docs/cluster.md).
+
+Every value in them has passed ``core.launch.safe_values`` (the target's fields when it was loaded, the run
+folder here), comment lines carry no names, and the YAML is written by a YAML emitter, never by hand.
 """
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
+import yaml
+
+from core.launch.safe_values import check_run_folder
 from core.launch.targets import SkyPilotTarget, SlurmTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,8 +57,7 @@ def _workdir(target) -> str:
 
 def slurm_script(target: SlurmTarget, run_dir: Path | str, resume: bool = False) -> str:
     remote = remote_run_dir(target, run_dir)
-    name = Path(run_dir).name
-    sbatch = [f"--job-name=minimind-{name}", f"--nodes={target.nodes}", "--ntasks-per-node=1",
+    sbatch = [f"--job-name=minimind-{Path(run_dir).name}", f"--nodes={target.nodes}", "--ntasks-per-node=1",
               f"--output={remote}/slurm-%j.out", f"--chdir={_workdir(target)}"]
     if target.use_gpus:
         sbatch.append(f"--gres={target.gres}" if target.gres else f"--gpus-per-node={target.gpus_per_node}")
@@ -63,8 +67,8 @@ def slurm_script(target: SlurmTarget, run_dir: Path | str, resume: bool = False)
         sbatch.append(f"--time={target.time_limit}")
     sbatch += target.sbatch_options
     lines = ["#!/bin/bash",
-             f"# MiniMind run {name} on the Slurm target {target.name!r}, written by MiniMind Studio.",
-             "# Submit by hand with: sbatch " + shlex.quote(f"{remote}/{FILE_NAMES['slurm']}"),
+             "# A MiniMind run, written by MiniMind Studio. Submit it by hand from the run folder with: "
+             f"sbatch {FILE_NAMES['slurm']}",
              "# One srun task per node runs a torchrun agent; the agents meet at the first node (c10d).",
              *(f"#SBATCH {opt}" for opt in sbatch),
              "set -euo pipefail",
@@ -78,44 +82,62 @@ def slurm_script(target: SlurmTarget, run_dir: Path | str, resume: bool = False)
     return "\n".join(lines)
 
 
-def _yaml_block(text: str, indent: str = "  ") -> str:
-    return "|\n" + "\n".join(indent + line if line else "" for line in text.strip("\n").splitlines())
+class _TaskDumper(yaml.SafeDumper):
+    """safe_dump's emitter, with multi-line strings (setup, run) as literal blocks so the file reads as shell."""
 
 
-def skypilot_yaml(target: SkyPilotTarget, run_dir: Path | str, resume: bool = False) -> str:
-    """A SkyPilot task. JSON strings are valid YAML scalars, so every value is written with json.dumps."""
+def _str_style(value: str) -> str | None:
+    if not value.replace("\n", "").isprintable():
+        return '"'  # escaped: a raw \x85 or \u2028 would be read back as a line break
+    return "|" if "\n" in value else None
+
+
+_TaskDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", value, style=_str_style(value)))
+
+
+def skypilot_task(target: SkyPilotTarget, run_dir: Path | str, resume: bool = False) -> dict:
+    """The SkyPilot task as data (keys in SkyPilot's documented order)."""
     remote = remote_run_dir(target, run_dir)
-    name = Path(run_dir).name
-    q = json.dumps
-    out = [f"# MiniMind run {name} on the SkyPilot target {target.name!r}, written by MiniMind Studio.",
-           f"# Run by hand with: sky launch -c {target.cluster} {FILE_NAMES['skypilot']}"
-           f"   (or, restarted on preemption: sky jobs launch {FILE_NAMES['skypilot']})",
-           f"name: {q('minimind-' + name)}",
-           f"num_nodes: {target.nodes}"]
-    resources = [f"  accelerators: {q(target.accelerators)}"] if target.accelerators else []
-    resources += [f"  cloud: {q(target.cloud)}"] if target.cloud else []
-    if resources:
-        out += ["resources:", *resources]
+    task = {"name": f"minimind-{Path(run_dir).name}", "num_nodes": target.nodes}
+    resources = {"accelerators": target.accelerators, "cloud": target.cloud}
+    if any(resources.values()):
+        task["resources"] = {k: v for k, v in resources.items() if v}
     if not target.workdir:  # SkyPilot copies this checkout to ~/sky_workdir on every node and runs there
-        out.append(f"workdir: {q(str(REPO_ROOT))}")
+        task["workdir"] = str(REPO_ROOT)
     if target.bucket:  # the runs folder, mounted on every node (the studio mounts the same bucket)
-        out += ["file_mounts:", f"  {q(remote_root(target))}:", f"    source: {q(target.bucket)}",
-                "    mode: MOUNT"]
-    out.append("envs:\n  PYTHONUNBUFFERED: \"1\"")
+        task["file_mounts"] = {remote_root(target): {"source": target.bucket, "mode": "MOUNT"}}
+    task["envs"] = {"PYTHONUNBUFFERED": "1"}
     if target.setup.strip():
-        out.append("setup: " + _yaml_block(target.setup))
+        task["setup"] = target.setup.strip("\n") + "\n"
     run = [*([f"cd {shlex.quote(target.workdir)}"] if target.workdir else []),
            'export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"',
            'head_node=$(echo "$SKYPILOT_NODE_IPS" | head -n 1)',
            torchrun_line(target, '"$SKYPILOT_NUM_NODES"', "$head_node", '"$SKYPILOT_TASK_ID"', remote, resume)]
-    out.append("run: " + _yaml_block("\n".join(run)))
-    return "\n".join(out) + "\n"
+    task["run"] = "\n".join(run) + "\n"
+    return task
+
+
+def skypilot_yaml(target: SkyPilotTarget, run_dir: Path | str, resume: bool = False) -> str:
+    name = FILE_NAMES["skypilot"]
+    header = (f"# A MiniMind run, written by MiniMind Studio. Run it by hand with: sky launch -c CLUSTER {name}\n"
+              f"#   (or, restarted on preemption: sky jobs launch {name})\n")
+    return header + yaml.dump(skypilot_task(target, run_dir, resume), Dumper=_TaskDumper, sort_keys=False,
+                              allow_unicode=True, width=1 << 16)
+
+
+def check_launch_run_dir(target, run_dir: Path | str) -> None:
+    """LaunchValueError when the run folder's name or its path as the nodes see it cannot go into a launch file."""
+    check_run_folder(Path(run_dir).name, remote_run_dir(target, run_dir))
 
 
 def render_launch_file(target, run_dir: Path | str, resume: bool = False) -> str:
+    """The launch file's text; LaunchValueError when the run folder cannot go into it safely."""
     if target.kind == "slurm":
+        check_launch_run_dir(target, run_dir)
         return slurm_script(target, run_dir, resume)
     if target.kind == "skypilot":
+        check_launch_run_dir(target, run_dir)
         return skypilot_yaml(target, run_dir, resume)
     raise ValueError(f"target {target.name!r} runs on this machine: it has no launch file")
 

@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core.launch.safe_values import LaunchValueError, check_job_id
+
 JOB_FILE = "launch.json"
 TIMEOUT_S = 30.0
 QUEUED, RUNNING, ENDED, UNKNOWN = "queued", "running", "ended", "unknown"
@@ -81,6 +83,14 @@ def _checked(argv: list[str]) -> str:
     return proc.stdout
 
 
+def _job_id(job_id) -> str:
+    """A job id read from launch.json, checked before it becomes an argument (``-a`` would cancel every job)."""
+    try:
+        return check_job_id(job_id, JOB_FILE)
+    except LaunchValueError as exc:
+        raise SchedulerError(str(exc)) from None
+
+
 # ------------------------------------------------------------------------------------------------ submitting
 def submit(target, launch_file: Path) -> str:
     """Submit the launch file; the scheduler's job id."""
@@ -104,18 +114,18 @@ def cancel(target, job_id: str, kill: bool = False) -> None:
     SIGTERM to every task, SIGKILL after KillWait, so Kill and Stop both give the trainer KillWait seconds to write
     a checkpoint. SkyPilot's cancel has one strength too. ``kill`` is kept for schedulers that tell them apart."""
     if target.kind == "slurm":
-        _checked(["scancel", job_id])
+        _checked(["scancel", _job_id(job_id)])
     elif target.kind == "skypilot":
-        _checked(["sky", "cancel", "--yes", target.cluster, job_id])
+        _checked(["sky", "cancel", "--yes", target.cluster, _job_id(job_id)])
 
 
 # ---------------------------------------------------------------------------------------------------- status
 def job_state(target, job_id: str) -> JobState:
     try:
         if target.kind == "slurm":
-            return _slurm_state(job_id)
+            return _slurm_state(_job_id(job_id))
         if target.kind == "skypilot":
-            return _sky_state(target, job_id)
+            return _sky_state(target, _job_id(job_id))
     except SchedulerError as exc:
         return JobState(UNKNOWN, str(exc))
     return JobState(UNKNOWN, f"{target.kind} has no scheduler")

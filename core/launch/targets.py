@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from core.launch import safe_values as safe
 
 WORKSPACE_ENV = "MINIMIND_WORKSPACE"  # the studio's workspace folder (studio.workspace reads the same two facts)
 DEFAULT_WORKSPACE = Path.home() / "MiniMindStudio"
@@ -47,6 +49,28 @@ class _ClusterTarget(_Target):
     torchrun: str = Field("torchrun", description="the torchrun command on the nodes")
     rdzv_port: int = Field(29500, ge=1, le=65535, description="c10d rendezvous port on the first node")
 
+    # Every string field of a cluster target reaches a launch file or a scheduler's command line
+    # (core.launch.safe_values says why each is held to its set). check_fields=False: some are the kinds' own.
+    @field_validator("remote_runs_dir", "workdir", "bucket", check_fields=False)
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return safe.ensure(value, value and safe.refusal(value, safe.PATH, safe.PATH_CHARS))
+
+    @field_validator("partition", "time_limit", "gres", "accelerators", "cloud", check_fields=False)
+    @classmethod
+    def _words(cls, value: str) -> str:
+        return safe.ensure(value, value and safe.refusal(value, safe.WORD, safe.WORD_CHARS))
+
+    @field_validator("runs_dir", "torchrun")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return safe.ensure(value, safe.one_line_refusal(value))
+
+    @field_validator("setup")
+    @classmethod
+    def _lines(cls, value: str) -> str:
+        return safe.ensure(value, safe.lines_refusal(value))
+
 
 class SlurmTarget(_ClusterTarget):
     """An ``sbatch`` script: one ``srun`` task per node, each a torchrun agent meeting at the first node."""
@@ -57,6 +81,15 @@ class SlurmTarget(_ClusterTarget):
     use_gpus: bool = Field(True, description="ask Slurm for GPUs (off for CPU-only clusters)")
     sbatch_options: list[str] = Field(default_factory=list, description="extra '#SBATCH' lines, e.g. --account=x")
 
+    @field_validator("sbatch_options")
+    @classmethod
+    def _options(cls, options: list[str]) -> list[str]:
+        for option in options:
+            safe.ensure(option, safe.one_line_refusal(option))
+            if not option.startswith("-"):
+                raise ValueError(f"{option!r} is not an sbatch option (write it as --name=value)")
+        return options
+
 
 class SkyPilotTarget(_ClusterTarget):
     """A SkyPilot task YAML (``sky launch`` / ``sky jobs launch``); SkyPilot picks the cloud or cluster."""
@@ -66,6 +99,11 @@ class SkyPilotTarget(_ClusterTarget):
     cluster: str = Field("minimind", description="the SkyPilot cluster name (sky launch -c / sky cancel)")
     bucket: str = Field("", description="bucket mounted at remote_runs_dir, e.g. s3://team/minimind-runs "
                                         "('' = remote_runs_dir is a shared path already on the nodes)")
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str) -> str:  # an argument of sky launch / sky cancel: never an option
+        return safe.ensure(value, safe.refusal(value, safe.NAME, safe.NAME_CHARS))
 
 
 Target = Annotated[Union[LocalTarget, SlurmTarget, SkyPilotTarget], Field(discriminator="kind")]

@@ -23,9 +23,9 @@ import json
 from functools import lru_cache
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from core.tokenizer.messages import normalize_messages
+from core.tokenizer.template_sandbox import LimitedSandbox
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant"
 
@@ -118,13 +118,17 @@ def _raise(message: str):
 
 @lru_cache(maxsize=8)
 def compile_template(source: str) -> jinja2.Template:
-    """Compile a chat template in a sandbox (templates come with downloaded tokenizers)."""
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = (lambda value, indent=None, separators=None, sort_keys=False:  # = transformers'
-                             json.dumps(value, ensure_ascii=False, indent=indent, separators=separators,
-                                        sort_keys=sort_keys))
+    """Compile a chat template in a sandbox with limits on size and work (templates come with downloaded
+    tokenizers and GGUF files; core.tokenizer.template_sandbox)."""
+    env = LimitedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = _tojson
+    env.limit_filters()
     env.globals["raise_exception"] = _raise
     return env.from_string(source)
+
+
+def _tojson(value, indent=None, separators=None, sort_keys=False) -> str:  # = transformers' tojson
+    return json.dumps(value, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
 def thinking_kwargs(enable_thinking: bool | None = None, open_thinking: bool | None = None) -> dict:
@@ -153,6 +157,6 @@ def render(source: str, messages: list[dict], add_generation_prompt: bool = Fals
                                                tools=tools, **extra)
     except jinja2.TemplateError:
         raise
-    except Exception as exc:  # e.g. 1/0, a sandbox range limit (OverflowError), 'a' + 1: still the template's fault
+    except Exception as exc:  # 1/0, a range limit (OverflowError), 'a' + 1, RecursionError: the template's fault
         raise jinja2.exceptions.TemplateRuntimeError(
             f"the chat template failed while rendering: {type(exc).__name__}: {exc}") from exc

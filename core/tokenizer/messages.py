@@ -28,6 +28,8 @@ def _parsed(value, field: str, kind: type, what: str):
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise MessageError(field, f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+        except (ValueError, RecursionError) as exc:  # an integer past int_max_str_digits, or nesting too deep
+            raise MessageError(field, f"invalid JSON: {exc}") from None
     if not isinstance(value, kind):
         raise MessageError(field, f"must be {what} (or a JSON string of one), got {type(value).__name__}")
     return value

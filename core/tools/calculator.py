@@ -3,8 +3,10 @@
 Only numbers, + - * / // % ** (and ^ as power), unary signs, parentheses, a few math functions and the constants
 pi/e/tau are allowed; names, attributes, calls of anything else, comprehensions, strings… are refused. Work is
 bounded before it is done: an integer power or product whose result would exceed MAX_INT_BITS bits is refused
-(`9**9**9` would otherwise run for minutes and fill memory), factorial stops at 170, the expression at 500
-characters and 200 syntax nodes.
+(`9**9**9` would otherwise run for minutes and fill memory), `round` takes at most MAX_ROUND_DIGITS digits either
+way (`round(7, -10**7)` computes 10**(10**7)), factorial stops at 170, the expression at 500 characters and 200
+syntax nodes. The tool itself runs in the tool worker process (core.tools.worker), killed at its timeout, in case
+a bound here is ever missed.
 """
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ MAX_EXPRESSION_CHARS = 500
 MAX_NODES = 200
 MAX_INT_BITS = 4096
 MAX_FACTORIAL = 170
+MAX_ROUND_DIGITS = 1000  # past any float's precision, and past the 1,234 digits of a MAX_INT_BITS integer
 
 FUNCTIONS = {"sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin,
              "acos": math.acos, "atan": math.atan, "exp": math.exp, "log10": math.log10, "log2": math.log2,
-             "abs": abs, "floor": math.floor, "ceil": math.ceil, "round": round, "min": min, "max": max,
+             "abs": abs, "floor": math.floor, "ceil": math.ceil, "min": min, "max": max,
              "radians": math.radians, "degrees": math.degrees}
 CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
@@ -51,6 +54,14 @@ def _log(x, base=None):
     return math.log(x) if base is None else math.log(x, base)
 
 
+def _round(x, ndigits=None):
+    if ndigits is None:
+        return round(x)
+    if not isinstance(ndigits, int) or isinstance(ndigits, bool) or abs(ndigits) > MAX_ROUND_DIGITS:
+        raise ToolError(f"round takes a whole number of digits from -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}")
+    return round(x, ndigits)
+
+
 def _factorial(n):
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_FACTORIAL:
         raise ToolError(f"factorial takes a whole number from 0 to {MAX_FACTORIAL}")
@@ -60,7 +71,7 @@ def _factorial(n):
 BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: _mul, ast.Div: operator.truediv,
           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _pow, ast.BitXor: _pow}
 UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-FUNCTIONS.update(log=_log, ln=math.log, factorial=_factorial)
+FUNCTIONS.update(log=_log, ln=math.log, factorial=_factorial, round=_round)
 
 
 def evaluate(expression: str):
@@ -109,4 +120,4 @@ def calculate_math(expression: str):
 TOOL = Tool("calculate_math", "Evaluate an arithmetic expression, e.g. '(2 + 3) * sqrt(16) / 7'.",
             {"type": "object", "properties": {"expression": {"type": "string",
                                                              "description": "the expression to evaluate"}},
-             "required": ["expression"]}, calculate_math)
+             "required": ["expression"]}, calculate_math, isolated=True)

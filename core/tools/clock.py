@@ -36,7 +36,12 @@ def get_current_time(timezone: str = "UTC", now: datetime | None = None) -> dict
             "date": moment.date().isoformat(), "time": moment.strftime("%H:%M:%S"), "weekday": moment.strftime("%A")}
 
 
+def current_time(timezone: str = "UTC") -> dict:
+    """The tool's function: the time now (``get_current_time`` with no ``now`` to pass)."""
+    return get_current_time(timezone)
+
+
 TOOL = Tool("get_current_time", "The current date, time and weekday in a time zone.",
             {"type": "object", "properties": {"timezone": {
                 "type": "string", "description": "IANA time zone (e.g. Asia/Shanghai, Europe/Paris) or UTC+08:00"}},
-             "required": []}, lambda timezone="UTC": get_current_time(timezone))
+             "required": []}, current_time, isolated=True)

@@ -2,10 +2,13 @@
 
 A tool call becomes a `tool` message whatever happens: unknown tool, bad arguments, an exception, a tool slower
 than its timeout or a result larger than its cap all come back as `{"error": ...}` text the model reads, never
-as an exception in the chat loop. Tools run on a daemon worker thread joined with the tool's timeout. Python
-cannot kill a thread, so a tool that overran keeps its thread until it returns: the built-ins are written to be
-bounded (the calculator refuses huge powers and products before computing them), and the timeout guarantees the
-caller never waits longer than it said.
+as an exception in the chat loop.
+
+Where a tool runs: an ``isolated`` tool (every built-in: their arguments are model-written) runs in the tool
+worker process (core.tools.worker), which is killed when the timeout passes, so the time limit is real and no
+work of the tool's holds this process's GIL. Any other tool runs on a daemon thread joined with its timeout;
+Python cannot kill a thread, so such a tool must be bounded by itself, and the timeout only guarantees that the
+caller stops waiting.
 """
 from __future__ import annotations
 
@@ -14,14 +17,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from core.tools.result import ToolError, call_text, error_result
+from core.tools.worker import WORKERS, func_path
+
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_RESULT_CHARS = 2048  # MiniMind's agent rollouts cut tool results to 2,048 characters
 JSON_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "object": dict,
               "array": list}
-
-
-class ToolError(Exception):
-    """A problem the model should read (bad argument, unknown unit): becomes {"error": message}."""
 
 
 @dataclass
@@ -32,6 +34,11 @@ class Tool:
     func: Callable[..., Any]                  # called with the arguments as keywords; returns JSON-able data
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
+    isolated: bool = False                    # run in the tool worker process (func: a module-level function)
+
+    def __post_init__(self) -> None:
+        if self.isolated:
+            func_path(self.func)  # ValueError now, not at the first call
 
     def schema(self) -> dict:
         """OpenAI function-calling format, as `tools` in a chat request and in the chat template."""
@@ -50,10 +57,6 @@ class Tool:
             expected = JSON_TYPES.get(props[key].get("type"))
             if expected and (not isinstance(value, expected) or (isinstance(value, bool) and expected != bool)):
                 raise ToolError(f"{key}: expected {props[key]['type']}, got {type(value).__name__}")
-
-
-def error_result(message: str) -> str:
-    return json.dumps({"error": message}, ensure_ascii=False)
 
 
 @dataclass
@@ -77,7 +80,7 @@ class ToolRegistry:
             return error_result(f"tool not found: {name!r}; available: {', '.join(self.names()) or 'none'}")
         try:
             args = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
             return error_result("arguments are not valid JSON")
         if not isinstance(args, dict):
             return error_result("arguments must be a JSON object")
@@ -85,39 +88,27 @@ class ToolRegistry:
             tool.check_arguments(args)
         except ToolError as exc:
             return error_result(f"{name}: {exc}")
-        return _run_with_timeout(tool, args)
+        if tool.isolated:
+            return WORKERS.call(tool.func, name, args, tool.timeout_s, tool.max_result_chars)
+        return _run_on_thread(tool, args)
 
     def answer(self, calls) -> list[dict]:
         """Run each `ToolCall` (core.infer.chat_output) and return the `tool` messages, in order."""
         return [tool_message(c.id, c.name, self.run(c.name, c.arguments)) for c in calls]
 
 
-def _run_with_timeout(tool: Tool, args: dict) -> str:
-    box: dict[str, Any] = {}
+def _run_on_thread(tool: Tool, args: dict) -> str:
+    box: dict[str, str] = {}
 
     def target():
-        try:
-            box["value"] = tool.func(**args)
-        except ToolError as exc:
-            box["error"] = str(exc)
-        except Exception as exc:  # a tool bug must not end the chat: the model is told it failed
-            box["error"] = f"{type(exc).__name__}: {exc}"
+        box["text"] = call_text(tool.name, tool.func, args, tool.max_result_chars)
 
     worker = threading.Thread(target=target, name=f"tool-{tool.name}", daemon=True)
     worker.start()
     worker.join(tool.timeout_s)
     if worker.is_alive():
         return error_result(f"{tool.name}: timed out after {tool.timeout_s:g} s")
-    if "error" in box:
-        return error_result(f"{tool.name}: {box['error']}")
-    try:
-        text = json.dumps({"result": box.get("value")}, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        return error_result(f"{tool.name}: result is not JSON ({exc})")
-    if len(text) > tool.max_result_chars:
-        return error_result(f"{tool.name}: result of {len(text)} characters exceeds the "
-                            f"{tool.max_result_chars}-character limit")
-    return text
+    return box["text"]
 
 
 def tool_message(call_id: str, name: str, content: str) -> dict:

@@ -68,4 +68,4 @@ TOOL = Tool("unit_converter", "Convert a value between units (length, mass, time
                 "value": {"type": "number", "description": "the amount to convert"},
                 "from_unit": {"type": "string", "description": "unit of the value, e.g. km, lb, C"},
                 "to_unit": {"type": "string", "description": "unit wanted, e.g. mi, kg, F"}},
-             "required": ["value", "from_unit", "to_unit"]}, unit_converter)
+             "required": ["value", "from_unit", "to_unit"]}, unit_converter, isolated=True)

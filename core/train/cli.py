@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from core.config.train import TrainConfig, TrainConfigError, apply_overrides, load_train_config, validate_train_config
+from core.train.run_folder import RunFolderError, check_new_run_dir
 
 EXIT_CONFIG = 2
 
@@ -38,7 +39,9 @@ def run_with(cfg_args: argparse.Namespace, base: dict | None = None) -> int:
 
     try:
         cfg = resolve_config(cfg_args.config, cfg_args.overrides, cfg_args.resume, base)
-    except (TrainConfigError, OSError, json.JSONDecodeError) as exc:
+        if not cfg_args.resume and cfg.run_dir:
+            check_new_run_dir(cfg.run_dir, cfg_args.config)
+    except (TrainConfigError, RunFolderError, OSError, json.JSONDecodeError) as exc:
         message = str(exc)
         log(f"error: {message}")
         if int(os.environ.get("RANK", 0)) == 0:  # the studio learns about it from the stream as well

@@ -49,7 +49,7 @@ class TargetsEditor:
             self.default = new.name
         return new.name
 
-    def preview(self, name: str, run_dir: str = "<runs>/<run>") -> str:
+    def preview(self, name: str, run_dir: str = "RUNS/RUN") -> str:  # placeholders the launch file accepts
         target = find_target(self.targets, name)
         return "runs on this machine: no launch file" if target.kind == "local" else render_launch_file(target, run_dir)
 

@@ -21,7 +21,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signa
 
 from core.launch.scheduler import ENDED, SchedulerError, read_job
 from core.launch.targets import TARGETS_FILE
-from core.process_identity import looks_like_trainer, pid_alive, process_start_ticks
+from core.process_identity import identity_problem, looks_like_trainer, pid_alive, process_start_ticks
 from studio.store import ACTIVE_STATUSES, RunStore, import_run_dir, mark_dead
 from studio.store.tailer import EventTailer
 from studio.worker.command import build_trainer_command, trainer_environment
@@ -78,6 +78,7 @@ class RunManager(QObject):
         self.remote = RemoteJobs(targets_path or self.runs_dir.parent / TARGETS_FILE)
         self.command_builder = command_builder
         self._follows: dict[str, _Follow] = {}
+        self._unsignalled: dict[str, str] = {}  # run id -> why Stop/Kill sent no signal (kept past mark_dead)
         self._worker = IngestWorker(store, poll_ms)
         self._thread = QThread()
         self._thread.setObjectName("run-ingest")
@@ -274,7 +275,11 @@ class RunManager(QObject):
             return
         if run.status in LIVE_STATUSES:  # ended without run_finished
             status = mark_dead(self.store, run.id)
-            if follow.killed:
+            unsignalled = self._unsignalled.pop(run.id, None)
+            if unsignalled:  # the studio could not tell whether the process ended: say what it did not do
+                ended = self.store.get_run(run.id).status_message
+                self.store.update_run(run.id, status_message=f"{unsignalled}\n{ended}")
+            elif follow.killed:
                 self.store.update_run(run.id, status_message="killed by the user; resume continues from the "
                                                              "last checkpoint")
         else:
@@ -304,8 +309,9 @@ class RunManager(QObject):
             # die before the checkpoint is written. send_signal first checks each pid is still the run's.
             signalled = [send_signal(pid, signal.SIGTERM, start_ticks=ticks)
                          for pid, ticks in self._rank_processes(run)]
-            if not any(signalled):  # a single process, or no rank known or verifiable yet (no /proc)
-                send_signal(run.pid, signal.SIGTERM, start_ticks=run.pid_start_ticks, trusted=self._trusted(run_id))
+            if not any(signalled) and not send_signal(run.pid, signal.SIGTERM, start_ticks=run.pid_start_ticks,
+                                                      trusted=self._trusted(run_id)):
+                self._no_signal_sent(run, "Stop")  # a single process, or no rank known or verifiable (no /proc)
         self.runUpdated.emit(run_id)
         self.runsChanged.emit()
 
@@ -324,9 +330,21 @@ class RunManager(QObject):
         if run.n_gpus > 1 and SIGSTOP is not None:  # torchrun must not start a rank while its ranks are listed
             send_signal(run.pid, SIGSTOP, start_ticks=ticks, trusted=trusted)
         ranks = self._rank_processes(run)
-        kill_process_group(run.pid, ticks, trusted)
+        killed = kill_process_group(run.pid, ticks, trusted)
         for pid, rank_ticks in ranks:
-            kill_process_group(pid, rank_ticks)
+            killed = kill_process_group(pid, rank_ticks) or killed
+        if not killed:
+            self._no_signal_sent(run, "Kill")
+
+    def _no_signal_sent(self, run, action: str) -> None:
+        """Say why a Stop or Kill reached no process: one not verifiably the run's is never signalled."""
+        problem = identity_problem(run.pid, run.pid_start_ticks, self._trusted(run.id))
+        if problem is None:
+            return
+        message = f"{action} sent no signal: {problem}. If it is this run's trainer, end it yourself."
+        self._unsignalled[run.id] = message
+        self.store.update_run(run.id, status_message=message)
+        self.runUpdated.emit(run.id)
 
     def _cancel_job(self, run, kill: bool) -> bool:
         """Cancel a cluster run's job (False for a run on this machine). A scheduler that cannot be reached
