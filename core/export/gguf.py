@@ -22,18 +22,12 @@ from core.export.modelfile import write_modelfile
 from core.export.parity import check_parity
 from core.export.quality import heldout_ids, heldout_text, measure_quality
 from core.export.quantize import KQUANTS, describe_types, quantize_gguf
+from core.export.types import GGUF_TYPES
 
-# name -> (tensor type, file type). Only types gguf-py can write *and* llama.cpp's CPU backend loads.
+# name -> (tensor type, file type) of the types written here, tensor by tensor (core.export.types: every type).
 QTYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
-    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
-    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
-    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
-    "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
-    "q4_0": (gguf.GGMLQuantizationType.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
-}
-
-# Every type an export writes: the ones above by gguf-py here, the K-quants by llama.cpp's quantizer.
-GGUF_TYPES: tuple[str, ...] = (*QTYPES, *KQUANTS)
+    name: (gguf.GGMLQuantizationType[t.tensor_type], gguf.LlamaFileType[t.file_type])
+    for name, t in GGUF_TYPES.items() if t.maker == "gguf-py"}
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 

@@ -22,16 +22,11 @@ from pathlib import Path
 import gguf
 
 from core.export.parity import describe_exit, explain
+from core.export.types import GGUF_TYPES
 
-# our name -> llama_ftype constant of llama-cpp-python (llama.h's enum llama_ftype)
-KQUANTS: dict[str, str] = {
-    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
-    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
-}
-# the K type each file type is made of (its mixtures add Q6_K tensors); what a fallback falls back from
-KQUANT_BASE = {"q4_k_m": gguf.GGMLQuantizationType.Q4_K, "q5_k_m": gguf.GGMLQuantizationType.Q5_K,
-               "q6_k": gguf.GGMLQuantizationType.Q6_K}
+# name -> llama-cpp-python's llama_ftype constant (llama.h's enum llama_ftype), for the types llama.cpp makes
+KQUANTS: dict[str, str] = {name: "LLAMA_FTYPE_" + t.file_type for name, t in GGUF_TYPES.items()
+                           if t.maker == "llama.cpp"}
 K_TYPES = {gguf.GGMLQuantizationType.Q2_K, gguf.GGMLQuantizationType.Q3_K, gguf.GGMLQuantizationType.Q4_K,
            gguf.GGMLQuantizationType.Q5_K, gguf.GGMLQuantizationType.Q6_K}
 QK_K = 256  # weights per K-quant super-block (ggml-common.h)
@@ -90,7 +85,6 @@ def describe_types(gguf_file: Path) -> dict:
 def kquant_fallbacks(types: dict[str, tuple[str, list[int]]], qtype: str) -> list[str]:
     """The matrices of a K-quant file that hold another type, each with its reason (1-D norms and the MoE router
     stay f32 by llama.cpp's rule in every file type and are not listed)."""
-    base = KQUANT_BASE[qtype]
     out = []
     for name, (type_name, shape) in types.items():
         if len(shape) < 2 or name.endswith(NOT_QUANTIZED) or gguf.GGMLQuantizationType[type_name] in K_TYPES:
