@@ -16,7 +16,7 @@ def register(subparsers) -> None:
 
     g = sub.add_parser("gguf", help="write a GGUF file, an Ollama Modelfile, and check it against llama.cpp")
     g.add_argument("--model", required=True, metavar="PATH", help="run directory or checkpoint directory")
-    g.add_argument("--type", default="f16", choices=list(GGUF_TYPES), metavar="TYPE",
+    g.add_argument("--type", default="f16", choices=list(GGUF_TYPES),
                    help=f"tensor type (default f16). {TYPE_HELP}")
     g.add_argument("--heldout", metavar="FILE",
                    help="text (.txt, or .jsonl records) to measure a quantized file against the f32 export on "
