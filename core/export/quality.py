@@ -58,8 +58,9 @@ def run_eval_file(source) -> Path | None:
             try:
                 files = (json.loads(config.read_text(encoding="utf-8")).get("data") or {}).get("eval_files") or []
             except (OSError, json.JSONDecodeError, AttributeError):
-                return None
-            return Path(files[0]) if files else None
+                files = []
+            if files:
+                return Path(files[0])
     return None
 
 
