@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         from core.tools.worker import main as tool_worker
 
         return tool_worker(argv[1:])
+    if argv[:1] == ["--quantize-worker"]:  # the frozen app's llama.cpp quantizer child (core/export/quantize.py)
+        from core.export.quantize_worker import main as quantize_worker
+
+        return quantize_worker(argv[1:])
     if argv[:1] == [EVAL_WORKER_FLAG]:  # the Evaluate pane's worker (studio/panes/evaluate_worker.py)
         from studio.panes.evaluate_worker import main as eval_worker
 

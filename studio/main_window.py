@@ -179,7 +179,7 @@ class MainWindow(QMainWindow):
             context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_sources())
             context.exportAdded.connect(lambda _path: pane.presenter.refresh_sources())
         elif title == "Datasets":
-            context.datasetsChanged.connect(pane.refresh_tokenizers)
+            context.datasetsChanged.connect(pane.refresh_workspace)
         elif title == "Demo guide":  # the first-run guide, docked (Help > Train the demo model)
             context.runsChanged.connect(self._deferred(pane.presenter.check_runs))
             context.runUpdated.connect(lambda _run_id: pane.presenter.check_runs())

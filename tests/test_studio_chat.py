@@ -96,8 +96,32 @@ def test_pane_renders_the_transcript(qtbot, workspace_with_runs, torch_single_th
     pane.presenter.shutdown()
 
 
+class AnswerOnTheCallingThread:
+    """Stands in for the reply's worker thread: `start` answers at once on the calling thread, so every piece
+    reaches the presenter, the pane and the test in order, one at a time, whatever the scheduler does."""
+
+    def __init__(self, target, args=(), daemon=None, name=None):
+        self.target, self.args, self.alive = target, args, False
+
+    def start(self) -> None:
+        self.alive = True
+        try:
+            self.target(*self.args)
+        finally:
+            self.alive = False
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def join(self, _timeout=None) -> None:
+        pass
+
+
 def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtbot, workspace_with_runs,
                                                                           tiny_tokenizer, torch_single_thread):
+    """Piece by piece: after every streamed piece the pane's transcript (drawn incrementally) equals a transcript
+    drawn from scratch. The reply is generated on the test's thread (AnswerOnTheCallingThread), so the checks run
+    after each piece in turn, not whenever the scheduler lets a queued piece through."""
     from studio.panes.chat import ChatPane
     from tests.scripted_backend import ScriptedReplayBackend
 
@@ -107,11 +131,12 @@ def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtb
         qtbot.addWidget(widget)
     full.presenter.shutdown()
     full.presenter = p = pane.presenter
+    p.thread_class = AnswerOnTheCallingThread
     replies = ["Hello! How can I help?", "def add():\n    return  2 + 2\n\tThat is all.",  # spaces are kept
                "The sea ▍ is wide.\n\nIt is deep,\nand blue."]  # a reply may hold the cursor mark itself
     p._backends[p.selected[0]] = ScriptedReplayBackend(tiny_tokenizer, replies)
     view = pane.views[0]
-    full_draws, compared = [], []
+    full_draws, compared, streamed = [], [], []
     real_set_html = view.setHtml
     view.setHtml = lambda text: (full_draws.append(len(text)), real_set_html(text))
 
@@ -126,30 +151,34 @@ def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtb
         compared.append(((view.toPlainText(), view.document().blockCount()),  # a typed line break is no new block
                          (full.views[0].toPlainText(), full.views[0].document().blockCount())))
 
-    p.pieceReceived.connect(compare)
+    def after_piece(_slot, _piece) -> None:
+        compare()
+        streamed.append(compared[-1][0][0])
+
+    p.pieceReceived.connect(after_piece)
     for turn, question in enumerate(("Hi", "What is 2+2?", "Tell me about the sea.")):
         pane.input.setPlainText(question)
         with qtbot.waitSignal(p.replyFinished, timeout=60_000):
-            pane.send()
-        qtbot.wait(2 * 50)  # the redraw timer has fired
-        compare()
+            pane.send()  # returns once the reply has finished: every piece went through after_piece
+        compare()  # the finished transcript
         assert question in compared[-1][0][0] and replies[turn].split("\n")[-1] in compared[-1][0][0]
         assert compared[-1][0][0].count("▍") == sum(reply.count("▍") for reply in replies[:turn + 1])
         assert "    return  2 + 2\n\tThat is all." in compared[-1][0][0] or turn != 1
         if turn == 0:
             full_draws.clear()
-    assert len(compared) > 20 and sum(drawn.rstrip().endswith("▍") for (drawn, _), _ in compared) > 15  # piece by piece
+    pieces = len(streamed)
+    assert pieces > 20  # each reply came as many pieces (one token each)
+    assert all(text.rstrip().endswith("▍") for text in streamed)  # every piece was drawn while streaming
     for drawn, reference in compared:
         assert drawn == reference
     assert full_draws == []  # after the first turn: only appended messages and typed pieces
-    assert sum(typed) > 15  # most pieces were typed into the bubble, not laid out again
+    assert typed.count(True) >= pieces - 3 * 2  # pieces are typed into the bubble; a reply's first is laid out
     # and it looks the same: the two transcripts, drawn at one size, are the same pixels
     for browser in (view, full.views[0]):
         browser.setFixedSize(420, 2000)
         browser.show()
     full._render(0)
-    qtbot.wait(50)
-    image = view.grab().toImage()
+    image = view.grab().toImage()  # grab() lays out and paints the widget itself
     assert image == full.views[0].grab().toImage()
     colours = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
     assert len(colours) > 3  # text and bubbles were drawn, not two blank images

@@ -191,3 +191,54 @@ def test_a_launched_run_shows_in_curves_at_once_checked_with_its_metrics(qtbot, 
     qtbot.waitUntil(lambda: "aux_loss" in pane.plots)
     window.close_policy = "keep"
     window.close()
+
+
+def test_metrics_group_into_training_reward_eval_and_system_sections():
+    from studio.panes.curves_presenter import group_metrics, metric_section
+
+    names = ["system/cpu_percent", "loss", "eval/loss", "reward/mean", "lr", "kl", "advantages/std",
+             "rewards/margins", "rl/clip_fraction", "system/rss_gb", "eval/demo-facts/acc", "klass", "dpo_loss"]
+    assert group_metrics(names) == [
+        ("Training", ["loss", "lr", "klass", "dpo_loss"]),  # first; "klass" is not "kl"
+        ("Reward", ["reward/mean", "kl", "advantages/std", "rewards/margins", "rl/clip_fraction"]),
+        ("Eval", ["eval/loss", "eval/demo-facts/acc"]),
+        ("System", ["system/cpu_percent", "system/rss_gb"]),
+    ]
+    assert group_metrics(["system/gpu_util"]) == [("System", ["system/gpu_util"])]  # empty sections are left out
+    assert group_metrics([]) == []
+    assert metric_section("kl/mean") == "Reward" and metric_section("evaluation") == "Training"
+
+
+def test_the_metric_list_follows_the_sections(context):
+    presenter = CurvesPresenter(context)
+    presenter.add_series("r", "system/cpu_percent", [1, 2], [10.0, 20.0])
+    for name in ("eval/loss", "reward/mean", "lr", "loss"):
+        presenter.add_series("r", name, [1, 2], [1.0, 2.0])
+    assert presenter.sorted_names() == ["loss", "lr", "reward/mean", "eval/loss", "system/cpu_percent"]
+
+
+def test_each_section_is_a_titled_block_of_the_grid_with_training_first(qtbot, context):
+    """System metrics that arrive first still end up below the training plots, each section under its title."""
+    from studio.panes.curves import CurvesPane
+
+    pane = CurvesPane(context)
+    qtbot.addWidget(pane)
+    presenter = pane.presenter
+    presenter.add_series("r", "system/cpu_percent", [1, 2], [10.0, 20.0])
+    presenter.add_series("r", "system/rss_gb", [1, 2], [1.0, 1.5])
+    qtbot.waitUntil(lambda: len(pane.plots) == 2)
+    for name in ("loss", "lr", "grad_norm", "eval/loss"):
+        presenter.add_series("r", name, [1, 2], [2.0, 1.0])
+    qtbot.waitUntil(lambda: len(pane.plots) == 6)
+    layout = pane.graphics.ci
+
+    def cell(row: int, col: int):
+        item = layout.getItem(row, col)
+        return next((t for t, label in pane.sections.items() if label is item),
+                    next((n for n, p in pane.plots.items() if p.plot is item), None))
+
+    grid = [[cell(r, c) for c in range(2)] for r in range(layout.layout.rowCount())]
+    assert grid == [["Training", "Training"], ["loss", "lr"], ["grad_norm", None],  # a title spans both columns
+                    ["Eval", "Eval"], ["eval/loss", None],
+                    ["System", "System"], ["system/cpu_percent", "system/rss_gb"]]
+    assert pane.sections["Training"].text == "Training"

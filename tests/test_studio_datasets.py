@@ -166,3 +166,43 @@ def test_added_files_are_remembered_in_the_store(qtbot, context, tmp_path):
     again = DatasetsPresenter(StudioContext(context.workspace, store, context.runs))  # a studio restarted
     assert again.restore() == [data]
     first.shutdown()
+
+
+def test_the_demo_guide_s_data_and_tokenizer_appear_in_the_datasets_pane(qtbot, context):
+    """The found bug: after the guide trained the workspace's tokenizer, Datasets › Stats listed no tokenizer.
+    The pane, already open, lists the guide's data files and its tokenizer as soon as each is made."""
+    from PySide6.QtCore import Qt
+
+    from core.demo import FAST
+    from studio.main_window import MainWindow
+    from studio.panes.first_run import FirstRunPresenter
+
+    window = MainWindow(context, probe_device=False)
+    qtbot.addWidget(window)
+    pane = window.panes.get("Datasets")
+    assert pane.stats_tokenizer.count() == 0 and pane.file_list.count() == 0
+    guide = FirstRunPresenter(context, plan=FAST)
+    with qtbot.waitSignal(context.launchRequested, timeout=60_000):  # data, tokenizer, then the pretrain run
+        guide.start()
+    demo = context.workspace.datasets_dir / "demo"
+    files = {pane.file_list.item(i).data(Qt.UserRole) for i in range(pane.file_list.count())}
+    assert str(demo / "pretrain.jsonl") in files and str(demo / "sft_tools.jsonl") in files
+    tokenizers = [pane.stats_tokenizer.itemData(i) for i in range(pane.stats_tokenizer.count())]
+    assert tokenizers == [str(context.workspace.tokenizers_dir / "demo")]
+    guide.shutdown()
+    pane.presenter.shutdown()
+    window.close_policy = "keep"
+    window.close()
+
+
+def test_a_tokenizer_made_outside_the_studio_is_listed_when_the_stats_tab_is_shown(qtbot, context, tiny_tokenizer_dir):
+    import shutil
+
+    from studio.panes.datasets import DatasetsPane
+
+    pane = DatasetsPane(context)
+    qtbot.addWidget(pane)
+    assert pane.stats_tokenizer.count() == 0
+    shutil.copytree(tiny_tokenizer_dir, context.workspace.tokenizers_dir / "from-cli")  # no signal says so
+    pane.tabs.setCurrentWidget(pane.stats_tab)
+    assert pane.stats_tokenizer.itemData(0) == str(context.workspace.tokenizers_dir / "from-cli")

@@ -58,3 +58,46 @@ def test_parity_lines_read_plainly():
     assert rows[0] == ("Result", "FAIL", False)
     assert ("Greedy agreement", "90.0% (needs ≥ 95%)", False) in rows
     assert ("Tokenizer match", "yes", True) in rows and ("Problem", "agreement low", False) in rows
+
+
+def test_the_types_table_lists_every_type_with_size_on_disk_and_quality(qtbot, context, tiny_checkpoint):
+    """A K-quant export through the pane: its row shows the file's size and its quality against the f32 export,
+    the result names the tensors that fell back, and the types not exported say so."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from core.export.types import GGUF_TYPES
+    from studio.panes.export import ExportPane
+    from studio.panes.export_presenter import TYPE_COLUMNS
+
+    pane = ExportPane(context)
+    qtbot.addWidget(pane)
+    pane.source.addItem("tiny", str(tiny_checkpoint))  # not a run of this workspace: listed by hand
+    pane.source.setCurrentIndex(pane.source.count() - 1)
+    table = pane.types_table
+    assert [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())] == list(TYPE_COLUMNS)
+    assert [table.item(r, 0).text() for r in range(table.rowCount())] == list(GGUF_TYPES)
+    with qtbot.waitSignal(pane.presenter.finished, timeout=120_000) as done:
+        pane.presenter.export_gguf(str(tiny_checkpoint), "q4_k_m")
+    assert not done.args[0].get("error"), done.args[0].get("error")
+    rows = {table.item(r, 0).text(): [table.item(r, c).text() for c in range(table.columnCount())]
+            for r in range(table.rowCount())}
+    name, size, ppl, top1, kl, verdict = rows["q4_k_m"]
+    assert size.endswith(" MB") and ppl.endswith("%") and top1.endswith("%") and float(kl) >= 0
+    assert verdict == "PASS" and rows["f32"][1] == "not exported"
+    shown = pane.report_view.toPlainText()
+    assert "Fallbacks" in shown and "blk.0.attn_q.weight" in shown and "Mean KL vs f32" in shown
+
+
+def test_a_type_row_reads_the_export_and_its_parity_report(tmp_path):
+    import json
+
+    from studio.panes.export_presenter import type_row
+
+    path = tmp_path / "m-q6_k.gguf"
+    assert type_row("q6_k", path) == ("q6_k", "not exported", "", "", "", "")
+    path.write_bytes(b"x" * 1_500_000)
+    quality = {"perplexity_change": 0.0123, "top1_agreement": 0.975, "mean_kl": 0.00042, "perplexity_f32": 10.0,
+               "perplexity": 10.123, "n_tokens": 200}
+    (tmp_path / "m-q6_k.parity.json").write_text(json.dumps({"passed": True, "quality": quality}))
+    assert type_row("q6_k", path) == ("q6_k", "1.50 MB", "+1.23%", "97.5%", "4.20e-04", "PASS")
+    (tmp_path / "m-f32.gguf").write_bytes(b"x")
+    assert type_row("f32", tmp_path / "m-f32.gguf")[2:5] == ("reference",) * 3

@@ -95,3 +95,25 @@ def test_the_theme_follows_a_dark_system_palette(qtbot):
         app.setPalette(light)
         apply_theme(app)
     assert COLORS == LIGHT
+
+
+def test_the_guide_s_bar_names_the_stage_its_share_belongs_to(qtbot, context):
+    """The found bug: the bar showed "95 %" with SFT not started (the pretrain run's share). Each stage starts
+    the bar from nothing and the bar says which stage it measures."""
+    from studio.panes.first_run import STEPS, FirstRunDialog, bar_format
+
+    assert bar_format(2, known_total=True) == f"Step 3 of {len(STEPS)}: Pretrain the tiny model · %p%"
+    assert bar_format(3, known_total=False) == f"Step 4 of {len(STEPS)}: Fine-tune it for chat (SFT)"
+    dialog = FirstRunDialog(context)
+    qtbot.addWidget(dialog)
+    p, bar = dialog.presenter, dialog.bar
+    p.stepChanged.emit(2, "running", "queued")
+    p.progress.emit(95, 100, "running · step 95/100")
+    assert (bar.value(), bar.maximum()) == (95, 100) and bar.text() == "Step 3 of 5: Pretrain the tiny model · 95%"
+    p.stepChanged.emit(2, "done", "run r1")
+    p.stepChanged.emit(3, "running", "queued")  # SFT queued: nothing of it is done yet
+    assert bar.value() == 0 and bar.text().startswith("Step 4 of 5: Fine-tune it for chat (SFT)")
+    p.progress.emit(10, 200, "running · step 10/200")
+    assert bar.text() == "Step 4 of 5: Fine-tune it for chat (SFT) · 5%"
+    p.finished.emit(True, "ready")
+    assert bar.text().startswith("All steps done")

@@ -5,9 +5,9 @@ import json
 import sys
 
 from core.cli import CLIError
+from core.export.types import GGUF_TYPES
 
-QTYPE_CHOICES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
-
+TYPE_HELP = "; ".join(f"{name}: {t.summary}" for name, t in GGUF_TYPES.items())
 
 def register(subparsers) -> None:
     group = subparsers.add_parser("export", help="export a model to GGUF (llama.cpp, Ollama, LM Studio) or HF")
@@ -16,8 +16,11 @@ def register(subparsers) -> None:
 
     g = sub.add_parser("gguf", help="write a GGUF file, an Ollama Modelfile, and check it against llama.cpp")
     g.add_argument("--model", required=True, metavar="PATH", help="run directory or checkpoint directory")
-    g.add_argument("--type", default="f16", choices=QTYPE_CHOICES,
-                   help="tensor type: f32 (exact), f16/bf16 (half size), q8_0 (quarter), q4_0 (default f16)")
+    g.add_argument("--type", default="f16", choices=list(GGUF_TYPES),
+                   help=f"tensor type (default f16). {TYPE_HELP}")
+    g.add_argument("--heldout", metavar="FILE",
+                   help="text (.txt, or .jsonl records) to measure a quantized file against the f32 export on "
+                        "(default: the run's first eval file, else a built-in passage)")
     g.add_argument("--out", required=True, metavar="FILE.gguf", help="output file")
     g.add_argument("--no-check", action="store_true", help="skip the llama.cpp parity check (not recommended)")
     g.add_argument("--json", action="store_true", help="print the full report as JSON on stdout")
@@ -44,12 +47,13 @@ def _progress(done: int, total: int, message: str) -> None:
 
 
 def _gguf(args) -> int:
-    from core.export import ParityError, UnsupportedExport, export_gguf
+    from core.export import ParityError, QuantizeError, UnsupportedExport, export_gguf
     from core.model.io import CheckpointError
 
     try:
-        report = export_gguf(args.model, args.out, args.type, progress=_progress, check=not args.no_check)
-    except (UnsupportedExport, CheckpointError, FileNotFoundError, ValueError) as exc:
+        report = export_gguf(args.model, args.out, args.type, progress=_progress, check=not args.no_check,
+                             heldout=args.heldout)
+    except (UnsupportedExport, QuantizeError, CheckpointError, FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     except ParityError as exc:
         print(f"\nminimind: parity check FAILED: {exc}", file=sys.stderr)
@@ -62,8 +66,11 @@ def _gguf(args) -> int:
         return 0
     print(f"wrote {report['path']} ({report['file_bytes'] / 2**20:.1f} MiB, {report['arch']}, {report['qtype']}) "
           f"in {report['seconds']:.1f} s")
+    if report.get("quantizer"):
+        counts = ", ".join(f"{n} × {t}" for t, n in sorted(report["type_counts"].items()))
+        print(f"  quantized by {report['quantizer']}: {counts}")
     for line in report["fallbacks"]:
-        print(f"  kept {line}")
+        print(f"  fallback {line}")
     if report.get("note"):
         print(f"  note: {report['note']}")
     if report.get("modelfile"):
@@ -78,9 +85,17 @@ def _gguf(args) -> int:
         print(f"parity with llama.cpp: PASSED (tokenizer identical, max |Δlogit| {p['max_abs_logit_diff']:.2e} = "
               f"{p['rel_logit_diff']:.1e} of the logit range, top-1 agreement {p['top1_agreement']:.0%}, "
               f"32-token greedy continuation {greedy})")
+        if p.get("quality"):
+            print(quality_line(p["quality"]))
     else:
         print("parity: not checked (--no-check)")
     return 0
+
+
+def quality_line(q: dict) -> str:
+    return (f"against the f32 export on {q['n_tokens']} held-out tokens ({q['heldout']}): perplexity "
+            f"{q['perplexity_f32']:.4g} -> {q['perplexity']:.4g} ({q['perplexity_change']:+.2%}), top-1 agreement "
+            f"{q['top1_agreement']:.1%}, mean KL {q['mean_kl']:.2e} nats")
 
 
 def _hf(args) -> int:

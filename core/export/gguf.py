@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,15 +19,15 @@ import numpy as np
 from core.export.mapping import (ArchMapping, UnsupportedExport, choose_architecture, gguf_tensors,
                                  shared_expert_block, tensor_count)
 from core.export.modelfile import write_modelfile
+from core.export.parity import check_parity
+from core.export.quality import heldout_ids, heldout_text, measure_quality
+from core.export.quantize import KQUANTS, describe_types, quantize_gguf
+from core.export.types import GGUF_TYPES
 
-# name -> (tensor type, file type). Only types gguf-py can write *and* llama.cpp's CPU backend loads.
+# name -> (tensor type, file type) of the types written here, tensor by tensor (core.export.types: every type).
 QTYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
-    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
-    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
-    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
-    "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
-    "q4_0": (gguf.GGMLQuantizationType.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
-}
+    name: (gguf.GGMLQuantizationType[t.tensor_type], gguf.LlamaFileType[t.file_type])
+    for name, t in GGUF_TYPES.items() if t.maker == "gguf-py"}
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
@@ -43,14 +44,19 @@ def load_for_export(model_or_path, tokenizer=None):
 
 
 def export_gguf(model_or_path, out_file, qtype: str = "f32", progress: Progress | None = None,
-                tokenizer=None, check: bool = True, modelfile: bool = True) -> dict:
+                tokenizer=None, check: bool = True, modelfile: bool = True, heldout: str | Path | None = None) -> dict:
     """Export to GGUF, write `<stem>.parity.json` + an Ollama `<stem>.Modelfile` beside it; return the report.
 
-    Raises `UnsupportedExport` before writing anything when no llama.cpp architecture is exact, and
-    `core.export.parity.ParityError` when llama.cpp disagrees with the torch model.
+    K-quants (KQUANTS) are made by llama.cpp's quantizer from the f32 export (`core.export.quantize`). The check
+    of any type but f32 also measures the file against the f32 export on held-out text (`core.export.quality`;
+    `heldout` names the text file, else the run's eval file or a built-in passage).
+
+    Raises `UnsupportedExport` before writing anything when no llama.cpp architecture is exact,
+    `core.export.parity.ParityError` when llama.cpp disagrees with the torch model, and
+    `core.export.quantize.QuantizeError` when llama.cpp cannot quantize.
     """
-    if qtype not in QTYPES:
-        raise ValueError(f"--type {qtype!r}: choose one of {', '.join(QTYPES)}")
+    if qtype not in GGUF_TYPES:
+        raise ValueError(f"--type {qtype!r}: choose one of {', '.join(GGUF_TYPES)}")
     model, tok, source = load_for_export(model_or_path, tokenizer)
     model.eval()
     cfg = model.config
@@ -65,26 +71,53 @@ def export_gguf(model_or_path, out_file, qtype: str = "f32", progress: Progress 
     if yarn_on and not store_yarn:
         model.model.set_rope_scaling(False)
     try:
-        t0 = time.perf_counter()
-        report = write_gguf(model, tok, mapping, out_file, qtype, progress, yarn=store_yarn)
-        report.update(source=source, seconds=round(time.perf_counter() - t0, 3), yarn=store_yarn)
-        if yarn_on and not store_yarn:
-            y = cfg.resolved_rope_scaling
-            report["note"] = (f"YaRN not stored (beta_fast/beta_slow other than llama.cpp's fixed 32/1); run "
-                              f"llama.cpp with --rope-scaling yarn --rope-scale {y.factor:g} --yarn-orig-ctx "
-                              f"{y.original_max_position_embeddings} --yarn-beta-fast {y.beta_fast:g} "
-                              f"--yarn-beta-slow {y.beta_slow:g}")
-        if modelfile:
-            report["modelfile"] = str(write_modelfile(out_file))
-        if check:
-            from core.export.parity import check_parity
-            if progress:
-                progress(1, 1, "parity check with llama.cpp")
-            report["parity"] = check_parity(model, tok, out_file, qtype)  # raises ParityError on failure
+        with tempfile.TemporaryDirectory(prefix="minimind-export-") as tmp:
+            # the f32 export: what K-quants are made from, and what every other type's quality is measured against
+            reference = Path(tmp) / "f32.gguf"
+            t0 = time.perf_counter()
+            if qtype in KQUANTS:
+                write_gguf(model, tok, mapping, reference, "f32", progress, yarn=store_yarn)
+                report = write_kquant(reference, out_file, qtype, mapping, progress)
+            else:
+                report = write_gguf(model, tok, mapping, out_file, qtype, progress, yarn=store_yarn)
+            report.update(source=source, seconds=round(time.perf_counter() - t0, 3), yarn=store_yarn)
+            if yarn_on and not store_yarn:
+                y = cfg.resolved_rope_scaling
+                report["note"] = (f"YaRN not stored (beta_fast/beta_slow other than llama.cpp's fixed 32/1); run "
+                                  f"llama.cpp with --rope-scaling yarn --rope-scale {y.factor:g} --yarn-orig-ctx "
+                                  f"{y.original_max_position_embeddings} --yarn-beta-fast {y.beta_fast:g} "
+                                  f"--yarn-beta-slow {y.beta_slow:g}")
+            if modelfile:
+                report["modelfile"] = str(write_modelfile(out_file))
+            if check:
+                extra = {}
+                if qtype != "f32":
+                    if not reference.is_file():
+                        write_gguf(model, tok, mapping, reference, "f32", None, yarn=store_yarn)
+                    if progress:
+                        progress(1, 1, "quality against the f32 export (llama.cpp, held-out text)")
+                    text, where = heldout_text(model_or_path if isinstance(model_or_path, (str, Path)) else None,
+                                               heldout, tok)
+                    ids = heldout_ids(tok, text, cfg.max_position_embeddings)
+                    extra["quality"] = measure_quality(reference, out_file, ids, where)
+                if progress:
+                    progress(1, 1, "parity check with llama.cpp")
+                # raises ParityError on failure
+                report["parity"] = check_parity(model, tok, out_file, qtype, extra=extra)
     finally:
         if yarn_on and not store_yarn:
             model.model.set_rope_scaling(True)
     return report
+
+
+def write_kquant(reference: Path, out_file: Path, qtype: str, m: ArchMapping, progress: Progress | None) -> dict:
+    """Quantize the f32 export `reference` to `out_file` with llama.cpp (see `core.export.quantize`)."""
+    if progress:
+        progress(0, 0, f"quantizing to {qtype} with llama.cpp")
+    types = quantize_gguf(reference, out_file, qtype)
+    return {"path": str(out_file), "arch": m.arch, "mapping": m.reason, "qtype": qtype,
+            "tensors": len(types["tensor_types"]), "file_bytes": out_file.stat().st_size,
+            "quantizer": "llama.cpp llama_model_quantize", **types}
 
 
 def check_vocab(cfg, tok) -> None:
@@ -140,8 +173,10 @@ def write_gguf(model, tok, m: ArchMapping, out_file: Path, qtype: str, progress:
     w.write_kv_data_to_file()
     w.write_tensors_to_file(progress=False)
     w.close()
+    types = describe_types(out_file)  # read back: what the file holds, not what we meant to write
     return {"path": str(out_file), "arch": m.arch, "mapping": m.reason, "qtype": qtype, "tensors": total,
-            "tensor_bytes": n_bytes, "file_bytes": out_file.stat().st_size, "fallbacks": fallbacks}
+            "tensor_bytes": n_bytes, "file_bytes": out_file.stat().st_size, "fallbacks": fallbacks,
+            "tensor_types": types["tensor_types"], "type_counts": types["type_counts"]}
 
 
 def block_size(t: gguf.GGMLQuantizationType) -> int:
@@ -253,4 +288,4 @@ def add_tokenizer(w: gguf.GGUFWriter, tok, n_vocab: int) -> None:
     w.add_chat_template(tok.chat_template)
 
 
-__all__ = ["QTYPES", "UnsupportedExport", "export_gguf", "write_gguf", "write_modelfile"]
+__all__ = ["GGUF_TYPES", "KQUANTS", "QTYPES", "UnsupportedExport", "export_gguf", "write_gguf", "write_modelfile"]

@@ -61,7 +61,8 @@ CHAT_CASES = [
 ]
 N_PREDICT = 32
 REL_LOGIT_TOLERANCE = 1e-3
-MIN_AGREEMENT = {"f32": 1.0, "f16": 0.9, "bf16": 0.9, "q8_0": 0.9, "q4_0": 0.5}
+MIN_AGREEMENT = {"f32": 1.0, "f16": 0.9, "bf16": 0.9, "q8_0": 0.9, "q6_k": 0.9, "q5_k_m": 0.8, "q4_k_m": 0.5,
+                 "q4_0": 0.5}
 WORKER_TIMEOUT_S = 600
 WORKER = Path(__file__).resolve().with_name("parity_worker.py")
 
@@ -158,14 +159,17 @@ def _greedy_and_logits(model, ids: list[int], n_predict: int) -> tuple[list[int]
 
 
 def run_worker(gguf_file: Path, text: str, reference: list[int], prompt_len: int, n_predict: int,
-               timeout: float = WORKER_TIMEOUT_S, chats: list[dict] | None = None) -> tuple[dict, np.ndarray]:
-    """Run llama.cpp on the file in a child process -> (its JSON answer, its logits)."""
+               timeout: float = WORKER_TIMEOUT_S, chats: list[dict] | None = None,
+               logits_only: bool = False) -> tuple[dict, np.ndarray]:
+    """Run llama.cpp on the file in a child process -> (its JSON answer, its logits of `reference`).
+    `logits_only`: nothing but those logits (no tokenizing, greedy run or chats)."""
     with tempfile.TemporaryDirectory(prefix="minimind-parity-") as tmp:
         req_path, npy = Path(tmp) / "request.json", Path(tmp) / "logits.npy"
         req_path.write_text(json.dumps({
             "gguf": str(Path(gguf_file).resolve()), "text": text, "reference_ids": reference,
             "prompt_len": prompt_len, "n_predict": n_predict, "logits_npy": str(npy),
-            "n_threads": worker_threads(Path(gguf_file)), "chats": chats or []}), encoding="utf-8")
+            "n_threads": worker_threads(Path(gguf_file)), "chats": chats or [], "logits_only": logits_only}),
+            encoding="utf-8")
         # Run the worker as a script, not `-m core.export...`: importing the package would load torch (seconds).
         try:
             proc = subprocess.run(worker_command(req_path), capture_output=True, text=True,
@@ -253,11 +257,12 @@ def compare(qtype: str, ours_ids, their_ids, prompt_len, greedy_t, greedy_l, log
 
 
 def check_parity(model, tokenizer, gguf_file, qtype: str = "f32", n_predict: int = N_PREDICT,
-                 text: str | None = None, write: bool = True) -> dict:
+                 text: str | None = None, write: bool = True, extra: dict | None = None) -> dict:
     """Compare the GGUF (via llama.cpp, in a child process) with the torch model; raise ParityError on failure.
 
-    `text` defaults to `parity_text(tokenizer)`. The report is written to `<file stem>.parity.json` beside the
-    GGUF and returned.
+    `text` defaults to `parity_text(tokenizer)`. `extra` joins the report (the export puts the quality figures
+    against the f32 export there, `core.export.quality`). The report is written to `<file stem>.parity.json`
+    beside the GGUF and returned.
     """
     text = parity_text(tokenizer) if text is None else text
     gguf_file = Path(gguf_file)
@@ -277,6 +282,7 @@ def check_parity(model, tokenizer, gguf_file, qtype: str = "f32", n_predict: int
     report["chat_template_in_file"] = answer["chat_template"]
     chat_fields, chat_problems = compare_chats([render_ours(tokenizer, c) for c in CHAT_CASES], answer["chats"])
     report.update(chat_fields, n_added_tokens=len(tokenizer.special_tokens))
+    report.update(extra or {})
     report["problems"] += chat_problems
     report["passed"] = not report["problems"]
     report["file"] = str(gguf_file)

@@ -3,8 +3,9 @@
 Run as `python core/export/parity_worker.py REQUEST.json` (a plain script: it imports only numpy, llama_cpp and core.llama_load). It runs in its own process because llama.cpp
 aborts the whole process (SIGABRT) on some malformed files; the parent turns any crash into a ParityError.
 
-Request: {"gguf", "text", "reference_ids", "prompt_len", "n_predict", "logits_npy", "n_threads", "chats"}.
-Writes the teacher-forced logits of `reference_ids` to `logits_npy` and prints one JSON line:
+Request: {"gguf", "text", "reference_ids", "prompt_len", "n_predict", "logits_npy", "n_threads", "chats",
+"logits_only"}. Writes the teacher-forced logits of `reference_ids` to `logits_npy`; with "logits_only" it stops
+there and prints {"n_vocab"}, else it prints one JSON line:
 {"token_ids": llama.cpp's ids for `text`, "greedy": free-running greedy ids after the prompt,
  "n_vocab", "chat_template": bool, "chats": [{"prompt", "token_ids"} or {"error"} for each of `chats`]}.
 """
@@ -26,12 +27,14 @@ def main(argv: list[str]) -> int:
     # f32 KV cache (type 0): the default f16 cache alone adds ~1e-2 logit noise; logits_all for per-position logits.
     llm = load_llama(model_path=req["gguf"], n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
                 type_k=0, type_v=0, n_threads=req.get("n_threads", 2), seed=0, verbose=True)
-    token_ids = llm.tokenize(req["text"].encode("utf-8"), add_bos=False, special=True)
-
     llm.reset()
     llm.eval(ref)
     logits = np.asarray(llm.scores[: len(ref)], dtype=np.float32)
     np.save(req["logits_npy"], logits)
+    if req.get("logits_only"):  # held-out logits for the quality figures (core/export/quality.py)
+        print(json.dumps({"n_vocab": llm.n_vocab()}), flush=True)
+        return 0
+    token_ids = llm.tokenize(req["text"].encode("utf-8"), add_bos=False, special=True)
 
     llm.reset()
     llm.eval(ref[: req["prompt_len"]])

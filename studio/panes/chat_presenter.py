@@ -19,6 +19,10 @@ DEFAULT_SAMPLING = {"temperature": 0.7, "top_k": 50, "top_p": 0.9, "repetition_p
 
 
 class ChatPresenter(QObject):
+    # What each reply is generated on. Tests that check the drawing of every streamed piece set a runner that
+    # answers on the calling thread (tests/test_studio_chat.py), so no piece depends on the scheduler.
+    thread_class = threading.Thread
+
     modelsChanged = Signal(list)              # [ModelSource]
     pieceReceived = Signal(int, str)          # slot (0 = left/only, 1 = right), text piece
     replyFinished = Signal(int, dict)         # slot, {"text", "reason": stop|length|stopped, "tokens", "seconds"}
@@ -114,8 +118,8 @@ class ChatPresenter(QObject):
             messages += list(self.history(slot))
             self.partial[slot] = self.partial_reasoning[slot] = ""
             self.historyChanged.emit(slot)
-            t = threading.Thread(target=self._generate, args=(slot, self.selected[slot], messages, params),
-                                 daemon=True, name=f"chat-{slot}")
+            t = self.thread_class(target=self._generate, args=(slot, self.selected[slot], messages, params),
+                                  daemon=True, name=f"chat-{slot}")
             self._threads[slot] = t
         self.busyChanged.emit(True)
         for slot in slots:

@@ -119,6 +119,9 @@ class CurvesPane(QWidget):
         self.context = context
         self.presenter = CurvesPresenter(context, self)
         self.plots: dict[str, MetricPlot] = {}
+        self.sections: dict[str, pg.LabelItem] = {}  # section title -> its title row (group_metrics)
+        self._placed: list[tuple[str, str]] = []  # (section, name) of each placed plot, in grid order
+        self._cursor: tuple[int, int, str | None] = (0, 0, None)  # next row, next column, section of the last plot
         self.colors: dict[str, str] = {}
         self._pending: list[str] = []
         self._built: tuple = ()
@@ -243,17 +246,19 @@ class CurvesPane(QWidget):
         return self.colors[run_id]
 
     def rebuild_plots(self) -> None:
-        """One plot per visible metric (2 columns). New metric names of a live run only add plots; anything
-        else (toggles, log scale, fewer runs) lays the grid out again."""
-        visible = self.presenter.visible_names()
-        built = list(self.plots)
-        same_shape = visible[:len(built)] == built and self._built == (self.presenter.log_y, self._runs_key())
+        """One labelled section per metric group (training, reward, eval, system: ``group_metrics``), each a
+        title row over its plots in 2 columns. New metric names of a live run that go after the plots already
+        placed only add plots; anything else (a name of an earlier section, toggles, log scale, fewer runs) lays
+        the grid out again, which happens once when, say, system metrics arrive before the first loss."""
+        order = [(section, name) for section, names in self.presenter.visible_sections() for name in names]
+        same_shape = order[:len(self._placed)] == self._placed and self._built == (self.presenter.log_y,
+                                                                                   self._runs_key())
         if not same_shape or any(run not in self.presenter.runs for run in self._built_runs):
             self.graphics.clear()
-            self.plots = {}
+            self.plots, self.sections, self._placed, self._cursor = {}, {}, [], (0, 0, None)
         self._built = (self.presenter.log_y, self._runs_key())
         self._built_runs = list(self.presenter.runs)
-        self._pending = [n for n in visible if n not in self.plots]
+        self._pending = [item for item in order if item[1] not in self.plots]
         self._add_pending_plots()
         self.update_series([k for k in self.presenter.buffers if k[1] in self.plots])
 
@@ -275,10 +280,11 @@ class CurvesPane(QWidget):
         the window for a visible moment when a run's first metrics arrive."""
         if not self._pending:
             return
-        name = self._pending.pop(0)
-        i = len(self.plots)
+        section, name = self._pending.pop(0)
+        row, col = self._next_cell(section)
         plot = self._spares.pop(0) if self._spares else MetricPlot()
-        plot.place(self.graphics, name, i // 2, i % 2, legend=i == 0)
+        plot.place(self.graphics, name, row, col, legend=not self.plots)
+        self._placed.append((section, name))
         plot.plot.getViewBox().sigRangeChanged.connect(self._note_activity)
         plot.plot.setLogMode(y=self.presenter.log_y)
         self.plots[name] = plot
@@ -287,6 +293,19 @@ class CurvesPane(QWidget):
             QTimer.singleShot(0, self._add_pending_plots)
         elif not self._spare_timer.isActive():
             self._spare_timer.start()  # refill while idle for the next run's plots
+
+    def _next_cell(self, section: str) -> tuple[int, int]:
+        """(row, col) for the next plot of ``section``; a new section starts on a new row under its title."""
+        row, col, current = self._cursor
+        if section != current:
+            if col:
+                row, col = row + 1, 0
+            title = pg.LabelItem(section, justify="left", color=COLORS["muted"], bold=True)
+            self.graphics.addItem(title, row=row, col=0, colspan=2)
+            self.sections[section] = title
+            row += 1
+        self._cursor = (row + col, (col + 1) % 2, section)  # two plots a row
+        return row, col
 
     def update_series(self, keys: list) -> None:
         names = set()

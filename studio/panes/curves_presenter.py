@@ -205,6 +205,10 @@ class CurvesPresenter(QObject):
         """Names with a plot, in order of first appearance."""
         return [n for n in self.names if n not in self.hidden and (self.show_constant or n not in self.constant)]
 
+    def visible_sections(self) -> list[tuple[str, list[str]]]:
+        """The plots as the grid shows them: (section, names), training first (``group_metrics``)."""
+        return group_metrics(self.visible_names())
+
     def set_show_constant(self, on: bool) -> None:
         self.show_constant = on
         self._update_names()
@@ -256,6 +260,33 @@ class CurvesPresenter(QObject):
         return self._labels[run_id]
 
 
+# Sections of the Curves grid, in display order, as the common trackers group them: training first, then
+# RL/preference (TRL's metric family), then evaluation, then the machine. A metric belongs to the first section one
+# of whose words is its name's first "/"-separated word ("kl" matches "kl" and "kl/..."); every other metric is a
+# training metric. The one place these rules live.
+TRAINING = "Training"
+METRIC_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Reward", ("reward", "rewards", "advantages", "kl", "rl")),
+    ("Eval", ("eval",)),
+    ("System", ("system",)),
+)
+SECTION_ORDER = (TRAINING,) + tuple(title for title, _words in METRIC_SECTIONS)
+
+
+def metric_section(name: str) -> str:
+    """The section of the Curves grid a metric name belongs to (see METRIC_SECTIONS)."""
+    head = name.split("/", 1)[0]
+    return next((title for title, words in METRIC_SECTIONS if head in words), TRAINING)
+
+
+def group_metrics(names: list[str]) -> list[tuple[str, list[str]]]:
+    """(section, names) for the sections that have names, in SECTION_ORDER; names keep their order inside."""
+    groups: dict[str, list[str]] = {title: [] for title in SECTION_ORDER}
+    for name in names:
+        groups[metric_section(name)].append(name)
+    return [(title, members) for title, members in groups.items() if members]
+
+
 def _name_order(name: str) -> tuple:
-    """loss first, then train metrics, then namespaced ones (eval/..., reward/...)."""
-    return (name != "loss", "/" in name, name)
+    """By section (training first), loss first, then plain names before namespaced ones, then alphabetically."""
+    return (SECTION_ORDER.index(metric_section(name)), name != "loss", "/" in name, name)

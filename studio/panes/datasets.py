@@ -54,7 +54,8 @@ class DatasetsPane(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(self._preview_tab(), "Preview")
         self.tabs.addTab(self._validation_tab(), "Validation")
-        self.tabs.addTab(self._stats_tab(), "Stats")
+        self.stats_tab = self._stats_tab()
+        self.tabs.addTab(self.stats_tab, "Stats")
         self.tabs.addTab(self._tokenizer_tab(), "Tokenizer")
         split.addWidget(self.tabs)
         split.setSizes([260, 740])
@@ -168,6 +169,7 @@ class DatasetsPane(QWidget):
         p.validationProgress.connect(lambda d, t, _s: self._bar(self.validate_bar, d, t))
         p.validationFinished.connect(self._on_validated)
         self.stats_btn.clicked.connect(self._stats)
+        self.tabs.currentChanged.connect(lambda i: self.tabs.widget(i) is self.stats_tab and self.refresh_tokenizers())
         self.stats_browse.clicked.connect(self._browse_tokenizer)
         p.statsFinished.connect(self._on_stats)
         self.tok_btn.clicked.connect(self._train_tokenizer)
@@ -257,6 +259,17 @@ class DatasetsPane(QWidget):
         self.validate_summary.setText(f"<span style='color:{color}'><b>{'OK' if ok else 'Problems found'}"
                                       f"</b></span> · {result['summary']}")
         self.problems.setPlainText("\n".join(result["errors"]) or "No problems.")
+
+    def refresh_workspace(self) -> None:
+        """The workspace's datasets or tokenizers changed (``context.datasetsChanged``): list what appeared."""
+        self.refresh_tokenizers()
+        self.presenter.restore()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        # A tokenizer trained outside the studio (`minimind tokenizer train`) sends no signal: a glob of the
+        # workspace's tokenizers folder is cheap, so look again whenever the pane comes into view.
+        self.refresh_tokenizers()
+        super().showEvent(event)
 
     def refresh_tokenizers(self) -> None:
         current = self.stats_tokenizer.currentData()

@@ -1,15 +1,17 @@
-"""Export pane: checkpoint → GGUF (f32/f16/q8_0, parity-checked with llama.cpp) or a Hugging Face folder."""
+"""Export pane: checkpoint → GGUF (f32 to Q4_K_M, parity-checked with llama.cpp) or a Hugging Face folder; a table of
+the GGUF types with each export's size on disk and its quality against the f32 export."""
 from __future__ import annotations
 
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QProgressBar, QPushButton,
-                               QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
+                               QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
-from studio.panes.export_presenter import GGUF_TYPES, ExportPresenter, parity_lines
+from studio.panes.export_presenter import GGUF_TYPES, TYPE_COLUMNS, ExportPresenter, parity_lines
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.theme import COLORS, pane_style
 
@@ -36,8 +38,11 @@ class ExportPane(QWidget):
         src_row.addWidget(refresh)
         form.addRow("Checkpoint", src_row)
         self.qtype = QComboBox()
-        self.qtype.addItems(GGUF_TYPES)
-        self.qtype.setToolTip("f32: exact; f16: half the size (max |Δlogit| ≈ 1e-2); q8_0: a quarter (≈ 1)")
+        for name, t in GGUF_TYPES.items():
+            self.qtype.addItem(name)
+            self.qtype.setItemData(self.qtype.count() - 1, t.summary, Qt.ItemDataRole.ToolTipRole)
+        self.qtype.setToolTip("K-quants (q6_k, q5_k_m, q4_k_m) are made by llama.cpp's own quantizer from the f32 "
+                              "export; every type but f32 is measured against the f32 export on held-out text")
         form.addRow("GGUF type", self.qtype)
         buttons = QHBoxLayout()
         self.gguf_btn = primary_button("Export GGUF")
@@ -53,6 +58,18 @@ class ExportPane(QWidget):
         self.bar.setValue(0)
         form.addRow("Progress", self.bar)
         root.addWidget(box)
+        types_box = QGroupBox("GGUF types of this checkpoint")
+        tv = QVBoxLayout(types_box)
+        self.types_table = QTableWidget(0, len(TYPE_COLUMNS))
+        self.types_table.setHorizontalHeaderLabels(TYPE_COLUMNS)
+        self.types_table.verticalHeader().hide()
+        self.types_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.types_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.types_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.types_table.setToolTip("Quality against the f32 export on held-out text: perplexity change, share of "
+                                    "positions predicting the same next token, mean KL divergence (nats)")
+        tv.addWidget(self.types_table)
+        root.addWidget(types_box)
         result = QGroupBox("Result")
         rv = QVBoxLayout(result)
         self.report_view = QTextBrowser()
@@ -70,7 +87,10 @@ class ExportPane(QWidget):
         self.gguf_btn.clicked.connect(lambda: self._export("gguf"))
         self.hf_btn.clicked.connect(lambda: self._export("hf"))
         self.open_btn.clicked.connect(self.open_folder)
+        self.source.currentIndexChanged.connect(lambda _i: self.refresh_types())
+        self.types_table.cellDoubleClicked.connect(lambda row, _col: self.qtype.setCurrentIndex(row))
         p.refresh_sources()
+        self.refresh_types()
         quit_hook(self.presenter.shutdown)
 
     def _on_sources(self, sources: list) -> None:
@@ -82,6 +102,17 @@ class ExportPane(QWidget):
         self.source.setCurrentIndex(max(0, i))
         if not sources:
             set_banner(self.notice, "No checkpoints yet: train a run first.")
+
+    def refresh_types(self) -> None:
+        """The types table for the chosen checkpoint: what each type's export measured, if it was made."""
+        rows = self.presenter.type_rows(self.source.currentData())
+        self.types_table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                item = QTableWidgetItem(text)
+                if c == 0:
+                    item.setToolTip(GGUF_TYPES[text].summary)
+                self.types_table.setItem(r, c, item)
 
     def _export(self, fmt: str) -> None:
         ck = self.source.currentData()
@@ -107,6 +138,7 @@ class ExportPane(QWidget):
         self.bar.setValue(1 if not r.get("error") else 0)
         self.open_btn.setEnabled(bool(r.get("path") or r.get("file")))
         self.report_view.setHtml(report_html(r))
+        self.refresh_types()
 
     def open_folder(self) -> None:
         r = self.presenter.last or {}
@@ -134,7 +166,15 @@ def report_html(r: dict) -> str:
             rows.append(f"<tr><td style='color:{COLORS['muted']}; padding-right:16px'>{name}</td>"
                         f"<td style='color:{color}; font-weight:{weight}'>{html.escape(value)}</td></tr>")
         parts.append("<h3>Parity with llama.cpp</h3><table cellpadding='3'>" + "".join(rows) + "</table>")
-        note = (r.get("report") or {}).get("note")
+        rep = r.get("report") or {}
+        if rep.get("type_counts"):
+            counts = ", ".join(f"{n} × {t}" for t, n in sorted(rep["type_counts"].items()))
+            made = f" by {rep['quantizer']}" if rep.get("quantizer") else ""
+            parts.append(f"<p><b>Tensors{made}:</b> {html.escape(counts)}</p>")
+        if rep.get("fallbacks"):
+            items = "".join(f"<li>{html.escape(f)}</li>" for f in rep["fallbacks"])
+            parts.append(f"<p><b>Fallbacks</b> ({len(rep['fallbacks'])} tensors, as llama.cpp does):</p><ul>{items}</ul>")
+        note = rep.get("note")
         if note:
             parts.append(f"<p style='color:{COLORS['warn']}'>{html.escape(note)}</p>")
     if r.get("format") == "hf" and r.get("report"):

@@ -5,14 +5,46 @@ which must not take the studio down), so here the export only needs a worker thr
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from core.export.types import GGUF_TYPES
 from studio.threads import Task
 from studio.widgets.model_sources import ModelSource, list_checkpoints
 
-GGUF_TYPES = ("f32", "f16", "q8_0")
+TYPE_COLUMNS = ("Type", "Size on disk", "Perplexity vs f32", "Top-1 vs f32", "Mean KL vs f32", "Parity")
+
+
+def quality_cells(quality: dict | None) -> tuple[str, str, str]:
+    """(perplexity change, top-1 agreement, mean KL) as the types table shows them."""
+    if not quality:
+        return ("", "", "")
+    return (f"{quality['perplexity_change']:+.2%}", f"{quality['top1_agreement']:.1%}",
+            f"{quality['mean_kl']:.2e}")
+
+
+def type_row(name: str, path: Path) -> tuple[str, ...]:
+    """One row of the types table: what the export of type `name` at `path` measured (empty when not made yet)."""
+    if not path.is_file():
+        return (name, "not exported", "", "", "", "")
+    size = f"{path.stat().st_size / 1e6:.2f} MB"
+    parity = read_parity(path)
+    if name == "f32":
+        cells = ("reference", "reference", "reference")
+    else:
+        cells = quality_cells(parity.get("quality"))
+    verdict = "" if not parity else ("PASS" if parity.get("passed") else "FAIL")
+    return (name, size, *cells, verdict)
+
+
+def read_parity(gguf_file: Path) -> dict:
+    """The parity report the export wrote beside the file (core.export.parity.parity_path), or {}."""
+    try:
+        return json.loads(Path(gguf_file).with_suffix(".parity.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def parity_lines(report: dict | None) -> list[tuple[str, str, bool | None]]:
@@ -32,6 +64,14 @@ def parity_lines(report: dict | None) -> list[tuple[str, str, bool | None]]:
         rows.append(("Greedy continuation", "identical" if report["greedy_identical"] else
                      f"diverges at token {first}" + (" (a near-tie)" if report.get("greedy_divergence_is_tie")
                                                      else ""), report["greedy_identical"] or None))
+    quality = report.get("quality")
+    if quality:
+        ppl, top1, kl = quality_cells(quality)
+        rows.append(("Perplexity vs f32", f"{quality['perplexity_f32']:.4g} → {quality['perplexity']:.4g} ({ppl})",
+                     None))
+        rows.append(("Top-1 vs f32", f"{top1} of {quality['n_tokens']} held-out tokens", None))
+        rows.append(("Mean KL vs f32", f"{kl} nats", None))
+        rows.append(("Held-out text", quality.get("heldout", ""), None))
     if "tokenizer_match" in report:
         rows.append(("Tokenizer match", "yes" if report["tokenizer_match"] else "NO", report["tokenizer_match"]))
     for problem in report.get("problems", []):
@@ -62,6 +102,12 @@ class ExportPresenter(QObject):
         ck = Path(checkpoint)
         stem = f"{ck.parent.parent.name}-{ck.name}" if ck.parent.name == "checkpoints" else ck.name
         return self.context.workspace.exports_dir / (f"{stem}-{fmt}.gguf" if fmt in GGUF_TYPES else f"{stem}-hf")
+
+    def type_rows(self, checkpoint: str | None) -> list[tuple[str, ...]]:
+        """Every GGUF type with the size and quality of this checkpoint's export of it (TYPE_COLUMNS)."""
+        if not checkpoint:
+            return [(name, "", "", "", "", "") for name in GGUF_TYPES]
+        return [type_row(name, self.default_output(checkpoint, name)) for name in GGUF_TYPES]
 
     @property
     def busy(self) -> bool:
@@ -117,7 +163,7 @@ def _gguf_job(checkpoint: str, qtype: str, out: Path, progress, cancelled) -> di
     except ParityError as exc:  # the file was written but llama.cpp disagrees: show the figures, keep it out
         return {"format": "gguf", "checkpoint": checkpoint, "file": str(out), "parity": exc.report,
                 "error": str(exc)}
-    except ce.UnsupportedExport as exc:
+    except (ce.UnsupportedExport, ce.QuantizeError) as exc:
         return {"format": "gguf", "checkpoint": checkpoint, "error": str(exc)}
     return {"format": "gguf", "checkpoint": checkpoint, "path": str(out), "report": report,
             "parity": report.get("parity")}

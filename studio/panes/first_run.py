@@ -25,6 +25,16 @@ DONE_OK, DONE_BAD = ("completed",), ("failed", "stopped", "killed", "interrupted
 CHAT_QUESTION, CHAT_ANSWER = "What is 37 * 48?", 1776  # the demo model calls calculate_math (tests/test_demo.py)
 
 
+def bar_format(step: int, known_total: bool) -> str:
+    """The progress bar's text: which stage its share belongs to. The stages differ in length by orders of
+    magnitude (seconds for the data, minutes for pretraining), so one overall share would mislead as much as an
+    unlabelled stage share ("95 %" with SFT not started); the bar shows the stage's own share, named."""
+    if step < 0:
+        return ""
+    stage = f"Step {step + 1} of {len(STEPS)}: {STEPS[step]}"
+    return f"{stage} · %p%" if known_total else stage
+
+
 class FirstRunPresenter(QObject):
     stepChanged = Signal(int, str, str)      # step index, state (running|done|failed), detail
     progress = Signal(object, object, str)
@@ -81,7 +91,11 @@ class FirstRunPresenter(QObject):
 
         folder = Path(paths["pretrain"]).parent
         self.paths = stage_files(folder)
-        self.stepChanged.emit(0, "done", f"{len(list(folder.glob('*.jsonl')))} files in {folder}")
+        files = sorted(folder.glob("*.jsonl"))
+        kinds = {Path(path): kind for kind, path in paths.items()}
+        for f in files:  # the Datasets pane lists the workspace's datasets from the store
+            self.context.store.add_dataset(str(f), name=f.name, kind=kinds.get(f, ""))
+        self.stepChanged.emit(0, "done", f"{len(files)} files in {folder}")
         self.context.datasetsChanged.emit()
         self._enter(1)
         out = self.context.workspace.tokenizers_dir / "demo"
@@ -98,6 +112,7 @@ class FirstRunPresenter(QObject):
     def _tokenizer_done(self, out: Path) -> None:
         self.tokenizer_dir = Path(out)
         self.stepChanged.emit(1, "done", str(out))
+        self.context.datasetsChanged.emit()  # the tokenizer lists (Datasets › Stats) show it now
         self._launch("pretrain", None)
 
     def config_for(self, method: str, init: str | None) -> dict:
@@ -181,6 +196,8 @@ class FirstRunDialog(QDialog):
             v.addLayout(row)
             self.rows.append((mark, detail))
         self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.step = -1  # the stage the bar's share belongs to (bar_format)
         v.addWidget(self.bar)
         self.message = label("")
         v.addWidget(self.message)
@@ -199,10 +216,16 @@ class FirstRunDialog(QDialog):
         p.finished.connect(self._on_finished)
 
     def _start(self) -> None:
+        self.step = -1
         self.start_btn.setEnabled(False)
         self.presenter.start()
 
     def _on_step(self, i: int, state: str, detail: str) -> None:
+        if state == "running" and i != self.step:  # a new stage: its share starts from nothing
+            self.step = i
+            self.bar.setRange(0, 1)
+            self.bar.setValue(0)
+            self.bar.setFormat(bar_format(i, known_total=False))
         mark, text = self.rows[i]
         mark.setText({"running": "◐", "done": "✔", "failed": "✖"}[state])
         color = {"running": COLORS["accent"], "done": COLORS["ok"], "failed": COLORS["bad"]}[state]
@@ -215,10 +238,12 @@ class FirstRunDialog(QDialog):
             self.bar.setValue(int(done))
         else:
             self.bar.setRange(0, 0)
+        self.bar.setFormat(bar_format(self.step, known_total=bool(total)))
 
     def _on_finished(self, ok: bool, message: str) -> None:
         self.bar.setRange(0, 1)
         self.bar.setValue(1 if ok else 0)
+        self.bar.setFormat("All steps done" if ok else bar_format(self.step, known_total=False) + " · failed")
         color = COLORS["ok"] if ok else COLORS["bad"]
         self.message.setText(f"<span style='color:{color}'>{message}</span>")
         self.start_btn.setEnabled(not ok)
