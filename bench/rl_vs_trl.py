@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import grid, paired_text
+from bench.common import grid, machine_info, paired_text
 from bench.rl_gain import GRPO, MODEL, REWARDS, paired, prepare, rl_config, score_prompts, sft_config, train_run
 
 KL_COEF = 0.02  # our default kl_coef (k3 estimator on both sides; TRL's `beta`)
@@ -62,10 +62,22 @@ def ours_config(run_dir: Path, sft_dir: Path, prompts: Path, s: dict, seed: int)
     cfg["method_options"].update(
         num_generations=s["group_size"], kl_coef=s["kl_coef"], max_new_tokens=s["max_new_tokens"],
         max_prompt_len=s["max_prompt_len"], temperature=s["temperature"], clip=s["clip"], loss=s["loss"],
-        scale_rewards=s["scale_rewards"] != "none", updates_per_rollout=s["updates_per_rollout"],
+        **advantage_scale(s["scale_rewards"]), updates_per_rollout=s["updates_per_rollout"],
         # every rollout of every step goes into a `sample` event: which prompts each step trained on
         sample_every=1, samples_logged=min(64, rollouts))
     return cfg
+
+
+def advantage_scale(scale: str) -> dict:
+    """Our options for TRL's `scale_rewards`: "group" | "batch" | "none" with no std floor (TRL has none, only its
+    + 1e-4), or, on a GRPOConfig from before the choice existed, the bool that meant group (True) or none."""
+    from core.config.rl import GRPOConfig
+
+    if "std_floor" in GRPOConfig.model_fields:
+        return {"scale_rewards": scale, "std_floor": 0.0}
+    if scale == "batch":
+        raise ValueError("this GRPOConfig has no batch-std advantage scaling; use scale_rewards 'group' or 'none'")
+    return {"scale_rewards": scale == "group"}
 
 
 def train_ours(cfg: dict) -> dict:
@@ -252,7 +264,7 @@ def run(steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), sft_steps: int = 40
                         for seed, r in runs[side].items()}
     return {"config": {**s, "seeds": list(seeds), "sft_steps": sft_steps, "train_prompts": train_prompts,
                        "test_prompts": test_prompts, "model": model, "rewards": REWARDS, "threads": 1,
-                       "export": export},
+                       "export": export, "machine": machine_info()},
             "results": summarise(scores, runs), "work_dir": str(work)}
 
 
@@ -274,6 +286,8 @@ def summarise(scores: dict, runs: dict) -> dict:
                        "seeds": [x["step_s"] for x in r.values()]},
             "reward_curve": [float(v) for v in np.mean([x["reward_curve"] for x in r.values()], axis=0)],
             "steps": [x["steps"] for x in r.values()],
+            # TRL's own decoding of the completions that ours (which the reward reads) decoded otherwise
+            "text_mismatches": [x.get("text_mismatches", 0) for x in r.values()],
             "step_prompts": {seed: x["step_prompts"] for seed, x in r.items()}}
     out["ours_minus_trl"] = {m: paired([x[m] for x in scores["ours"].values()],
                                        list(np.mean([x[m] for x in scores["trl"].values()], axis=0)))
