@@ -13,8 +13,9 @@ The set-up is bench/rl_gain.py's (its tokenizer, demo prompts, hinted SFT run, `
 3. TRL's reward function is `core.rl.rewards.RewardCombiner`, the code our recipe calls, fed the completion ids
    decoded by our tokenizer as our rollout does;
 4. TRL's final model is imported back (`core.export.imports.import_checkpoint`) and both sides are scored by
-   `bench.rl_gain.score_prompts` (greedy, exact answer) on the held-out test split; gains are paired with the
-   SFT model per prompt (`bench.rl_gain.paired`, 95 % bootstrap interval), and "ours − TRL" pairs the two sides.
+   `bench.rl_gain.score_prompts` (greedy, exact answer) on held-out prompts: bench.rl_gain's validation split
+   (the first 256 distinct prompts after the training ones; its test split is left for its own single report,
+   as issue 23 asks), and gains are paired with the SFT model per prompt (`bench.rl_gain.paired`, 95 % bootstrap interval), and "ours − TRL" pairs the two sides.
 
 Time per step is measured the same way on both sides: from the start of training (our `run_started` event, TRL's
 `on_train_begin`) to the end of the last optimizer step (our last `metric` event, TRL's last `on_step_end`),
@@ -234,7 +235,7 @@ def _quiet_hf() -> None:
 
 
 def run(steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), sft_steps: int = 400, train_prompts: int = 600,
-        test_prompts: int = 256, sft_answered: int = 300, model: dict | str = MODEL, work_dir: str | None = None) -> dict:
+        held_out: int = 256, sft_answered: int = 300, model: dict | str = MODEL, work_dir: str | None = None) -> dict:
     import torch
 
     from core.config.rl import RewardConfig
@@ -245,7 +246,7 @@ def run(steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), sft_steps: int = 40
     _quiet_hf()
     s = settings(steps)
     work = Path(work_dir or tempfile.mkdtemp(prefix="rl_vs_trl_"))
-    files = prepare(work, train_prompts, 0, test_prompts, sft_answered)
+    files = prepare(work, train_prompts, held_out, 0, sft_answered)
     sft_dir = work / "sft"
     train_run(sft_config(sft_dir, files["sft"], work / "tokenizer", sft_steps, model))
     tok = load_tokenizer(resolve_checkpoint(sft_dir))
@@ -258,12 +259,12 @@ def run(steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), sft_steps: int = 40
         runs["trl"][seed] = train_trl(work / "sft_hf", items, rewards, tok, work / f"trl-seed{seed}", s, seed)
         if torch.get_num_threads() != 1:  # TRL / accelerate must not have changed the thread count under us
             raise RuntimeError(f"torch threads changed to {torch.get_num_threads()} during the TRL run")
-    scores = {"sft": score_prompts(sft_dir, files["test"], rewards)}
+    scores = {"sft": score_prompts(sft_dir, files["validation"], rewards)}
     for side in SIDES:
-        scores[side] = {seed: score_prompts(Path(r["checkpoint"]), files["test"], rewards)
+        scores[side] = {seed: score_prompts(Path(r["checkpoint"]), files["validation"], rewards)
                         for seed, r in runs[side].items()}
     return {"config": {**s, "seeds": list(seeds), "sft_steps": sft_steps, "train_prompts": train_prompts,
-                       "test_prompts": test_prompts, "model": model, "rewards": REWARDS, "threads": 1,
+                       "held_out": held_out, "model": model, "rewards": REWARDS, "threads": 1,
                        "export": export, "machine": machine_info()},
             "results": summarise(scores, runs), "work_dir": str(work)}
 
@@ -301,7 +302,7 @@ def summarise(scores: dict, runs: dict) -> dict:
 
 def table(result: dict, markdown: bool = False) -> str:
     res, n = result["results"], len(result["config"]["seeds"])
-    head = ["side", "test accuracy (per seed)", "Δ accuracy vs SFT [95% CI]", "Δ reward vs SFT [95% CI]",
+    head = ["side", "held-out accuracy (per seed)", "Δ accuracy vs SFT [95% CI]", "Δ reward vs SFT [95% CI]",
             "s / step (per seed)", "final reward"]
     body = [["SFT (start)", f"{res['sft']['accuracy']:.1%}", "–", "–", "–", "–"]]
     name = {"ours": f"ours ({n} seeds)", "trl": f"TRL GRPOTrainer ({n} seeds)"}

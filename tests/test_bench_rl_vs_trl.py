@@ -15,7 +15,7 @@ def test_a_tiny_run_trains_both_sides_the_same_steps_on_the_same_prompts(tmp_pat
     from bench.rl_vs_trl import SIDES, curve_table, run, table
 
     # the FAST demo's model preset; 2 steps of 4 prompts × 8 completions each side
-    res = run(steps=2, seeds=(0,), sft_steps=20, train_prompts=40, test_prompts=16, sft_answered=20, model="tiny",
+    res = run(steps=2, seeds=(0,), sft_steps=20, train_prompts=40, held_out=16, sft_answered=20, model="tiny",
               work_dir=str(tmp_path))
     r = res["results"]
     assert res["config"]["export"]["architecture"] == "LlamaForCausalLM"
