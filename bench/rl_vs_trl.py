@@ -56,6 +56,8 @@ def settings(steps: int) -> dict:
 def ours_config(run_dir: Path, sft_dir: Path, prompts: Path, s: dict, seed: int) -> dict:
     cfg = rl_config("grpo", run_dir, sft_dir, prompts, s["steps"], seed)
     rollouts = s["prompts_per_step"] * s["group_size"]
+    if rollouts > 64:  # a `sample` event holds at most 64: the prompts of a step could no longer be checked
+        raise ValueError(f"{rollouts} rollouts per step; the bench checks the prompts of a step up to 64")
     cfg["log_every"] = 1  # the reward curve: one metric event per step
     cfg["batch_size"] = s["prompts_per_step"]
     cfg["optim"] = {"lr": s["lr"], "schedule": s["schedule"], "weight_decay": s["weight_decay"],
@@ -65,7 +67,7 @@ def ours_config(run_dir: Path, sft_dir: Path, prompts: Path, s: dict, seed: int)
         max_prompt_len=s["max_prompt_len"], temperature=s["temperature"], clip=s["clip"], loss=s["loss"],
         **advantage_scale(s["scale_rewards"]), updates_per_rollout=s["updates_per_rollout"],
         # every rollout of every step goes into a `sample` event: which prompts each step trained on
-        sample_every=1, samples_logged=min(64, rollouts))
+        sample_every=1, samples_logged=rollouts)
     return cfg
 
 
