@@ -83,3 +83,19 @@ def gguf_backends(model, tokenizer, work, preset: str, qtypes, n_ctx: int, threa
             yield qtype, backend
         finally:
             backend.close()
+
+
+def paired_text(d: dict, pct: bool) -> str:
+    """A paired difference `{"mean", "ci95"}` (bench.rl_gain.paired) as "+1.2 pt [-0.3 pt, +2.8 pt]" (pct: shares
+    shown as points) or "+0.012 [-0.003, +0.028]"."""
+    f = (lambda x: f"{100 * x:+.1f} pt") if pct else (lambda x: f"{x:+.3f}")
+    return f"{f(d['mean'])} [{f(d['ci95'][0])}, {f(d['ci95'][1])}]"
+
+
+def grid(head: list[str], body: list[list[str]], markdown: bool = False) -> str:
+    """Rows under a header: a Markdown table, or plain columns padded to their widest cell."""
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
+    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + body)

@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import grid, paired_text
+
 REWARDS = {"sources": [{"type": "answer", "partial": 0.0},
                        {"type": "length", "weight": 0.1, "min_chars": 0, "max_chars": 16, "tolerance": 16}]}
 GRPO = {"prompts": 4, "G": 8, "lr": 5e-4}           # 32 rollouts per step
@@ -72,7 +74,7 @@ def train_run(cfg: dict) -> float:
     return time.perf_counter() - t0
 
 
-def _prepare(work: Path, train_prompts: int, val_prompts: int, test_prompts: int, sft_answered: int) -> dict:
+def prepare(work: Path, train_prompts: int, val_prompts: int, test_prompts: int, sft_answered: int) -> dict:
     """Tokenizer, the train / validation / test prompt files and the hinted SFT file."""
     from core.data import generate_demo_data
     from core.rl.evaluate import split_prompts, write_hinted_sft
@@ -86,6 +88,14 @@ def _prepare(work: Path, train_prompts: int, val_prompts: int, test_prompts: int
     return {"train": rl_train, "validation": _lines(held, work / "rl_val.jsonl", 0, val_prompts),
             "test": _lines(held, work / "rl_test.jsonl", val_prompts, test_prompts),
             "sft": write_hinted_sft(demo["sft"], work / "sft_hinted.jsonl", answered=answered)}
+
+
+def sft_config(run_dir: Path, sft_file: Path, tokenizer_dir: Path, steps: int, model: dict | str = MODEL) -> dict:
+    """The SFT run every RL run starts from (seed 0)."""
+    return {"device": "cpu", "precision": "fp32", "log_every": 10, "save_every": 0, "seed": 0, "method": "sft",
+            "run_dir": str(run_dir), "max_steps": steps, "batch_size": 16, "model": model,
+            "data": {"files": [str(sft_file)], "max_len": 96, "tokenizer": str(tokenizer_dir)},
+            "optim": {"lr": 3e-3, "warmup_steps": 20}}
 
 
 def rl_config(method: str, run_dir: Path, sft_dir: Path, prompts: Path, steps: int, seed: int) -> dict:
@@ -162,13 +172,9 @@ def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 
 
     torch.set_num_threads(1)
     work = Path(work_dir or tempfile.mkdtemp(prefix="rl_gain_"))
-    files = _prepare(work, train_prompts, val_prompts, test_prompts, sft_answered)
+    files = prepare(work, train_prompts, val_prompts, test_prompts, sft_answered)
     sft_dir = Path(sft_run) if sft_run else work / "sft"
-    times = {"sft": 0.0 if sft_run else train_run({
-        "device": "cpu", "precision": "fp32", "log_every": 10, "save_every": 0, "seed": 0, "method": "sft",
-        "run_dir": str(sft_dir), "max_steps": sft_steps, "batch_size": 16, "model": MODEL,
-        "data": {"files": [str(files["sft"])], "max_len": 96, "tokenizer": str(work / "tokenizer")},
-        "optim": {"lr": 3e-3, "warmup_steps": 20}})}
+    times = {"sft": 0.0 if sft_run else train_run(sft_config(sft_dir, files["sft"], work / "tokenizer", sft_steps))}
     rewards = RewardConfig.model_validate(REWARDS)
     splits = ("validation", "test")
     scores = {"sft": {0: {s: score_prompts(sft_dir, files[s], rewards) for s in splits}}, "grpo": {}, "ppo": {}}
@@ -185,11 +191,6 @@ def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 
             "results": {s: summarise(scores, s) for s in splits}, "train_s": times, "work_dir": str(work)}
 
 
-def _diff(d: dict, pct: bool) -> str:
-    f = (lambda x: f"{100 * x:+.1f} pt") if pct else (lambda x: f"{x:+.3f}")
-    return f"{f(d['mean'])} [{f(d['ci95'][0])}, {f(d['ci95'][1])}]"
-
-
 def table(result: dict, split: str = "test", markdown: bool = False) -> str:
     rows, n = result["results"][split], len(result["config"]["seeds"])
     head = ["model", "exact-answer accuracy", "Δ accuracy vs SFT [95% CI]", "mean reward", "Δ reward vs SFT [95% CI]",
@@ -200,13 +201,9 @@ def table(result: dict, split: str = "test", markdown: bool = False) -> str:
         acc = f"{r['accuracy']['mean']:.1%}" + ("" if k == "sft" else " (" + ", ".join(
             f"{x:.1%}" for x in r["accuracy"]["seeds"]) + ")")
         vs = r.get("vs_sft")
-        body.append([name[k], acc, _diff(vs["accuracy"], True) if vs else "–", f"{r['reward']['mean']:.3f}",
-                     _diff(vs["reward"], False) if vs else "–", f"{r['reply_tokens']['mean']:.1f}"])
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
-    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + body)
+        body.append([name[k], acc, paired_text(vs["accuracy"], True) if vs else "–", f"{r['reward']['mean']:.3f}",
+                     paired_text(vs["reward"], False) if vs else "–", f"{r['reply_tokens']['mean']:.1f}"])
+    return grid(head, body, markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
