@@ -24,7 +24,7 @@ RL_METRICS = {"loss", "reward/mean", "reward/std", "kl", "entropy", "response_le
               "advantages/mean", "advantages/std", "reward/answer", "reward/length", "policy_loss"}
 
 
-def _assert_gain_without_gaming(rl_data, init, run_dir) -> None:
+def _assert_gain_without_gaming(rl_data, init, run_dir, min_gain: float = 0.02) -> None:
     """Greedy replies to the held-out prompts: the reward rose and exact-answer accuracy did not fall."""
     rewards = RewardConfig.model_validate(DEMO_REWARDS)
     with one_thread():
@@ -32,7 +32,7 @@ def _assert_gain_without_gaming(rl_data, init, run_dir) -> None:
         after = evaluate_policy(run_dir, [rl_data["rl_eval"]], rewards, max_new_tokens=16)
     assert before["n"] == after["n"] == 96
     assert before["accuracy"] * 96 >= 4, before  # enough right answers at the start that a fall would show
-    assert after["reward"] > before["reward"] + 0.02, (before, after)
+    assert after["reward"] > before["reward"] + min_gain, (before, after)
     assert after["accuracy"] >= before["accuracy"], (before, after)
 
 
@@ -54,14 +54,15 @@ def test_grpo_raises_held_out_reward_without_losing_accuracy(rl_data, demo_sft_r
     run_dir = tmp_path / "grpo"
     cfg = rl_config(run_dir, demo_sft_run, [rl_data["rl"]], "grpo", max_steps=32, batch_size=4,
                     method_options={"num_generations": 8, "max_new_tokens": 16, "sample_every": 4,
-                                    "updates_per_rollout": 2, "rewards": DEMO_REWARDS, "std_floor": 0.0},
-                    **{"optim.lr": 1e-4})
+                                    "updates_per_rollout": 2, "rewards": DEMO_REWARDS}, **{"optim.lr": 1e-4})
     with one_thread():
         assert run_training(cfg) == 0
     metrics = _check_stream(run_dir, ["ratio/mean"])
     # the second update on each rollout sees a real ratio π/π_old ≠ 1
     assert any(abs(m["metrics"]["ratio/mean"] - 1.0) > 1e-4 for m in metrics[1::2])
-    _assert_gain_without_gaming(rl_data, demo_sft_run, run_dir)
+    # GRPO's std floor (0.1) keeps groups that differ only in the 0.1 × length term from getting full-size
+    # advantages, so less of the reward's rise comes from length: measured +0.015 with the floor, +0.02+ without
+    _assert_gain_without_gaming(rl_data, demo_sft_run, run_dir, min_gain=0.01)
 
 
 @pytest.mark.slow
