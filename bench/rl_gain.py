@@ -164,8 +164,12 @@ def summarise(scores: dict, split: str) -> dict:
 
 def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 1, 2), train_prompts: int = 600,
         val_prompts: int = 256, test_prompts: int = 256, sft_answered: int = 300, work_dir: str | None = None,
-        sft_run: str | None = None) -> dict:
-    """`sft_run`: reuse the SFT run dir of an earlier call (same work_dir layout) instead of training one."""
+        sft_run: str | None = None, overrides: tuple[str, ...] = (), split_names: tuple[str, ...] = ("validation", "test"),
+        methods: tuple[str, ...] = ("grpo", "ppo")) -> dict:
+    """`sft_run`: reuse the SFT run dir of an earlier call (same work_dir layout) instead of training one;
+    `overrides`: `--set` strings for the RL runs (tune on `split_names=("validation",)` only)."""
+    from core.config.train import apply_overrides
+
     import torch
 
     from core.config.rl import RewardConfig
@@ -176,18 +180,20 @@ def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 
     sft_dir = Path(sft_run) if sft_run else work / "sft"
     times = {"sft": 0.0 if sft_run else train_run(sft_config(sft_dir, files["sft"], work / "tokenizer", sft_steps))}
     rewards = RewardConfig.model_validate(REWARDS)
-    splits = ("validation", "test")
-    scores = {"sft": {0: {s: score_prompts(sft_dir, files[s], rewards) for s in splits}}, "grpo": {}, "ppo": {}}
+    splits = split_names
+    scores = {"sft": {0: {s: score_prompts(sft_dir, files[s], rewards) for s in splits}}, **{m: {} for m in methods}}
+    tag = "-".join(o.replace("method_options.", "").replace("=", "") for o in overrides)
     for seed in seeds:
-        for method in ("grpo", "ppo"):
-            run_dir = work / f"{method}-seed{seed}"
-            times[f"{method}-seed{seed}"] = train_run(rl_config(method, run_dir, sft_dir, files["train"], rl_steps,
-                                                                seed))
+        for method in methods:
+            run_dir = work / "-".join(filter(None, (method, f"seed{seed}", tag)))
+            cfg = apply_overrides(rl_config(method, run_dir, sft_dir, files["train"], rl_steps, seed), list(overrides))
+            times[run_dir.name] = train_run(cfg)
             scores[method][seed] = {s: score_prompts(run_dir, files[s], rewards) for s in splits}
     return {"config": {"sft_steps": sft_steps, "rl_steps": rl_steps, "seeds": list(seeds),
                        "train_prompts": train_prompts, "val_prompts": val_prompts, "test_prompts": test_prompts,
                        "sft_answered": sft_answered, "model": MODEL, "rewards": REWARDS, "grpo": GRPO, "ppo": PPO,
-                       "temperature": 1.0, "threads": 1, "bootstrap": BOOTSTRAP},
+                       "temperature": 1.0, "threads": 1, "bootstrap": BOOTSTRAP, "overrides": list(overrides),
+                       "splits": list(splits)},
             "results": {s: summarise(scores, s) for s in splits}, "train_s": times, "work_dir": str(work)}
 
 
@@ -215,13 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--sft-run", help="reuse this SFT run dir (from an earlier --work-dir) instead of training one")
     p.add_argument("--work-dir", help="keep the runs here (default: a new temporary folder)")
+    p.add_argument("--split", choices=("validation", "test", "both"), default="both")
+    p.add_argument("--methods", nargs="+", choices=("grpo", "ppo"), default=["grpo", "ppo"])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the RL runs, e.g. optim.lr=1e-4 (tune on --split validation only)")
     a = p.parse_args(argv)
+    names = ("validation", "test") if a.split == "both" else (a.split,)
     res = run(sft_steps=a.sft_steps, rl_steps=a.rl_steps, seeds=tuple(a.seeds), work_dir=a.work_dir,
-              sft_run=a.sft_run)
+              sft_run=a.sft_run, overrides=tuple(a.set), split_names=names, methods=tuple(a.methods))
     if a.json:
         print(json.dumps(res, indent=2))
         return 0
-    for split in ("test", "validation"):
+    for split in [n for n in ("test", "validation") if n in names]:
         n = res["config"]["test_prompts" if split == "test" else "val_prompts"]
         print(f"{split} split ({n} prompts)")
         print(table(res, split, a.markdown) + "\n")

@@ -127,3 +127,36 @@ def test_the_frozen_reference_computes_what_the_policy_does_under_bf16_autocast(
     bf16_copy = frozen_reference(policy, None, RunContext(run_dir=tmp_path, device=torch.device("cpu"))).bfloat16()
     with torch.no_grad(), autocast(ctx.device, torch.bfloat16):
         assert not torch.equal(a, bf16_copy(ids).logits)  # what the reference computed before
+
+
+def test_one_update_per_rollout_uses_the_training_pass_as_the_old_policy_with_the_same_gradient(tmp_path):
+    """With updates_per_rollout 1 the policy's separate scoring pass is skipped (one forward in three, as TRL): the
+    training pass's detached log-probs are the old ones, and loss and gradients equal those from a stored pass."""
+    import torch
+
+    from core.config.model import ModelConfig
+    from core.model import MiniMindForCausalLM
+    from core.rl.losses import clipped_policy_loss, group_advantages, masked_mean
+    from core.rl.rollout import old_logprobs, response_logprobs, score_rollout
+
+    class Tok:
+        pad_id = 0
+
+    torch.manual_seed(0)
+    policy = MiniMindForCausalLM(ModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                             num_key_value_heads=2, vocab_size=128))
+    prompts, completions = [[5, 6, 7], [8, 9]] * 2, [[10, 11, 12], [13], [14, 15], [16, 17, 18, 19]]
+    total = torch.tensor([1.0, 0.0, 0.5, 0.2])
+    grads = []
+    for keep in (True, False):
+        r = score_rollout(policy, policy, Tok(), [""] * 4, prompts, completions, [""] * 4, total, {}, 1.0, "cpu",
+                          keep_old_logp=keep)
+        assert (r.old_logp is None) == (not keep)
+        policy.zero_grad()
+        logp = response_logprobs(policy, r)
+        adv = group_advantages(r.rewards, 2)[:, None]
+        pg, ratio, _ = clipped_policy_loss(logp, old_logprobs(r, logp), adv)
+        masked_mean(pg, r.response_mask, dim=1).mean().backward()
+        assert torch.allclose(ratio, torch.ones_like(ratio))
+        grads.append([p.grad.clone() for p in policy.parameters() if p.grad is not None])
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(*grads))

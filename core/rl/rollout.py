@@ -24,7 +24,8 @@ class Rollout:
     completion_ids: list[list[int]]
     rewards: torch.Tensor            # (B,) total
     breakdown: dict[str, list[float]]
-    old_logp: torch.Tensor           # (B, C) log-probs under the policy that sampled (the "old" policy)
+    old_logp: torch.Tensor | None    # (B, C) log-probs under the policy that sampled (the "old" policy); None when
+    #                                  each rollout feeds one update: the training pass's detached log-probs are it
     ref_logp: torch.Tensor           # (B, C)
     advantages: torch.Tensor | None = None   # (B, 1) sequence-level or (B, C) token-level
     extras: dict = field(default_factory=dict)  # method-specific (PPO: old values, returns)
@@ -124,7 +125,7 @@ def sample(policy, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, 
 
 
 def make_rollout(policy, reference, tokenizer, rewards, items: list[dict], opts, device, repeats: int = 1,
-                 autocast=None) -> Rollout:
+                 autocast=None, keep_old_logp: bool = True) -> Rollout:
     """Sample `repeats` completions per prompt item, score them, and compute old/reference log-probs.
 
     `items` are PromptDataset items (prompt_ids, messages, answer, prompt). Rows are grouped by prompt:
@@ -141,16 +142,19 @@ def make_rollout(policy, reference, tokenizer, rewards, items: list[dict], opts,
     total, breakdown = rewards(RewardInputs(texts, [it.get("answer") for it in items],
                                             [it["messages"] for it in items], completions))
     return score_rollout(policy, reference, tokenizer, [it["prompt"] for it in items], prompts, completions, texts,
-                         total, breakdown, opts.temperature, device, autocast)
+                         total, breakdown, opts.temperature, device, autocast, keep_old_logp=keep_old_logp)
 
 
 def score_rollout(policy, reference, tokenizer, prompt_texts: list[str], prompts: list[list[int]],
                   completions: list[list[int]], texts: list[str], total: torch.Tensor, breakdown: dict,
-                  temperature: float, device, autocast=None, completion_masks: list[list[int]] | None = None
-                  ) -> Rollout:
+                  temperature: float, device, autocast=None, completion_masks: list[list[int]] | None = None,
+                  keep_old_logp: bool = True) -> Rollout:
     """Pack sampled completions with their rewards and the old/reference log-probs into a Rollout.
     `completion_masks` (1 = a token the policy generated) leaves other completion tokens (tool responses, template
-    glue of multi-turn episodes) out of the loss and the KL; default: every completion token counts."""
+    glue of multi-turn episodes) out of the loss and the KL; default: every completion token counts.
+    `keep_old_logp=False` skips the policy's scoring pass: when a rollout feeds exactly one update, the policy that
+    sampled is the policy being trained, and the training pass's own log-probs, detached, are the old ones (same
+    weights, same numbers; `old_logprobs`). One forward in three saved per step, as TRL does."""
     import contextlib
 
     ids, mask, resp, P = pack_sequences(prompts, completions, tokenizer.pad_id, device)
@@ -159,7 +163,13 @@ def score_rollout(policy, reference, tokenizer, prompt_texts: list[str], prompts
             resp[i, :len(m)] = torch.tensor(m, dtype=resp.dtype, device=resp.device)
     ctx = autocast() if autocast is not None else contextlib.nullcontext()
     with torch.no_grad(), ctx:
-        old = token_logprobs(scaled(response_logits(policy, ids, mask, P)[0], temperature), ids[:, P:])
+        old = token_logprobs(scaled(response_logits(policy, ids, mask, P)[0], temperature), ids[:, P:]).float() \
+            if keep_old_logp else None
         ref = token_logprobs(scaled(response_logits(reference, ids, mask, P)[0], temperature), ids[:, P:])
-    return Rollout(ids, mask, resp, P, prompt_texts, texts, completions, total.to(device), breakdown, old.float(),
+    return Rollout(ids, mask, resp, P, prompt_texts, texts, completions, total.to(device), breakdown, old,
                    ref.float(), temperature=temperature)
+
+
+def old_logprobs(r: Rollout, logp: torch.Tensor) -> torch.Tensor:
+    """The sampling policy's log-probs: stored, or (one update per rollout) the training pass's, detached."""
+    return r.old_logp if r.old_logp is not None else logp.detach()

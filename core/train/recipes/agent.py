@@ -72,7 +72,7 @@ class AgentRecipe(GRPORecipe):
                              [self.tokenizer.decode(ep.prompt_ids) for ep in episodes],
                              [ep.prompt_ids for ep in episodes], [ep.response_ids for ep in episodes], texts, total,
                              breakdown, o.temperature, self.ctx.device, self.autocast,
-                             [ep.response_mask for ep in episodes])
+                             [ep.response_mask for ep in episodes], keep_old_logp=self.keep_old_logp)
 
     def rollout_metrics(self, r) -> dict:
         m = super().rollout_metrics(r)

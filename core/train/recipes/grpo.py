@@ -14,7 +14,7 @@ import torch
 
 from core.rl.losses import (aggregate_policy_loss, cispo_policy_loss, clipped_policy_loss, group_advantages, k3_kl,
                             masked_mean)
-from core.rl.rollout import response_logprobs
+from core.rl.rollout import old_logprobs, response_logprobs
 from core.train.recipes.onpolicy import OnPolicyRecipe
 
 
@@ -49,7 +49,7 @@ class GRPORecipe(OnPolicyRecipe):
         o = self.options
         r = self.rollout_for(batch)
         logp, entropy = response_logprobs(model, r, with_entropy=True)
-        pg, ratio, clipped = policy_loss_terms(o, logp, r.old_logp, r.advantages)
+        pg, ratio, clipped = policy_loss_terms(o, logp, old_logprobs(r, logp), r.advantages)
         kl = k3_kl(logp, r.ref_logp)
         loss = aggregate_policy_loss(pg + o.kl_coef * kl, r.response_mask, o.loss, o.max_new_tokens)
         with torch.no_grad():

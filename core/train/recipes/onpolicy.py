@@ -61,6 +61,12 @@ class _Indexed(torch.utils.data.Dataset):
 
 class OnPolicyRecipe(Recipe):
     repeats = 1  # samples per prompt (GRPO: num_generations)
+    stores_old_logp = False  # a method that reads the sampling policy's log-probs outside its loss (SPO's tracker)
+
+    @property
+    def keep_old_logp(self) -> bool:
+        """Score the sampling policy separately only when a rollout feeds several updates (or the method reads it)."""
+        return self.stores_old_logp or self.options.updates_per_rollout > 1
 
     # ---- set-up ------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -144,7 +150,7 @@ class OnPolicyRecipe(Recipe):
         from core.rl.rollout import make_rollout
 
         return make_rollout(self.policy, self.reference, self.tokenizer, self.rewards, items, self.options,
-                            self.ctx.device, self.repeats, self.autocast)
+                            self.ctx.device, self.repeats, self.autocast, self.keep_old_logp)
 
     def prepare_rollout(self, r) -> None:
         """Set r.advantages (and method extras) once per rollout."""

@@ -15,7 +15,7 @@ from torch import nn
 from core.rl.losses import (clipped_policy_loss, entropy_from_logits, gae, k3_kl, masked_mean, masked_whiten,
                             token_logprobs, value_loss)
 from core.train.recipes.onpolicy import OnPolicyRecipe
-from core.rl.rollout import response_logits, scaled
+from core.rl.rollout import old_logprobs, response_logits, scaled
 from core.rl.value import ScalarHeadModel
 
 
@@ -78,7 +78,7 @@ class PPORecipe(OnPolicyRecipe):
         logits = scaled(logits, getattr(r, "temperature", 1.0))  # the sampler's distribution
         logp = token_logprobs(logits, r.input_ids[:, r.prompt_width:])
         mask = r.response_mask
-        pg, ratio, clipped = clipped_policy_loss(logp, r.old_logp, r.advantages, o.clip)
+        pg, ratio, clipped = clipped_policy_loss(logp, old_logprobs(r, logp), r.advantages, o.clip)
         kl = k3_kl(logp, r.ref_logp)
         policy = masked_mean(pg + o.kl_coef * kl, mask, dim=1).mean()
         if o.advantage == "gae":

@@ -11,11 +11,13 @@ import torch
 
 from core.rl.losses import clipped_policy_loss, k3_kl, masked_mean
 from core.train.recipes.onpolicy import OnPolicyRecipe
-from core.rl.rollout import response_logprobs
+from core.rl.rollout import old_logprobs, response_logprobs
 from core.rl.value import BetaValueTracker
 
 
 class SPORecipe(OnPolicyRecipe):
+    stores_old_logp = True  # the tracker reads the sampling policy's mean log-prob after the step
+
     def setup(self) -> None:
         super().setup()
         o = self.options
@@ -29,7 +31,7 @@ class SPORecipe(OnPolicyRecipe):
         o = self.options
         r = self.rollout_for(batch)
         logp, entropy = response_logprobs(model, r, with_entropy=True)
-        pg, ratio, clipped = clipped_policy_loss(logp, r.old_logp, r.advantages, 0.2)
+        pg, ratio, clipped = clipped_policy_loss(logp, old_logprobs(r, logp), r.advantages, 0.2)
         kl = k3_kl(logp, r.ref_logp)
         loss = masked_mean(pg + o.kl_coef * kl, r.response_mask, dim=1).mean()
         with torch.no_grad():
