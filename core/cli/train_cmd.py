@@ -16,7 +16,8 @@ FLAGS = {
     "--epochs": ("epochs", int, "N", "passes over the data"),
     "--batch-size": ("batch_size", int, "N", "global micro-batch in sequences"),
     "--accumulation": ("optim.accumulation", int, "N", "micro-batches per optimizer step"),
-    "--lr": ("optim.lr", float, "LR", "peak learning rate"),
+    "--lr": ("optim.lr", float, "LR", "peak learning rate (default: the method's, scaled to the --init run; "
+                                      "docs/training.md#defaults)"),
     "--seq-len": ("data.seq_len", int, "N", "pretrain window length"),
     "--max-len": ("data.max_len", int, "N", "longest SFT/DPO sample"),
     "--device": ("device", str, "DEV", "auto, cpu, cuda or mps"),
