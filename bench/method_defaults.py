@@ -40,7 +40,7 @@ METHODS = {
 EVAL_BATCHES = {"rl": 32, "agent_rl": 24}  # batches of 2 prompts: 64 and 48 held-out prompts
 
 
-def split_data(data: Path, work: Path, rl_train: int = 600, rl_held: int = 64) -> dict[str, tuple[Path, Path]]:
+def split_data(data: Path, work: Path, rl_train: int = 200, rl_held: int = 64) -> dict[str, tuple[Path, Path]]:
     """{data kind: (train file, held-out file)} from a demo data folder."""
     from core.data.demo import agent_rl_held_out
     from core.rl.evaluate import split_prompts
@@ -108,7 +108,7 @@ def run(demo_dir: Path | None = None, steps: int = 30, methods: tuple[str, ...] 
         demo_dir = work / "demo"
         run_demo(demo_dir, fast=fast, say=lambda m: None, threads=threads)
     plan = FAST if fast else FULL
-    files = split_data(demo_dir / "data", work, *((6, 2) if fast else (600, 64)))
+    files = split_data(demo_dir / "data", work, *((6, 2) if fast else (200, 64)))
     return [measure(m, demo_dir / "runs", files, work, steps, (plan.seq_len, plan.max_len)) for m in methods]
 
 
