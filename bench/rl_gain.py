@@ -63,7 +63,7 @@ def _lines(src: Path, dst: Path, start: int, n: int) -> Path:
 
 
 def train_run(cfg: dict) -> float:
-    from core.config.train import validate_train_config
+    from core.config.load import validate_train_config
     from core.train import run_training
 
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ Each `MethodSpec` says what a method is: its name, the module holding its recipe
 its `method_options` model (pydantic, or None), the record kind it reads, whether it keeps a frozen reference or
 trains a critic, whether it needs a starting checkpoint, and a help text. From this one list come:
 the config's `method` field (`core.config.train`), `minimind train <method>` (`core.cli.train_cmd`), the
-engine's recipe lookup (`core.train.get_recipe`), the option validation of every recipe (`core.train.recipe`),
+engine's recipe lookup (`get_recipe`), the option validation of every recipe (`core.train.recipe`),
 and in the studio the method picker, the option form, the memory estimate and the pre-flight data kind.
 
 Adding a method = one recipe file + one `register(MethodSpec(...))` (here, or from a plugin at run time);
@@ -15,15 +15,18 @@ Importable without torch or Qt (pydantic only): the studio and the CLI read it b
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import distill, rl
+from pydantic import ValidationError
 
-# record kinds (core.data.records.KINDS): what a method's training files hold
-DATA_KINDS = ("pretrain", "sft", "dpo", "rl", "agent")
+from core.config import distill, lora, rl
+from core.config.errors import TrainConfigError, format_validation_error
+from core.config.model import PRESETS
+from core.data.records import RECORD_KINDS as DATA_KINDS  # what a method's training files hold
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,6 @@ _REGISTRY: dict[str, MethodSpec] = {}
 def validate_options(method: str, options: dict):
     """`method_options` as the method's option model (None for a method without one); a TrainConfigError naming
     each bad field as `method_options.<path>` otherwise."""
-    from pydantic import ValidationError
-
-    from core.config.train import TrainConfigError, format_validation_error
-
     model = get_method(method).options
     if model is None:
         if options:
@@ -75,6 +74,12 @@ def validate_options(method: str, options: dict):
         msg = format_validation_error(exc, "config").replace("config: ", "config: method_options.")
         raise TrainConfigError(f"{msg}\n(settings of method {method}: `minimind train {method} --help`, "
                                "docs/methods.md)") from None
+
+
+def get_recipe(method: str):
+    """The Recipe class that runs `method`: its spec's module, imported by name (so the registry stays free of
+    torch until a method runs), must define `RECIPE`."""
+    return importlib.import_module(get_method(method).recipe).RECIPE
 
 
 def register(spec: MethodSpec) -> MethodSpec:
@@ -132,8 +137,6 @@ RL_LR_WARN_RATIO = 0.1
 
 def lr_scale(model: Any) -> float:
     """How much a model's width moves the default rates: 1 at 512+ wide, up to 2 for the 128-wide tiny preset."""
-    from core.config.model import PRESETS
-
     width = None
     if isinstance(model, str) and model in PRESETS:
         width = PRESETS[model]["hidden_size"]
@@ -149,7 +152,7 @@ def lr_scale(model: Any) -> float:
 def init_run_config(init: str | None) -> dict | None:
     """The training config (method, optim.lr, model) of the run that produced `init`: a run dir, its checkpoints
     dir or one checkpoint of it; None when `init` is not inside a run folder (an imported model)."""
-    if not init:
+    if not init or not isinstance(init, (str, Path)):  # a wrong type: the field's validator names it
         return None
     p = Path(init).expanduser()
     for folder in (p, p.parent, p.parent.parent):
@@ -193,7 +196,7 @@ def apply_defaults(data: dict) -> dict:
     """`data` (a raw config dict) with every field the method gives a default for and `data` leaves out filled in;
     fields the config sets are kept. The input is not changed."""
     method = data.get("method", "pretrain")
-    if method not in _REGISTRY:
+    if not isinstance(method, str) or method not in _REGISTRY:
         return data  # the method validator names the problem
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for path, (value, _) in resolve_defaults(method, data.get("model"), data.get("init")).items():
@@ -239,7 +242,7 @@ def default_warnings(data: dict, far: bool = True) -> dict[str, str]:
     named; `far=False` leaves these out), and for an RL or preference rate above RL_LR_WARN_RATIO of the rate its
     init run was trained at."""
     method = data.get("method", "pretrain")
-    if method not in _REGISTRY:
+    if not isinstance(method, str) or method not in _REGISTRY:
         return {}
     out = {}
     for path, (default, source) in (resolve_defaults(method, data.get("model"), data.get("init")).items()
@@ -274,7 +277,7 @@ for _spec in (
     MethodSpec("sft", _R + "sft", "Supervised fine-tuning on conversations: only the assistant replies carry "
                "loss.", "sft"),
     MethodSpec("lora", _R + "lora", "SFT through low-rank adapters: the base stays frozen. Needs a starting "
-               "checkpoint.", "sft", needs_init=True),
+               "checkpoint.", "sft", lora.LoraConfig, needs_init=True),
     MethodSpec("dpo", _R + "dpo", "Direct Preference Optimization on chosen/rejected pairs, against a frozen "
                "reference.", "dpo", rl.DPOConfig, reference=True),
     MethodSpec("rm", _R + "rm", "Reward model: learns to score chosen above rejected.", "dpo", rl.RMConfig),

@@ -51,7 +51,8 @@ def test_every_registered_method_has_a_recipe_and_a_cli_subcommand():
 
 
 def test_unknown_methods_are_refused_with_the_known_ones_named():
-    from core.config.train import TrainConfigError, validate_train_config
+    from core.config.errors import TrainConfigError
+    from core.config.load import validate_train_config
 
     with pytest.raises(TrainConfigError, match=r"method: .*'nope' is not a training method; known: pretrain, sft"):
         validate_train_config({"method": "nope"})

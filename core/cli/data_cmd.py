@@ -5,9 +5,8 @@ import sys
 import time
 
 from core.cli import CLIError
-from core.data.records import KINDS
+from core.data.records import KINDS, TOKEN_KINDS
 
-CACHED_KINDS = ("pretrain", "text", "sft", "dpo")
 
 
 def register(subparsers) -> None:
@@ -24,7 +23,7 @@ def register(subparsers) -> None:
     prepare = sub.add_parser("prepare", help="tokenize a dataset into the token cache")
     prepare.add_argument("file")
     prepare.add_argument("--tokenizer", required=True, metavar="DIR")
-    prepare.add_argument("--kind", choices=CACHED_KINDS, help="default: detected")
+    prepare.add_argument("--kind", choices=TOKEN_KINDS, help="default: detected")
     prepare.add_argument("--seq-len", type=int, required=True, metavar="N",
                          help="pretrain: window length; sft/dpo: truncation length")
     prepare.add_argument("--cache-dir", required=True, metavar="DIR")
@@ -87,7 +86,7 @@ def _prepare(args) -> int:
     from core.data import DataError, DPODataset, PretrainDataset, SFTDataset
 
     kind = _kind(args.file, args.kind)
-    if kind not in CACHED_KINDS:
+    if kind not in TOKEN_KINDS:
         raise CLIError(f"{args.file} is {kind} data; only pretrain, text, sft and dpo data are tokenized ahead")
     tok = _load_tokenizer(args.tokenizer)
     started = time.monotonic()

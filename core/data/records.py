@@ -13,7 +13,12 @@ from typing import Iterator
 
 from core.tokenizer.messages import MessageError, check_messages
 
-KINDS = ("pretrain", "sft", "dpo", "rl", "agent", "text")
+# The record kinds: the one list that the method registry (MethodSpec.data_kind), the CLI's `data` commands and the
+# studio's Datasets pane derive from. RECORD_KINDS are the JSONL formats a method trains on (docs/data-formats.md);
+# "text" is plain paragraphs, read as pretrain records.
+RECORD_KINDS = ("pretrain", "sft", "dpo", "rl", "agent")
+KINDS = (*RECORD_KINDS, "text")
+TOKEN_KINDS = ("pretrain", "text", "sft", "dpo")  # the kinds a token cache can hold (`minimind data prepare`)
 ROLES = ("system", "user", "assistant", "tool")
 
 

@@ -6,7 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from core.config.train import TrainConfig, TrainConfigError, apply_overrides, load_train_config, validate_train_config
+from core.config.errors import TrainConfigError
+from core.config.load import apply_overrides, load_train_config, validate_train_config
+from core.config.train import TrainConfig
 from core.train.run_folder import RunFolderError, check_new_run_dir
 
 EXIT_CONFIG = 2
