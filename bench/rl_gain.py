@@ -168,7 +168,7 @@ def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 
         methods: tuple[str, ...] = ("grpo", "ppo")) -> dict:
     """`sft_run`: reuse the SFT run dir of an earlier call (same work_dir layout) instead of training one;
     `overrides`: `--set` strings for the RL runs (tune on `split_names=("validation",)` only)."""
-    from core.config.train import apply_overrides
+    from core.config.load import apply_overrides
 
     import torch
 
