@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from core.infer.backend_base import Backend, model_name
-from core.infer.constraint import GuidanceConstraint
 from core.infer.generate import TorchStepper, set_rope_scaling
 from core.infer.llamacpp import LlamaCppBackend
 
@@ -89,9 +88,6 @@ class TorchBackend(Backend):
     @property
     def vocab_size(self) -> int:
         return self.model.config.vocab_size
-
-    def constraint(self, fmt, thinking: bool = False):
-        return GuidanceConstraint(self.tokenizer, self.vocab_size, fmt, thinking)
 
     @torch.inference_mode()
     def score(self, ids: list[int]) -> list[float]:

@@ -13,6 +13,7 @@ from typing import Iterator
 
 from core.infer.answer_format import AnswerFormat
 from core.infer.chat_output import ChatOutputParser, OutputDelta
+from core.infer.constraint import GuidanceConstraint
 from core.infer.generate import Usage, decode_loop
 from core.infer.sampling import SamplingParams
 from core.tokenizer.chat_template import CHAT_TEMPLATE, render
@@ -58,8 +59,11 @@ class Backend(ABC):
 
     def constraint(self, fmt: AnswerFormat, thinking: bool = False):
         """A fresh core.infer.constraint object that holds one answer to `fmt` (thinking: the prompt opened the
-        reasoning block), from this backend's grammar engine."""
-        raise NotImplementedError(f"{type(self).__name__} cannot constrain its answers")
+        reasoning block), from this backend's grammar engine: llguidance over its MiniMindTokenizer by default."""
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None:
+            raise NotImplementedError(f"{type(self).__name__} cannot constrain its answers")
+        return GuidanceConstraint(tokenizer, self.vocab_size, fmt, thinking)
 
     def close(self) -> None:
         """Free the model. Call before exit (llama.cpp otherwise raises from `Llama.__del__` at shutdown)."""
