@@ -43,9 +43,11 @@ class AnswerFormat:
     tools: list[dict] = field(default_factory=list)   # OpenAI function tools offered
     tool_choice: str = "auto"                          # "none" | "auto" | "required" | an offered tool's name
     json_schema: dict | None = None                    # a text answer must be JSON of this schema
+    parallel_calls: bool = True                        # False: at most one call per answer
 
     @classmethod
-    def from_openai(cls, tools: list[dict] | None = None, tool_choice=None, response_format=None) -> "AnswerFormat":
+    def from_openai(cls, tools: list[dict] | None = None, tool_choice=None, response_format=None,
+                    parallel_tool_calls: bool | None = None) -> "AnswerFormat":
         """OpenAI's request fields -> an AnswerFormat; an AnswerFormatError names the field that is wrong.
         `tool_choice` is "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}} (None:
         auto); `response_format` is {"type": "text" | "json_object" | "json_schema", "json_schema": {...}}."""
@@ -63,7 +65,7 @@ class AnswerFormat:
                                     "tool_choice")
         if choice == "required" and not tools:
             raise AnswerFormatError("tool_choice 'required' needs at least one tool in tools", "tool_choice")
-        return cls(tools, choice, _response_schema(response_format))
+        return cls(tools, choice, _response_schema(response_format), parallel_tool_calls is not False)
 
     # ---- what the request asks ------------------------------------------------------------------------------
     @property
@@ -111,9 +113,9 @@ class AnswerFormat:
         TEXT also refuses the tag spelled out in pieces, so no call escapes the constraint."""
         answer = self._answer().replace("text", "TEXT").replace("ws", "WS?")
         lines = ["%llguidance {}", f"start: {'REASONING </think> ' if thinking else ''}{answer}",
-                 r"TEXT: /(.|\n)*/ & ~/(.|\n)*<\/?tool_call>(.|\n)*/", r"REASONING: /(.|\n)*/", r"WS: /[ \t\n]+/"]
+                 r"TEXT: /(.|\n)*/ & ~/(.|\n)*<\/?tool_call>(.|\n)*/", r"REASONING: /(.|\n)*/", r"WS: /[ \t\n]{1,4}/"]
         if self.callable_tools:
-            lines += ['calls: call ("\\n" call)*', 'call: <tool_call> "\\n" call_json "\\n" </tool_call>',
+            lines += ['calls: call ("\\n" call)*' if self.parallel_calls else "calls: call", 'call: <tool_call> "\\n" call_json "\\n" </tool_call>',
                       "call_json: %json " + json.dumps(_with_form(self.call_schema()))]
         if self.json_schema is not None:
             lines.append("json: %json " + json.dumps(_with_form(self.json_schema)))
@@ -131,10 +133,10 @@ class AnswerFormat:
             return "root ::= (!<tool_call>)*", []
         converter = SchemaConverter(prop_order={"name": 0, "arguments": 1}, allow_fetch=False, dotall=False,
                                     raw_pattern=False)
-        rules = ['ws ::= [ \\t\\n]*']
+        rules = ['ws ::= [ \\t\\n]{0,4}']  # bounded: a small model can loop on whitespace
         if self.callable_tools:
             converter.visit(converter.resolve_refs(self.call_schema(), "tool_call"), "call-json")
-            rules += ['call ::= <tool_call> "\\n" call-json "\\n" </tool_call>', 'calls ::= call ("\\n" call)*']
+            rules += ['call ::= <tool_call> "\\n" call-json "\\n" </tool_call>', ('calls ::= call ("\\n" call)*' if self.parallel_calls else "calls ::= call")]
         if self.json_schema is not None:
             converter.visit(converter.resolve_refs(copy.deepcopy(self.json_schema), "response_format"), "json")
         rules.insert(0, converter.format_grammar())

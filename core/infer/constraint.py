@@ -71,6 +71,8 @@ class GuidanceConstraint:
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         self.matcher.unsafe_compute_mask_ptr(self._bitmask.data_ptr(), self._bitmask.numel() * 4)
+        if self.matcher.is_error():
+            raise RuntimeError(f"the answer's grammar failed: {self.matcher.get_error()}")
         allowed = ((self._bitmask[:, None] >> _BITS) & 1).flatten()[:logits.shape[-1]].bool()
         return _keep(logits, allowed, self.eos_id)
 

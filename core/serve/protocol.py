@@ -162,6 +162,7 @@ class ChatCompletionRequest(_Sampling):
     tools: Optional[list[ToolDef]] = Field(None, max_length=128)
     tool_choice: Union[Literal["none", "auto", "required"], dict, None] = None
     response_format: Optional[dict] = None                                    # text, json_object, json_schema
+    parallel_tool_calls: Optional[bool] = None                                # False: one call at most
     open_thinking: Optional[bool] = None                                      # MiniMind-3 server extension
     chat_template_kwargs: Optional[ChatTemplateKwargs] = None                 # vLLM/SGLang extension
 
@@ -170,7 +171,7 @@ class ChatCompletionRequest(_Sampling):
         enforced while decoding."""
         tools = [t.model_dump(exclude_none=True) for t in self.tools or []]
         try:
-            return AnswerFormat.from_openai(tools, self.tool_choice, self.response_format)
+            return AnswerFormat.from_openai(tools, self.tool_choice, self.response_format, self.parallel_tool_calls)
         except AnswerFormatError as exc:
             raise APIError(400, f"{exc.param}: {exc}", param=exc.param, code="invalid_value") from None
 
