@@ -82,11 +82,12 @@ class GenerationResult:
 def decode_loop(stepper: Stepper, prompt_ids: list[int], params: SamplingParams,
                 decode: Callable[[list[int]], str], eos_id: int = 2, vocab_size: int | None = None,
                 max_positions: int | None = None, stats: Usage | None = None,
-                on_finish: Callable[[TextStream], None] | None = None) -> Iterator[str]:
+                on_finish: Callable[[TextStream], None] | None = None, constraint=None) -> Iterator[str]:
     """Yield text pieces until a stop id/string or the token budget; `stats` (if given) is filled in.
 
     The budget is min(max_new_tokens, max_positions - len(prompt)) so the model's position table is never
-    exceeded. `on_finish` receives the TextStream (text, ids, finish_reason) when generation ends.
+    exceeded. `on_finish` receives the TextStream (text, ids, finish_reason) when generation ends. `constraint`
+    (core.infer.constraint) removes the tokens its grammar forbids before each draw.
     """
     stream = TextStream(decode, stop=params.stop, stop_ids=params.resolved_stop_ids(eos_id))
     budget = params.max_new_tokens
@@ -108,6 +109,8 @@ def decode_loop(stepper: Stepper, prompt_ids: list[int], params: SamplingParams,
     t0 = time.perf_counter()
     try:
         for n in range(budget):
+            if constraint is not None:
+                logits = constraint.mask(logits.cpu())
             token = int(choose_tokens(logits[None].cpu(), params, seen, generator)[0])
             stats.completion_tokens = n + 1
             piece = stream.push(token)
@@ -115,6 +118,8 @@ def decode_loop(stepper: Stepper, prompt_ids: list[int], params: SamplingParams,
                 yield piece
             if stream.done:
                 break
+            if constraint is not None:
+                constraint.accept(token)
             if seen is not None:
                 seen[0, token] = True
             if n + 1 < budget:
@@ -164,10 +169,20 @@ def set_rope_scaling(model, enabled: bool) -> None:
 @dataclass
 class BatchResult:
     """Per prompt: the generated ids (up to and including the stop id), their log-probabilities under the
-    model's unmodified distribution (temperature 1, no filters; None unless asked), and why each ended."""
+    model's unmodified distribution (temperature 1, no filters, no constraint; None unless asked), and why each
+    ended."""
     sequences: list[list[int]]
     finish_reasons: list[str]
     logprobs: list[list[float]] | None = None
+
+
+def _constrained(logits: torch.Tensor, rows: torch.Tensor, constraints: list) -> torch.Tensor:
+    """`logits` (rows still decoding, V) with each row's constraint applied (the mask is computed on the CPU)."""
+    out = logits.clone()
+    for i, row in enumerate(rows.tolist()):
+        if constraints[row] is not None:
+            out[i] = constraints[row].mask(logits[i].cpu()).to(out.device)
+    return out
 
 
 def left_pad(prompt_ids_list: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +200,7 @@ def left_pad(prompt_ids_list: list[list[int]], pad_id: int, device) -> tuple[tor
 @torch.inference_mode()
 def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingParams | None = None,
                    pad_id: int = 0, eos_id: int = 2, return_logprobs: bool = False,
-                   generator: torch.Generator | None = None) -> BatchResult:
+                   generator: torch.Generator | None = None, constraints: list | None = None) -> BatchResult:
     """Generate for several prompts at once (left padding + attention mask, one KV cache for the batch).
 
     Rows that reach a stop id leave the batch (and its KV cache) at once, so a long tail of unfinished
@@ -195,6 +210,7 @@ def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingPara
     matter handled by `stream_generate`/backends. Greedy rows equal per-prompt `generate` (tested). Sampling
     uses one RNG for the whole batch (`params.seed`, or pass `generator` to continue a stream of rollouts).
     Memory: one (B, K, S, D) key and value tensor per layer, S = longest prompt + max_new_tokens.
+    `constraints`: one per prompt (core.infer.constraint, None for a free row), applied to that row's draws.
     """
     params = params or SamplingParams()
     if not prompt_ids_list or any(len(p) == 0 for p in prompt_ids_list):
@@ -221,11 +237,16 @@ def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingPara
     lengths = torch.full((B,), budget, dtype=torch.long, device=device)
     rows = torch.arange(B, device=device)  # original index of each row still being decoded
     for t in range(budget):
-        nxt = choose_tokens(logits, params, seen, gen)
+        drawn_from = logits if constraints is None else _constrained(logits, rows, constraints)
+        nxt = choose_tokens(drawn_from, params, seen, gen)
         tokens[rows, t] = nxt
         if logps is not None:
             logps[rows, t] = logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
         hit = torch.isin(nxt, stop_ids)
+        if constraints is not None:
+            for row, token, stop in zip(rows.tolist(), nxt.tolist(), hit.tolist()):
+                if constraints[row] is not None and not stop:
+                    constraints[row].accept(token)
         lengths[rows[hit]] = t + 1
         finished[rows[hit]] = True
         if t + 1 == budget or bool(hit.all()):
