@@ -22,15 +22,11 @@ def _slow_trainer_command(config_path, resume=None, n_gpus=1) -> list[str]:
 
 
 @pytest.fixture()
-def manager(qtbot, store, workspace, monkeypatch):
-    from studio.worker.run_manager import RunManager
-
+def manager(run_manager, monkeypatch):
+    """The studio fixtures' RunManager, launching the real (slowed) trainer instead of the stand-in."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    manager = RunManager(store, workspace.runs_dir, command_builder=_slow_trainer_command, poll_ms=50)
-    yield manager
-    for run_id in manager.live_run_ids():  # never leave a child behind a failed test
-        manager.kill(run_id)
-    manager.shutdown()
+    run_manager.command_builder = _slow_trainer_command
+    return run_manager
 
 
 @pytest.fixture()
