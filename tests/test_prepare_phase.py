@@ -179,3 +179,29 @@ sys.exit(main(sys.argv[1:]))
     assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
     last = read_events(run_dir)[-1]
     assert last["type"] == "run_finished" and last["status"] == "stopped" and "set-up" in last["message"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo over torchrun on CPU")
+def test_two_ranks_tokenize_once_with_no_collective_while_one_builds(train_data, tiny_tokenizer_dir, tmp_path):
+    # Each rank logs its own tokenizing calls to a file named after its pid: only one file may appear, and the
+    # other rank must get through (waiting on the cache entry's lock, not in a barrier) to train with it.
+    _, run_dir, cfg_path = _config(tmp_path, train_data, tiny_tokenizer_dir, batch_size=4)
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    code = SLOW_TRAINER.format(batch=BATCH, shard=SHARD_BYTES, delay=0.05).replace(
+        "    time.sleep(", f"    open({str(calls)!r} + '/%d' % __import__('os').getpid(), 'a').write('x')\n"
+                          "    time.sleep(")
+    script = tmp_path / "trainer.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(script), "--config", str(cfg_path)], cwd=REPO, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(list(calls.iterdir())) == 1
+    events = read_events(run_dir)
+    assert _prepares(events)[-1]["state"] == "done" and events[-1]["status"] == "completed"
+    assert [e["world_size"] for e in events if e["type"] == "run_started"] == [2]

@@ -145,19 +145,24 @@ except ImportError:  # Windows
 WAIT_POLL_S = 0.25
 
 
-def _wait_for_lock(lock: _EntryLock, final: Path, files: list[Path], prep: Preparation) -> None:
-    """Wait until no other process builds this entry, reporting how far that process has got."""
+def _wait_for_lock(lock: _EntryLock, final: Path, files: list[Path], prep: Preparation) -> PrepareProgress | None:
+    """Wait until no other process builds this entry, reporting how far that process has got. Returns the
+    progress reported while waiting (None when there was no wait)."""
+    if lock.try_acquire():
+        return None
     sizes = [f.stat().st_size for f in files]
     progress = PrepareProgress(cache=final.name, label=f"waiting for another process building {final.name}",
                                files=[FileProgress(str(f), s) for f, s in zip(files, sizes)], state="waiting")
     with prep.stoppable():
-        while not lock.try_acquire():
+        while True:
             done = manifest_bytes_done(read_manifest(partial_dir(final)), sizes)
             for fp, size, before in zip(progress.files, sizes, np.cumsum([0] + sizes[:-1])):
                 fp.bytes_done = int(min(size, max(0, done - before)))
             prep.update(progress)
             prep.check_stop()
             time.sleep(WAIT_POLL_S)
+            if lock.try_acquire():
+                return progress
 
 
 def load_or_build(files, kind: str, tokenizer, cache_dir, encode: Callable, streams: tuple[str, ...],
@@ -180,9 +185,14 @@ def load_or_build(files, kind: str, tokenizer, cache_dir, encode: Callable, stre
     prep = preparation or current_preparation()
     cache_dir.mkdir(parents=True, exist_ok=True)
     lock = _EntryLock(cache_dir / f".{final.name}.lock")
-    _wait_for_lock(lock, final, files, prep)
+    waited = _wait_for_lock(lock, final, files, prep)
     try:
         if (final / "meta.json").is_file():  # the process we waited for built it
+            if waited is not None:
+                for fp in waited.files:
+                    fp.bytes_done = fp.bytes_total
+                waited.state = "done"
+                prep.update(waited, force=True)
             return TokenCache(final, reused=True)
         for old in cache_dir.glob(f".{final.name}.tmp-*"):  # scratch of builds from before shards existed
             shutil.rmtree(old, ignore_errors=True)
