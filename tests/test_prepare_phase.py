@@ -63,8 +63,8 @@ def _prepares(events: list[dict]) -> list[dict]:
 
 def _config(tmp_path: Path, train_data, tokenizer_dir, **overrides) -> tuple:
     run_dir = tmp_path / "run"
-    cfg = train_config(run_dir, tokenizer_dir, [train_data["pretrain"]], max_steps=2,
-                       **{"data.cache_dir": str(tmp_path / "cache"), **overrides})
+    cfg = train_config(run_dir, tokenizer_dir, [train_data["pretrain"]],
+                       **{"max_steps": 2, "data.cache_dir": str(tmp_path / "cache"), **overrides})
     path = tmp_path / "cfg.json"
     path.write_text(cfg.model_dump_json(indent=2))
     return cfg, run_dir, path
@@ -205,3 +205,31 @@ def test_two_ranks_tokenize_once_with_no_collective_while_one_builds(train_data,
     events = read_events(run_dir)
     assert _prepares(events)[-1]["state"] == "done" and events[-1]["status"] == "completed"
     assert [e["world_size"] for e in events if e["type"] == "run_started"] == [2]
+
+
+def test_sigterm_during_an_evaluation_ends_it_and_the_step_is_still_saved(train_data, tiny_tokenizer_dir, tmp_path):
+    _, run_dir, cfg_path = _config(tmp_path, train_data, tiny_tokenizer_dir, max_steps=50, eval_every=1,
+                                   **{"data.eval_files": [str(train_data["pretrain16"])]})
+    marker = tmp_path / "evaluating"
+    code = f"""
+import sys, time, pathlib
+import core.train.recipe as recipe
+def slow_evaluate(self, model, batches):
+    pathlib.Path({str(marker)!r}).touch()
+    time.sleep(600)
+recipe.Recipe.evaluate = slow_evaluate
+from core.train.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(cfg_path)], cwd=REPO, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
+    events = read_events(run_dir)
+    assert [e["type"] for e in events[-2:]] == ["checkpoint", "run_finished"]
+    assert events[-1]["status"] == "stopped" and events[-1]["step"] == 1
+    assert "eval" not in [e["type"] for e in events]
