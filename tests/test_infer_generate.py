@@ -163,7 +163,9 @@ def test_batched_repetition_penalty_equals_one_at_a_time(infer_model, prompt):
 @torch.inference_mode()
 def growing_cache_generate_batch(model, prompts, params, pad_id=0, eos_id=2):
     """The reference: batched decoding as it was before the preallocated cache (a list of (k, v) grown by
-    torch.cat, finished rows dropped at the token they stop), greedy sequences only."""
+    torch.cat, finished rows dropped at the token they stop); the sequences only."""
+    from core.infer.sampling import make_generator
+
     from core.infer.generate import left_pad
 
     budget = min(params.max_new_tokens, model.config.max_position_embeddings - max(map(len, prompts)))
@@ -174,9 +176,9 @@ def growing_cache_generate_batch(model, prompts, params, pad_id=0, eos_id=2):
         seen = torch.zeros(len(prompts), model.config.vocab_size, dtype=torch.long).scatter_add_(1, ids, mask) > 0
     out = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
     past, logits = out.past_key_values, out.logits[:, -1].float()
-    sequences, rows = [[] for _ in prompts], list(range(len(prompts)))
+    sequences, rows, gen = [[] for _ in prompts], list(range(len(prompts))), make_generator(params.seed)
     for t in range(budget):
-        nxt = choose_tokens(logits, params, seen)
+        nxt = choose_tokens(logits, params, seen, gen)
         for r, token in zip(rows, nxt.tolist()):
             sequences[r].append(token)
         hit = torch.isin(nxt, stop_ids)
@@ -210,6 +212,18 @@ def test_batched_greedy_equals_the_growing_cache_path(infer_model, prompt, check
     assert got.sequences == want
     assert got.finish_reasons == ["stop" if s[-1] in stops else "length" for s in want]
     assert {len(s) for s in want} != {20}
+
+
+def test_seeded_batched_sampling_keeps_the_stream_of_the_growing_cache_path(infer_model, prompt):
+    """Sampled rows are checked at every token by default, so a seeded rollout draws what it drew before."""
+    model, tok = infer_model
+    prompts = [prompt, tok.encode("Once upon a time"), tok.encode("一"), prompt[:7]]
+    params = SamplingParams(max_new_tokens=16, temperature=1.0, top_p=1.0, top_k=0, seed=5)
+    free = growing_cache_generate_batch(model, prompts, params)
+    params = params.model_copy(update={"stop_token_ids": [free[0][3], free[2][6]]})
+    want = growing_cache_generate_batch(model, prompts, params)
+    assert generate_batch(model, prompts, params).sequences == want
+    assert {len(s) for s in want} != {16}
 
 
 def test_batched_decoding_reads_the_device_once_every_k_tokens(infer_model, prompt):

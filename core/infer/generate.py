@@ -24,7 +24,10 @@ from core.infer.sampling import SamplingParams, choose_tokens, make_generator
 from core.infer.text import TextStream
 from core.model.model import KVCache
 
-FINISHED_CHECK_EVERY = 8  # generate_batch reads which rows finished once every this many tokens (one host sync)
+# generate_batch reads which rows finished once every this many tokens (a host sync each time) when decoding
+# greedily; sampled rows are checked at every token, because the random numbers a row draws depend on which rows
+# are still in the batch, and a later check would change every seeded rollout stream
+FINISHED_CHECK_EVERY = 8
 
 
 class Stepper(Protocol):
@@ -192,22 +195,25 @@ def left_pad(prompt_ids_list: list[list[int]], pad_id: int, device) -> tuple[tor
 def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingParams | None = None,
                    pad_id: int = 0, eos_id: int = 2, return_logprobs: bool = False,
                    generator: torch.Generator | None = None,
-                   check_every: int = FINISHED_CHECK_EVERY) -> BatchResult:
+                   check_every: int | None = None) -> BatchResult:
     """Generate for several prompts at once (left padding + attention mask, one KV cache for the batch).
 
     Rows that reached a stop id leave the batch (and its KV cache) every `check_every` tokens, so a long tail
-    of unfinished rollouts does not pay for the finished ones; reading which rows finished is a host sync,
-    hence not at every token. Until then a finished row is decoded along, and what it samples is dropped.
+    of unfinished rollouts does not pay for the finished ones; reading which rows finished is a host sync.
+    Until then a finished row is decoded along, and what it samples is dropped. Default: every
+    FINISHED_CHECK_EVERY tokens when greedy, every token when sampling (which keeps the seeded streams as they
+    were; pass a larger value to trade that for fewer syncs).
 
     Stops on stop token ids only (`params.stop_token_ids`, eos by default); stop *strings* are a text-level
     matter handled by `stream_generate`/backends. Greedy rows equal per-prompt `generate` (tested). Sampling
     uses one RNG for the whole batch (`params.seed`, or pass `generator` to continue a stream of rollouts);
-    which draws a row gets depends on the rows decoded beside it, `check_every` included.
+    which draws a row gets depends on the rows decoded beside it, hence on `check_every`.
     Memory: one (B, K, S, D) key and value tensor per layer, S = longest prompt + max_new_tokens.
     """
     params = params or SamplingParams()
     if not prompt_ids_list or any(len(p) == 0 for p in prompt_ids_list):
         raise ValueError("generate_batch needs a non-empty list of non-empty prompts")
+    check_every = check_every or (FINISHED_CHECK_EVERY if params.greedy else 1)
     device = next(model.parameters()).device
     B, width = len(prompt_ids_list), max(len(p) for p in prompt_ids_list)
     budget = min(params.max_new_tokens, model.config.max_position_embeddings - width)
