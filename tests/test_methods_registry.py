@@ -161,3 +161,30 @@ def test_a_method_from_a_plugin_module_runs_in_the_training_worker(train_data, t
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = [e["metrics"] for e in read_events(run_dir) if e["type"] == "metric"]
     assert [m["scale"] for m in metrics] == [0.25, 0.25]
+
+
+def test_the_memory_estimate_counts_what_masked_grouped_attention_keeps():
+    """On CUDA, rollout rows are masked: their attention keeps K/V repeated to every query head (no fused kernel
+    takes a mask with grouped K/V) and the mask as a bias; an unmasked bf16 run attends grouped and keeps neither."""
+    from core.config import get_preset
+    from core.methods import get_method
+    from studio.panes.config_presenter import estimate_memory
+
+    gqa = get_preset("tiny").model_dump()
+    mha = dict(gqa, num_key_value_heads=gqa["num_attention_heads"])
+
+    def activations(model, method):
+        config = {"model": model, "method": method, "batch_size": 2, "precision": "bf16", "device": "cuda",
+                  "data": {"max_len": 64, "seq_len": 64}}
+        return estimate_memory(config, 1000)["activations"]
+
+    opts = get_method("grpo").options()
+    seq, rows = opts.max_prompt_len + opts.max_new_tokens, 2 * opts.num_generations
+    head_dim = gqa["hidden_size"] // gqa["num_attention_heads"]
+    repeated = 4 * (gqa["num_attention_heads"] - gqa["num_key_value_heads"]) * head_dim  # bytes a token and layer
+    assert activations(gqa, "grpo") - activations(mha, "grpo") == gqa["num_hidden_layers"] * repeated * seq * rows
+    assert activations(gqa, "sft") == activations(mha, "sft")
+    bias = gqa["num_hidden_layers"] * 2 * seq * seq * rows
+    without_mask = activations(mha, "grpo") - bias
+    per_token = 18 * gqa["hidden_size"] + 8 * int(8 * gqa["hidden_size"] / 3)
+    assert without_mask == gqa["num_hidden_layers"] * per_token * seq * rows + 5 * rows * seq * gqa["vocab_size"] * 4

@@ -100,7 +100,8 @@ def test_preflight_highlights_exactly_the_assistant_tokens(qtbot, context, tmp_p
     cfg = presenter.default_config()
     cfg.update(method="sft")
     cfg["data"].update(files=[str(data)], tokenizer=str(tiny_tokenizer_dir), max_len=64)
-    with qtbot.waitSignal(presenter.preflightFinished, timeout=20_000) as done:
+    # pre-flight calibrates the default model in a child process (start-up included): give a loaded machine time
+    with qtbot.waitSignal(presenter.preflightFinished, timeout=60_000) as done:
         presenter.preflight(cfg)
     r = done.args[0]
     loss_ids = [t for t, m in zip(r["record_ids"], r["loss_mask"]) if m]

@@ -319,7 +319,7 @@ class Trainer:
 
             # RoPE tables are buffers computed identically everywhere: no need to broadcast them each step
             model = DDP(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
-                        broadcast_buffers=False)
+                        broadcast_buffers=False, gradient_as_bucket_view=True)
         self._eager_model = model
         compile_on, reason = resolve_compile(self.cfg.compile, self.device, self.total_steps - self.step,
                                              fixed_shapes=self.cfg.data_kind() == "pretrain")  # packed windows

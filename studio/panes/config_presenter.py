@@ -354,12 +354,18 @@ def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[
     11·h (attention) + 4·h (norms) + 3·h + 8·I (SwiGLU input, gate, up, silu and product outputs at inner size I;
     the paper's 19·h is GPT's 4h GeLU MLP) + 5·a·s (the attention matrix, dropped with fused/flash attention)
     bytes at 16-bit, doubled for fp32; with gradient_checkpointing only each layer's input (2·h) is kept, plus
-    one layer's activations being recomputed. The logits: the model's output, its shifted fp32 copy, the
+    one layer's activations being recomputed. Attention with flash/fused kernels keeps no score matrix, but a
+    grouped-query call that no CUDA kernel takes grouped (masked, or fp32; core.model.model.sdpa_attention)
+    keeps K/V repeated to every head, 4·(a−k)·d bytes (a query heads, k kv heads, head dim d), and a masked call
+    (on-policy RL's left-padded rows) its mask as an additive bias, 2·s bytes a token; CPU's kernel needs neither. The logits: the model's
+    output, its shifted fp32 copy, the
     log-softmax the cross-entropy keeps and their gradients, about 5·b·s·V·4 bytes (measured on CPU, docs/studio.md).
     DPO/RL methods hold a frozen reference model (+4 bytes a parameter); distillation holds its teacher (+4 bytes a
     teacher parameter, plus its fp32 logits b·s·V·4). On-policy RL trains on batch × num_generations rows (GRPO,
     agent) of prompt + generated tokens, and the frozen reference (and PPO's critic) run over the same rows
-    (`rollout`). A CUDA run adds the CUDA context and cuBLAS workspace, about 0.5 GB a GPU (`runtime`).
+    (`rollout`). A CUDA run adds the CUDA context and cuBLAS workspace, about 0.5 GB a GPU (`runtime`). Under
+    DDP the gradients are views into its all-reduce buckets (gradient_as_bucket_view), so the buckets are the
+    gradients' 4 bytes a parameter, not a second copy.
     """
     m = config["model"]
     method = config.get("method", "pretrain")
@@ -386,7 +392,15 @@ def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[
         b *= group
     inner = m.get("moe_intermediate_size") if m.get("use_moe") else m.get("intermediate_size")
     inner = inner or int(8 * h / 3)
-    attn_term = 0 if m.get("flash_attn", True) else 5 * heads * seq
+    kv_heads, head_dim = m.get("num_key_value_heads") or heads, m.get("head_dim") or h // heads
+    masked = spec.generates  # rollout rows: left-padded prompts, a padding mask in every forward
+    if not m.get("flash_attn", True):
+        attn_term = 5 * heads * seq  # the (b, a, s, s) scores and softmax of explicit attention
+    elif _on_cuda(config):  # CPU's fused kernel takes grouped K/V and a mask as they are
+        repeated_kv = masked or precision == "fp32"
+        attn_term = (4 * (heads - kv_heads) * head_dim if repeated_kv else 0) + (2 * seq if masked else 0)
+    else:
+        attn_term = 0
     per_token = 18 * h + 8 * inner + attn_term  # 16-bit bytes per token and layer
     if config.get("gradient_checkpointing"):
         activations = (layers * 2 * h + per_token) * seq * b * act_bytes / 2
