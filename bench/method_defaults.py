@@ -24,11 +24,13 @@ import json
 import tempfile
 from pathlib import Path
 
-# method: (init stage, data file, metric, higher is better)
+# method: (init stage, data file, metric, higher is better). Continued pretraining and LoRA adapt the demo models
+# to text they never saw (the shared datasets, ../shared/data: dictionary entries and their Q&A), as a user adapts
+# a model to a domain; the demo's own files were in the init runs' training data, so they hold nothing held out.
 METHODS = {
-    "pretrain": ("pretrain", "pretrain", "eval/loss", False),
+    "pretrain": ("pretrain", "shared_pretrain", "eval/loss", False),
     "sft": ("pretrain", "sft", "eval/loss", False),
-    "lora": ("sft", "sft", "eval/loss", False),
+    "lora": ("sft", "shared_sft", "eval/loss", False),
     "dpo": ("sft", "dpo", "eval/preference_accuracy", True),
     "rm": ("sft", "dpo", "eval/accuracy", True),
     "ppo": ("sft", "rl", "eval/accuracy", True),
@@ -40,14 +42,23 @@ METHODS = {
 EVAL_BATCHES = {"rl": 32, "agent_rl": 24}  # batches of 2 prompts: 64 and 48 held-out prompts
 
 
-def split_data(data: Path, work: Path, rl_train: int = 200, rl_held: int = 64) -> dict[str, tuple[Path, Path]]:
-    """{data kind: (train file, held-out file)} from a demo data folder."""
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_LINES = 2000  # the first lines of each shared file: 1,800 train, 200 held out
+
+
+def split_data(data: Path, work: Path, rl_train: int = 200, rl_held: int = 64, shared: Path = SHARED,
+               shared_lines: int = SHARED_LINES) -> dict[str, tuple[Path, Path]]:
+    """{data kind: (train file, held-out file)} from a demo data folder (and the shared datasets)."""
     from core.data.demo import agent_rl_held_out
     from core.rl.evaluate import split_prompts
 
     out = {}
-    for kind in ("pretrain", "sft", "dpo", "agent_rl"):
-        lines = (data / f"{kind}.jsonl").read_text(encoding="utf-8").splitlines()
+    sources = {k: data / f"{k}.jsonl" for k in ("pretrain", "sft", "dpo", "agent_rl")}
+    sources.update(shared_pretrain=shared / "pretrain.jsonl", shared_sft=shared / "sft.jsonl")
+    for kind, path in sources.items():
+        with open(path, encoding="utf-8") as f:
+            lines = [line.rstrip("\n") for _, line in zip(range(shared_lines), f)] if kind.startswith("shared") \
+                else f.read().splitlines()
         held = (lambda i: agent_rl_held_out(i)) if kind == "agent_rl" else (lambda i: i % 10 == 9)
         train, test = work / f"{kind}_train.jsonl", work / f"{kind}_held.jsonl"
         train.write_text("\n".join(x for i, x in enumerate(lines) if not held(i)) + "\n", encoding="utf-8")
@@ -108,7 +119,7 @@ def run(demo_dir: Path | None = None, steps: int = 30, methods: tuple[str, ...] 
         demo_dir = work / "demo"
         run_demo(demo_dir, fast=fast, say=lambda m: None, threads=threads)
     plan = FAST if fast else FULL
-    files = split_data(demo_dir / "data", work, *((6, 2) if fast else (200, 64)))
+    files = split_data(demo_dir / "data", work, *((6, 2, SHARED, 200) if fast else (200, 64)))
     return [measure(m, demo_dir / "runs", files, work, steps, (plan.seq_len, plan.max_len)) for m in methods]
 
 
