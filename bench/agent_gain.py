@@ -79,7 +79,7 @@ def _demo_sft(work: Path, threads: int) -> tuple[Path, Path]:
 
 def _agent(run_dir: Path, sft: Path, tasks: Path, loss: str, steps: int, seed: int,
            overrides: list[str] = ()) -> float:
-    from core.config.train import load_train_config
+    from core.config.load import load_train_config
     from core.train import run_training
 
     cfg = {"method": "agent", "init": str(sft), "run_dir": str(run_dir), "max_steps": steps, "seed": seed,

@@ -7,15 +7,21 @@ Sections (each runs even when an earlier one failed; a failure is written down, 
 1. throughput: bf16 training tokens/s and MFU of `small` and `base` (dry run: `tiny`), eager and torch.compile'd,
    with fused AdamW and SDPA forced to the flash kernel (on CUDA; said so when the kernel refuses). MFU is against
    the bf16 matmul peak measured here (bench/mfu.py) and against the card's data sheet (bench/common.py).
-2. launch_resume: a run started the way the studio starts it (studio/worker/command.py's argv and environment,
+2. recipes: short engine runs of SFT (varying lengths), GRPO (compile off and on), DPO, MoE pretrain, fp16 and
+   gradient checkpointing, each checked for finite losses, gradients at step 1, graph breaks and recompiles,
+   peak memory against the pre-flight estimate and host syncs a step (bench/gpu_recipes.py).
+3. launch_resume: a run started the way the studio starts it (studio/worker/command.py's argv and environment,
    headless), killed with SIGKILL after its first checkpoint, resumed with --resume, completed.
-3. gguf_export: that run's checkpoint exported to GGUF q8_0 with llama.cpp's parity check passing.
-4. torchrun: the same config under torch.distributed.run with --nproc-per-node = the GPU count (NCCL; dry run:
-   one CPU process on gloo).
-5. decode: greedy decode tokens/s of the trained checkpoint with bf16 weights (core.infer.backend.TorchBackend).
+4. gguf_export: that run's checkpoint exported to GGUF q8_0 with llama.cpp's parity check passing.
+5. two_ranks: SFT, MoE pretrain, PPO and agent RL with two ranks on one device over gloo (MINIMIND_DIST_BACKEND;
+   both ranks on GPU 0), each under a timeout: DDP, the collectives and per-rank metrics run for real.
+6. over_count: a torchrun launch of one rank more than there are GPUs must fail at once, naming the cause.
+7. preflight_launch: the studio's pre-flight (calibration in a child) leaves this process's free GPU memory as it
+   was, and the run launched next completes.
+8. decode: greedy decode tokens/s of the trained checkpoint with bf16 weights (core.infer.backend.TorchBackend).
 
-The data is built in (core/export/bench.py's text and tokenizer): the check needs no datasets. Weights are random
-or briefly trained: speed does not depend on them.
+The data is built in (core/export/bench.py's text and tokenizer, the demo datasets): the check needs no
+downloads. Weights are random or briefly trained: speed does not depend on them.
 """
 from __future__ import annotations
 
@@ -30,15 +36,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import gpu_recipes
+from bench.gpu_recipes import recipes
+
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("throughput", "launch_resume", "gguf_export", "torchrun", "decode")
-FULL = {"presets": ("small", "base"), "batch_size": 16, "seq_len": 1024, "steps": 20, "compile_backend": "inductor",
-        "run_preset": "small", "run_steps": 400, "save_every": 50, "run_batch": 8, "run_seq": 256}
+SECTIONS = ("throughput", "recipes", "launch_resume", "gguf_export", "two_ranks", "over_count", "preflight_launch",
+            "decode")
+FULL = {"presets": ("small", "base"), "batch_size": 16, "seq_len": 1024, "steps": 10, "compile_backend": "inductor",
+        "run_preset": "small", "run_steps": 200, "save_every": 50, "run_batch": 8, "run_seq": 256,
+        "recipe_preset": "tiny", "recipe_steps": 16, "recipe_batch": 8, "recipe_seq": 256, "rank_steps": 6,
+        "timeout": 240, "agent": {"thinking_ratio": 0.5}}  # episodes with and without thinking on each rank
 # the dry run: one torch thread in this process and its children (a shared 2-core machine slows two spinning
 # threads tenfold); torch.compile with the "eager" backend (dynamo's tracing without inductor's minutes of C++)
 DRY = {"presets": ("tiny",), "batch_size": 2, "seq_len": 64, "steps": 2, "compile_backend": "eager",
        "run_preset": "tiny", "run_steps": 8, "save_every": 2, "run_batch": 4, "run_seq": 64, "threads": 1,
-       "nproc": 1}  # torchrun's path with one gloo process: multi-process CPU runs have their own tests
+       "recipe_preset": "tiny", "recipe_steps": 3, "recipe_batch": 2, "recipe_seq": 64, "rank_steps": 2,
+       "timeout": 180, "agent": {"thinking_ratio": 0.0}}
 
 
 # ---- 1. throughput ----------------------------------------------------------------------------------------
@@ -118,7 +131,7 @@ def throughput(device: str, size: dict) -> dict:
     return {"rows": rows, "peak_flops": peak, "datasheet_flops": sheet, "batch": f"{size['batch_size']} x {size['seq_len']}"}
 
 
-# ---- 2.-4. runs launched as the studio launches them ---------------------------------------------------
+# ---- 3.-7. runs launched as the studio launches them ---------------------------------------------------
 def _workspace(work: Path) -> tuple[Path, Path]:
     """(tokenizer dir, pretrain JSONL) from the built-in text."""
     from core.export.bench import TEXT, _bench_tokenizer
@@ -208,25 +221,136 @@ def gguf_export(work: Path) -> dict:
     return {"ok": bool(parity), "qtype": "q8_0", **{k: v for k, v in parity.items() if isinstance(v, (int, float))}}
 
 
-def torchrun(work: Path, device: str, size: dict, tok_dir: Path, data: Path, timeout: float = 240) -> dict:
+def _rank_config(work: Path, name: str, method: str, data: Path, device: str, size: dict, tok_dir: Path,
+                 **extra) -> Path:
+    from bench.gpu_recipes import RL_SMALL, model_config
+    from core.tokenizer import MiniMindTokenizer
+
+    vocab = MiniMindTokenizer.load(tok_dir).vocab_size
+    config = {"method": method, "model": model_config(size["recipe_preset"], vocab), "run_dir": str(work / name),
+              "max_steps": size["rank_steps"], "batch_size": 4, "device": device, "precision": "auto",
+              "log_every": 1, "save_every": 0, "compile": "off",
+              "data": {"files": [str(data)], "seq_len": size["run_seq"], "max_len": size["run_seq"],
+                       "tokenizer": str(tok_dir), "cache_dir": str(work / "rank-cache")}}
+    if method in ("ppo", "agent"):
+        config["method_options"] = dict(RL_SMALL, **({"num_generations": 2, "max_turns": 2, "max_prompt_len": 1024}
+                                                     if method == "agent" else {}))
+    for key, value in extra.items():
+        config[key] = dict(config[key], **value) if isinstance(value, dict) else value
+    path = work / f"{name}.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+def _two_ranks(cmd: list[str], env: dict, timeout: float) -> tuple[list[int | None], str]:
+    """Rank 0 and rank 1 as two processes that both use device 0 (LOCAL_RANK 0 each, as two one-GPU machines
+    would), meeting over gloo (torchrun would give rank 1 GPU 1). Returns exit codes (None: killed at the
+    timeout) and the stderr tail of the rank that failed first."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for rank in (0, 1):
+        rank_env = dict(env, RANK=str(rank), LOCAL_RANK="0", WORLD_SIZE="2", LOCAL_WORLD_SIZE="1",
+                        GROUP_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                        MINIMIND_DIST_BACKEND="gloo")
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=rank_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      start_new_session=True))
+    deadline, codes, tails = time.monotonic() + timeout, [], []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            codes.append(proc.returncode)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+            codes.append(None)
+        tails.append(err.decode(errors="replace")[-400:])
+    # the rank that failed first says why; the other one only reports that its peer went away
+    return codes, next((t for c, t in zip(codes, tails) if c != 0 and "was lost" not in t), tails[0])
+
+
+def two_ranks(work: Path, device: str, size: dict) -> dict:
+    """SFT, MoE pretrain, PPO and agent RL (whose episodes differ between ranks) with two ranks over gloo."""
+    from bench.gpu_recipes import DEMO, demo_tokenizer
+    from studio.worker.command import trainer_base_command
+
+    tok_dir = demo_tokenizer(work)
+    runs = {"sft": ("sft", DEMO / "sft.jsonl", {}),
+            "moe_pretrain": ("pretrain", DEMO / "pretrain.jsonl", {"model": {"use_moe": True}}),
+            "ppo": ("ppo", DEMO / "rl.jsonl", {}),
+            "agent": ("agent", DEMO / "agent_rl.jsonl", {"method_options": size["agent"]})}
+    out, env = {}, _environment(size)
+    for name, (method, data, extra) in runs.items():
+        cfg = _rank_config(work, f"ranks-{name}", method, data, device, size, tok_dir, **extra)
+        t0 = time.perf_counter()
+        codes, tail = _two_ranks(trainer_base_command(1) + ["--config", str(cfg)], env, size["timeout"])
+        end = _finished(work / f"ranks-{name}")
+        started = [e for e in _events(work / f"ranks-{name}") if e["type"] == "run_started"]
+        ok = codes == [0, 0] and end.get("status") == "completed" and started and started[0]["world_size"] == 2
+        out[name] = "passed" if ok else (f"FAILED (exit {codes}, {'timed out' if None in codes else tail[-200:]})")
+        out[f"{name}_s"] = time.perf_counter() - t0
+    return {"ok": all(v == "passed" for k, v in out.items() if not k.endswith("_s")), **out}
+
+
+def over_count(work: Path, device: str, size: dict, tok_dir: Path, data: Path) -> dict:
+    """torchrun with one rank more than the GPUs here: every rank must refuse at once, and the event stream must
+    say why (on CPU the dry run asks for CUDA, which is not there: the same path, another cause)."""
     import torch
 
-    n = size.get("nproc") or (torch.cuda.device_count() if device.startswith("cuda") else 2)
-    cfg = _config(work, "torchrun-run", device, dict(size, save_every=0), tok_dir, data, 4)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m",
+    visible = torch.cuda.device_count() if device.startswith("cuda") else 0
+    cfg = _config(work, "over-count", "cuda", dict(size, save_every=0), tok_dir, data, 2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={visible + 1}", "-m",
            "core.train", "--config", str(cfg)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=_environment(size), capture_output=True, timeout=timeout)
-    started = [e for e in _events(work / "torchrun-run") if e["type"] == "run_started"]
-    end = _finished(work / "torchrun-run")
-    world = started[0].get("world_size") if started else None
-    return {"ok": proc.returncode == 0 and end.get("status") == "completed" and world == n, "nproc": n,
-            "world_size": world, "backend": "nccl" if device.startswith("cuda") else "gloo",
-            "seconds": time.perf_counter() - t0,
-            "stderr_tail": proc.stderr.decode(errors="replace")[-400:] if proc.returncode else ""}
+    proc = subprocess.run(cmd, cwd=REPO, env=_environment(size), capture_output=True, timeout=size["timeout"])
+    errors = [json.loads(line)["message"] for line in proc.stdout.decode(errors="replace").splitlines()
+              if line.startswith("{") and '"type": "error"' in line]
+    cause = "GPUs were asked for" if device.startswith("cuda") else "CUDA"
+    return {"ok": proc.returncode != 0 and any(cause in m for m in errors), "ranks": visible + 1,
+            "message": errors[0] if errors else "", "seconds": time.perf_counter() - t0}
 
 
-# ---- 5. decode --------------------------------------------------------------------------------------------
+def preflight_launch(work: Path, device: str, size: dict, tok_dir: Path, data: Path) -> dict:
+    """Pre-flight as the studio runs it (its calibration in a child), then the run: this process's free and
+    reserved GPU memory must not change across the pre-flight, and the run must complete."""
+    import torch
+
+    from core.tokenizer import MiniMindTokenizer
+    from studio.panes.config_preflight import run_preflight
+    from studio.panes.config_presenter import estimate_memory
+    from studio.worker.command import build_trainer_command
+
+    cuda = device.startswith("cuda")
+    cfg_path = _config(work, "preflight-run", device, dict(size, save_every=0), tok_dir, data, 4)
+    config = json.loads(cfg_path.read_text())
+    config["model"] = _model_dict(size["run_preset"], MiniMindTokenizer.load(tok_dir).vocab_size)
+    config["precision"] = "fp32" if not cuda else "auto"
+    free_before = torch.cuda.mem_get_info()[0] if cuda else None
+    reserved_before = torch.cuda.memory_reserved() if cuda else None
+    result = run_preflight(config, estimate_memory(config, 0), lambda *a: None, lambda: False,
+                           workspace=type("W", (), {"root": work, "tokenizers_dir": work / "none"})())
+    free_after = torch.cuda.mem_get_info()[0] if cuda else None
+    run = subprocess.run(build_trainer_command(cfg_path), cwd=REPO, env=_environment(size), capture_output=True,
+                         timeout=size["timeout"])
+    end = _finished(work / "preflight-run")
+    time_ok = bool((result.get("time") or {}).get("step_seconds"))
+    kept = not cuda or (free_after >= free_before - 64 * 2**20 and torch.cuda.memory_reserved() == reserved_before)
+    return {"ok": time_ok and kept and run.returncode == 0 and end.get("status") == "completed",
+            "calibrated_step_s": (result.get("time") or {}).get("step_seconds"),
+            "free_before_gb": free_before / 1e9 if cuda else None, "free_after_gb": free_after / 1e9 if cuda else None,
+            "stderr_tail": run.stderr.decode(errors="replace")[-400:] if run.returncode else ""}
+
+
+def _model_dict(preset: str, vocab: int) -> dict:
+    from core.config import get_preset
+
+    return get_preset(preset, vocab_size=vocab).model_dump()
+
+
+# ---- 8. decode --------------------------------------------------------------------------------------------
 def decode(work: Path, device: str) -> dict:
     import torch
 
@@ -273,11 +397,15 @@ def markdown(results: dict, device: str, dry_run: bool, seconds: float) -> str:
                          f"{r['step_s']:.4f} | {r['first_step_s']:.1f} | {r['mfu']:.1%} | {sheet} | "
                          f"{'yes' if r['fused_adamw'] else 'no'} | {flash} |")
         lines.append("")
-    for name in SECTIONS[1:]:
+    lines += gpu_recipes.markdown(results.get("recipes", {}))
+    if "error" in results.get("recipes", {}):
+        lines += [f"- **recipes**: error: {results['recipes']['error']}", ""]
+    for name in SECTIONS[2:]:
         r = results.get(name, {})
         status = "error: " + r["error"] if "error" in r else ("passed" if r.get("ok") else "FAILED")
         facts = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
-                          if k not in ("ok", "error", "stderr_tail", "seconds_in_section") and v not in ("", None))
+                          if k not in ("ok", "error", "stderr_tail", "seconds_in_section", "rows")
+                          and v not in ("", None))
         lines.append(f"- **{name}**: {status}" + (f" ({facts})" if facts else ""))
     lines.append("")
     return "\n".join(lines)
@@ -307,9 +435,12 @@ def run(device: str = "cuda", dry_run: bool = False, out: Path | None = None) ->
         work = Path(tmp)
         tok_dir, data = _workspace(work)
         jobs = {"throughput": lambda: throughput(device, size),
+                "recipes": lambda: recipes(work, device, size),
                 "launch_resume": lambda: launch_resume(work, device, size, tok_dir, data),
                 "gguf_export": lambda: gguf_export(work),
-                "torchrun": lambda: torchrun(work, device, size, tok_dir, data),
+                "two_ranks": lambda: two_ranks(work, device, size),
+                "over_count": lambda: over_count(work, device, size, tok_dir, data),
+                "preflight_launch": lambda: preflight_launch(work, device, size, tok_dir, data),
                 "decode": lambda: decode(work, device)}
         for name in SECTIONS:
             t0 = time.perf_counter()

@@ -63,7 +63,7 @@ def _lines(src: Path, dst: Path, start: int, n: int) -> Path:
 
 
 def train_run(cfg: dict) -> float:
-    from core.config.train import validate_train_config
+    from core.config.load import validate_train_config
     from core.train import run_training
 
     t0 = time.perf_counter()
@@ -168,7 +168,7 @@ def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 
         methods: tuple[str, ...] = ("grpo", "ppo")) -> dict:
     """`sft_run`: reuse the SFT run dir of an earlier call (same work_dir layout) instead of training one;
     `overrides`: `--set` strings for the RL runs (tune on `split_names=("validation",)` only)."""
-    from core.config.train import apply_overrides
+    from core.config.load import apply_overrides
 
     import torch
 

@@ -108,7 +108,7 @@ def _naive(data: Path, tok, preset: str, batch_size: int, seq_len: int, steps: i
 
 def _packed(data: Path, tok_dir: Path, work: Path, preset: str, batch_size: int, seq_len: int, steps: int,
             device: str = "cpu", precision: str = "fp32", run_name: str = "packed-run") -> dict:
-    from core.config.train import load_train_config
+    from core.config.load import load_train_config
     from core.train import run_training
 
     run_dir = work / run_name

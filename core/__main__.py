@@ -1,3 +1,4 @@
+"""`python -m core`: the `minimind` command (core/cli)."""
 import sys
 
 from core.cli import main

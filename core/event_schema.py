@@ -59,6 +59,19 @@ EVENTS: dict[str, dict[str, Field]] = {
         "pid_start_ticks": field(int, nullable=True),
         "ranks": field(list, required=False),  # [{rank, pid, pid_start_ticks}] of every process of the run
     },
+    # data preparation (tokenizing into the token cache) before run_started: core/preparation.py
+    "prepare": {
+        "state": field(str),          # running | waiting (another process builds this cache) | done | stopped
+        "cache": field(str),          # the cache entry's name
+        "label": field(str),          # for people: "tokenizing pretrain_hq.jsonl"
+        "bytes_done": field(int),     # input bytes tokenized, all files together
+        "bytes_total": field(int),
+        "records": field(int),        # records tokenized
+        "resumed_bytes": field(int),  # of bytes_done, what earlier interrupted attempts had finished
+        "rate": field(float, nullable=True),  # input bytes per second in this attempt
+        "eta_s": field(float, nullable=True),
+        "files": field(list),         # [{path, bytes_done, bytes_total, records}] per input file
+    },
     "metric": {"epoch": field(float), "total_steps": field(int), "metrics": field(dict)},
     "eval": {"metrics": field(dict)},
     "sample": {"samples": field(list)},

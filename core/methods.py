@@ -4,26 +4,35 @@ Each `MethodSpec` says what a method is: its name, the module holding its recipe
 its `method_options` model (pydantic, or None), the record kind it reads, whether it keeps a frozen reference or
 trains a critic, whether it needs a starting checkpoint, and a help text. From this one list come:
 the config's `method` field (`core.config.train`), `minimind train <method>` (`core.cli.train_cmd`), the
-engine's recipe lookup (`core.train.get_recipe`), the option validation of every recipe (`core.train.recipe`),
+engine's recipe lookup (`get_recipe`), the option validation of every recipe (`core.train.recipe`),
 and in the studio the method picker, the option form, the memory estimate and the pre-flight data kind.
 
-Adding a method = one recipe file + one `register(MethodSpec(...))` (here, or from a plugin at run time);
-`tests/test_methods_registry.py` proves that nothing else needs an edit.
+Adding a method = one recipe file + one `register(MethodSpec(...))` (here, or in a plugin module);
+`tests/test_methods_registry.py` proves that nothing else needs an edit. Plugin modules, named in the
+`MINIMIND_PLUGINS` environment variable (`module[,module]`, importable from `sys.path`), are imported at the
+registry's first look-up in every process: the studio, the CLI and the training worker (which inherits the
+studio's environment). A plugin module calls `register` when imported; keep it light (its recipe module is
+imported only when the method runs). No entry-point group: scanning installed packages' metadata would cost every
+start-up ~0.1 s.
 
 Importable without torch or Qt (pydantic only): the studio and the CLI read it before any heavy import.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import distill, rl
+from pydantic import ValidationError
 
-# record kinds (core.data.records.KINDS): what a method's training files hold
-DATA_KINDS = ("pretrain", "sft", "dpo", "rl", "agent")
+from core.config import distill, lora, rl
+from core.config.errors import TrainConfigError, format_validation_error
+from core.config.model import PRESETS
+from core.data.records import RECORD_KINDS as DATA_KINDS  # what a method's training files hold
 
 
 @dataclass(frozen=True)
@@ -55,15 +64,22 @@ class MethodSpec:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
+_plugins_loaded = False
+
+
+def _registry() -> dict[str, MethodSpec]:
+    """The registry, with the plugin modules (MINIMIND_PLUGINS) imported on the first look: by then the modules a
+    plugin imports (the config schema, recipes) are fully loaded, whichever of them imported this one."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        load_plugins(os.environ.get(PLUGINS_ENV))
+    return _REGISTRY
 
 
 def validate_options(method: str, options: dict):
     """`method_options` as the method's option model (None for a method without one); a TrainConfigError naming
     each bad field as `method_options.<path>` otherwise."""
-    from pydantic import ValidationError
-
-    from core.config.train import TrainConfigError, format_validation_error
-
     model = get_method(method).options
     if model is None:
         if options:
@@ -77,6 +93,12 @@ def validate_options(method: str, options: dict):
                                "docs/methods.md)") from None
 
 
+def get_recipe(method: str):
+    """The Recipe class that runs `method`: its spec's module, imported by name (so the registry stays free of
+    torch until a method runs), must define `RECIPE`."""
+    return importlib.import_module(get_method(method).recipe).RECIPE
+
+
 def register(spec: MethodSpec) -> MethodSpec:
     """Add (or replace) a method; everything derived from the registry sees it from then on."""
     _REGISTRY[spec.name] = spec
@@ -88,19 +110,19 @@ def unregister(name: str) -> None:
 
 
 def method_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return tuple(_registry())
 
 
 def all_methods() -> tuple[MethodSpec, ...]:
-    return tuple(_REGISTRY.values())
+    return tuple(_registry().values())
 
 
 def get_method(name: str) -> MethodSpec:
     """The spec of `name`; a ValueError naming the known methods otherwise."""
     try:
-        return _REGISTRY[name]
+        return _registry()[name]
     except KeyError:
-        raise ValueError(f"method: {name!r} is not a training method; known: {', '.join(_REGISTRY)}") from None
+        raise ValueError(f"method: {name!r} is not a training method; known: {', '.join(_registry())}") from None
 
 
 # ---- per-method defaults ------------------------------------------------------------------------------------
@@ -132,8 +154,6 @@ RL_LR_WARN_RATIO = 0.1
 
 def lr_scale(model: Any) -> float:
     """How much a model's width moves the default rates: 1 at 512+ wide, up to 2 for the 128-wide tiny preset."""
-    from core.config.model import PRESETS
-
     width = None
     if isinstance(model, str) and model in PRESETS:
         width = PRESETS[model]["hidden_size"]
@@ -149,7 +169,7 @@ def lr_scale(model: Any) -> float:
 def init_run_config(init: str | None) -> dict | None:
     """The training config (method, optim.lr, model) of the run that produced `init`: a run dir, its checkpoints
     dir or one checkpoint of it; None when `init` is not inside a run folder (an imported model)."""
-    if not init:
+    if not init or not isinstance(init, (str, Path)):  # a wrong type: the field's validator names it
         return None
     p = Path(init).expanduser()
     for folder in (p, p.parent, p.parent.parent):
@@ -176,9 +196,9 @@ def resolve_defaults(method: str, model: Any = None, init: str | None = None) ->
     parent = init_run_config(init)
     parent_lr = (parent or {}).get("optim", {}).get("lr")
     parent_method = (parent or {}).get("method")
-    if isinstance(parent_lr, (int, float)) and parent_method in _REGISTRY \
-            and _REGISTRY[parent_method].defaults.get("optim.lr"):
-        ratio = lr / _REGISTRY[parent_method].defaults["optim.lr"]
+    if isinstance(parent_lr, (int, float)) and parent_method in _registry() \
+            and _registry()[parent_method].defaults.get("optim.lr"):
+        ratio = lr / _registry()[parent_method].defaults["optim.lr"]
         out["optim.lr"] = (float(f"{parent_lr * ratio:.3g}"),
                            f"parent run: its {parent_method} rate {parent_lr:g} x {ratio:g} (upstream's "
                            f"{method}/{parent_method} ratio)")
@@ -193,7 +213,7 @@ def apply_defaults(data: dict) -> dict:
     """`data` (a raw config dict) with every field the method gives a default for and `data` leaves out filled in;
     fields the config sets are kept. The input is not changed."""
     method = data.get("method", "pretrain")
-    if method not in _REGISTRY:
+    if not isinstance(method, str) or method not in _registry():
         return data  # the method validator names the problem
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for path, (value, _) in resolve_defaults(method, data.get("model"), data.get("init")).items():
@@ -239,7 +259,7 @@ def default_warnings(data: dict, far: bool = True) -> dict[str, str]:
     named; `far=False` leaves these out), and for an RL or preference rate above RL_LR_WARN_RATIO of the rate its
     init run was trained at."""
     method = data.get("method", "pretrain")
-    if method not in _REGISTRY:
+    if not isinstance(method, str) or method not in _registry():
         return {}
     out = {}
     for path, (default, source) in (resolve_defaults(method, data.get("model"), data.get("init")).items()
@@ -252,7 +272,7 @@ def default_warnings(data: dict, far: bool = True) -> dict[str, str]:
         if ratio > OFF_DEFAULT_RATIO or ratio < 1 / OFF_DEFAULT_RATIO:
             out[path] = (f"{value:g} is {ratio:.3g}× the default {default:g} ({source})" if ratio > 1 else
                          f"{value:g} is 1/{1 / ratio:.3g} of the default {default:g} ({source})")
-    spec = _REGISTRY[method]
+    spec = _registry()[method]
     parent = init_run_config(data.get("init"))
     lr, parent_lr = _value_at(data, "optim.lr"), (parent or {}).get("optim", {}).get("lr")
     if (spec.generates or spec.reference) and isinstance(lr, (int, float)) and isinstance(parent_lr, (int, float)) \
@@ -274,7 +294,7 @@ for _spec in (
     MethodSpec("sft", _R + "sft", "Supervised fine-tuning on conversations: only the assistant replies carry "
                "loss.", "sft"),
     MethodSpec("lora", _R + "lora", "SFT through low-rank adapters: the base stays frozen. Needs a starting "
-               "checkpoint.", "sft", needs_init=True),
+               "checkpoint.", "sft", lora.LoraConfig, needs_init=True),
     MethodSpec("dpo", _R + "dpo", "Direct Preference Optimization on chosen/rejected pairs, against a frozen "
                "reference.", "dpo", rl.DPOConfig, reference=True),
     MethodSpec("rm", _R + "rm", "Reward model: learns to score chosen above rejected.", "dpo", rl.RMConfig),
@@ -291,3 +311,20 @@ for _spec in (
                "that shares the tokenizer.", "sft", distill.DistillConfig, teacher=True, other_kinds=("pretrain",)),
 ):
     register(dataclasses.replace(_spec, defaults=_defaults(_spec.name)))
+
+
+PLUGINS_ENV = "MINIMIND_PLUGINS"  # comma-separated module names
+
+
+def load_plugins(env: str | None = None) -> list[str]:
+    """Import the plugin modules named in `env` (each registers its methods) and return their names. One that
+    fails to import raises an ImportError naming it: a run of its method could not start anyway."""
+    names = [name.strip() for name in (env or "").split(",") if name.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(f"method plugin {name!r} (from {PLUGINS_ENV}={env}) could not be imported: "
+                              f"{exc}") from exc
+    return names
+

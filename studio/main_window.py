@@ -16,8 +16,10 @@ from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QPushButton, QTabWidget, QVBoxLayout, QWidget)
 
+from core.preparation import format_left
 from studio.context import StudioContext
 from studio.panes import PANES, PlaceholderPane, create_pane
+from studio.panes.runs_presenter import run_progress
 from studio.widgets.common import Deferred
 
 ABOUT = ("<h3>MiniMind Studio</h3><p>Train, watch, chat with and export small MiniMind-style language models, "
@@ -418,13 +420,13 @@ class MainWindow(QMainWindow):
             self.progress.hide()
             self.eta_label.setText("")
             return
-        step, total, eta = runs.progress(active)
-        self.run_label.setText(f"Training {active}")
+        view = run_progress(self.context.store, runs, active)  # preparing data, or training
+        self.run_label.setText(view.label)
         self.progress.show()
-        self.progress.setRange(0, max(total or 0, 1))
-        self.progress.setValue(min(step, total or step))
-        self.progress.setFormat(f"{step}/{total or '?'} steps")
-        self.eta_label.setText(f"ETA {format_duration(eta)}")
+        self.progress.setRange(0, view.maximum)
+        self.progress.setValue(view.value)
+        self.progress.setFormat(view.text)
+        self.eta_label.setText(format_left(view.eta_s) if view.preparing else f"ETA {format_duration(view.eta_s)}")
 
     # ------------------------------------------------------------------ close
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)

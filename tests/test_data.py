@@ -11,7 +11,9 @@ import torch
 
 from core.data import (DataError, DataReport, DPODataset, LengthGroupedBatchSampler, PretrainDataset, PromptDataset,
                        SFTDataset, collate_dpo, collate_pad, detect_kind, generate_demo_data, read_records)
-from core.data.cache import token_dtype
+from core.data import cache_build
+from core.data.cache import list_caches, token_dtype
+from core.preparation import Preparation, PreparationStopped
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,15 +157,19 @@ def test_packing_keeps_every_document_between_bos_and_eos_without_padding(slices
     assert int((np.asarray(ds.tokens) == tok.bos_id).sum()) == len(texts)
 
 
+def _recorder(calls: list) -> Preparation:
+    return Preparation(report=lambda p: calls.append((p.bytes_done, p.bytes_total, p.state)), interval=0)
+
+
 def test_cache_is_reused_and_rebuilt_when_the_file_changes(slices, tiny_tokenizer, tmp_path):
     src = head(slices["sft"], tmp_path / "sft.jsonl", 100)
     calls = []
-    first = SFTDataset(src, tiny_tokenizer, 128, tmp_path / "cache", progress=lambda d, t: calls.append((d, t)))
-    assert not first.cache.reused and calls[-1][0] == calls[-1][1] == src.stat().st_size
+    first = SFTDataset(src, tiny_tokenizer, 128, tmp_path / "cache", preparation=_recorder(calls))
+    assert not first.cache.reused and calls[-1] == (src.stat().st_size, src.stat().st_size, "done")
     bin_file = first.cache.path / "ids.bin"
     mtime = bin_file.stat().st_mtime_ns
     calls.clear()
-    again = SFTDataset(src, tiny_tokenizer, 128, tmp_path / "cache", progress=lambda d, t: calls.append((d, t)))
+    again = SFTDataset(src, tiny_tokenizer, 128, tmp_path / "cache", preparation=_recorder(calls))
     assert again.cache.reused and calls == [] and bin_file.stat().st_mtime_ns == mtime
     assert again.cache.path == first.cache.path and np.array_equal(again.lengths, first.lengths)
     other_len = SFTDataset(src, tiny_tokenizer, 64, tmp_path / "cache")  # a token-changing option
@@ -173,28 +179,48 @@ def test_cache_is_reused_and_rebuilt_when_the_file_changes(slices, tiny_tokenize
     assert not changed.cache.reused and len(changed) == 50
 
 
-def test_a_cancelled_build_leaves_no_cache_entry(slices, tiny_tokenizer, tmp_path):
-    def cancel(done, total):
-        raise KeyboardInterrupt  # what a stop request raised from the progress callback looks like
+def test_a_stopped_build_leaves_no_finished_entry_and_the_next_one_completes_it(slices, tiny_tokenizer, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setattr(cache_build, "BATCH_RECORDS", 50)  # 400 records: 8 batches
+    calls = []
+    stop = Preparation(report=lambda p: calls.append(p.state), should_stop=lambda: len(calls) >= 2, interval=0)
+    with pytest.raises(PreparationStopped):
+        PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path, preparation=stop)
+    assert calls[-1] == "stopped"
+    assert [e.complete for e in list_caches(tmp_path)] == [False]  # the partial build, kept for next time
+    ds = PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path)
+    assert not ds.cache.reused and ds.cache.meta["resumed_bytes"] > 0
+    assert [e.complete for e in list_caches(tmp_path)] == [True]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [ds.cache.path.name]
 
-    with pytest.raises(KeyboardInterrupt):
-        PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path, progress=cancel)
-    assert list(tmp_path.iterdir()) == []
-    assert not PretrainDataset(slices["pretrain"], tiny_tokenizer, 32, tmp_path).cache.reused
 
+def test_two_builders_of_the_same_entry_build_it_once(slices, tiny_tokenizer, tmp_path):
+    # Two ranks (here: threads) ask for one entry at once: one tokenizes, the other waits on the entry's lock
+    # and then opens what the first built.
+    import threading
 
-def test_two_builders_of_the_same_entry_both_succeed(slices, tiny_tokenizer, tmp_path):
-    # Two ranks building at once: the second finishes first (inside the first's progress callback), then the
-    # first finds the entry taken and uses it.
-    src, inner = slices["sft"], []
+    src, encoded, waiting, results = slices["sft"], [], threading.Event(), {}
+    started = threading.Event()
 
-    def rival(done, total):
-        if not inner:
-            inner.append(SFTDataset(src, tiny_tokenizer, 128, tmp_path))
+    def slow_report(progress):
+        started.set()
+        waiting.wait(timeout=60)  # hold the build until the rival is waiting for it
 
-    outer = SFTDataset(src, tiny_tokenizer, 128, tmp_path, progress=rival)
-    assert outer.cache.path == inner[0].cache.path and len(outer) == len(inner[0]) == 300
-    assert [p.name for p in tmp_path.iterdir()] == [outer.cache.path.name]  # no scratch directory left
+    def rival_report(progress):
+        if progress.state == "waiting":
+            waiting.set()
+
+    def build(name, prep):
+        results[name] = SFTDataset(src, tiny_tokenizer, 128, tmp_path, preparation=prep)
+
+    first = threading.Thread(target=build, args=("first", Preparation(report=slow_report, interval=0)))
+    first.start()
+    assert started.wait(timeout=60)
+    build("second", Preparation(report=rival_report, interval=0))
+    first.join(timeout=120)
+    assert waiting.is_set() and not results["first"].cache.reused and results["second"].cache.reused
+    assert results["first"].cache.path == results["second"].cache.path and len(results["second"]) == 300
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [results["first"].cache.path.name]
 
 
 def test_text_files_are_packed_like_pretrain_documents(shared_data, tiny_tokenizer, tmp_path):

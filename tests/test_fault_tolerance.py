@@ -92,6 +92,8 @@ def _reference_run(config: Path) -> float:
     t0 = time.monotonic()
     proc = _fresh_trainer(config)
     first = proc.stdout.readline()
+    while first and json.loads(first)["type"] == "prepare":  # tokenizing the data comes first
+        first = proc.stdout.readline()
     startup = time.monotonic() - t0
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0 and json.loads(first)["type"] == "run_started", err.decode()[-3000:]

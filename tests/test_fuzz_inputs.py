@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.config import ModelConfig
-from core.config.train import TrainConfig, TrainConfigError, load_train_config, validate_train_config
+from core.config.errors import TrainConfigError
+from core.config.load import load_train_config, validate_train_config
+from core.config.train import TrainConfig
 from core.data.records import KINDS, DataError, read_records
 
 FAST = settings(max_examples=80, deadline=2000, suppress_health_check=[HealthCheck.too_slow], database=None)

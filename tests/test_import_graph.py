@@ -1,7 +1,9 @@
 """The import graph of core/ and studio/ runs one way (docs/architecture.md, "Import graph").
 
 Built from the source (every module's absolute ``core.``/``studio.`` imports, read with ``ast``), so it checks
-every module in a fraction of a second instead of starting an interpreter per module.
+every module in a fraction of a second instead of starting an interpreter per module. Every import counts: one
+inside a function still runs, so it can close a loop as surely as one at the top (a reader sees it either way);
+and importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first, so those count as imported too.
 """
 from __future__ import annotations
 
@@ -56,10 +58,19 @@ def _imports(path: Path, lazy: bool) -> set[str]:
     return found
 
 
-def _graph(lazy: bool) -> dict[str, set[str]]:
+def _with_parents(names: set[str]) -> set[str]:
+    """``names`` and the packages above each (importing ``a.b.c`` runs ``a`` and ``a.b`` first)."""
+    out = set(names)
+    for name in names:
+        parts = name.split(".")
+        out.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return out
+
+
+def _graph(lazy: bool = True) -> dict[str, set[str]]:
     """module -> the project modules it imports. A module's own parent packages are left out: Python imports
     them before the module itself, so such an edge can never start a cycle."""
-    return {name: {dep for dep in _imports(path, lazy) if dep in MODULES and dep != name
+    return {name: {dep for dep in _with_parents(_imports(path, lazy)) if dep in MODULES and dep != name
                    and not name.startswith(dep + ".")}
             for name, path in MODULES.items()}
 
@@ -96,9 +107,47 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def test_no_import_cycles():
+def test_no_import_cycles_counting_the_imports_inside_functions():
     """Every module imports alone: no module is (directly or through others) imported by what it imports."""
-    assert _cycles(_graph(lazy=False)) == []
+    assert _cycles(_graph()) == []
+
+
+# The floors of core, ground first (docs/architecture.md, "Import graph"): a module imports from its own floor or
+# below, never above. A name matches a module and everything under it; the longest match wins.
+FLOORS = (
+    # 0: plain facts and helpers that know nothing of training: event fields, process identity, tokenizer files,
+    #    the tools, launch targets, and the configs the method registry reads (model, method options, errors)
+    ("core.event_schema", "core.process_identity", "core.safety", "core.llama_load", "core.tools",
+     "core.tokenizer", "core.launch", "core.config", "core"),
+    ("core.data",),                                          # 1: records (the kinds), datasets, cache
+    ("core.methods",),                                       # 2: the method registry
+    ("core.config.train", "core.config.load", "core.model"),  # 3: the training schema (asks the registry), model
+    ("core.infer", "core.export"),                           # 4: generation, export
+    ("core.rl", "core.serve"),                               # 5: rollouts and rewards, the HTTP server
+    ("core.eval",),                                          # 6: benchmarks (score with generation and rewards)
+    ("core.train", "core.demo"),                             # 7: the engine and recipes; the demo pipeline
+    ("core.cli", "core.__main__"),                           # 8: the command line
+)
+# Arrows up that a planned change removes (issue 25 §1 moves precision to a ground-floor module).
+KNOWN_UP = {("core.infer.backend", "core.train.precision"), ("core.infer.backend", "core.train")}
+
+
+def _floor(module: str) -> int:
+    best, floor = -1, None
+    for level, names in enumerate(FLOORS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > best:
+                best, floor = len(name), level
+    assert floor is not None, f"{module} is on no floor: add it to FLOORS"
+    return floor
+
+
+def test_no_arrow_runs_up_in_core():
+    """Each core module imports only from its own floor or below, so the layers read bottom-up."""
+    graph = _graph()
+    up = sorted((name, dep) for name, deps in graph.items() if name.startswith("core")
+                for dep in deps if dep.split(".")[0] == "core" and _floor(dep) > _floor(name))
+    assert [edge for edge in up if edge not in KNOWN_UP] == []
 
 
 def test_core_never_imports_the_studio_or_qt():
@@ -119,6 +168,8 @@ def test_the_graph_sees_the_imports():
     """The checks above are only as good as the graph: it must see a real edge and a planted cycle."""
     assert "studio.store" in _graph(lazy=False)["studio.worker.run_manager"]
     assert "core.infer.backend_base" in _graph(lazy=False)["core.infer.llamacpp"]
+    assert "core.methods" in _graph()["core.config.train"]  # an import inside a function counts
+    assert "core.config" in _graph()["core.methods"]  # and so does the package above what it imports
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.infer.generate import generate, generate_batch, set_rope_scaling, stream_generate
-from core.infer.sampling import SamplingParams, apply_repetition_penalty, filter_top_p
+from core.infer.sampling import SamplingParams, apply_repetition_penalty, choose_tokens, filter_top_p
 from core.infer.text import TextStream
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -158,6 +158,87 @@ def test_batched_repetition_penalty_equals_one_at_a_time(infer_model, prompt):
     singles = [generate(model, tok, p, params).token_ids for p in prompts]
     assert generate_batch(model, prompts, params).sequences == singles
     assert singles[0] != generate(model, tok, prompt, GREEDY.model_copy(update={"max_new_tokens": 16})).token_ids
+
+
+@torch.inference_mode()
+def growing_cache_generate_batch(model, prompts, params, pad_id=0, eos_id=2):
+    """The reference: batched decoding as it was before the preallocated cache (a list of (k, v) grown by
+    torch.cat, finished rows dropped at the token they stop); the sequences only."""
+    from core.infer.sampling import make_generator
+
+    from core.infer.generate import left_pad
+
+    budget = min(params.max_new_tokens, model.config.max_position_embeddings - max(map(len, prompts)))
+    ids, mask = left_pad(prompts, pad_id, "cpu")
+    stop_ids = torch.tensor(sorted(params.resolved_stop_ids(eos_id)))
+    seen = None
+    if params.repetition_penalty != 1.0:
+        seen = torch.zeros(len(prompts), model.config.vocab_size, dtype=torch.long).scatter_add_(1, ids, mask) > 0
+    out = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+    past, logits = out.past_key_values, out.logits[:, -1].float()
+    sequences, rows, gen = [[] for _ in prompts], list(range(len(prompts))), make_generator(params.seed)
+    for t in range(budget):
+        nxt = choose_tokens(logits, params, seen, gen)
+        for r, token in zip(rows, nxt.tolist()):
+            sequences[r].append(token)
+        hit = torch.isin(nxt, stop_ids)
+        if t + 1 == budget or bool(hit.all()):
+            break
+        if seen is not None:
+            seen.scatter_(1, nxt[:, None], True)
+        keep = (~hit).nonzero().squeeze(1)
+        rows, nxt, mask = [rows[i] for i in keep.tolist()], nxt[keep], mask[keep]
+        past = [(k[keep], v[keep]) for k, v in past]
+        seen = seen[keep] if seen is not None else None
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype)], dim=1)
+        out = model(nxt[:, None], past_key_values=past, use_cache=True, attention_mask=mask)
+        past, logits = out.past_key_values, out.logits[:, -1].float()
+    return sequences
+
+
+@pytest.mark.parametrize("check_every", [1, 3, 8])
+@pytest.mark.parametrize("penalty", [1.0, 1.5])
+def test_batched_greedy_equals_the_growing_cache_path(infer_model, prompt, check_every, penalty):
+    """Preallocated cache and finished rows checked every k tokens: the same sequences as before, with rows
+    that stop at different tokens (between checks, at a check, and never)."""
+    model, tok = infer_model
+    prompts = [prompt, tok.encode("Once upon a time"), tok.encode("一"), prompt[:7], prompt[3:9]]
+    params = GREEDY.model_copy(update={"max_new_tokens": 20, "repetition_penalty": penalty})
+    free = growing_cache_generate_batch(model, prompts, params)
+    stops = [free[1][4], free[3][2]]  # end rows 1 and 3 early (and whichever else emits these ids)
+    params = params.model_copy(update={"stop_token_ids": stops})
+    want = growing_cache_generate_batch(model, prompts, params)
+    got = generate_batch(model, prompts, params, check_every=check_every)
+    assert got.sequences == want
+    assert got.finish_reasons == ["stop" if s[-1] in stops else "length" for s in want]
+    assert {len(s) for s in want} != {20}
+
+
+def test_seeded_batched_sampling_keeps_the_stream_of_the_growing_cache_path(infer_model, prompt):
+    """Sampled rows are checked at every token by default, so a seeded rollout draws what it drew before."""
+    model, tok = infer_model
+    prompts = [prompt, tok.encode("Once upon a time"), tok.encode("一"), prompt[:7]]
+    params = SamplingParams(max_new_tokens=16, temperature=1.0, top_p=1.0, top_k=0, seed=5)
+    free = growing_cache_generate_batch(model, prompts, params)
+    params = params.model_copy(update={"stop_token_ids": [free[0][3], free[2][6]]})
+    want = growing_cache_generate_batch(model, prompts, params)
+    assert generate_batch(model, prompts, params).sequences == want
+    assert {len(s) for s in want} != {16}
+
+
+def test_batched_decoding_reads_the_device_once_every_k_tokens(infer_model, prompt):
+    """Host syncs of 32 tokens minus those of 16 (nothing stops): one read per `check_every` tokens, where the
+    growing-cache loop read twice a token."""
+    from tests.test_host_syncs import CountSyncs
+
+    model, _ = infer_model
+    counts = {}
+    for n in (16, 32):
+        params = GREEDY.model_copy(update={"max_new_tokens": n})
+        with CountSyncs() as counter:
+            generate_batch(model, [prompt, prompt[:5]], params, check_every=8)
+        counts[n] = len(counter.calls)
+    assert counts[32] - counts[16] == 2, counts
 
 
 def test_batched_sampling_is_seeded(infer_model, prompt):

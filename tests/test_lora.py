@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.config import get_preset
-from core.config.train import LoraConfig
+from core.config.lora import LoraConfig
 from core.model import MiniMindForCausalLM
 from core.model.lora import (LoRALinear, apply_lora, base_state_dict, load_adapter, lora_state_dict, merge_lora,
                              save_adapter)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core.config.train import validate_train_config
+from core.config.load import validate_train_config
 from core.methods import (DEFAULT_FIELDS, UPSTREAM_LR, all_methods, default_sources, default_warnings,
                           resolve_defaults)
 

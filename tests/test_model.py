@@ -77,6 +77,84 @@ def test_sdpa_and_explicit_attention_agree():
         assert torch.allclose(a, b, atol=1e-5, rtol=0)
 
 
+def _padded_batch():
+    ids = torch.randint(0, 97, (2, 16))
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[0, :5] = 0
+    return ids, mask
+
+
+def test_masked_gqa_with_repeated_kv_equals_the_grouped_kernel(monkeypatch):
+    """The path CUDA takes for masked calls (K/V repeated to every query head, no enable_gqa) gives the logits and
+    gradients of the grouped path CPU takes."""
+    import core.model.model as mm
+
+    model = small_model()
+    assert model.config.num_attention_heads > model.config.num_key_value_heads
+    ids, mask = _padded_batch()
+
+    def run():
+        model.zero_grad()
+        out = model(ids, attention_mask=mask, labels=ids)
+        out.loss.backward()
+        return out.logits.detach(), model.model.layers[0].self_attn.k_proj.weight.grad.clone()
+
+    grouped = run()
+    monkeypatch.setattr(mm, "gqa_kernel_available", lambda q, masked: False)
+    repeated = run()
+    assert torch.allclose(grouped[0], repeated[0], atol=1e-5, rtol=0)
+    assert torch.allclose(grouped[1], repeated[1], atol=1e-6, rtol=1e-4)
+
+
+def test_enable_gqa_only_where_a_fused_kernel_takes_it(monkeypatch):
+    """On CUDA only flash takes grouped K/V: unmasked, half precision, compute capability 8.0 or newer."""
+    from types import SimpleNamespace
+
+    from core.model.model import gqa_kernel_available
+
+    def q(device, dtype):
+        return SimpleNamespace(device=torch.device(device), dtype=dtype)
+
+    assert gqa_kernel_available(q("cpu", torch.float32), masked=True)
+    assert not gqa_kernel_available(q("cuda", torch.bfloat16), masked=True)
+    assert not gqa_kernel_available(q("cuda", torch.float32), masked=False)
+    for major, takes in ((7, False), (8, True), (9, True)):
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device, m=major: SimpleNamespace(major=m))
+        assert gqa_kernel_available(q("cuda", torch.float16), masked=False) is takes
+
+
+@pytest.mark.parametrize("kw", [{}, {"use_moe": True}])
+def test_a_preallocated_cache_decodes_as_the_growing_one(kw):
+    """KVCache (written in place, grown by doubling) against the list of (k, v) grown by torch.cat: a padded
+    prefill, a chunk of two, single tokens past a capacity doubling, and rows leaving the batch."""
+    from core.model.model import KVCache
+
+    model = small_model(**kw)
+    ids, mask = _padded_batch()
+    cache = KVCache()
+    with torch.no_grad():
+        a, b = model(ids, attention_mask=mask, use_cache=True), model(ids, attention_mask=mask, past_key_values=cache,
+                                                                      use_cache=True)
+        assert b.past_key_values is cache and cache.length == 16 and cache.capacity == 16
+        grow, steps = a.past_key_values, [(a.logits, b.logits)]
+        new = torch.randint(0, 97, (2, 10))
+        for t0, t1 in ((0, 2), (2, 3), (3, 4), (4, 10)):
+            mask = torch.cat([mask, torch.ones(2, t1 - t0, dtype=torch.long)], dim=1)
+            a = model(new[:, t0:t1], past_key_values=grow, use_cache=True, attention_mask=mask)
+            b = model(new[:, t0:t1], past_key_values=cache, use_cache=True, attention_mask=mask)
+            grow = a.past_key_values
+            steps.append((a.logits, b.logits))
+        assert cache.capacity == 32 and cache.length == 26
+        keep = torch.tensor([1])
+        cache.keep_rows(keep)
+        grow = [(k[keep], v[keep]) for k, v in grow]
+        last, mask = torch.tensor([[5]]), torch.cat([mask[keep], torch.ones(1, 1, dtype=torch.long)], dim=1)
+        steps.append((model(last, past_key_values=grow, use_cache=True, attention_mask=mask).logits,
+                      model(last, past_key_values=cache, use_cache=True, attention_mask=mask).logits))
+    for x, y in steps:
+        assert torch.allclose(x, y, atol=1e-5, rtol=0)
+
+
 def test_left_padding_gives_the_same_logits_as_no_padding():
     model = small_model()
     ids = torch.randint(3, 97, (1, 12))

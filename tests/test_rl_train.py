@@ -118,7 +118,7 @@ def test_spo_sigkill_and_resume_keeps_the_baseline_tracker(rl_data, demo_sft_run
 
 
 def test_bad_method_options_fail_with_the_field_named(tmp_path):
-    from core.config.train import validate_train_config
+    from core.config.load import validate_train_config
 
     cfg = validate_train_config({"method": "grpo", "run_dir": str(tmp_path / "run"), "device": "cpu",
                                  "init": str(tmp_path / "sft"), "data": {"files": ["rl.jsonl"]},

@@ -7,6 +7,8 @@ import pytest
 
 pytest.importorskip("PySide6")
 cc = pytest.importorskip("core.config")
+from core.config.load import validate_train_config  # noqa: E402
+from core.config.train import TrainConfig  # noqa: E402
 
 from studio.panes.config_schema import fields_from_schema  # noqa: E402
 
@@ -25,7 +27,7 @@ def test_form_has_one_editor_per_schema_field_with_schema_bounds(pane):
 
     editors = {k: w for form in pane.forms.values() for k, w in form.editors.items()}
     expected = fields_from_schema(cc.ModelConfig.model_json_schema(), prefix=("model",)) + \
-        fields_from_schema(cc.TrainConfig.model_json_schema(), skip=("method", "init", "model", "method_options", "run_dir"))
+        fields_from_schema(TrainConfig.model_json_schema(), skip=("method", "init", "model", "method_options", "run_dir"))
     assert {s.key for s in expected} <= set(editors)
     assert isinstance(editors["model.hidden_size"], QSpinBox)
     assert (editors["model.hidden_size"].minimum(), editors["model.hidden_size"].maximum()) == (8, 16384)
@@ -38,7 +40,7 @@ def test_invalid_value_shows_the_fields_pydantic_message(pane):
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError) as exc:
-        cc.TrainConfig(optim={"lr": 5.0})
+        TrainConfig(optim={"lr": 5.0})
     message = exc.value.errors()[0]["msg"]
     pane.forms["data"].editors["data.files"].setText("train.jsonl")
     pane.forms["optim"].editors["optim.lr"].setText("5")
@@ -98,7 +100,8 @@ def test_preflight_highlights_exactly_the_assistant_tokens(qtbot, context, tmp_p
     cfg = presenter.default_config()
     cfg.update(method="sft")
     cfg["data"].update(files=[str(data)], tokenizer=str(tiny_tokenizer_dir), max_len=64)
-    with qtbot.waitSignal(presenter.preflightFinished, timeout=20_000) as done:
+    # pre-flight calibrates the default model in a child process (start-up included): give a loaded machine time
+    with qtbot.waitSignal(presenter.preflightFinished, timeout=60_000) as done:
         presenter.preflight(cfg)
     r = done.args[0]
     loss_ids = [t for t, m in zip(r["record_ids"], r["loss_mask"]) if m]
@@ -119,7 +122,7 @@ def test_first_run_guide_makes_data_and_tokenizer_then_requests_a_valid_pretrain
     assert cfg.pop("name") == "demo-pretrain" and cfg["method"] == "pretrain"
     assert (context.workspace.tokenizers_dir / "demo" / "tokenizer.json").is_file()
     assert cfg["data"]["files"] == [str(context.workspace.datasets_dir / "demo" / "pretrain.jsonl")]
-    cc.train.validate_train_config(cfg)  # the trainer will accept it
+    validate_train_config(cfg)  # the trainer will accept it
     guide.shutdown()
 
 
@@ -229,7 +232,7 @@ def test_run_detail_sets_the_time_estimate_against_the_real_time(context):
 
 def test_a_saved_config_without_some_method_options_shows_their_defaults(pane):
     """A GRPO run's config.json holds only the options its author set; loading it must not blank the others."""
-    from core.config.train import validate_train_config
+    from core.config.load import validate_train_config
 
     cfg = validate_train_config({"method": "grpo", "init": "/tmp/run", "model": "tiny",
                                  "data": {"files": ["rl.jsonl"]},

@@ -206,3 +206,15 @@ def test_a_tokenizer_made_outside_the_studio_is_listed_when_the_stats_tab_is_sho
     shutil.copytree(tiny_tokenizer_dir, context.workspace.tokenizers_dir / "from-cli")  # no signal says so
     pane.tabs.setCurrentWidget(pane.stats_tab)
     assert pane.stats_tokenizer.itemData(0) == str(context.workspace.tokenizers_dir / "from-cli")
+
+
+def test_the_validate_kind_list_is_cores_list_of_record_kinds(qtbot, context):
+    from core.data.records import KINDS
+    from core.methods import DATA_KINDS
+    from studio.panes.datasets import DatasetsPane
+
+    pane = DatasetsPane(context)
+    qtbot.addWidget(pane)
+    shown = [pane.validate_kind.itemText(i) for i in range(pane.validate_kind.count())]
+    assert shown == list(KINDS) and "agent" in shown
+    assert set(DATA_KINDS) <= set(KINDS)  # every kind a method trains on can be validated here

@@ -6,7 +6,10 @@ import math
 
 import pytest
 
-from core.config.train import TrainConfig, TrainConfigError, load_train_config
+from core.config.errors import TrainConfigError
+from core.config.load import load_train_config
+from core.config.train import TrainConfig
+from core.methods import validate_options
 from core.train.sampler import PackedBatchSampler
 from core.train.schedule import lr_factor
 
@@ -23,9 +26,22 @@ def test_errors_name_the_field_and_the_allowed_range(tmp_path):
 
 def test_set_overrides_parse_json_values_and_nested_keys():
     cfg = load_train_config(None, ["optim.lr=3e-4", "model=tiny", 'data.files=["a.jsonl"]', "compile=true",
-                                   "lora.target_modules=[\"q_proj\"]", "method_options.beta=0.1"])
+                                   "method_options.beta=0.1"])
     assert cfg.optim.lr == 3e-4 and cfg.model == "tiny" and cfg.data.files == ["a.jsonl"] and cfg.compile
-    assert cfg.lora.target_modules == ["q_proj"] and cfg.method_options == {"beta": 0.1}
+    assert cfg.method_options == {"beta": 0.1}
+
+
+def test_loras_settings_are_its_method_options_and_an_old_top_level_lora_block_moves_there():
+    cfg = load_train_config(None, ["method=lora", "init=run", "method_options.rank=4",
+                                   'lora.target_modules=["q_proj"]', "lora.rank=2"])
+    assert cfg.method_options == {"rank": 4, "target_modules": ["q_proj"]}  # the new place wins over the old
+    assert "lora" not in cfg.model_dump()
+    # a saved run of another method carries the old default block: it is dropped, not an error
+    old = {"method": "sft", "lora": {"rank": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": ["q_proj"]}}
+    assert load_train_config(None, base=old).method_options == {}
+    bad = load_train_config(None, ["method=lora", "init=run", "lora.rank=0"])
+    with pytest.raises(TrainConfigError, match="method_options.rank"):  # LoRA's option model checks it
+        validate_options("lora", bad.method_options)
 
 
 def test_unknown_keys_and_bad_set_syntax_are_refused():
@@ -45,7 +61,7 @@ def test_config_round_trips_through_json_and_exports_a_schema(tmp_path):
     again = TrainConfig.model_validate_json(cfg.model_dump_json())
     assert again == cfg
     schema = TrainConfig.model_json_schema()
-    assert {"method", "model", "optim", "data", "lora", "method_options"} <= set(schema["properties"])
+    assert {"method", "model", "optim", "data", "method_options"} <= set(schema["properties"])
     assert schema["$defs"]["OptimConfig"]["properties"]["lr"]["exclusiveMinimum"] == 0
 
 

@@ -33,7 +33,7 @@ def test_sft_starts_from_the_pretrain_checkpoint_and_completes(tiny_sft_checkpoi
 def test_lora_trains_only_the_adapter_and_loads_merged(tiny_sft_checkpoint, train_data, tiny_tokenizer_dir, tmp_path):
     run_dir = tmp_path / "lora"
     cfg = train_config(run_dir, tiny_tokenizer_dir, [train_data["sft"]], method="lora", init=str(tiny_sft_checkpoint),
-                       max_steps=6, **{"lora.rank": 4, "optim.lr": 1e-2, "optim.warmup_steps": 0})
+                       max_steps=6, **{"method_options.rank": 4, "optim.lr": 1e-2, "optim.warmup_steps": 0})
     with one_thread():
         assert run_training(cfg) == 0
     started = read_events(run_dir)[0]

@@ -84,7 +84,7 @@ def test_lora_resume_keeps_the_base_it_was_trained_on(tiny_pretrain_run, train_d
     io.save_checkpoint(model, base, tokenizer=tok)
     run_dir = tmp_path / "run"
     cfg = train_config(run_dir, tiny_tokenizer_dir, [train_data["sft"]], method="lora", init=str(base), max_steps=4,
-                       save_every=2, **{"optim.lr": 1e-2, "lora.rank": 4, "lora.dropout": 0.1})
+                       save_every=2, **{"optim.lr": 1e-2, "method_options.rank": 4, "method_options.dropout": 0.1})
     with one_thread():
         assert run_training(cfg) == 0
         _, want = _last_attempt(run_dir)

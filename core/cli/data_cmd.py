@@ -1,13 +1,14 @@
 """`minimind data check|prepare|stats|demo`: validate dataset files, build the token cache, measure, make demo data."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
 
 from core.cli import CLIError
-from core.data.records import KINDS
+from core.data.records import KINDS, TOKEN_KINDS
 
-CACHED_KINDS = ("pretrain", "text", "sft", "dpo")
 
 
 def register(subparsers) -> None:
@@ -24,13 +25,18 @@ def register(subparsers) -> None:
     prepare = sub.add_parser("prepare", help="tokenize a dataset into the token cache")
     prepare.add_argument("file")
     prepare.add_argument("--tokenizer", required=True, metavar="DIR")
-    prepare.add_argument("--kind", choices=CACHED_KINDS, help="default: detected")
+    prepare.add_argument("--kind", choices=TOKEN_KINDS, help="default: detected")
     prepare.add_argument("--seq-len", type=int, required=True, metavar="N",
                          help="pretrain: window length; sft/dpo: truncation length")
     prepare.add_argument("--cache-dir", required=True, metavar="DIR")
     prepare.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                          help="stop at the first bad record (default) or skip and count bad records")
     prepare.set_defaults(func=_prepare)
+
+    caches = sub.add_parser("caches", help="list the token caches of a cache directory (size, state); delete one")
+    caches.add_argument("--cache-dir", required=True, metavar="DIR")
+    caches.add_argument("--delete", metavar="NAME", help="delete this entry (a name the listing shows)")
+    caches.set_defaults(func=_caches)
 
     stats = sub.add_parser("stats", help="records, tokens, chars/token and length percentiles")
     stats.add_argument("file")
@@ -83,26 +89,65 @@ def _load_tokenizer(directory):
         raise CLIError(f"cannot load the tokenizer from {directory}: {exc}") from None
 
 
+class ProgressLine:
+    """`describe_prepare` on stderr: redrawn in place on a terminal, a new line every 10 s otherwise (a log)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, progress) -> None:
+        from core.preparation import describe_prepare
+
+        now = time.monotonic()
+        final = progress.state in ("done", "stopped")
+        if not (self.tty or final or now - self.last >= 10.0):
+            return
+        self.last = now
+        text = describe_prepare(progress.fields(), detail=True)
+        print(f"\r\x1b[2K{text}" if self.tty else text, end="\n" if final or not self.tty else "",
+              file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM ask the build to stop after the shard in progress (kept for the next attempt)."""
+    stop = {"asked": False}
+
+    def ask(signum, frame):
+        if stop["asked"]:
+            raise KeyboardInterrupt  # a second Ctrl-C: now
+        stop["asked"] = True
+
+    old = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: stop["asked"]
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def _prepare(args) -> int:
     from core.data import DataError, DPODataset, PretrainDataset, SFTDataset
+    from core.preparation import Preparation, PreparationStopped
 
     kind = _kind(args.file, args.kind)
-    if kind not in CACHED_KINDS:
+    if kind not in TOKEN_KINDS:
         raise CLIError(f"{args.file} is {kind} data; only pretrain, text, sft and dpo data are tokenized ahead")
     tok = _load_tokenizer(args.tokenizer)
     started = time.monotonic()
-
-    def progress(done, total):
-        print(f"\rtokenizing: {100 * done / max(total, 1):5.1f}%", end="", file=sys.stderr, flush=True)
-
     cls = {"pretrain": PretrainDataset, "text": PretrainDataset, "sft": SFTDataset, "dpo": DPODataset}[kind]
     try:
-        ds = cls(args.file, tok, args.seq_len, args.cache_dir, on_error=args.on_error, progress=progress)
+        with _stop_on_signals() as stopped:
+            preparation = Preparation(report=ProgressLine(), should_stop=stopped, interval=0.5)
+            ds = cls(args.file, tok, args.seq_len, args.cache_dir, on_error=args.on_error, preparation=preparation)
+    except PreparationStopped:
+        raise CLIError("stopped; the finished part of the cache is kept: run the same command again to go on "
+                       "from there") from None
     except DataError as exc:
-        print(file=sys.stderr)
         raise CLIError(f"{exc}\n  list every problem with `minimind data check {args.file}`, "
                        "or pass --on-error skip to leave bad records out") from None
-    print(file=sys.stderr)
     cache = ds.cache
     print(f"cache: {cache.path} ({'re-used' if cache.reused else 'built'} in {time.monotonic() - started:.1f} s)")
     print(f"records: {ds.report.records}, skipped: {ds.report.skipped}, tokens: {ds.num_tokens:,}")
@@ -113,6 +158,33 @@ def _prepare(args) -> int:
     else:
         print(f"sequences: {len(ds):,}, truncated at {args.seq_len}: {100 * ds.truncated_fraction:.1f}%, "
               f"left out (no assistant token within {args.seq_len}): {ds.num_no_target}")
+    return 0
+
+
+def _caches(args) -> int:
+    from pathlib import Path
+
+    from core.data.cache import delete_cache, list_caches
+
+    entries = list_caches(args.cache_dir)
+    if args.delete:
+        match = [e for e in entries if e.path.name in (args.delete, f".{args.delete}.partial")]
+        if not match:
+            raise CLIError(f"{args.cache_dir}: no cache entry {args.delete!r}; "
+                           f"`minimind data caches --cache-dir {args.cache_dir}` lists them")
+        try:
+            delete_cache(match[0].path)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        print(f"deleted {match[0].path} ({match[0].size_bytes / 1e6:.1f} MB)")
+        return 0
+    if not entries:
+        print(f"{args.cache_dir}: no token caches")
+    for e in entries:
+        state = "ready" if e.complete else f"partial, {100 * e.done_fraction:.0f} % (resumes when asked for)"
+        files = ", ".join(Path(f).name for f in e.files) or "?"
+        print(f"{e.path.name.strip('.').removesuffix('.partial')}  {e.kind}  {e.size_bytes / 1e6:.1f} MB  "
+              f"{e.num_tokens:,} tokens  {state}  [{files}]")
     return 0
 
 

@@ -43,6 +43,9 @@ def add_eval_subcommands(ev) -> None:
     tools.add_argument("--max-turns", type=int, default=3, help="answers per case (default 3)")
     tools.add_argument("--max-new-tokens", type=int, default=256, help="tokens per answer (default 256)")
     tools.add_argument("--no-baseline", action="store_true", help="skip answering each case without tools")
+    tools.add_argument("--constrain", action="store_true",
+                       help="decode calls under the offered tools' schemas (tool_choice auto; checkpoints and GGUFs: "
+                            "an endpoint constrains as its server does)")
     tools.add_argument("--device", default="cpu", help="torch device for checkpoints")
     tools.add_argument("--out", metavar="F.json", help="write the per-case results and the summary as JSON")
     tools.set_defaults(func=run_tools)
@@ -77,7 +80,7 @@ def _target(args):
     if args.endpoint:
         return EndpointTarget(args.endpoint, args.api_model, args.api_key, max_new_tokens=args.max_new_tokens), None
     backend = _open_backend(args)
-    return BackendTarget(backend, args.max_new_tokens), backend
+    return BackendTarget(backend, args.max_new_tokens, args.constrain), backend
 
 
 def _open_backend(args):
@@ -113,6 +116,8 @@ def run_tools(args) -> int:
         print(f"{r['id']:<12} {yes(r['well_formed']):>11} {yes(r['right_tool']):>10} "
               f"{yes(r['valid_arguments']):>10} {yes(r['correct']):>8} {r['turns']:>5}")
     s = result["summary"]
+    if getattr(target, "constrain", False):
+        print("answers decoded under the offered tools' schemas (--constrain)")
     print(f"{'total':<12} {s['well_formed']:>11.0%} {s['right_tool']:>10.0%} {s['valid_arguments']:>10.0%} "
           f"{s['correct']:>8.0%} {s['mean_turns']:>5.2f}")
     if s["correct_without_tools"] is not None:

@@ -90,6 +90,9 @@ def register(subparsers) -> None:
     chat.add_argument("--tools", default=None, metavar="NAMES",
                       help="offer built-in tools and run the calls automatically: 'all' or a comma list of "
                            "calculate_math, unit_converter, get_current_time")
+    chat.add_argument("--constrain", action=argparse.BooleanOptionalAction, default=True,
+                      help="with --tools: calls may name only the offered tools, with arguments valid for their "
+                           "schemas, enforced while decoding (default on; --no-constrain lets the model write freely)")
     chat.add_argument("--max-tool-rounds", type=int, default=4,
                       help="answers that may call tools before the model must reply (default 4)")
     chat.set_defaults(func=_chat)
@@ -162,7 +165,7 @@ def _chat(args) -> int:
                 continue
             history.append({"role": "user", "content": text})
             for _round in range(max(1, args.max_tool_rounds + 1)):
-                answer = _answer(backend, system, history, sampling, tools, args.think)
+                answer = _answer(backend, system, history, sampling, tools, args.think, args.constrain)
                 history.append(answer.assistant_message())
                 if not (answer.tool_calls and registry) or _round == args.max_tool_rounds:
                     break
@@ -178,9 +181,10 @@ def _chat(args) -> int:
         backend.close()
 
 
-def _answer(backend, system, history: list[dict], sampling, tools=None, think=None):
-    """Stream one answer: content on stdout, reasoning (dimmed on a terminal) and tool calls on stderr.
-    Returns the parsed answer (core.infer.chat_output.ChatOutput)."""
+def _answer(backend, system, history: list[dict], sampling, tools=None, think=None, constrain: bool = False):
+    """Stream one answer: content on stdout, reasoning (dimmed on a terminal) and tool calls on stderr; with tools
+    and `constrain`, decoded under tool_choice "auto". Returns the parsed answer (core.infer.chat_output.ChatOutput)."""
+    from core.infer.answer_format import AnswerFormat
     from core.infer.chat_output import ChatOutput
 
     messages = ([{"role": "system", "content": system}] if system else []) + history
@@ -192,7 +196,8 @@ def _answer(backend, system, history: list[dict], sampling, tools=None, think=No
     dim, plain = ("\033[2m", "\033[0m") if sys.stderr.isatty() else ("", "")
     answer = ChatOutput()
     try:
-        for delta in backend.chat_events(messages, sampling, tools, think):
+        fmt = AnswerFormat.from_openai(tools) if tools and constrain else None
+        for delta in backend.chat_events(messages, sampling, tools, think, fmt):
             answer.add(delta)
             if delta.kind == "content":
                 sys.stdout.write(delta.text)

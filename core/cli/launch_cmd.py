@@ -42,7 +42,7 @@ def load_target(args: argparse.Namespace):
 
 def _run_dir(args: argparse.Namespace, target) -> Path:
     """The run folder: --resume's, the config's run_dir, or a new one under the target's (or workspace's) runs/."""
-    from core.config.train import TrainConfigError
+    from core.config.errors import TrainConfigError
     from core.launch.targets import workspace_root
     from core.train.cli import resolve_config
 
@@ -76,7 +76,7 @@ def print_launch_file(args: argparse.Namespace) -> int:
 
 def submit_training(args: argparse.Namespace, target) -> int:
     """`minimind train … --target NAME` for a cluster target: write the run folder, submit, print the job."""
-    from core.config.train import TrainConfigError
+    from core.config.errors import TrainConfigError
     from core.launch.cluster_run import prepare_run, submit_run
     from core.launch.launch_file import check_launch_run_dir
     from core.launch.safe_values import LaunchValueError

@@ -190,6 +190,9 @@ class AgentConfig(_Sampling, _GroupPolicy):
     max_new_tokens: int = Field(96, ge=1, le=32768, description="Longest generation per turn.")
     max_turns: int = Field(3, ge=1, le=16, description="Generation turns per episode (MiniMind 3).")
     thinking_ratio: float = Field(0.1, ge=0, le=1, description="Share of episodes with thinking open (MiniMind 0.1).")
+    constrain_tools: bool = Field(False, description="Decode each turn under the offered tools' schemas (text, or "
+                                  "calls to those tools with valid arguments). The log-probs stay the policy's own, "
+                                  "unconstrained ones (docs/rl.md, Constrained rollouts).")
     eval_max_new_tokens: int = Field(96, ge=1, le=32768, description="Greedy evaluation: tokens per turn.")
     kl_coef: float = Field(0.1, ge=0, le=10, description="Weight of the k3 KL to the reference (MiniMind's agent "
                            "trainer 0.1).")

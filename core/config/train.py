@@ -1,24 +1,20 @@
-"""Training configs: plain data, validated once at the edge (config file, `--set`, CLI flags), trusted inside.
+"""The training config's schema: plain data, trusted inside once validated.
 
 `TrainConfig.model_json_schema()` drives the studio's run form, so every field carries a description and its
-bounds. Method-specific settings (DPO beta, RL rollouts, ...) live in `method_options`, a free dict that the
-method's option model (core/methods.py) validates, so a new method needs no edit here.
+bounds. Method-specific settings (LoRA's rank, DPO's beta, RL rollouts, ...) live in `method_options`, a free dict
+that the method's option model (core/methods.py) validates, so a new method needs no edit here. The schema asks
+the method registry, which sits below it, for the known methods and their defaults; reading files and `--set`
+overrides is the edge's job (core/config/load.py).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.config.model import ModelConfig
-
-DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-class TrainConfigError(ValueError):
-    """A config that cannot be used: the message names the source, the field and what is allowed."""
+from core.methods import apply_defaults, get_method
 
 
 class _Strict(BaseModel):
@@ -66,14 +62,6 @@ class OptimConfig(_Strict):
         return v
 
 
-class LoraConfig(_Strict):
-    rank: int = Field(8, ge=1, le=1024, description="Adapter rank r.")
-    alpha: float = Field(16.0, gt=0, le=4096, description="Scale: the update is (alpha/r)·B@A.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
-    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS),
-                                      description="nn.Linear modules to adapt, matched by name (last path component).")
-
-
 class TrainConfig(_Strict):
     method: str = Field("pretrain", description="Training method (one recipe each; core/methods.py lists them).")
     model: ModelConfig | str | None = Field(
@@ -98,7 +86,6 @@ class TrainConfig(_Strict):
     deterministic: bool = Field(False, description="Deterministic kernels (slower on GPU).")
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
-    lora: LoraConfig = Field(default_factory=LoraConfig, description="Used by the lora method.")
     method_options: dict[str, Any] = Field(default_factory=dict, description="Method-specific settings, validated by the method's recipe.")
 
     @model_validator(mode="before")
@@ -108,9 +95,7 @@ class TrainConfig(_Strict):
         # parent run or the model (core.methods.resolve_defaults); what the config sets is kept
         if not isinstance(data, dict):
             return data
-        from core.methods import apply_defaults  # lazy: core.methods imports core.config
-
-        return apply_defaults(data)
+        return apply_defaults(_move_old_lora(data))
 
     @field_validator("compile", mode="before")
     @classmethod
@@ -120,95 +105,33 @@ class TrainConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v: str) -> str:
-        from core.methods import get_method  # lazy: core.methods imports core.config
-
         get_method(v)
         return v
 
     @model_validator(mode="after")
     def _check_method_needs(self) -> "TrainConfig":
-        from core.methods import get_method
-
         if get_method(self.method).needs_init and not self.init:
             raise ValueError(f"method {self.method!r} needs `init` (the checkpoint or run dir to start from)")
         return self
 
     def data_kind(self) -> str:
         """The record format this run reads: the method's (core/methods.py)."""
-        from core.methods import get_method
-
         return get_method(self.method).data_kind
 
 
-# ---- edge helpers: JSON files, --set overrides, readable errors -------------------------------------------
-
-def format_validation_error(exc: ValidationError, source: str = "config") -> str:
-    """One line per problem: `source: field.sub: message (got value)`."""
-    lines = []
-    for err in exc.errors():
-        # an unknown key may hold newlines or be empty: quote it so each problem stays one readable line
-        where = ".".join(str(p) if str(p).isprintable() and str(p).strip() == str(p) != "" else repr(str(p))
-                         for p in err["loc"]) or "(top level)"
-        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
-        lines.append(f"{source}: {where}: {err['msg']}{got}")
-    return "\n".join(lines)
-
-
-def _parse_value(text: str) -> Any:
-    """`--set` values are JSON when they parse (numbers, true, lists), else plain strings."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `key.sub=value` strings to a config dict (in place, returned)."""
-    for item in overrides or []:
-        if "=" not in item:
-            raise TrainConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=3e-4")
-        key, value = item.split("=", 1)
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None or isinstance(child, str):  # e.g. model given as a preset name
-                child = {}
-                node[part] = child
-            if not isinstance(child, dict):
-                raise TrainConfigError(f"--set {key}: {part} is not a section")
-            node = child
-        node[parts[-1]] = _parse_value(value)
-    return data
-
-
-def validate_train_config(data: dict, source: str = "config") -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise TrainConfigError(format_validation_error(exc, source)) from None
-
-
-def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                      base: dict | None = None) -> TrainConfig:
-    """Read a JSON config (or start from `base`), apply `--set` overrides, validate."""
-    data: dict = dict(base or {})
-    source = "config"
-    if path is not None:
-        source = str(path)
-        try:
-            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
-            if not isinstance(loaded, dict):
-                raise TrainConfigError(f"{path}: (top level): a config must be a JSON object of fields, "
-                                       f"not {type(loaded).__name__}; see docs/training.md")
-            data.update(loaded)
-        except FileNotFoundError:
-            raise TrainConfigError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as exc:
-            raise TrainConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
-    apply_overrides(data, overrides or [])
-    return validate_train_config(data, source)
+def _move_old_lora(data: dict) -> dict:
+    """Configs saved before LoRA's settings became its `method_options` carry a top-level `lora` block (every
+    method's did, with the defaults): a lora run's moves into `method_options` (what that sets wins), the others'
+    is dropped."""
+    if "lora" not in data:
+        return data
+    out = {k: v for k, v in data.items() if k != "lora"}
+    old, options = data["lora"], data.get("method_options") or {}
+    if out.get("method") == "lora" and isinstance(old, dict) and isinstance(options, dict):
+        out["method_options"] = {**old, **options}
+    return out
 
 
 def save_train_config(cfg: TrainConfig, path: str | Path) -> None:
+    """The resolved config as the run folder's config.json (what `load_train_config` reads back)."""
     Path(path).write_text(cfg.model_dump_json(indent=2) + "\n", encoding="utf-8")

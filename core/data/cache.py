@@ -4,8 +4,16 @@ A cache entry is a directory `cache_dir/<kind>-<key>/` holding, per stream (e.g.
 "rejected"), `<stream>.bin` (token ids, uint16 when the vocabulary fits, else uint32) and `<stream>.idx` (int64
 offsets, one more than there are sequences), plus `meta.json`, written last. The key is the sha256 of the files'
 absolute paths, sizes and mtimes, the kind, the tokenizer's hash and the options that change the tokens, so
-editing a file or retraining the tokenizer builds a new entry; an entry is built in a temporary directory and
-renamed into place, so a crash never leaves a half-written cache that looks complete.
+editing a file or retraining the tokenizer builds a new entry.
+
+An entry is built in shards under `.<kind>-<key>.partial/` and renamed into place when complete
+(core/data/cache_build.py): a crash never leaves a half-written cache that looks complete, and a stopped or
+killed build goes on from its last finished shard the next time anyone asks for the same entry. One process
+builds an entry at a time: the others (the other ranks of a multi-GPU run, a second studio job) wait on the
+entry's lock file `.<kind>-<key>.lock` and then open what it built, without any collective between them.
+
+Progress and stop requests go through a `core.preparation.Preparation` (passed in, or the one the caller
+installed with `core.preparation.preparing`).
 """
 from __future__ import annotations
 
@@ -15,16 +23,17 @@ import os
 import shutil
 import sys
 import time
-import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from core.data.records import DataError, DataReport, iter_records
+from core.data.cache_build import EntryBuilder, manifest_bytes_done, partial_dir, read_manifest, remove_shard_files
+from core.data.records import DataError, DataReport
+from core.preparation import FileProgress, Preparation, PrepareProgress, current_preparation
 
 CACHE_VERSION = 1
-BATCH_RECORDS = 512  # records per encode_batch call: big enough for tokenizers' Rust loop, small enough for memory
 
 
 def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -98,111 +107,168 @@ class TokenCache:
         return report
 
 
-class _StreamWriter:
-    def __init__(self, path: Path, name: str, dtype):
-        self.bin = open(path / f"{name}.bin", "wb")
-        self.idx_path, self.dtype, self.offsets = path / f"{name}.idx", dtype, [0]
+class _EntryLock:
+    """An exclusive lock on one entry, held by the process that builds it (flock: released by the kernel when
+    that process dies, even by SIGKILL, so a waiter then takes over and resumes the build)."""
 
-    def add(self, ids) -> None:
-        arr = np.asarray(ids, dtype=self.dtype)
-        self.bin.write(arr.tobytes())
-        self.offsets.append(self.offsets[-1] + len(arr))
+    def __init__(self, path: Path):
+        self.path, self.fd = path, None
 
-    def close(self) -> None:
-        self.bin.close()
-        np.asarray(self.offsets, dtype=np.int64).tofile(self.idx_path)
+    def try_acquire(self) -> bool:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock_nowait(self.fd)
+            return True
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            return False
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
 
 
-class _Progress:
-    """Calls progress(done_bytes, total_bytes) and prints a line to stderr at most every 2 seconds."""
+try:
+    import fcntl
 
-    def __init__(self, label: str, total: int, callback: Callable | None):
-        self.label, self.total, self.callback = label, total, callback
-        self.start = self.last = time.monotonic()
+    def _lock_nowait(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except ImportError:  # Windows
+    import msvcrt
 
-    def update(self, done: int) -> None:
-        if self.callback:
-            self.callback(done, self.total)
-        now = time.monotonic()
-        if now - self.last >= 2.0:
-            self.last = now
-            pct = 100.0 * done / max(self.total, 1)
-            print(f"tokenizing {self.label}: {pct:5.1f}% ({done / 1e6:.1f} / {self.total / 1e6:.1f} MB)",
-                  file=sys.stderr, flush=True)
+    def _lock_nowait(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+
+WAIT_POLL_S = 0.25
+
+
+def _wait_for_lock(lock: _EntryLock, final: Path, files: list[Path], prep: Preparation) -> PrepareProgress | None:
+    """Wait until no other process builds this entry, reporting how far that process has got. Returns the
+    progress reported while waiting (None when there was no wait)."""
+    if lock.try_acquire():
+        return None
+    sizes = [f.stat().st_size for f in files]
+    progress = PrepareProgress(cache=final.name, label=f"waiting for another process building {final.name}",
+                               files=[FileProgress(str(f), s) for f, s in zip(files, sizes)], state="waiting")
+    with prep.stoppable():
+        while True:
+            done = manifest_bytes_done(read_manifest(partial_dir(final)), sizes)
+            for fp, size, before in zip(progress.files, sizes, np.cumsum([0] + sizes[:-1])):
+                fp.bytes_done = int(min(size, max(0, done - before)))
+            prep.update(progress)
+            prep.check_stop()
+            time.sleep(WAIT_POLL_S)
+            if lock.try_acquire():
+                return progress
 
 
 def load_or_build(files, kind: str, tokenizer, cache_dir, encode: Callable, streams: tuple[str, ...],
-                  options: dict | None = None, on_error: str = "raise", progress: Callable | None = None
-                  ) -> TokenCache:
-    """Open the cache entry for these files, building it first if needed.
+                  options: dict | None = None, on_error: str = "raise", preparation: Preparation | None = None,
+                  shard_bytes: int | None = None) -> TokenCache:
+    """Open the cache entry for these files, building it first if needed (or finishing an interrupted build).
 
     `encode(records) -> (dict stream -> list of id lists, dict of counters)` turns a batch of validated records into
     token sequences; a record may give no sequence (e.g. nothing left to learn from after truncation) as long as it
-    says so in a counter, which ends up in meta.json.
+    says so in a counter, which ends up in meta.json. A stop asked for through the Preparation raises
+    `core.preparation.PreparationStopped` once the shard in progress is kept.
     """
     files = [Path(f) for f in files]
     options = dict(options or {}, on_error=on_error)
     key = cache_key(files, kind, tokenizer, options)
-    final = Path(cache_dir) / f"{kind}-{key[:24]}"
+    cache_dir = Path(cache_dir)
+    final = cache_dir / f"{kind}-{key[:24]}"
     if (final / "meta.json").is_file():
         return TokenCache(final, reused=True)
-
-    # Unique per build, so ranks or studio jobs building the same entry at once never share a scratch directory.
-    tmp = Path(cache_dir) / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    prep = preparation or current_preparation()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = _EntryLock(cache_dir / f".{final.name}.lock")
+    waited = _wait_for_lock(lock, final, files, prep)
     try:
-        meta = _build(files, kind, tokenizer, tmp, encode, streams, options, on_error, progress)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished the same entry first; theirs is as good as ours
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if (final / "meta.json").is_file():  # the process we waited for built it
+            if waited is not None:
+                for fp in waited.files:
+                    fp.bytes_done = fp.bytes_total
+                waited.state = "done"
+                prep.update(waited, force=True)
+            return TokenCache(final, reused=True)
+        for old in cache_dir.glob(f".{final.name}.tmp-*"):  # scratch of builds from before shards existed
+            shutil.rmtree(old, ignore_errors=True)
+        dtype = token_dtype(tokenizer.vocab_size)
+        meta_base = {"version": CACHE_VERSION, "kind": kind, "files": [str(f.resolve()) for f in files],
+                     "tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
+                     "dtype": np.dtype(dtype).name, "options": options, "streams": list(streams)}
+        builder = EntryBuilder(files, kind, final, encode, streams, dtype, meta_base, on_error, prep, shard_bytes)
+        meta = builder.run()
+        os.replace(builder.out, final)
+        remove_shard_files(final)
+    finally:
+        lock.release()
+    print(f"tokenized {builder.progress.label[len('tokenizing '):]}: {meta['report']['records']} records, "
+          f"{sum(meta['num_tokens'].values())} tokens in {meta['seconds']:.1f} s"
+          + (f", {meta['report']['skipped']} bad records skipped" if meta['report']['skipped'] else "")
+          + (f" ({meta['resumed_bytes'] / 1e6:.1f} MB kept from an earlier attempt)" if meta["resumed_bytes"] else ""),
+          file=sys.stderr, flush=True)
     return TokenCache(final, reused=False)
 
 
-def _build(files, kind, tokenizer, out: Path, encode, streams, options, on_error, progress) -> dict:
-    dtype = token_dtype(tokenizer.vocab_size)
-    writers = {name: _StreamWriter(out, name, dtype) for name in streams}
-    report, counters = DataReport(), {}
-    total = sum(f.stat().st_size for f in files)
-    label = files[0].name + (f" (+{len(files) - 1} files)" if len(files) > 1 else "")
-    bar, done_before, started = _Progress(label, total, progress), 0, time.monotonic()
+# ---- what is in a cache directory -----------------------------------------------------------------------------
 
-    def flush(batch):
-        seqs, counts = encode(batch)
-        for name, lists in seqs.items():
-            for ids in lists:
-                writers[name].add(ids)
-        for k, v in counts.items():
-            counters[k] = counters.get(k, 0) + v
+@dataclass
+class CacheEntry:
+    path: Path
+    kind: str
+    files: list[str]
+    size_bytes: int
+    complete: bool            # False: a build that was stopped or killed (it resumes when asked for again)
+    num_tokens: int = 0
+    built_at: float | None = None
+    done_fraction: float = 1.0
 
-    for f in files:
-        file_kind = "text" if kind == "pretrain" and f.suffix.lower() == ".txt" else kind
-        batch, pos = [], 0
-        for rec, _line, pos in iter_records(f, file_kind, on_error, report):
-            batch.append(rec)
-            if len(batch) >= BATCH_RECORDS:
-                flush(batch)
-                batch = []
-                bar.update(done_before + pos)
-        if batch:
-            flush(batch)
-        done_before += f.stat().st_size
-        bar.update(done_before)
-    for w in writers.values():
-        w.close()
-    n_tokens = {name: w.offsets[-1] for name, w in writers.items()}
-    seconds = time.monotonic() - started
-    print(f"tokenized {label}: {report.records} records, {sum(n_tokens.values())} tokens in {seconds:.1f} s"
-          + (f", {report.skipped} bad records skipped" if report.skipped else ""), file=sys.stderr, flush=True)
-    return {"version": CACHE_VERSION, "kind": kind, "files": [str(f.resolve()) for f in files],
-            "tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size, "dtype": np.dtype(dtype).name,
-            "options": options, "streams": list(streams), "num_tokens": n_tokens,
-            "sequences": {name: len(w.offsets) - 1 for name, w in writers.items()}, "counters": counters,
-            "report": {"records": report.records, "skipped": report.skipped,
-                       "errors": [[e.file, e.line, e.field, e.message] for e in report.errors]},
-            "seconds": round(seconds, 3), "built_at": time.time()}
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def list_caches(cache_dir) -> list[CacheEntry]:
+    """The entries of a cache directory, finished and partial, newest first."""
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return []
+    out = []
+    for d in sorted(cache_dir.iterdir()):
+        if not d.is_dir():
+            continue
+        if (d / "meta.json").is_file() and not d.name.startswith("."):
+            try:
+                meta = json.loads((d / "meta.json").read_text())
+            except (OSError, ValueError):
+                continue
+            out.append(CacheEntry(d, meta.get("kind", ""), list(meta.get("files", [])), _dir_size(d), True,
+                                  int(sum(meta.get("num_tokens", {}).values())), meta.get("built_at")))
+        elif d.name.startswith(".") and d.name.endswith(".partial"):
+            manifest = read_manifest(d) or {}
+            shards, sizes = manifest.get("shards") or [], manifest.get("sizes") or []
+            done = manifest_bytes_done(manifest, sizes) / sum(sizes) if sum(sizes) else 0.0
+            out.append(CacheEntry(d, d.name[1:].split("-")[0], list(manifest.get("files", [])), _dir_size(d), False,
+                                  int(sum(sum(s["tokens"].values()) for s in shards)), d.stat().st_mtime, done))
+    return sorted(out, key=lambda e: e.built_at or 0, reverse=True)
+
+
+def delete_cache(entry: Path) -> None:
+    """Delete one entry (finished or partial) and its lock file. Refuses a path that is not a cache entry."""
+    entry = Path(entry)
+    finished = (entry / "meta.json").is_file() and not entry.name.startswith(".")
+    if not (finished or (entry.name.startswith(".") and entry.name.endswith(".partial"))):
+        raise ValueError(f"{entry}: not a token-cache entry (no meta.json, not a .partial build)")
+    name = entry.name[1:-len(".partial")] if entry.name.endswith(".partial") else entry.name
+    lock = _EntryLock(entry.parent / f".{name}.lock")
+    if not lock.try_acquire():
+        raise ValueError(f"{entry}: another process is building this entry right now; stop it first")
+    try:
+        shutil.rmtree(entry)
+    finally:
+        lock.release()
+    (entry.parent / f".{name}.lock").unlink(missing_ok=True)

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from core.data.cache import encode_texts, load_or_build
 from core.data.records import DataError, DataReport, read_records
+from core.preparation import Preparation
 from core.tokenizer.messages import carries_loss, normalize_messages  # noqa: F401 (carries_loss: ChatMasker, per message)
 
 IGNORE = -100  # label of tokens that get no loss (torch CrossEntropyLoss ignore_index)
@@ -88,7 +87,7 @@ class PretrainDataset(Dataset):
     """
 
     def __init__(self, files, tokenizer, seq_len: int, cache_dir, on_error: str = "raise",
-                 progress: Callable | None = None):
+                 preparation: Preparation | None = None):
         if seq_len < 2:
             raise ValueError("seq_len must be at least 2")
         self.files, self.seq_len = _file_list(files), seq_len
@@ -99,7 +98,7 @@ class PretrainDataset(Dataset):
             return {"tokens": [[bos] + x + [eos] for x in ids]}, {}
 
         self.cache = load_or_build(self.files, "pretrain", tokenizer, cache_dir, encode, ("tokens",),
-                                   on_error=on_error, progress=progress)
+                                   on_error=on_error, preparation=preparation)
         self.num_tokens = int(len(self.tokens))
         self.num_documents = len(self.doc_offsets) - 1
         self.report: DataReport = self.cache.report
@@ -139,7 +138,7 @@ class _ChatCache(Dataset):
     kind = ""
 
     def __init__(self, files, tokenizer, max_len: int, cache_dir, on_error: str = "raise",
-                 progress: Callable | None = None):
+                 preparation: Preparation | None = None):
         self.files, self.max_len = _file_list(files), max_len
         self.masker = ChatMasker(tokenizer)
 
@@ -162,7 +161,7 @@ class _ChatCache(Dataset):
 
         self.cache = load_or_build(self.files, self.kind, tokenizer, cache_dir, encode, self.streams,
                                    options={"max_len": max_len, "template": _template_hash(tokenizer)},
-                                   on_error=on_error, progress=progress)
+                                   on_error=on_error, preparation=preparation)
         self.report: DataReport = self.cache.report
         counters = self.cache.meta["counters"]
         if len(self.cache) == 0:

@@ -13,7 +13,12 @@ from typing import Iterator
 
 from core.tokenizer.messages import MessageError, check_messages
 
-KINDS = ("pretrain", "sft", "dpo", "rl", "agent", "text")
+# The record kinds: the one list that the method registry (MethodSpec.data_kind), the CLI's `data` commands and the
+# studio's Datasets pane derive from. RECORD_KINDS are the JSONL formats a method trains on (docs/data-formats.md);
+# "text" is plain paragraphs, read as pretrain records.
+RECORD_KINDS = ("pretrain", "sft", "dpo", "rl", "agent")
+KINDS = (*RECORD_KINDS, "text")
+TOKEN_KINDS = ("pretrain", "text", "sft", "dpo")  # the kinds a token cache can hold (`minimind data prepare`)
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -177,6 +182,15 @@ def validate_record(rec, kind: str, file, line: int) -> None:
 def iter_records(path, kind: str, on_error: str = "raise", report: DataReport | None = None
                  ) -> Iterator[tuple[dict, int, int]]:
     """Yield (record, line, bytes_read_so_far); the building block of read_records and the token cache."""
+    for rec, line, pos, _lines in iter_records_at(path, kind, on_error, report):
+        yield rec, line, pos
+
+
+def iter_records_at(path, kind: str, on_error: str = "raise", report: DataReport | None = None,
+                    start: tuple[int, int] = (0, 0)) -> Iterator[tuple[dict, int, int, int]]:
+    """Yield (record, line, bytes_read_so_far, lines_read_so_far), reading from `start` = (byte offset, lines
+    before it): a position an earlier call yielded, so that an interrupted pass goes on where it was (the token
+    cache resumes a build this way). Line numbers in errors stay those of the whole file."""
     path = Path(path)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
@@ -192,7 +206,7 @@ def iter_records(path, kind: str, on_error: str = "raise", report: DataReport | 
         report.add_error(err)
 
     reader = _iter_paragraphs if kind == "text" else _iter_jsonl
-    for item in reader(path, kind, handle):
+    for item in reader(path, kind, handle, *start):
         report.records += 1
         yield item
 
@@ -218,10 +232,10 @@ def _decode(raw: bytes, path, lineno: int) -> str:
                         "re-save the file as UTF-8") from None
 
 
-def _iter_jsonl(path: Path, kind: str, handle):
-    pos = 0
+def _iter_jsonl(path: Path, kind: str, handle, pos: int = 0, lines: int = 0):
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
+        f.seek(pos)
+        for lineno, raw in enumerate(f, lines + 1):
             pos += len(raw)
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # tolerate a UTF-8 byte-order mark
                 raw = raw[3:]
@@ -237,14 +251,15 @@ def _iter_jsonl(path: Path, kind: str, handle):
             except DataError as err:
                 handle(err)
                 continue
-            yield rec, lineno, pos
+            yield rec, lineno, pos, lineno
 
 
-def _iter_paragraphs(path: Path, kind: str, handle):
+def _iter_paragraphs(path: Path, kind: str, handle, pos: int = 0, lines_before: int = 0):
     """Plain text: paragraphs separated by blank lines are documents; the line is where a paragraph starts."""
-    pos, start, lines = 0, 0, []
+    start, lines, lineno = 0, [], lines_before
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
+        f.seek(pos)
+        for lineno, raw in enumerate(f, lines_before + 1):
             pos += len(raw)
             try:
                 text = _decode(raw, path, lineno)
@@ -256,10 +271,10 @@ def _iter_paragraphs(path: Path, kind: str, handle):
                     start = lineno
                 lines.append(text.rstrip("\r\n"))
             elif lines:
-                yield {"text": "\n".join(lines)}, start, pos
+                yield {"text": "\n".join(lines)}, start, pos, lineno
                 lines = []
     if lines:
-        yield {"text": "\n".join(lines)}, start, pos
+        yield {"text": "\n".join(lines)}, start, pos, lineno
 
 
 def detect_kind(path, probe: int = 20) -> str:

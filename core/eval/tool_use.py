@@ -99,20 +99,24 @@ def load_cases(path: str | Path) -> list[ToolCase]:
 # ---- targets: something that answers a conversation with tools ------------------------------------------------
 
 class BackendTarget:
-    """A checkpoint or GGUF through core.infer (greedy)."""
+    """A checkpoint or GGUF through core.infer (greedy). `constrain`: decode every answer under the grammar of
+    tool_choice "auto" for its tools (core.infer.answer_format: text, or calls to the offered tools with arguments
+    valid for their schemas)."""
 
-    def __init__(self, backend, max_new_tokens: int = 256):
+    def __init__(self, backend, max_new_tokens: int = 256, constrain: bool = False):
         from core.infer.sampling import SamplingParams
 
-        self.backend = backend
+        self.backend, self.constrain = backend, constrain
         self.sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
 
     def answer(self, messages: list[dict], tools: list[dict]) -> tuple[ChatOutput, int]:
         """(the parsed answer, the number of `<tool_call>` blocks in the raw text)."""
+        from core.infer.answer_format import AnswerFormat
         from core.infer.chat_output import ChatOutputParser, collect
 
-        prompt = self.backend.render_chat(messages, tools or None)  # the template decides (as in training)
-        raw = "".join(self.backend.stream_ids(self.backend.tokenize(prompt), self.sampling))
+        fmt = AnswerFormat.from_openai(tools) if self.constrain else None
+        prompt, constraint = self.backend.prepare_chat(messages, tools or None, None, fmt)  # the template decides
+        raw = "".join(self.backend.stream_ids(self.backend.tokenize(prompt), self.sampling, constraint))
         return collect(ChatOutputParser.for_prompt(prompt), [raw]), raw.count(CALL_OPEN)
 
 
@@ -175,8 +179,9 @@ def answers_without_tools(target, case: ToolCase) -> bool:
 
 
 def evaluate_tool_use(target, cases: list[ToolCase], max_turns: int = 3, max_new_tokens: int = 256,
-                      without_tools: bool = True, progress=None) -> dict:
-    """Run every case (`target`: a BackendTarget/EndpointTarget, or a core.infer Backend, wrapped greedily).
+                      without_tools: bool = True, progress=None, constrain: bool = False) -> dict:
+    """Run every case (`target`: a BackendTarget/EndpointTarget, or a core.infer Backend, wrapped greedily, under
+    constraints when `constrain`).
 
     Returns {"cases": [CaseResult as dict], "summary": rates and mean turns} plus the headline figures:
     prompts, well_formed_call_rate, right_tool_rate, accuracy_with_tools, accuracy_without_tools (the same
@@ -184,7 +189,7 @@ def evaluate_tool_use(target, cases: list[ToolCase], max_turns: int = 3, max_new
     from core.tools import builtin_registry
 
     if not hasattr(target, "answer"):
-        target = BackendTarget(target, max_new_tokens)
+        target = BackendTarget(target, max_new_tokens, constrain)
     registry = builtin_registry()
     results, alone = [], []
     for i, case in enumerate(cases):

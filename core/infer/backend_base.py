@@ -11,7 +11,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator
 
+from core.infer.answer_format import AnswerFormat
 from core.infer.chat_output import ChatOutputParser, OutputDelta
+from core.infer.constraint import GuidanceConstraint
 from core.infer.generate import Usage, decode_loop
 from core.infer.sampling import SamplingParams
 from core.tokenizer.chat_template import CHAT_TEMPLATE, render
@@ -55,6 +57,14 @@ class Backend(ABC):
         """log p(ids[i] | ids[:i]) for i = 1..len(ids)-1 (perplexity, evaluation)."""
         raise NotImplementedError(f"{type(self).__name__} cannot score token sequences")
 
+    def constraint(self, fmt: AnswerFormat, thinking: bool = False):
+        """A fresh core.infer.constraint object that holds one answer to `fmt` (thinking: the prompt opened the
+        reasoning block), from this backend's grammar engine: llguidance over its MiniMindTokenizer by default."""
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None:
+            raise NotImplementedError(f"{type(self).__name__} cannot constrain its answers")
+        return GuidanceConstraint(tokenizer, self.vocab_size, fmt, thinking)
+
     def close(self) -> None:
         """Free the model. Call before exit (llama.cpp otherwise raises from `Llama.__del__` at shutdown)."""
 
@@ -70,23 +80,39 @@ class Backend(ABC):
                       enable_thinking=think, bos_token="<|im_start|>", eos_token="<|im_end|>")
 
     def chat_stream(self, messages: list[dict], sampling: SamplingParams | None = None,
-                    tools: list[dict] | None = None, think: bool | None = None) -> Iterator[str]:
+                    tools: list[dict] | None = None, think: bool | None = None,
+                    answer_format: AnswerFormat | None = None) -> Iterator[str]:
         """Raw text pieces of the answer (tags included)."""
-        return self.stream_ids(self.tokenize(self.render_chat(messages, tools, think)), sampling)
+        prompt, constraint = self.prepare_chat(messages, tools, think, answer_format)
+        return self.stream_ids(self.tokenize(prompt), sampling, constraint)
 
     def chat_events(self, messages: list[dict], sampling: SamplingParams | None = None,
-                    tools: list[dict] | None = None, think: bool | None = None) -> Iterator[OutputDelta]:
+                    tools: list[dict] | None = None, think: bool | None = None,
+                    answer_format: AnswerFormat | None = None) -> Iterator[OutputDelta]:
         """The answer split as it streams: reasoning and content deltas, complete tool calls
-        (`core.infer.chat_output`). Closing the iterator stops generation."""
-        prompt = self.render_chat(messages, tools, think)
+        (`core.infer.chat_output`). Closing the iterator stops generation. `answer_format`: see `prepare_chat`."""
+        prompt, constraint = self.prepare_chat(messages, tools, think, answer_format)
         parser = ChatOutputParser.for_prompt(prompt)
-        pieces = self.stream_ids(self.tokenize(prompt), sampling)
+        pieces = self.stream_ids(self.tokenize(prompt), sampling, constraint)
         try:
             for piece in pieces:
                 yield from parser.feed(piece)
             yield from parser.finish()
         finally:
             pieces.close()
+
+    def prepare_chat(self, messages: list[dict], tools: list[dict] | None = None, think: bool | None = None,
+                     answer_format: AnswerFormat | None = None):
+        """(the prompt, the constraint for its answer or None). With `answer_format` the answer is decoded under
+        its grammar (core.infer.answer_format: tool_choice, response_format) and the prompt shows its tools
+        (`tools` is then ignored); without it, `tools` are shown and the answer is free."""
+        if answer_format is None:
+            return self.render_chat(messages, tools, think), None
+        prompt = self.render_chat(messages, answer_format.rendered_tools, think)
+        if not answer_format.constrains:
+            return prompt, None
+        thinking = ChatOutputParser.for_prompt(prompt).state == "reasoning"
+        return prompt, self.constraint(answer_format, thinking)
 
     def complete_stream(self, prompt: str, sampling: SamplingParams | None = None) -> Iterator[str]:
         return self.stream_ids(self.tokenize(prompt), sampling)
@@ -97,7 +123,8 @@ class Backend(ABC):
     def complete(self, prompt: str, sampling: SamplingParams | None = None) -> str:
         return "".join(self.complete_stream(prompt, sampling))
 
-    def stream_ids(self, prompt_ids: list[int], sampling: SamplingParams | None = None) -> Iterator[str]:
+    def stream_ids(self, prompt_ids: list[int], sampling: SamplingParams | None = None,
+                   constraint=None) -> Iterator[str]:
         """Stream the completion of already-tokenized input; `usage`/`finish_reason` update as it runs."""
         self.usage, self.finish_reason = Usage(prompt_tokens=len(prompt_ids)), None
 
@@ -106,7 +133,7 @@ class Backend(ABC):
 
         return decode_loop(self._stepper(), prompt_ids, sampling or SamplingParams(), self.detokenize,
                            eos_id=self.eos_id, vocab_size=self.vocab_size, max_positions=self.max_context,
-                           stats=self.usage, on_finish=finished)
+                           stats=self.usage, on_finish=finished, constraint=constraint)
 
     def __enter__(self):
         return self

@@ -7,7 +7,10 @@ backend reuses it unchanged.
 
 Batched (`generate_batch`, used for RL rollouts): prompts are left-padded to one length with an attention
 mask; the model derives positions from the mask, so every row sees exactly the positions it would see
-alone. A row that reaches a stop id is removed from the batch and the KV cache.
+alone. Rows that reached a stop id are removed from the batch and the KV cache every few tokens.
+
+Both write the KV cache in place (core.model.model.KVCache): a cache grown by torch.cat copies all of it at
+every token.
 """
 from __future__ import annotations
 
@@ -19,6 +22,12 @@ import torch
 
 from core.infer.sampling import SamplingParams, choose_tokens, make_generator
 from core.infer.text import TextStream
+from core.model.model import KVCache
+
+# generate_batch reads which rows finished once every this many tokens (a host sync each time) when decoding
+# greedily; sampled rows are checked at every token, because the random numbers a row draws depend on which rows
+# are still in the batch, and a later check would change every seeded rollout stream
+FINISHED_CHECK_EVERY = 8
 
 
 class Stepper(Protocol):
@@ -50,7 +59,7 @@ class TorchStepper:
         if not ids:
             raise ValueError("cannot generate from an empty prompt; give at least one token")
         self._ids = list(ids)
-        return self._forward(self._ids, None)
+        return self._forward(self._ids, KVCache() if self.use_cache else None)
 
     def step(self, token_id: int) -> torch.Tensor:
         self._ids.append(token_id)
@@ -82,11 +91,12 @@ class GenerationResult:
 def decode_loop(stepper: Stepper, prompt_ids: list[int], params: SamplingParams,
                 decode: Callable[[list[int]], str], eos_id: int = 2, vocab_size: int | None = None,
                 max_positions: int | None = None, stats: Usage | None = None,
-                on_finish: Callable[[TextStream], None] | None = None) -> Iterator[str]:
+                on_finish: Callable[[TextStream], None] | None = None, constraint=None) -> Iterator[str]:
     """Yield text pieces until a stop id/string or the token budget; `stats` (if given) is filled in.
 
     The budget is min(max_new_tokens, max_positions - len(prompt)) so the model's position table is never
-    exceeded. `on_finish` receives the TextStream (text, ids, finish_reason) when generation ends.
+    exceeded. `on_finish` receives the TextStream (text, ids, finish_reason) when generation ends. `constraint`
+    (core.infer.constraint) removes the tokens its grammar forbids before each draw.
     """
     stream = TextStream(decode, stop=params.stop, stop_ids=params.resolved_stop_ids(eos_id))
     budget = params.max_new_tokens
@@ -108,6 +118,8 @@ def decode_loop(stepper: Stepper, prompt_ids: list[int], params: SamplingParams,
     t0 = time.perf_counter()
     try:
         for n in range(budget):
+            if constraint is not None:
+                logits = constraint.mask(logits.cpu())
             token = int(choose_tokens(logits[None].cpu(), params, seen, generator)[0])
             stats.completion_tokens = n + 1
             piece = stream.push(token)
@@ -115,6 +127,8 @@ def decode_loop(stepper: Stepper, prompt_ids: list[int], params: SamplingParams,
                 yield piece
             if stream.done:
                 break
+            if constraint is not None:
+                constraint.accept(token)
             if seen is not None:
                 seen[0, token] = True
             if n + 1 < budget:
@@ -164,10 +178,20 @@ def set_rope_scaling(model, enabled: bool) -> None:
 @dataclass
 class BatchResult:
     """Per prompt: the generated ids (up to and including the stop id), their log-probabilities under the
-    model's unmodified distribution (temperature 1, no filters; None unless asked), and why each ended."""
+    model's unmodified distribution (temperature 1, no filters, no constraint; None unless asked), and why each
+    ended."""
     sequences: list[list[int]]
     finish_reasons: list[str]
     logprobs: list[list[float]] | None = None
+
+
+def _constrained(logits: torch.Tensor, rows: torch.Tensor, constraints: list) -> torch.Tensor:
+    """`logits` (rows still decoding, V) with each row's constraint applied (the mask is computed on the CPU)."""
+    out = logits.clone()
+    for i, row in enumerate(rows.tolist()):
+        if constraints[row] is not None:
+            out[i] = constraints[row].mask(logits[i].cpu()).to(out.device)
+    return out
 
 
 def left_pad(prompt_ids_list: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,20 +209,29 @@ def left_pad(prompt_ids_list: list[list[int]], pad_id: int, device) -> tuple[tor
 @torch.inference_mode()
 def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingParams | None = None,
                    pad_id: int = 0, eos_id: int = 2, return_logprobs: bool = False,
-                   generator: torch.Generator | None = None) -> BatchResult:
+                   generator: torch.Generator | None = None, constraints: list | None = None,
+                   check_every: int | None = None) -> BatchResult:
     """Generate for several prompts at once (left padding + attention mask, one KV cache for the batch).
 
-    Rows that reach a stop id leave the batch (and its KV cache) at once, so a long tail of unfinished
-    rollouts does not pay for the finished ones.
+    Rows that reached a stop id leave the batch (and its KV cache) every `check_every` tokens, so a long tail
+    of unfinished rollouts does not pay for the finished ones; reading which rows finished is a host sync.
+    Until then a finished row is decoded along, and what it samples is dropped. Default: every
+    FINISHED_CHECK_EVERY tokens when greedy, every token when sampling (which keeps the seeded streams as they
+    were; pass a larger value to trade that for fewer syncs).
 
     Stops on stop token ids only (`params.stop_token_ids`, eos by default); stop *strings* are a text-level
     matter handled by `stream_generate`/backends. Greedy rows equal per-prompt `generate` (tested). Sampling
-    uses one RNG for the whole batch (`params.seed`, or pass `generator` to continue a stream of rollouts).
+    uses one RNG for the whole batch (`params.seed`, or pass `generator` to continue a stream of rollouts);
+    which draws a row gets depends on the rows decoded beside it, hence on `check_every`.
     Memory: one (B, K, S, D) key and value tensor per layer, S = longest prompt + max_new_tokens.
+    `constraints`: one per prompt (core.infer.constraint, None for a free row), applied to that row's draws.
     """
     params = params or SamplingParams()
     if not prompt_ids_list or any(len(p) == 0 for p in prompt_ids_list):
         raise ValueError("generate_batch needs a non-empty list of non-empty prompts")
+    check_every = check_every or (FINISHED_CHECK_EVERY if params.greedy else 1)
+    if constraints is not None:  # constraints read every row's token anyway: finished rows leave at once
+        check_every = 1
     device = next(model.parameters()).device
     B, width = len(prompt_ids_list), max(len(p) for p in prompt_ids_list)
     budget = min(params.max_new_tokens, model.config.max_position_embeddings - width)
@@ -213,33 +246,44 @@ def generate_batch(model, prompt_ids_list: list[list[int]], params: SamplingPara
         # scatter_add, not scatter_: a pad column (id 0) must not overwrite a real id 0 in the same row
         seen = torch.zeros(B, model.config.vocab_size, dtype=torch.long, device=device).scatter_add_(1, ids, mask) > 0
 
-    out = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
-    past, logits = out.past_key_values, out.logits[:, -1].float()
+    full_mask = torch.cat([mask, torch.ones((B, budget), dtype=mask.dtype, device=device)], dim=1)
+    cache = KVCache(capacity=width + budget)
+    out = model(ids, attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    logits = out.logits[:, -1].float()
     tokens = torch.full((B, budget), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, budget), dtype=torch.float32, device=device) if return_logprobs else None
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     lengths = torch.full((B,), budget, dtype=torch.long, device=device)
     rows = torch.arange(B, device=device)  # original index of each row still being decoded
     for t in range(budget):
-        nxt = choose_tokens(logits, params, seen, gen)
+        drawn_from = logits if constraints is None else _constrained(logits, rows, constraints)
+        nxt = choose_tokens(drawn_from, params, seen, gen)
         tokens[rows, t] = nxt
         if logps is not None:
             logps[rows, t] = logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
-        hit = torch.isin(nxt, stop_ids)
-        lengths[rows[hit]] = t + 1
-        finished[rows[hit]] = True
-        if t + 1 == budget or bool(hit.all()):
+        # a row's first stop id sets its length; what a finished row samples until it leaves is never read
+        hit = torch.isin(nxt, stop_ids) & ~finished[rows]
+        if constraints is not None:
+            for row, token, stop in zip(rows.tolist(), nxt.tolist(), hit.tolist()):
+                if constraints[row] is not None and not stop:
+                    constraints[row].accept(token)
+        lengths[rows] = torch.where(hit, t + 1, lengths[rows])
+        finished[rows] = finished[rows] | hit
+        if t + 1 == budget:
             break
+        if (t + 1) % check_every == 0:  # the one host read: which rows are still going
+            live = (~finished[rows]).tolist()
+            if not any(live):
+                break
+            if not all(live):  # finished rows leave the batch and its KV cache: no work on them any more
+                keep = torch.tensor([i for i, going in enumerate(live) if going], device=device)
+                rows, nxt, full_mask = rows[keep], nxt[keep], full_mask[keep]
+                cache.keep_rows(keep)
+                seen = seen[keep] if seen is not None else None
         if seen is not None:
             seen.scatter_(1, nxt[:, None], True)
-        if bool(hit.any()):  # drop finished rows from the batch and its KV cache: no work on them any more
-            keep = (~hit).nonzero().squeeze(1)
-            rows, nxt, mask = rows[keep], nxt[keep], mask[keep]
-            past = [(k[keep], v[keep]) for k, v in past]
-            seen = seen[keep] if seen is not None else None
-        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
-        out = model(nxt[:, None], past_key_values=past, use_cache=True, attention_mask=mask)
-        past, logits = out.past_key_values, out.logits[:, -1].float()
+        out = model(nxt[:, None], past_key_values=cache, use_cache=True, attention_mask=full_mask[:, :width + t + 1])
+        logits = out.logits[:, -1].float()
 
     tokens_cpu, lengths_cpu = tokens.cpu(), lengths.cpu().tolist()
     finished_cpu = finished.cpu().tolist()

@@ -14,6 +14,7 @@ import torch
 
 from core.llama_load import load_llama
 from core.infer.backend_base import CONTROL_IDS, Backend, model_name
+from core.infer.constraint import LlamaGrammarConstraint
 from core.tokenizer.chat_template import CHAT_TEMPLATE
 
 GGML_TYPE_F32 = 0  # llama.cpp's KV cache is f16 by default (~1e-2 logit noise); f32 keeps parity at ~1e-4
@@ -144,6 +145,9 @@ class LlamaCppBackend(Backend):
         if self.llm is None:
             raise RuntimeError(f"{self.name}: backend is closed")
         return LlamaCppStepper(self.llm)
+
+    def constraint(self, fmt, thinking: bool = False):
+        return LlamaGrammarConstraint(self.llm, fmt, thinking)
 
     @property
     def max_context(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +18,6 @@ import torch.utils.checkpoint
 from torch import nn
 
 from core.config.model import ModelConfig, YarnConfig
-
-KVCache = list  # one (k, v) per layer, each (B, K, S, D)
 
 
 class RMSNorm(nn.Module):
@@ -97,7 +95,7 @@ class Attention(nn.Module):
         self.resid_dropout = nn.Dropout(c.dropout)
         self.use_sdpa = c.flash_attn
 
-    def forward(self, x, cos, sin, past: Optional[tuple], mask: Optional[torch.Tensor], use_cache: bool):
+    def forward(self, x, cos, sin, past, mask: Optional[torch.Tensor], use_cache: bool):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)
         k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim)
@@ -106,26 +104,58 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|K, T, D)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if past is not None:
+        # No earlier keys: plain causal attention. A Python bool, never derived from T: under torch.compile a
+        # dynamic T makes `T > 1` a SymBool, which SDPA refuses (a graph break in every layer).
+        fresh = past is None
+        if isinstance(past, LayerCache):  # preallocated cache: this step's keys are written in place
+            fresh = past.cache.length == 0
+            k, v = past.append(k, v)
+        elif past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         present = (k, v) if use_cache else None
-        # GQA: each kv head serves n_heads/n_kv query heads. SDPA takes the K/V heads as they are (enable_gqa: no
-        # copies of K/V, nor of the whole KV cache at every decoded token); the explicit path repeats them.
-        rep = self.n_heads // self.n_kv
         p = self.dropout if self.training else 0.0
         if self.use_sdpa:
-            gqa = {"enable_gqa": True} if rep > 1 else {}
-            if mask is None:  # plain causal over keys == queries (training / prefill without cache)
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1, **gqa)
-            else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, **gqa)
+            y = sdpa_attention(q, k, v, mask, p, causal=fresh and mask is None)
         else:
+            rep = self.n_heads // self.n_kv
             k_full = k.repeat_interleave(rep, dim=1) if rep > 1 else k
             v_full = v.repeat_interleave(rep, dim=1) if rep > 1 else v
             y = explicit_attention(q, k_full, v_full, mask, p, self.training)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
         return self.resid_dropout(self.o_proj(y)), present
+
+
+def sdpa_attention(q, k, v, mask, dropout_p: float, causal: bool) -> torch.Tensor:
+    """SDPA with grouped-query K/V (H query heads, K kv heads; head h reads kv head h // (H/K)).
+
+    SDPA's `enable_gqa` reads K/V without copies, but on CUDA only the flash kernel takes it, and flash takes no
+    mask, no fp32 and no GPU before Ampere: anything else falls back to the math backend, which keeps the
+    (B, H, T, S) fp32 scores (about 1.7 GB a layer for 32 rollout rows). Those calls get K/V repeated to H heads,
+    which the memory-efficient kernel takes with a mask. A single query per row (decoding) needs neither: its
+    query heads are folded onto the kv head they share, (B, K, H/K, D), and the mask broadcasts over them.
+    """
+    B, H, T, D = q.shape
+    rep = H // k.shape[1]
+    if rep == 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+    if T == 1:
+        y = F.scaled_dot_product_attention(q.view(B, k.shape[1], rep, D), k, v, attn_mask=mask, dropout_p=dropout_p)
+        return y.view(B, H, 1, D)
+    if gqa_kernel_available(q, mask is not None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal,
+                                              enable_gqa=True)
+    k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+
+
+def gqa_kernel_available(q: torch.Tensor, masked: bool) -> bool:
+    """Whether SDPA runs a fused kernel for `enable_gqa` on q's device: on CPU always (its flash kernel takes
+    masks and fp32); on CUDA only flash, for unmasked fp16/bf16 on compute capability 8.0 or newer."""
+    if q.device.type != "cuda":
+        return q.device.type == "cpu"
+    return (not masked and q.dtype in (torch.float16, torch.bfloat16)
+            and torch.cuda.get_device_properties(q.device).major >= 8)
 
 
 def explicit_attention(q, k, v, mask, dropout_p: float, training: bool) -> torch.Tensor:
@@ -144,6 +174,55 @@ def explicit_attention(q, k, v, mask, dropout_p: float, training: bool) -> torch
 def causal_mask(T: int, S: int, device) -> torch.Tensor:
     """(T, S) bool, True = may attend: query t (at absolute S-T+t) sees keys <= its own position."""
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+class KVCache:
+    """Keys and values of the positions decoded so far, preallocated: per layer (B, K, capacity, D), the first
+    `length` positions filled. A step writes its keys in place, where a list of (k, v) grown by torch.cat (also
+    accepted by the model) copies the whole cache at every token. The buffers take the shape, dtype and device
+    of the first keys written; `reserve` grows them by doubling."""
+
+    def __init__(self, capacity: int = 0):
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.length, self.capacity = 0, capacity
+
+    def reserve(self, tokens: int) -> None:
+        """Room for `tokens` more positions."""
+        need = self.length + tokens
+        if need > self.capacity:
+            self.capacity = max(need, 2 * self.capacity)
+            self.keys = [self._grown(t) for t in self.keys]
+            self.values = [self._grown(t) for t in self.values]
+
+    def _grown(self, t: torch.Tensor) -> torch.Tensor:
+        out = t.new_empty(*t.shape[:2], self.capacity, t.shape[3])
+        out[:, :, :self.length] = t[:, :, :self.length]
+        return out
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write one layer's new keys and values (B, K, T, D); returns that layer's (B, K, length + T, D) views."""
+        if layer == len(self.keys):
+            self.keys.append(k.new_empty(*k.shape[:2], self.capacity, k.shape[3]))
+            self.values.append(v.new_empty(*v.shape[:2], self.capacity, v.shape[3]))
+        end = self.length + k.shape[2]
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (finished sequences leave the batch)."""
+        self.keys = [t[rows] for t in self.keys]
+        self.values = [t[rows] for t in self.values]
+
+
+class LayerCache(NamedTuple):
+    """What one attention layer receives of a KVCache."""
+    cache: KVCache
+    layer: int
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cache.append(self.layer, k, v)
 
 
 # ---------------------------------------------------------------------------------------------- FFN / MoE
@@ -208,10 +287,21 @@ class MoEFeedForward(nn.Module):
     def forward(self, x: torch.Tensor):
         B, T, C = x.shape
         topk_idx, topk_w, aux = self.gate(x)
-        flat = x.reshape(-1, C)
+        y = self.dispatch(x.reshape(-1, C), topk_idx, topk_w).view(B, T, C)
+        for shared in self.shared_experts:
+            y = y + shared(x)
+        return y, aux
+
+    # Eager even inside a compiled model: the run lengths below are data, and traced they break the graph
+    # (bincount's output shape) and recompile whenever a new set of counts appears, until dynamo's recompile
+    # limit sends the whole model to eager. Excluded, the rest of the model compiles once; the experts are
+    # plain matmuls that compiling would not speed up much.
+    @torch.compiler.disable
+    def dispatch(self, flat: torch.Tensor, topk_idx: torch.Tensor, topk_w: torch.Tensor) -> torch.Tensor:
+        """sum_k w_k * expert_k(x) per token (N, C). Dispatch by one stable sort of the routed slots: each
+        expert's tokens are a contiguous run, in token order; the run lengths cost one host sync per layer (a
+        .nonzero() per expert cost one each)."""
         y = torch.zeros_like(flat)
-        # Dispatch by one stable sort of the routed slots: each expert's tokens are a contiguous run, in token
-        # order; the run lengths cost one host sync per layer (a .nonzero() per expert cost one each).
         k = topk_idx.shape[-1]
         routed = topk_idx.reshape(-1)
         order = routed.argsort(stable=True)
@@ -226,10 +316,7 @@ class MoEFeedForward(nn.Module):
             tok = tokens[start:start + n]
             y = y.index_add(0, tok, expert(flat[tok]) * weights[start:start + n, None])
             start += n
-        y = y.view(B, T, C)
-        for shared in self.shared_experts:
-            y = y + shared(x)
-        return y, aux
+        return y
 
 
 # ---------------------------------------------------------------------------------------------- block / model
@@ -273,8 +360,15 @@ class MiniMindModel(nn.Module):
         self.yarn_enabled = enabled
 
     def forward(self, input_ids, past_key_values=None, use_cache=False, attention_mask=None, position_ids=None):
+        """past_key_values: None, a list of (k, v) per layer (returned grown by torch.cat), or a KVCache (written
+        in place, and returned)."""
         B, T = input_ids.shape
-        past_len = past_key_values[0][0].shape[2] if past_key_values else 0
+        cache = past_key_values if isinstance(past_key_values, KVCache) else None
+        if cache is not None:
+            past_len = cache.length
+            cache.reserve(T)
+        else:
+            past_len = past_key_values[0][0].shape[2] if past_key_values else 0
         S = past_len + T
         if S > self.config.max_position_embeddings:
             raise ValueError(f"sequence of {S} tokens exceeds max_position_embeddings "
@@ -296,7 +390,10 @@ class MiniMindModel(nn.Module):
         x = self.dropout(self.embed_tokens(input_ids))
         presents, aux_total = [], x.new_zeros((), dtype=torch.float32)
         for i, layer in enumerate(self.layers):
-            past = past_key_values[i] if past_key_values else None
+            if cache is not None:
+                past = LayerCache(cache, i)
+            else:
+                past = past_key_values[i] if past_key_values else None
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 # keep only each layer's input; recompute its activations in the backward pass (same RNG state,
                 # so dropout masks and gradients equal the plain path's)
@@ -307,6 +404,9 @@ class MiniMindModel(nn.Module):
             presents.append(present)
             if aux is not None:
                 aux_total = aux_total + aux
+        if cache is not None:
+            cache.length += T
+            return self.norm(x), cache, aux_total
         return self.norm(x), (presents if use_cache else None), aux_total
 
 
@@ -330,7 +430,7 @@ class CausalLMOutput:
     loss: Optional[torch.Tensor] = None
     aux_loss: Optional[torch.Tensor] = None
     ce_loss: Optional[torch.Tensor] = None
-    past_key_values: Optional[KVCache] = None
+    past_key_values: Optional[list | KVCache] = None
     hidden_states: Optional[torch.Tensor] = None
 
 

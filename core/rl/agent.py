@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from core.infer.answer_format import AnswerFormat
 from core.infer.chat_output import CALL_CLOSE, CALL_OPEN, THINK_CLOSE, parse_chat_output, parse_tool_call
+from core.infer.constraint import GuidanceConstraint
 from core.rl.rewards import normalise_text
 from core.rl.transcript import write_transcript
 
@@ -75,8 +77,10 @@ def _glue_ids(tokenizer, before: list[dict], after: list[dict], tools, thinking:
 
 def run_episodes(policy, tokenizer, items: list[dict], thinking: list[bool], registry, max_turns: int,
                  max_new_tokens: int, temperature: float, top_p: float = 1.0, top_k: int = 0,
-                 max_response_tokens: int | None = None) -> list[Episode]:
-    """Play one episode per item (`{"messages", "tools"}` normalised) with the given thinking switches."""
+                 max_response_tokens: int | None = None, constrain: bool = False) -> list[Episode]:
+    """Play one episode per item (`{"messages", "tools"}` normalised) with the given thinking switches.
+    `constrain`: every turn is decoded under tool_choice "auto" for the item's tools (text, or calls to those tools
+    with arguments valid for their schemas; core.infer.answer_format)."""
     from core.rl.rollout import sample
 
     episodes = []
@@ -89,11 +93,18 @@ def run_episodes(policy, tokenizer, items: list[dict], thinking: list[bool], reg
         open_eps = [e for e in episodes if not e.done]
         if not open_eps:
             break
+        constraints = [_turn_constraint(policy, tokenizer, items[episodes.index(e)], e.thinking)
+                       for e in open_eps] if constrain else None
         gens = sample(policy, tokenizer, [e.prompt_ids + e.response_ids for e in open_eps], max_new_tokens,
-                      temperature, top_p, top_k)
+                      temperature, top_p, top_k, constraints)
         for ep, item, gen in ((e, items[episodes.index(e)], g) for e, g in zip(open_eps, gens)):
             _advance(ep, item, list(gen), tokenizer, registry, last_turn=turn == max_turns - 1, budget=budget)
     return episodes
+
+
+def _turn_constraint(policy, tokenizer, item: dict, thinking: bool):
+    """One turn's grammar: the generation prompt opens <think> each turn when the episode thinks."""
+    return GuidanceConstraint(tokenizer, policy.config.vocab_size, AnswerFormat.from_openai(item["tools"]), thinking)
 
 
 def _advance(ep: Episode, item: dict, gen: list[int], tokenizer, registry, last_turn: bool, budget: int) -> None:

@@ -110,15 +110,18 @@ def response_logprobs(model, r: Rollout, with_entropy: bool = False):
 
 
 def sample(policy, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float,
-           top_p: float = 1.0, top_k: int = 0) -> list[list[int]]:
-    """Sample one completion per prompt (ids up to and including the stop token)."""
+           top_p: float = 1.0, top_k: int = 0, constraints: list | None = None) -> list[list[int]]:
+    """Sample one completion per prompt (ids up to and including the stop token); `constraints` (one per prompt,
+    core.infer.constraint) limit each draw to what a grammar allows. The log-probs a Rollout keeps are always the
+    policy's own, unconstrained ones (docs/rl.md, "Constrained rollouts")."""
     from core.infer import SamplingParams, generate_batch
 
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
     was_training = policy.training
     policy.eval()  # no dropout while sampling
     try:
-        res = generate_batch(policy, prompt_ids, params, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id)
+        res = generate_batch(policy, prompt_ids, params, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id,
+                             constraints=constraints)
     finally:
         policy.train(was_training)
     return res.sequences

@@ -38,8 +38,10 @@ class EngineBusy(Exception):
 class Generation:
     """One request's output: filled by an engine thread, read by the event loop (`async for p in g.pieces()`)."""
 
-    def __init__(self, prompt_ids: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop):
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop,
+                 constraint=None):
         self.prompt_ids, self.params = prompt_ids, params
+        self.constraint = constraint  # core.infer.constraint: the grammar its tokens are drawn under, or None
         self.usage = Usage(prompt_tokens=len(prompt_ids))
         self.finish_reason: str | None = None
         self.error: BaseException | None = None
@@ -96,18 +98,21 @@ class _WorkerEngine:
         self._thread = threading.Thread(target=self._loop, name=f"{type(self).__name__}", daemon=True)
         self._thread.start()
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Generation:
-        return self.submit_all([prompt_ids], params)[0]
+    def submit(self, prompt_ids: list[int], params: SamplingParams, constraint=None) -> Generation:
+        return self.submit_all([prompt_ids], params, constraint)[0]
 
-    def submit_all(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        """All of them or none: EngineBusy when they do not all fit in the queue."""
+    def submit_all(self, prompts: list[list[int]], params: SamplingParams, constraint=None) -> list[Generation]:
+        """All of them or none: EngineBusy when they do not all fit in the queue. A `constraint` holds one answer,
+        so it goes with a single prompt."""
+        if constraint is not None and len(prompts) != 1:
+            raise ValueError("a constraint holds one answer: submit its prompt alone")
         loop = asyncio.get_running_loop()
         with self._count_lock:
             if self.pending + len(prompts) > self.max_queue:
                 raise EngineBusy(f"{self.pending} requests are waiting or generating; this server takes "
                                  f"{self.max_queue} at most")
             self.pending += len(prompts)
-        jobs = [Generation(ids, params, loop) for ids in prompts]
+        jobs = [Generation(ids, params, loop, constraint) for ids in prompts]
         for job in jobs:
             self._jobs.put(job)
         return jobs
@@ -163,7 +168,7 @@ class SerialEngine(_WorkerEngine):
 
     def _run(self, jobs: list[Generation]) -> None:
         [job] = jobs
-        stream = self.backend.stream_ids(job.prompt_ids, job.params)
+        stream = self.backend.stream_ids(job.prompt_ids, job.params, job.constraint)
         try:
             for piece in stream:
                 if job.cancelled:
@@ -194,10 +199,14 @@ class _Row:
     def push(self, logits: torch.Tensor) -> int | None:
         """Sample from this row's logits (1, V); returns the token, or None when the row is finished."""
         job, usage = self.job, self.job.usage
+        if job.constraint is not None:
+            logits = job.constraint.mask(logits[0].cpu())[None]
         token = int(choose_tokens(logits.cpu(), job.params, self.seen, self.generator)[0])
         usage.completion_tokens += 1
         job.token_ids.append(token)
         job.put(self.stream.push(token))
+        if job.constraint is not None and not self.stream.done:
+            job.constraint.accept(token)
         if self.seen is not None:
             self.seen[0, token] = True
         if not self.stream.done and usage.completion_tokens >= self.budget:

@@ -14,6 +14,7 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import JSONResponse
 
+from core.infer.answer_format import AnswerFormat, AnswerFormatError
 from core.infer.sampling import MAX_NEW_TOKENS_LIMIT, SamplingParams
 from core.serve.logprobs import MAX_LOGPROBS
 
@@ -159,14 +160,20 @@ class _Sampling(BaseModel):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     tools: Optional[list[ToolDef]] = Field(None, max_length=128)
-    tool_choice: Union[Literal["none", "auto", "required"], dict, None] = None  # only "none" changes anything
+    tool_choice: Union[Literal["none", "auto", "required"], dict, None] = None
+    response_format: Optional[dict] = None                                    # text, json_object, json_schema
+    parallel_tool_calls: Optional[bool] = None                                # False: one call at most
     open_thinking: Optional[bool] = None                                      # MiniMind-3 server extension
     chat_template_kwargs: Optional[ChatTemplateKwargs] = None                 # vLLM/SGLang extension
 
-    def template_tools(self) -> list[dict] | None:
-        if not self.tools or self.tool_choice == "none":
-            return None
-        return [t.model_dump(exclude_none=True) for t in self.tools]
+    def answer_format(self) -> AnswerFormat:
+        """What the answer may be (core.infer.answer_format): the offered tools, tool_choice and response_format,
+        enforced while decoding."""
+        tools = [t.model_dump(exclude_none=True) for t in self.tools or []]
+        try:
+            return AnswerFormat.from_openai(tools, self.tool_choice, self.response_format, self.parallel_tool_calls)
+        except AnswerFormatError as exc:
+            raise APIError(400, f"{exc.param}: {exc}", param=exc.param, code="invalid_value") from None
 
     def think(self) -> bool | None:
         """Open the reasoning block? `open_thinking`, else chat_template_kwargs' open/enable_thinking; None =

@@ -85,9 +85,9 @@ def check_scored_tokens(req: p.CompletionRequest, prompt_ids: list[list[int]], s
                             "logprobs or a smaller max_tokens", param="prompt", code="scored_tokens_exceeded")
 
 
-def submit(engine, prompts: list[list[int]], sampling: SamplingParams) -> list[Generation]:
+def submit(engine, prompts: list[list[int]], sampling: SamplingParams, constraint=None) -> list[Generation]:
     try:
-        return engine.submit_all(prompts, sampling)
+        return engine.submit_all(prompts, sampling, constraint)
     except EngineBusy as exc:
         raise APIError(429, f"the server is busy: {exc}; retry shortly", type_="rate_limit_error",
                        code="queue_full", headers={"Retry-After": "1"}) from None
@@ -115,10 +115,12 @@ async def unless_disconnected(request: Request, work):
     raise ClientGone
 
 
-def chat_prompt(backend: Backend, req: p.ChatCompletionRequest) -> str:
+def chat_prompt(backend: Backend, req: p.ChatCompletionRequest):
+    """(the prompt, the constraint its answer is decoded under, or None)."""
     messages = [m.as_template_message() for m in req.messages]
+    fmt = req.answer_format()
     try:
-        return backend.render_chat(messages, req.template_tools(), req.think())
+        prompt = backend.render_chat(messages, fmt.rendered_tools, req.think())
     except (ValueError, TypeError, LookupError) as exc:  # jinja errors are ValueError/TypeError subclasses
         raise APIError(400, f"messages: this model's chat template cannot render them ({exc})",
                        param="messages", code="invalid_value") from None
@@ -127,6 +129,13 @@ def chat_prompt(backend: Backend, req: p.ChatCompletionRequest) -> str:
             raise APIError(400, f"messages: this model's chat template cannot render them ({exc})",
                            param="messages", code="invalid_value") from None
         raise
+    if not fmt.constrains:
+        return prompt, None
+    try:
+        return prompt, backend.constraint(fmt, ChatOutputParser.for_prompt(prompt).state == "reasoning")
+    except ValueError as exc:
+        param = "response_format" if fmt.json_schema is not None and not fmt.callable_tools else "tools"
+        raise APIError(400, f"{param}: {exc}", param=param, code="invalid_value") from None
 
 
 # ---------------------------------------------------------------------------------------------- the app
@@ -180,13 +189,13 @@ def create_app(backend: Backend, engine, options: ServerOptions, hosts: frozense
         sampling = req.sampling(backend.max_context)
 
         def prepare():
-            prompt = chat_prompt(backend, req)
+            prompt, constraint = chat_prompt(backend, req)
             ids = backend.tokenize(prompt)
             check_prompt(backend, ids, "messages")
-            return prompt, ids
+            return prompt, ids, constraint
 
-        prompt, prompt_ids = await run_in_threadpool(prepare)
-        [gen] = submit(engine, [prompt_ids], sampling)
+        prompt, prompt_ids, constraint = await run_in_threadpool(prepare)
+        [gen] = submit(engine, [prompt_ids], sampling, constraint)
         parser = ChatOutputParser.for_prompt(prompt)
         if req.stream:
             return event_stream(chat_events(gen, parser, req), gen)

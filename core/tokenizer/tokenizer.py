@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 
 from core.tokenizer.chat_template import CHAT_TEMPLATE, render
 from core.tokenizer.special_tokens import (BOS_TOKEN, CONTROL_TOKENS, EOS_TOKEN, PAD_TOKEN,  # noqa: F401 (re-export)
-                                           RESERVED_TOKENS, THINK_TOKENS, TOOL_TOKENS)
+                                           QWEN2_SPLIT, RESERVED_TOKENS, THINK_TOKENS, TOOL_TOKENS)
 
 MODEL_MAX_LENGTH = 32768
 
@@ -157,8 +157,6 @@ class MiniMindTokenizer:
         """How text is split before BPE: "gpt2" (ByteLevel's own regex: MiniMind v2/v3 and tokenizers trained
         here by default), "qwen2" (Qwen2's regex, one token per digit: `train_tokenizer(pre_tokenizer="qwen2")`)
         or None for any other form (llama.cpp has no pre-tokenizer known to match it)."""
-        from core.tokenizer.train import QWEN2_SPLIT
-
         pre = self._json.get("pre_tokenizer") or {}
         if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
             return "gpt2"

@@ -10,19 +10,13 @@ from typing import Callable, Iterator
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from core.tokenizer.corpus import check_files, count_records, iter_records
-from core.tokenizer.special_tokens import CONTROL_TOKENS, RESERVED_TOKENS
+from core.tokenizer.special_tokens import CONTROL_TOKENS, QWEN2_SPLIT, RESERVED_TOKENS
 from core.tokenizer.tokenizer import MiniMindTokenizer
 
 Progress = Callable[[int, "int | None"], None]
 PROGRESS_INTERVAL_S = 0.25
 
 
-# Qwen2's split regex (its tokenizer.json, and llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2): like GPT-2's, but every
-# digit is its own piece and a space is never glued to a digit, so " 272", "=272" and "\"272" share the tokens
-# 2 7 2. A model then copies a number from a question into a tool call (or from a tool result into its answer)
-# token for token; with GPT-2's split "Ġ272" must become "2" "72", which a tiny model fails to learn.
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
-               r"\s*[\r\n]+|\s+(?!\S)|\s+")
 PRE_TOKENIZERS = {"gpt2": "GPT-2's split (MiniMind's own tokenizers)",
                   "qwen2": "Qwen2's split: one token per digit (numbers copy exactly)"}
 

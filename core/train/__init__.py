@@ -1,18 +1,18 @@
 """The training engine and its method recipes.
 
-Which recipe runs a method is the method registry's fact (core/methods.py, `MethodSpec.recipe`): each recipe
-module defines `RECIPE = <Recipe subclass>` and is imported only when its method runs.
+Which recipe runs a method is the method registry's fact (core/methods.py: `MethodSpec.recipe`, `get_recipe`):
+each recipe module defines `RECIPE = <Recipe subclass>` and is imported only when its method runs.
 """
 from __future__ import annotations
 
-import importlib
 
 
 def get_recipe(method: str):
-    """The Recipe class for `method` (a ValueError naming the known methods for an unknown one)."""
-    from core.methods import get_method
+    """The registry's `get_recipe` (core/methods.py). Imported on call: the stand-in trainer and the studio read
+    `core.train.events` and must not pull the registry (pydantic) in with it."""
+    from core.methods import get_recipe as lookup
 
-    return importlib.import_module(get_method(method).recipe).RECIPE
+    return lookup(method)
 
 
 def run_training(cfg, resume: bool = False) -> int:

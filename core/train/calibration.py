@@ -6,12 +6,18 @@ The measured step is the engine's inner loop on random token ids: forward with l
 real run takes somewhat longer (docs/studio.md states the error measured). Methods that generate inside the step
 (on-policy RL) or run several models per step are not timed here: ``step_models`` says how many forward/backward
 passes of the policy a method's step costs, and None where a short calibration cannot tell.
+
+The studio measures in a child process (``measure_in_child``: the trainer's own entry with ``--calibrate``), never
+in its own: a model, its AdamW state, the allocator's cached blocks and a CUDA context left in the studio would be
+missing from the GPU when the memory check and then the run come. The child also reports the device it sees
+(``device_facts``: GPU count, free memory before its model), so pre-flight never initialises CUDA in the studio.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -88,6 +94,66 @@ def measure_step_seconds(model: dict, batch: int, seq: int, device: str = "cpu",
     return sorted(times)[len(times) // 2]
 
 
+def device_facts(device: str) -> dict:
+    """The device `device` resolves to, read by a process that has allocated nothing on it yet: its type, the
+    CUDA GPUs visible (0 without CUDA), and on CUDA its name, total and free bytes (free after this process's own
+    CUDA context, which a trainer starting next needs as well)."""
+    import torch
+
+    from core.train.engine import resolve_device
+
+    dev = resolve_device(device)
+    facts = {"type": dev.type, "count": torch.cuda.device_count() if torch.cuda.is_available() else 0}
+    if dev.type == "cuda":
+        free, total = torch.cuda.mem_get_info(dev)
+        facts.update(name=torch.cuda.get_device_name(dev), free=free, total=total)
+    return facts
+
+
+def calibrate_main(spec_json: str) -> int:
+    """The child: `{"device", "threads", "measure": {"model", "batch", "seq", "precision"} or null}` in, one JSON
+    line out: {"device": device_facts, "step_seconds": seconds or null}. It measures with the parent's torch
+    thread count, which the cache key records."""
+    import torch
+
+    spec = json.loads(spec_json)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    out = {"device": device_facts(spec["device"]), "step_seconds": None}
+    m = spec.get("measure")
+    if m:
+        out["step_seconds"] = measure_step_seconds(m["model"], m["batch"], m["seq"], spec["device"], m["precision"])
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+def measure_in_child(command: list[str], device: str, measure: dict | None = None, cancelled=lambda: False,
+                     env: dict | None = None, timeout: float = 900) -> dict | None:
+    """Run `command + ["--calibrate", spec]` (the trainer's argv, studio/worker/command.py) and return its answer
+    (`calibrate_main`); None when cancelled, which kills the child. Everything it allocated goes with it."""
+    import torch
+
+    spec = json.dumps({"device": device, "threads": torch.get_num_threads(), "measure": measure})
+    proc = subprocess.Popen([*command, "--calibrate", spec], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if cancelled() or time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                if cancelled():
+                    return None
+                raise TimeoutError(f"calibration took over {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the calibration process failed (exit {proc.returncode}): {last}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
 class CalibrationCache:
     """{key: {"step_seconds", "time", ...}} in one JSON file; a damaged file counts as empty."""
 
@@ -115,13 +181,14 @@ class CalibrationCache:
 
 
 def step_seconds(cache: CalibrationCache, model: dict, batch: int, seq: int, device: str, precision: str,
-                 cancelled=lambda: False) -> tuple[float | None, bool]:
-    """(seconds per micro-batch step, whether it came from the cache); measured and cached on a miss."""
+                 cancelled=lambda: False, measure=measure_step_seconds) -> tuple[float | None, bool]:
+    """(seconds per micro-batch step, whether it came from the cache); measured by `measure` (in this process by
+    default) and cached on a miss."""
     key = calibration_key(model, batch, seq, device, precision)
     cached = cache.get(key)
     if cached is not None:
         return cached, True
-    seconds = measure_step_seconds(model, batch, seq, device, precision, cancelled=cancelled)
+    seconds = measure(model, batch, seq, device, precision, cancelled=cancelled)
     if seconds is not None:
         cache.put(key, seconds, batch=batch, seq=seq, device=device, precision=precision)
     return seconds, False

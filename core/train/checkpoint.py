@@ -12,13 +12,14 @@ is wrong, and falls back to the newest older checkpoint that verifies.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Callable
+
+from core.checksum import sha256_file
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
@@ -45,19 +46,11 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _manifest(root: Path) -> dict[str, dict]:
     files = {}
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.name != STATE_FILE:
-            files[p.relative_to(root).as_posix()] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+            files[p.relative_to(root).as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     return files
 
 
@@ -153,7 +146,7 @@ def verify_checkpoint(ckpt: str | Path, hashes: bool = True) -> dict:
         size = p.stat().st_size
         if size != info["size"]:
             raise CheckpointError(f"{p}: {size} bytes, expected {info['size']}; the file is truncated or corrupt")
-        if hashes and _sha256(p) != info["sha256"]:
+        if hashes and sha256_file(p) != info["sha256"]:
             raise CheckpointError(f"{p}: sha256 does not match state.json; the file is corrupt")
     return state
 

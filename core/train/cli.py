@@ -6,7 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from core.config.train import TrainConfig, TrainConfigError, apply_overrides, load_train_config, validate_train_config
+from core.config.errors import TrainConfigError
+from core.config.load import apply_overrides, load_train_config, validate_train_config
+from core.config.train import TrainConfig
 from core.train.run_folder import RunFolderError, check_new_run_dir
 
 EXIT_CONFIG = 2
@@ -33,29 +35,43 @@ def resolve_config(config: str | None, overrides: list[str], resume: str | None,
     return load_train_config(config, overrides, base=base)
 
 
-def run_with(cfg_args: argparse.Namespace, base: dict | None = None) -> int:
-    from core.train.engine import run_training
+def _refuse(message: str) -> int:
+    """A run that cannot start: the message on stderr, and as events on rank 0's stdout (the studio reads them)."""
     from core.train.events import EventLog, log
+
+    log(f"error: {message}")
+    if int(os.environ.get("RANK", 0)) == 0:
+        events = EventLog(None)
+        events.emit("error", 0, message=message)
+        events.emit("run_finished", 0, status="failed", message=message)
+    return EXIT_CONFIG
+
+
+def run_with(cfg_args: argparse.Namespace, base: dict | None = None) -> int:
+    from core.train import distributed
+    from core.train.engine import run_training
 
     try:
         cfg = resolve_config(cfg_args.config, cfg_args.overrides, cfg_args.resume, base)
         if not cfg_args.resume and cfg.run_dir:
             check_new_run_dir(cfg.run_dir, cfg_args.config)
     except (TrainConfigError, RunFolderError, OSError, json.JSONDecodeError) as exc:
-        message = str(exc)
-        log(f"error: {message}")
-        if int(os.environ.get("RANK", 0)) == 0:  # the studio learns about it from the stream as well
-            events = EventLog(None)
-            events.emit("error", 0, message=message)
-            events.emit("run_finished", 0, status="failed", message=message)
-        return EXIT_CONFIG
+        return _refuse(str(exc))
+    problem = distributed.rank_gpu_problem(cfg.device)
+    if problem:
+        return _refuse(problem)
     return run_training(cfg, resume=bool(cfg_args.resume))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.train", description="MiniMind training worker")
     add_common_arguments(parser)
+    parser.add_argument("--calibrate", metavar="JSON", help=argparse.SUPPRESS)  # pre-flight's child (calibration.py)
     args = parser.parse_args(argv)
+    if args.calibrate:
+        from core.train.calibration import calibrate_main
+
+        return calibrate_main(args.calibrate)
     if not args.config and not args.resume:
         parser.error("give --config FILE (or --resume RUN_DIR)")
     return run_with(args)

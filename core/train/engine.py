@@ -6,6 +6,13 @@ clipping, AdamW (fused on CUDA), the LR schedule, DDP under torchrun, checkpoint
 (checkpoint at the next step boundary, status `stopped`, exit 0), NaN/Inf detection (error event, exit 3), and
 the event stream (core/train/events.py, docs/events.md).
 
+Before the first step comes set-up: the run folder and config.json are written first (so `--resume` works on a
+run stopped or killed at any later point), then the recipe builds its datasets and models. Tokenizing a corpus
+into the token cache can take most of an hour: it reports `prepare` events and stderr lines, and stops at the next
+batch on SIGTERM, keeping the finished shards (core/data/cache_build.py). Every other set-up phase (loading a
+reference or teacher model, the cache's lock wait) and a single-process evaluation are interrupted at once by a
+SIGTERM; in all of them the run ends with `run_finished` status `stopped`, exit 0.
+
 Exit codes: 0 completed or stopped, 1 failed (bad config, data or checkpoint; the message says why), 3 the
 loss became NaN/Inf (the last good checkpoint is kept).
 """
@@ -24,6 +31,7 @@ import numpy as np
 import torch
 
 from core.config.train import TrainConfig, save_train_config
+from core.preparation import Preparation, PreparationStopped, PrepareProgress, describe_prepare, preparing
 from core.process_identity import process_start_ticks
 from core.train import checkpoint as ckpt_mod
 from core.train import distributed as dist
@@ -39,6 +47,14 @@ EXIT_OK, EXIT_FAILED, EXIT_NONFINITE = 0, 1, 3
 
 class NonFiniteLoss(Exception):
     pass
+
+
+class RunStopped(BaseException):
+    """Raised by the signal handler in a phase with no step boundary to wait for (set-up, an evaluation).
+    A BaseException, as KeyboardInterrupt is: a recipe's `except Exception` must not swallow a stop."""
+
+
+PREPARE_LOG_EVERY_S = 10.0  # stderr lines while preparing data (events go out every second)
 
 
 def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
@@ -101,6 +117,9 @@ class Trainer:
         self.cfg, self.resume = cfg, resume
         self.rank, self.local_rank, self.world_size = dist.world()
         self.stop_requested = False
+        self._interruptible = False  # a signal raises RunStopped at once (set-up, a single-process evaluation)
+        self._preparation = Preparation(report=self._report_preparation, should_stop=lambda: self.stop_requested)
+        self._prepare_logged = 0.0
         # stdout-only until the run folder exists: a failure before that (device, dist init, mkdir) still
         # reaches the studio as `error` + `run_finished failed`
         self.events = EventLog(None, enabled=self.rank == 0)
@@ -111,7 +130,34 @@ class Trainer:
         if self.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.stop_requested = True
-        log(f"received {signal.Signals(signum).name}: saving a checkpoint at the next step boundary")
+        name = signal.Signals(signum).name
+        if self._preparation.cooperative:  # tokenizing: it stops after the batch in hand, keeping its shards
+            log(f"received {name}: stopping data preparation (finished shards are kept)")
+        elif self._interruptible:
+            log(f"received {name}: stopping now")
+            self._interruptible = False  # raised once; what follows (the stop event) must not be interrupted
+            raise RunStopped(name)
+        else:
+            log(f"received {name}: saving a checkpoint at the next step boundary")
+
+    @contextlib.contextmanager
+    def _stoppable_at_once(self):
+        """A phase without step boundaries: a stop signal raises RunStopped inside it (see `_on_signal`)."""
+        if self.stop_requested:
+            raise RunStopped("stop requested")
+        before, self._interruptible = self._interruptible, True
+        try:
+            yield
+        finally:
+            self._interruptible = before
+
+    def _report_preparation(self, progress: PrepareProgress) -> None:
+        fields = progress.fields()
+        self.events.emit("prepare", getattr(self, "step", 0), **fields)
+        now = time.monotonic()
+        if self.rank == 0 and (progress.state != "running" or now - self._prepare_logged >= PREPARE_LOG_EVERY_S):
+            self._prepare_logged = now
+            log(describe_prepare(fields, detail=True))
 
     def _install_signals(self) -> dict:
         old = {}
@@ -127,8 +173,18 @@ class Trainer:
         old_handlers = self._install_signals()
         step = 0
         try:
-            self._setup()
+            with self._stoppable_at_once():
+                self._setup()
             return self._train()
+        except (RunStopped, PreparationStopped) as exc:
+            self._interruptible = False
+            self._flush_warnings()
+            where = "while preparing data; the finished part of the token cache is kept" \
+                if isinstance(exc, PreparationStopped) else "during set-up, before the first step"
+            resume = f"; resume with --resume {self.run_dir}" if getattr(self, "run_dir", None) else ""
+            self.events.emit("run_finished", getattr(self, "step", 0), status="stopped",
+                             message=f"stopped by signal {where}{resume}")
+            return EXIT_OK
         except NonFiniteLoss as exc:
             self._flush_warnings()
             self.events.error(exc.args[0], exc.args[1])
@@ -189,6 +245,9 @@ class Trainer:
         if not self.resume and ckpt_mod.list_checkpoints(run_dir):
             raise ValueError(f"run_dir: {run_dir} already has checkpoints; resume it with --resume {run_dir} "
                              "or choose a new run_dir")
+        if self.rank == 0 and not (self.resume and (run_dir / "config.json").is_file()):
+            # first, before any long phase: a run stopped or killed from here on can be resumed
+            save_train_config(cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir / "config.json")
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -206,12 +265,11 @@ class Trainer:
         from core.train import get_recipe
 
         self.recipe = get_recipe(cfg.method)(cfg, self.ctx)
-        # rank 0 builds the token caches first; the others then read them instead of all tokenizing at once
-        if self.rank != 0:
-            dist.barrier()
-        self.recipe.setup()
-        if self.rank == 0:
-            dist.barrier()
+        # Every rank sets up at once, with no collective around it: one process tokenizes each cache entry while
+        # the others wait on the entry's lock file (core/data/cache.py), however long that takes; a barrier
+        # here would hit the NCCL watchdog's timeout on a large corpus.
+        with preparing(self._preparation):
+            self.recipe.setup()
         self.model = self.recipe.model
         if cfg.gradient_checkpointing:
             from core.model.model import set_gradient_checkpointing
@@ -237,8 +295,6 @@ class Trainer:
         self.step, self.epoch, self.batch_pos, self.resumed_from, self._resume_rng = 0, 0, 0, None, None
         if self.resume:
             self._load_resume_state()
-        if self.rank == 0 and not self.resume:
-            save_train_config(cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir / "config.json")
         self.train_model = self._wrap(self.model)
         if self._resume_rng is None:
             seed_everything(cfg.seed + self.rank)  # per-rank streams for dropout and sampling
@@ -263,7 +319,7 @@ class Trainer:
 
             # RoPE tables are buffers computed identically everywhere: no need to broadcast them each step
             model = DDP(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
-                        broadcast_buffers=False)
+                        broadcast_buffers=False, gradient_as_bucket_view=True)
         self._eager_model = model
         compile_on, reason = resolve_compile(self.cfg.compile, self.device, self.total_steps - self.step,
                                              fixed_shapes=self.cfg.data_kind() == "pretrain")  # packed windows
@@ -479,8 +535,20 @@ class Trainer:
                 f"grad_norm {metrics['grad_norm']:.3f} tok/s {metrics['tokens_per_s']:.0f}")
 
     def _evaluate(self) -> None:
-        result = self._eval_loss() if self.recipe.eval_dataset is not None else {}
-        self.events.emit("eval", self.step, metrics={**result, **self._benchmark_metrics()})
+        """Held-out loss and benchmarks. A stop signal ends a single-process evaluation at once (the step's
+        checkpoint follows, without this eval); with several ranks the held-out loss has collectives inside, so
+        only rank 0's benchmarks (which have none) are cut short."""
+        alone = self.world_size == 1
+        try:
+            with self._stoppable_at_once() if alone else contextlib.nullcontext():
+                result = self._eval_loss() if self.recipe.eval_dataset is not None else {}
+            with self._stoppable_at_once():
+                result.update(self._benchmark_metrics())
+        except RunStopped:
+            self.model.train()
+            log(f"evaluation at step {self.step} stopped; the checkpoint of this step follows")
+            return
+        self.events.emit("eval", self.step, metrics=result)
 
     def _benchmark_metrics(self) -> dict:
         """eval/<task>/acc and eval/<task>/acc_norm of each `eval_tasks` benchmark (core/eval/bench.py), scored

@@ -35,6 +35,29 @@ def peak_rss_bytes() -> int | None:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+def nvml_handle(pynvml, cuda_index: int):
+    """NVML's handle of CUDA device `cuda_index`, matched by PCI address (by UUID where torch does not give the
+    address); None when no NVML device matches. NVML numbers GPUs in PCI order over the whole machine, CUDA
+    fastest-first and only those in CUDA_VISIBLE_DEVICES: the same index can name another GPU."""
+    import torch
+
+    props = torch.cuda.get_device_properties(cuda_index)
+    pci = tuple(getattr(props, name, None) for name in ("pci_domain_id", "pci_bus_id", "pci_device_id"))
+    uuid = str(getattr(props, "uuid", "") or "").removeprefix("GPU-")
+    for i in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+        if None not in pci:
+            info = pynvml.nvmlDeviceGetPciInfo(handle)
+            if (info.domain, info.bus, info.device) == pci:
+                return handle
+        elif uuid:
+            found = pynvml.nvmlDeviceGetUUID(handle)
+            found = found.decode() if isinstance(found, bytes) else str(found)
+            if found.removeprefix("GPU-") == uuid:
+                return handle
+    return None
+
+
 class _Nvml:
     """NVML utilisation of one GPU through the optional ``nvidia-ml-py`` (import name ``pynvml``)."""
 
@@ -44,7 +67,7 @@ class _Nvml:
             import pynvml
 
             pynvml.nvmlInit()
-            self.handle, self.nvml = pynvml.nvmlDeviceGetHandleByIndex(index), pynvml
+            self.handle, self.nvml = nvml_handle(pynvml, index), pynvml
         except Exception:  # not installed, no driver, or a device NVML does not see (MIG): no gpu_util
             self.handle = None
 

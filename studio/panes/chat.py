@@ -139,6 +139,12 @@ class ChatPane(QWidget):
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
             item.setCheckState(Qt.Unchecked)
             self.tool_list.addItem(item)
+        self.tool_choice = QComboBox()
+        self.tool_choice.setToolTip("Calls are decoded under the offered tools' schemas (OpenAI's tool_choice); "
+                                    "'free' lets the model write anything")
+        for text, value in (("auto: text or a valid call", "auto"), ("required: must call", "required"),
+                            ("none: never call", "none"), ("free: unconstrained", None)):
+            self.tool_choice.addItem(text, value)
         self.tool_mode = QComboBox()
         self.tool_mode.addItems(["run automatically", "I type the results"])
         self.tool_rounds = QSpinBox()
@@ -147,6 +153,7 @@ class ChatPane(QWidget):
         form.addRow("Thinking", self.thinking)
         form.addRow(self.show_reasoning)
         form.addRow("Tools", self.tool_list)
+        form.addRow("Calls", self.tool_choice)
         form.addRow("Results", self.tool_mode)
         form.addRow("Tool rounds", self.tool_rounds)
         return box
@@ -214,6 +221,7 @@ class ChatPane(QWidget):
         p.system_prompt = self.system.toPlainText()
         p.think = self.thinking.currentData()
         p.tool_names = self.checked_tools()
+        p.tool_choice = self.tool_choice.currentData()
         p.manual_tools = self.tool_mode.currentIndex() == 1
         p.max_tool_rounds = self.tool_rounds.value()
         if p.pending.get(0):  # manual tools: the input is the result of the waiting call

@@ -48,6 +48,7 @@ class ChatPresenter(QObject):
         self.live: list[list[dict]] = [[], []]   # turns of the reply in progress (tool calls, results)
         self.think: bool | None = None           # open/skip the reasoning block; None = the template's default
         self.tool_names: list[str] = []          # built-in tools offered to the model (core.tools)
+        self.tool_choice: str | None = "auto"    # OpenAI's tool_choice, enforced while decoding; None = free
         self.manual_tools = False                # True: the person types each tool result
         self.max_tool_rounds = 4                 # answers per message that may call tools (automatic mode)
         self.pending: dict[int, list] = {}       # slot -> ToolCalls waiting for a typed result (manual mode)
@@ -185,10 +186,12 @@ class ChatPresenter(QObject):
 
     def _answer_once(self, slot: int, backend, messages: list[dict], sampling, tools):
         """Stream one answer; returns (ChatOutput, stopped by the person)."""
+        from core.infer.answer_format import AnswerFormat
         from core.infer.chat_output import ChatOutput
 
         output = ChatOutput()
-        events = backend.chat_events(messages, sampling, tools, self.think)
+        fmt = AnswerFormat.from_openai(tools, self.tool_choice) if tools and self.tool_choice else None
+        events = backend.chat_events(messages, sampling, tools, self.think, fmt)
         try:
             for delta in events:
                 if self._stop.is_set():

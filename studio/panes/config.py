@@ -178,7 +178,6 @@ class ConfigPane(QWidget):
         form.changed.connect(self._recheck.start)
         self.forms["method_options"] = form
         self.section_layouts["method"].insertWidget(1, form)
-        self.forms["method"].setVisible(method == "lora")  # the LoRA fields only matter to the lora method
         self.method_help.setText(method_help(method))
         self._recheck.start()
 

@@ -137,6 +137,7 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
     files = list((config.get("data") or {}).get("files") or [])
     problems: list[str] = []
     result: dict = {"kind": kind, "files": files, "problems": problems, "lint": []}
+    probe = DeviceProbe(config)
     if not files:
         problems.append("data.files: no training files; add at least one")
     first_record = None
@@ -174,7 +175,7 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
                       loss_tokens=int(mask.sum()), record_tokens=len(ids))
         result["truncation"] = truncation(files, kind, tok, max_len, cancelled)
         try:  # a calibration that fails (out of memory, a device that vanished) must not hide the rest
-            result["time"] = time_estimate(config, estimate, kind, tok, workspace, cancelled, price_per_hour)
+            result["time"] = time_estimate(config, estimate, kind, tok, workspace, cancelled, price_per_hour, probe)
         except Exception as exc:
             result["time"] = {"error": f"not estimated: {type(exc).__name__}: {exc}"}
     result["defaults"] = default_origins(config)
@@ -182,11 +183,9 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
     result["compile"] = compile_choice(config)
     # one line in the pane: how the run will compute (the pane shows `precision`)
     result["precision"] = "; ".join(x for x in (precision_choice(config), result["compile"]) if x) or None
-    free = device_free_bytes(config)
-    result["memory"] = {"estimate": estimate.get("total"), "free": free}
-    if free and estimate.get("total") and estimate["total"] > free:
-        problems.append(f"memory: the run needs about {estimate['total'] / 1e9:.1f} GB but the device has "
-                        f"{free / 1e9:.1f} GB free; lower batch_size or max_len, or pick a smaller preset")
+    if cancelled():
+        return result
+    check_device(config, estimate, probe, cancelled, result)
     result["ok"] = not problems
     return result
 
@@ -205,6 +204,64 @@ def default_origins(config: dict) -> dict:
         return {"sources": {}, "warnings": {}, "error": str(exc)}
     return {"sources": {k: (get_path(config, tuple(k.split(".")), None), v) for k, v in sources.items()},
             "warnings": warnings}
+
+
+class DeviceProbe:
+    """Pre-flight's view of the device, from a child process (core.train.calibration.measure_in_child) that also
+    calibrates when asked: the studio itself never initialises CUDA or keeps a model. CPU-only set-ups need no
+    child for the facts."""
+
+    def __init__(self, config: dict) -> None:
+        self.device = config.get("device") or "auto"
+        self.facts: dict | None = None
+
+    def _child(self, measure: dict | None, cancelled):
+        from core.train.calibration import measure_in_child
+        from studio.worker.command import trainer_base_command, trainer_environment
+
+        answer = measure_in_child(trainer_base_command(), self.device, measure, cancelled, env=trainer_environment())
+        if answer is not None:
+            self.facts = answer["device"]
+        return answer
+
+    def measure(self, model: dict, batch: int, seq: int, device: str, precision: str, cancelled) -> float | None:
+        """core.train.calibration.step_seconds's `measure`, in the child."""
+        answer = self._child({"model": model, "batch": batch, "seq": seq, "precision": precision}, cancelled)
+        return None if answer is None else answer["step_seconds"]
+
+    def device_facts(self, cancelled) -> dict | None:
+        """{"type", "count", "free", ...} (core.train.calibration.device_facts); None when cancelled."""
+        from studio.device_info import cpu_info, gpu_possible
+
+        if self.facts is None and (self.device == "cpu" or (self.device == "auto" and not gpu_possible())):
+            free = cpu_info().memory_free_gb
+            self.facts = {"type": "cpu", "count": 0, "free": free * 1e9 if free is not None else None}
+        if self.facts is None:
+            self._child(None, cancelled)
+        return self.facts
+
+
+def check_device(config: dict, estimate: dict, probe: DeviceProbe, cancelled, result: dict) -> None:
+    """The GPU count and the memory the run needs against what the device offers; problems go into `result`."""
+    from core.train.distributed import too_many_ranks
+
+    try:
+        facts = probe.device_facts(cancelled) or {}
+    except Exception as exc:  # the child failed: a device that is not there (device: cuda without CUDA), a driver
+        result["problems"].append(f"device: {exc}")
+        facts = {}
+    n_gpus = int(config.get("n_gpus") or 1)
+    if facts.get("type") == "cuda":
+        shortage = too_many_ranks(n_gpus, facts["count"])
+        if shortage:
+            result["problems"].append(shortage)
+    free, need = facts.get("free"), estimate.get("total")
+    if need and facts.get("type") == "cuda":  # the child's free figure already lacks one CUDA context
+        need -= estimate.get("runtime", 0)
+    result["memory"] = {"estimate": estimate.get("total"), "free": free}
+    if free and need and need > free:
+        result["problems"].append(f"memory: the run needs about {need / 1e9:.1f} GB but the device has "
+                                  f"{free / 1e9:.1f} GB free; lower batch_size or max_len, or pick a smaller preset")
 
 
 def truncation(files: list[str], kind: str, tok, max_len: int, cancelled) -> float | None:
@@ -282,9 +339,9 @@ def run_steps(config: dict, kind: str, tok, records: int, tokens_per_record: flo
 
 
 def time_estimate(config: dict, estimate: dict, kind: str, tok, workspace, cancelled,
-                  price_per_hour: float | None = None) -> dict:
+                  price_per_hour: float | None = None, probe: DeviceProbe | None = None) -> dict:
     """Wall time (and cost at ``price_per_hour``) from a calibration of a few real steps on this machine
-    (core/train/calibration.py), cached in the workspace per machine and settings."""
+    (core/train/calibration.py) in a child process (`probe`), cached in the workspace per machine and settings."""
     from core.train.calibration import CalibrationCache, step_models, step_seconds
 
     factor = step_models(config.get("method", "pretrain"))
@@ -298,9 +355,10 @@ def time_estimate(config: dict, estimate: dict, kind: str, tok, workspace, cance
     steps = run_steps(config, kind, tok, records, sum(sample) / max(1, len(sample)))
     model = dict(config["model"], vocab_size=tok.vocab_size)
     root = workspace.root if workspace is not None else Path.home() / ".cache" / "minimind"
+    probe = probe or DeviceProbe(config)
     seconds, cached = step_seconds(CalibrationCache(root / "calibration.json"), model, estimate["per_gpu_batch"],
                                    estimate["seq"], config.get("device", "auto"), config.get("precision", "auto"),
-                                   cancelled)
+                                   cancelled, measure=probe.measure)
     if seconds is None:
         return {"error": "cancelled"}
     accumulation = max(1, int((config.get("optim") or {}).get("accumulation", 1)))
@@ -317,12 +375,3 @@ def _sample_records(files: list[str], kind: str):
 
     for f in files:
         yield from islice(read_records(f, kind, on_error="skip"), TRUNCATION_SAMPLE // max(1, len(files)))
-
-
-def device_free_bytes(config: dict) -> float | None:
-    try:
-        from studio.device_info import probe_device
-        dev = probe_device(use_torch=config.get("device") != "cpu")
-    except Exception:
-        return None
-    return dev.memory_free_gb * 1e9 if dev.memory_free_gb is not None else None

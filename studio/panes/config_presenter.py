@@ -56,10 +56,12 @@ class ConfigPresenter(QObject):
 
     def __init__(self, context, parent: QObject | None = None):
         super().__init__(parent)
-        import core.config as cc  # pydantic: imported when the Config pane is first built, not at start-up
+        # pydantic: imported when the Config pane is first built, not at start-up
+        from core.config import model as model_schema
+        from core.config import train as train_schema
 
         self.context = context
-        self.cc = cc
+        self.model_schema, self.train_schema = model_schema, train_schema
         self.errors: dict[str, str] = {}
         self._params_cache: dict[str, tuple[int, int]] = {}
         self._task: Task | None = None
@@ -69,10 +71,10 @@ class ConfigPresenter(QObject):
 
     # ---- schema ----------------------------------------------------------------------------------
     def model_fields(self) -> list[FieldSpec]:
-        return fields_from_schema(self.cc.ModelConfig.model_json_schema(), prefix=("model",))
+        return fields_from_schema(self.model_schema.ModelConfig.model_json_schema(), prefix=("model",))
 
     def train_fields(self) -> list[FieldSpec]:
-        return fields_from_schema(self.cc.TrainConfig.model_json_schema(), skip=OWN_WIDGETS)
+        return fields_from_schema(self.train_schema.TrainConfig.model_json_schema(), skip=OWN_WIDGETS)
 
     def method_fields(self, method: str) -> list[FieldSpec]:
         model = method_options_model(method)
@@ -125,15 +127,15 @@ class ConfigPresenter(QObject):
         head = spec.path[0]
         if head in ("model", "data", "optim"):
             return head
-        if head in ("lora", "method_options"):
+        if head == "method_options":
             return "method"
         return "run"
 
     def preset(self, name: str) -> dict:
-        return self.cc.get_preset(name).model_dump()
+        return self.model_schema.get_preset(name).model_dump()
 
     def default_config(self) -> dict:
-        cfg = self.cc.TrainConfig(model="tiny").model_dump()  # the defaults scaled to the tiny preset
+        cfg = self.train_schema.TrainConfig(model="tiny").model_dump()  # the defaults scaled to the tiny preset
         cfg["model"] = self.preset("tiny")
         cfg["n_gpus"] = 1
         return cfg
@@ -148,13 +150,13 @@ class ConfigPresenter(QObject):
         body["model"] = None  # validated on its own below, so its errors carry plain field paths
         body["method_options"] = {}
         try:
-            self.cc.TrainConfig.model_validate(body)
+            self.train_schema.TrainConfig.model_validate(body)
         except ValidationError as exc:
             errors.update(errors_by_field(exc))
         model = config.get("model")
         if isinstance(model, dict):
             try:
-                self.cc.ModelConfig.model_validate(model)
+                self.model_schema.ModelConfig.model_validate(model)
             except ValidationError as exc:
                 errors.update(errors_by_field(exc, ("model",)))
         options_model = method_options_model(config.get("method", ""))
@@ -183,7 +185,7 @@ class ConfigPresenter(QObject):
             from core.model import MiniMindForCausalLM
 
             with torch.device("meta"):
-                m = MiniMindForCausalLM(self.cc.ModelConfig.model_validate(model))
+                m = MiniMindForCausalLM(self.model_schema.ModelConfig.model_validate(model))
             self._params_cache[key] = (m.num_parameters(), m.num_active_parameters())
         return self._params_cache[key]
 
@@ -332,6 +334,17 @@ class ConfigPresenter(QObject):
             self._task.cancel_and_wait()
 
 
+def _options_for_estimate(spec, options: dict):
+    """The method's options as given, else its defaults while the form shows the field error; None when it has
+    no option model or its defaults are incomplete (a required field)."""
+    for candidate in (options, {}):
+        try:
+            return spec.options.model_validate(candidate) if spec.options is not None else None
+        except Exception:
+            continue
+    return None
+
+
 def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[str, Any]:
     """Training memory per GPU in bytes (an estimate, shown as such).
 
@@ -341,12 +354,18 @@ def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[
     11·h (attention) + 4·h (norms) + 3·h + 8·I (SwiGLU input, gate, up, silu and product outputs at inner size I;
     the paper's 19·h is GPT's 4h GeLU MLP) + 5·a·s (the attention matrix, dropped with fused/flash attention)
     bytes at 16-bit, doubled for fp32; with gradient_checkpointing only each layer's input (2·h) is kept, plus
-    one layer's activations being recomputed. The logits: the model's output, its shifted fp32 copy, the
+    one layer's activations being recomputed. Attention with flash/fused kernels keeps no score matrix, but a
+    grouped-query call that no CUDA kernel takes grouped (masked, or fp32; core.model.model.sdpa_attention)
+    keeps K/V repeated to every head, 4·(a−k)·d bytes (a query heads, k kv heads, head dim d), and a masked call
+    (on-policy RL's left-padded rows) its mask as an additive bias, 2·s bytes a token; CPU's kernel needs neither. The logits: the model's
+    output, its shifted fp32 copy, the
     log-softmax the cross-entropy keeps and their gradients, about 5·b·s·V·4 bytes (measured on CPU, docs/studio.md).
     DPO/RL methods hold a frozen reference model (+4 bytes a parameter); distillation holds its teacher (+4 bytes a
     teacher parameter, plus its fp32 logits b·s·V·4). On-policy RL trains on batch × num_generations rows (GRPO,
     agent) of prompt + generated tokens, and the frozen reference (and PPO's critic) run over the same rows
-    (`rollout`). A CUDA run adds the CUDA context and cuBLAS workspace, about 0.5 GB a GPU (`runtime`).
+    (`rollout`). A CUDA run adds the CUDA context and cuBLAS workspace, about 0.5 GB a GPU (`runtime`). Under
+    DDP the gradients are views into its all-reduce buckets (gradient_as_bucket_view), so the buckets are the
+    gradients' 4 bytes a parameter, not a second copy.
     """
     m = config["model"]
     method = config.get("method", "pretrain")
@@ -358,26 +377,30 @@ def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[
     precision = config.get("precision", "auto")
     act_bytes = 4 if precision == "fp32" else 2  # "auto" trains in bf16/fp16 on GPU
     trainable = params
-    if method == "lora":
-        r = int(config.get("lora", {}).get("rank", 8))
-        trainable = layers * r * (4 * 2 * h + 3 * (h + (m.get("intermediate_size") or int(8 * h / 3))))
-    weights = 4 * params
-    grads_adam = 12 * trainable
     from core.methods import get_method
 
     spec = get_method(method)
+    opts = _options_for_estimate(spec, config.get("method_options") or {})
+    if hasattr(opts, "trainable_params"):  # a method that trains part of the model (LoRA's adapters)
+        trainable = opts.trainable_params(m)
+    weights = 4 * params
+    grads_adam = 12 * trainable
     group = 1
     if spec.generates:  # rollouts: prompt + completion (every turn of an agent episode), G rows per prompt
-        try:
-            opts = spec.options.model_validate(config.get("method_options") or {})
-        except Exception:  # the form shows the field error; estimate with the method's defaults meanwhile
-            opts = spec.options()
         seq = opts.max_prompt_len + getattr(opts, "max_turns", 1) * opts.max_new_tokens
         group = getattr(opts, "num_generations", 1)
         b *= group
     inner = m.get("moe_intermediate_size") if m.get("use_moe") else m.get("intermediate_size")
     inner = inner or int(8 * h / 3)
-    attn_term = 0 if m.get("flash_attn", True) else 5 * heads * seq
+    kv_heads, head_dim = m.get("num_key_value_heads") or heads, m.get("head_dim") or h // heads
+    masked = spec.generates  # rollout rows: left-padded prompts, a padding mask in every forward
+    if not m.get("flash_attn", True):
+        attn_term = 5 * heads * seq  # the (b, a, s, s) scores and softmax of explicit attention
+    elif _on_cuda(config):  # CPU's fused kernel takes grouped K/V and a mask as they are
+        repeated_kv = masked or precision == "fp32"
+        attn_term = (4 * (heads - kv_heads) * head_dim if repeated_kv else 0) + (2 * seq if masked else 0)
+    else:
+        attn_term = 0
     per_token = 18 * h + 8 * inner + attn_term  # 16-bit bytes per token and layer
     if config.get("gradient_checkpointing"):
         activations = (layers * 2 * h + per_token) * seq * b * act_bytes / 2

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
                                QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
+from core.data.records import KINDS
 from studio.panes.datasets_presenter import DatasetsPresenter
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.theme import COLORS, pane_style
@@ -88,7 +89,7 @@ class DatasetsPane(QWidget):
         v = QVBoxLayout(w)
         row = QHBoxLayout()
         self.validate_kind = QComboBox()
-        self.validate_kind.addItems(["pretrain", "sft", "dpo", "rl", "text"])
+        self.validate_kind.addItems(list(KINDS))  # core's one list of record kinds
         self.validate_btn = primary_button("Validate")
         self.validate_bar = QProgressBar()
         row.addWidget(label("Check as", wrap=False))

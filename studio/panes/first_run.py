@@ -15,6 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
+from core.preparation import describe_prepare, prepare_fraction
 from studio.threads import Task
 from studio.widgets.common import label, primary_button
 from studio.widgets.theme import COLORS, pane_style
@@ -143,6 +144,12 @@ class FirstRunPresenter(QObject):
         if not runs:
             return
         run = max(runs, key=lambda r: r.created_at)
+        prep = self.context.store.preparation(run.id) if run.status in ("starting", "running") else None
+        if prep is not None:  # tokenizing before the first step: "preparing data 37 %, 12 min left"
+            step_text = describe_prepare(prep)
+            self.stepChanged.emit(self.step, "running", step_text)
+            self.progress.emit(int(1000 * prepare_fraction(prep)), 1000, step_text)
+            return
         step_text = f"{run.status} · step {run.last_step}" + (f"/{run.total_steps}" if run.total_steps else "")
         self.stepChanged.emit(self.step, "running", step_text)
         if run.total_steps:

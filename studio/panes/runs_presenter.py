@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.preparation import describe_prepare, prepare_fraction
 from studio.store import ACTIVE_STATUSES
 
 COLUMNS = ("Name", "Method", "Status", "Duration", "Best loss", "Steps", "Started")
@@ -22,6 +23,29 @@ def format_duration(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+@dataclass
+class RunProgress:
+    """What the status bar shows of a live run: preparing its data, or training."""
+    preparing: bool
+    label: str                # "Preparing data for run-1" / "Training run-1"
+    value: int
+    maximum: int
+    text: str                 # inside the bar: "37 %" / "120/1000 steps"
+    eta_s: float | None       # seconds left (of the preparation while preparing)
+
+
+def run_progress(store, manager, run_id: str) -> RunProgress:
+    """The status bar's view of one live run (one place for the window and its tests)."""
+    prep = store.preparation(run_id)
+    if prep is not None:
+        fraction = prepare_fraction(prep)
+        return RunProgress(True, f"Preparing data for {run_id}", int(1000 * fraction), 1000,
+                           f"{int(100 * fraction)} %", prep.get("eta_s"))
+    step, total, eta = manager.progress(run_id)
+    return RunProgress(False, f"Training {run_id}", min(step, total or step), max(total or 0, 1),
+                       f"{step}/{total or '?'} steps", eta)
 
 
 @dataclass
@@ -54,8 +78,11 @@ class RunsPresenter:
         steps = f"{run.last_step}/{run.total_steps}" if run.total_steps else str(run.last_step or "")
         best = f"{run.best_loss:.4f}" if run.best_loss is not None else ""
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else ""
-        return RunRow(run.id, (run.name, run.method, run.status, duration, best, steps, started), run.status,
-                      run.status_message or "")
+        status, tooltip = run.status, run.status_message or ""
+        prep = self.store.preparation(run.id) if run.status in ("starting", "running") else None
+        if prep is not None:  # "preparing data 37 %, 12 min left"
+            status, tooltip = describe_prepare(prep), describe_prepare(prep, detail=True)
+        return RunRow(run.id, (run.name, run.method, status, duration, best, steps, started), run.status, tooltip)
 
     # --------------------------------------------------------------- actions
     def allowed(self, run_id: str | None) -> dict[str, bool]:
@@ -63,11 +90,14 @@ class RunsPresenter:
         run = self.store.get_run(run_id) if run_id else None
         status = run.status if run else None
         has_ckpt = bool(run and self.store.checkpoints(run.id))
+        # stopped or lost before its first checkpoint (e.g. while preparing data): resuming starts it again
+        # from step 0, and the finished part of its token cache is kept
+        restartable = bool(run and status in ("stopped", "interrupted") and (Path(run.run_dir) / "config.json").is_file())
         return {
             "start": True,
             "stop": status in ("queued", "starting", "running"),
             "kill": status in LIVE,
-            "resume": status in ("stopped", "interrupted", "failed", "completed") and has_ckpt,
+            "resume": (status in ("stopped", "interrupted", "failed", "completed") and has_ckpt) or restartable,
             "clone": run is not None,
             "delete": run is not None and status not in ACTIVE_STATUSES,
         }

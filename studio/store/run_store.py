@@ -279,6 +279,12 @@ class RunStore:
             rows = [json.loads(r[0]) for r in conn.execute(query)]
         return rows[::-1]
 
+    def preparation(self, run_id: str) -> dict | None:
+        """The run's newest ``prepare`` event while it is still preparing its data (none once training has
+        started or the run has finished): what the Runs table, the status bar and the guide show then."""
+        newest = self.events(run_id, ["prepare", "run_started", "run_finished"], limit=1)
+        return newest[0] if newest and newest[0]["type"] == "prepare" else None
+
     def rank_processes(self, run_id: str) -> list[tuple[int, int | None]]:
         """(pid, start ticks) of every rank the run's newest ``run_started`` lists in ``ranks`` (torchrun runs;
         empty before it arrives or for an older trainer). Kept in that event's stored payload, so databases made

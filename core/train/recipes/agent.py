@@ -52,7 +52,7 @@ class AgentRecipe(GRPORecipe):
 
         o = self.options
         return run_episodes(self.policy, self.tokenizer, items, thinking, self.registry, o.max_turns,
-                            max_new_tokens, temperature, o.top_p, o.top_k)
+                            max_new_tokens, temperature, o.top_p, o.top_k, constrain=o.constrain_tools)
 
     def sample_rollout(self, items: list[dict]):
         from core.rl.agent import TERMS, agent_reward, total_reward

@@ -10,7 +10,7 @@ class LoRARecipe(SFTRecipe):
     def prepare_model(self, model):
         from core.model.lora import apply_lora
 
-        return apply_lora(model, self.cfg.lora)
+        return apply_lora(model, self.options)  # LoraConfig: method_options
 
     def save_weights(self, ckpt_dir: Path) -> None:
         from safetensors.torch import save_file
