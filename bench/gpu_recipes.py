@@ -133,7 +133,7 @@ def run_recipe(name: str, work: Path, device: str, size: dict, tok_dir: Path) ->
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    from core.config.train import validate_train_config
+    from core.config.load import validate_train_config
     from core.methods import get_method
     from core.tokenizer import MiniMindTokenizer
     from core.train import run_training
