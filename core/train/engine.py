@@ -375,7 +375,9 @@ class Trainer:
             if saved_precision and saved_precision != self._precision_name():
                 self._warn(f"precision: the run was trained in {saved_precision} and continues in "
                            f"{self._precision_name()}; the weights and optimizer moments carry over unchanged (fp32)")
-            self.recipe.load_extra_state(trainer_state.get("recipe", {}))
+            ranks = trainer_state.get("recipe_ranks")  # per rank since 2026-12; before, rank 0's only
+            same_world = isinstance(ranks, list) and len(ranks) == self.world_size
+            self.recipe.load_extra_state(ranks[self.rank] if same_world else trainer_state.get("recipe", {}))
             rngs = trainer_state.get("rng", [])
             if len(rngs) != self.world_size:
                 self._warn(f"resuming with {self.world_size} processes, saved with {len(rngs)}: "
@@ -585,16 +587,20 @@ class Trainer:
 
     def _save(self) -> None:
         rngs = dist.gather_objects(rng_state(self.device))
+        # every rank's own recipe state: on-policy ranks each hold the cached rollouts of their own prompts
+        extras = dist.gather_objects(self.recipe.extra_state())
         if self.rank == 0:
-            extra = self.recipe.extra_state()
-            check_plain(extra, f"{self.cfg.method} recipe's extra_state")
+            extra = extras[0]
+            for r, e in enumerate(extras):
+                check_plain(e, f"{self.cfg.method} recipe's extra_state (rank {r})")
 
             def write(tmp: Path) -> None:
                 self.recipe.save_weights(tmp)
                 torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                             "schedule": {"name": self.cfg.optim.schedule, "step": self.step,
                                          "total_steps": self.total_steps},
-                            "rng": rngs, "recipe": extra, "precision": self._precision_name()},
+                            "rng": rngs, "recipe": extra, "recipe_ranks": extras,
+                            "precision": self._precision_name()},
                            tmp / ckpt_mod.TRAINER_FILE)
 
             state = {"format": 1, "method": self.cfg.method, "epoch": self.epoch, "batch_in_epoch": self.batch_pos,
