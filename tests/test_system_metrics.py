@@ -89,3 +89,15 @@ def _model(config: dict):
     config["model"] = model
     with torch.device("meta"):
         return MiniMindForCausalLM(ModelConfig.model_validate(model))
+
+
+def test_the_peak_is_the_trainers_own_not_the_size_of_the_process_that_started_it():
+    """Linux keeps ru_maxrss across exec: a child started by a 600 MB process read 600 MB as its own peak (the
+    studio starts trainers; so does this test runner). VmHWM belongs to the new process alone."""
+    code = "from core.train.system_metrics import peak_rss_bytes; print(peak_rss_bytes())"
+    big = bytearray(600 * 10**6)
+    big[::4096] = b"\x01" * len(big[::4096])  # resident, not just reserved
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env(), capture_output=True,
+                         text=True, check=True)
+    del big
+    assert int(out.stdout.split()[-1]) < 300 * 10**6
