@@ -39,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import run_tag
 from bench.rl_gain import paired
 
 AGENT_TASKS = 1000  # agent_rl.jsonl lines: 200 held out (100 validation, 100 test)
@@ -129,7 +130,7 @@ def run(rl_steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 1
         splits = _split(data / "agent_rl.jsonl", work)
         times = {"demo": time.perf_counter() - t0}
         scores = {split: {"sft": [score_cases(sft, splits[split])]} for split in split_names}
-        tag = "-".join(o.replace("method_options.", "").replace("=", "") for o in overrides)
+        tag = run_tag(overrides)
         for loss in losses:
             for seed in seeds:
                 run_dir = work / "-".join(filter(None, (loss, str(seed), tag)))

@@ -99,3 +99,8 @@ def grid(head: list[str], body: list[list[str]], markdown: bool = False) -> str:
         return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + body)
+
+
+def run_tag(overrides) -> str:
+    """A run folder suffix naming `--set` overrides (`optim.lr=1e-4` -> `optim.lr1e-4`), "" without any."""
+    return "-".join(o.replace("method_options.", "").replace("=", "") for o in overrides)

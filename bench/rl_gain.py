@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import grid, paired_text
+from bench.common import grid, paired_text, run_tag
 
 REWARDS = {"sources": [{"type": "answer", "partial": 0.0},
                        {"type": "length", "weight": 0.1, "min_chars": 0, "max_chars": 16, "tolerance": 16}]}
@@ -182,7 +182,7 @@ def run(sft_steps: int = 400, rl_steps: int = 120, seeds: tuple[int, ...] = (0, 
     rewards = RewardConfig.model_validate(REWARDS)
     splits = split_names
     scores = {"sft": {0: {s: score_prompts(sft_dir, files[s], rewards) for s in splits}}, **{m: {} for m in methods}}
-    tag = "-".join(o.replace("method_options.", "").replace("=", "") for o in overrides)
+    tag = run_tag(overrides)
     for seed in seeds:
         for method in methods:
             run_dir = work / "-".join(filter(None, (method, f"seed{seed}", tag)))

@@ -230,21 +230,7 @@ def apply_defaults(data: dict) -> dict:
     return out
 
 
-def default_sources(data: dict) -> dict[str, str]:
-    """{dotted field: where its value comes from} for the fields the method gives defaults for: "you" where the
-    config sets a value other than the default, else the default's source (pre-flight shows these)."""
-    method = data.get("method", "pretrain")
-    out = {}
-    for path, (value, source) in resolve_defaults(method, data.get("model"), data.get("init")).items():
-        node: Any = data
-        for part in path.split("."):
-            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
-        out[path] = source if node is _MISSING or node == value else "you"
-    return out
-
-
 _MISSING = object()
-OFF_DEFAULT_RATIO = 10.0  # a value this many times above or below the method's default gets a warning
 
 
 def _value_at(data: dict, path: str):
@@ -252,6 +238,21 @@ def _value_at(data: dict, path: str):
     for part in path.split("."):
         node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
     return node
+
+
+def default_sources(data: dict) -> dict[str, str]:
+    """{dotted field: where its value comes from} for the fields the method gives defaults for: "you" where the
+    config sets a value other than the default, else the default's source (pre-flight shows these)."""
+    method = data.get("method", "pretrain")
+    out = {}
+    for path, (value, source) in resolve_defaults(method, data.get("model"), data.get("init")).items():
+        node = _value_at(data, path)
+        out[path] = source if node is _MISSING or node == value else "you"
+    return out
+
+
+OFF_DEFAULT_RATIO = 10.0  # a value this many times above or below the method's default gets a warning
+
 
 
 def default_warnings(data: dict, far: bool = True) -> dict[str, str]:
@@ -262,8 +263,8 @@ def default_warnings(data: dict, far: bool = True) -> dict[str, str]:
     if not isinstance(method, str) or method not in _registry():
         return {}
     out = {}
-    for path, (default, source) in (resolve_defaults(method, data.get("model"), data.get("init")).items()
-                                    if far else ()):
+    resolved = resolve_defaults(method, data.get("model"), data.get("init"))
+    for path, (default, source) in (resolved.items() if far else ()):
         value = _value_at(data, path)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or isinstance(default, bool) \
                 or not isinstance(default, (int, float)) or value <= 0 or default <= 0:
@@ -279,7 +280,7 @@ def default_warnings(data: dict, far: bool = True) -> dict[str, str]:
             and parent_lr > 0 and lr > RL_LR_WARN_RATIO * parent_lr:
         out["optim.lr"] = (f"{lr:g} is {lr / parent_lr:.3g}× the rate the init run was trained at ({parent_lr:g}); "
                            f"{method} above {RL_LR_WARN_RATIO:g}× that tends to undo what the init run learned "
-                           f"(default {resolve_defaults(method, data.get('model'), data.get('init'))['optim.lr'][0]:g})")
+                           f"(default {resolved['optim.lr'][0]:g})")
     return out
 
 

@@ -19,7 +19,7 @@ import pytest
 from core.data import cache_build, datasets
 from core.data.cache import list_caches
 from core.train import run_training
-from tests.fixtures.train import REPO, one_thread, read_events, subprocess_env, train_config
+from tests.fixtures.train import REPO, one_thread, read_events, subprocess_env, train_config, wait_for_events
 
 BATCH, SHARD_BYTES = 50, 8192  # 2000 records of ~255 bytes: 40 batches, one shard each
 
@@ -44,17 +44,17 @@ def _launch_slow(args: list[str], delay: float = 0.2) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _wait_for_events(run_dir: Path, pred, proc: subprocess.Popen, timeout: float = 120.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (run_dir / "events.jsonl").is_file():
-            events = read_events(run_dir)
-            if pred(events):
-                return events
-        if proc.poll() is not None:
-            raise AssertionError(f"trainer exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+def _sigterm_once_marked(code: str, cfg_path: Path, marker: Path) -> None:
+    """Run trainer `code` on `cfg_path`, SIGTERM it once it has touched `marker` (the phase under test has begun),
+    and check it ends with exit 0 (a stop, not a crash)."""
+    proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(cfg_path)], cwd=REPO, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
         time.sleep(0.02)
-    raise AssertionError("timed out waiting for the trainer")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
 
 
 def _prepares(events: list[dict]) -> list[dict]:
@@ -101,7 +101,7 @@ def test_sigterm_while_tokenizing_stops_at_once_keeps_the_finished_shards_and_re
         train_data, tiny_tokenizer_dir, tmp_path):
     _, run_dir, cfg_path = _config(tmp_path, train_data, tiny_tokenizer_dir)
     proc = _launch_slow(["--config", str(cfg_path)])
-    _wait_for_events(run_dir, lambda ev: any(e["records"] > 0 for e in _prepares(ev)), proc)
+    wait_for_events(run_dir, lambda ev: any(e["records"] > 0 for e in _prepares(ev)), proc, poll=0.02)
     assert (run_dir / "config.json").is_file()  # written before preparation began
     proc.send_signal(signal.SIGTERM)
     sent = time.monotonic()
@@ -130,7 +130,7 @@ def test_a_killed_build_resumes_where_it_was_and_ends_byte_identical(train_data,
     want = _one_go_cache(train_data, tiny_tokenizer, tmp_path / "one-go")
     cfg, run_dir, cfg_path = _config(tmp_path, train_data, tiny_tokenizer_dir)
     proc = _launch_slow(["--config", str(cfg_path)])
-    _wait_for_events(run_dir, lambda ev: sum(e["records"] > 0 for e in _prepares(ev)) >= 2, proc)
+    wait_for_events(run_dir, lambda ev: sum(e["records"] > 0 for e in _prepares(ev)) >= 2, proc, poll=0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     (partial,) = list_caches(tmp_path / "cache")
@@ -169,14 +169,7 @@ recipe.build_model = slow_build
 from core.train.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-    proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(cfg_path)], cwd=REPO, env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
+    _sigterm_once_marked(code, cfg_path, marker)
     last = read_events(run_dir)[-1]
     assert last["type"] == "run_finished" and last["status"] == "stopped" and "set-up" in last["message"]
 
@@ -221,14 +214,7 @@ recipe.Recipe.evaluate = slow_evaluate
 from core.train.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-    proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(cfg_path)], cwd=REPO, env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
+    _sigterm_once_marked(code, cfg_path, marker)
     events = read_events(run_dir)
     assert [e["type"] for e in events[-2:]] == ["checkpoint", "run_finished"]
     assert events[-1]["status"] == "stopped" and events[-1]["step"] == 1

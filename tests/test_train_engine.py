@@ -7,32 +7,19 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from core.train import checkpoint as ck
 from core.train import run_training
-from tests.fixtures.train import REPO, losses, one_thread, read_events, subprocess_env, train_config
+from tests.fixtures.train import (REPO, losses, one_thread, read_events, subprocess_env, train_config,
+                                  wait_for_events)
 
 
 def _launch(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "core.train", *args], cwd=REPO, env=subprocess_env(),
                             stderr=subprocess.PIPE, **kw)
-
-
-def _wait_for(run_dir: Path, pred, proc: subprocess.Popen, timeout: float = 120.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (run_dir / "events.jsonl").is_file():
-            events = read_events(run_dir)
-            if pred(events):
-                return events
-        if proc.poll() is not None:
-            raise AssertionError(f"trainer exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for the trainer")
 
 
 def _config_file(cfg, path: Path) -> Path:
@@ -76,7 +63,7 @@ def test_sigkill_then_resume_gives_exactly_the_uninterrupted_losses(train_data, 
     cfg = ref.model_copy(update={"run_dir": str(run_dir), "save_every": 3})
     proc = _launch(["--config", str(_config_file(cfg, tmp_path / "cfg.json"))], stdout=subprocess.DEVNULL)
     kill_after = random.randint(4, 12)  # a step somewhere between checkpoints
-    _wait_for(run_dir, lambda ev: any(e["type"] == "metric" and e["step"] >= kill_after for e in ev), proc)
+    wait_for_events(run_dir, lambda ev: any(e["type"] == "metric" and e["step"] >= kill_after for e in ev), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = int((run_dir / "checkpoints" / "latest").read_text().strip().split("-")[1])
@@ -103,7 +90,7 @@ def test_reader_going_away_then_sigterm_stops_cleanly_with_a_checkpoint(train_da
         kinds.append(json.loads(proc.stdout.readline())["type"])
     assert kinds[-1] == "run_started"
     proc.stdout.close()
-    _wait_for(run_dir, lambda ev: any(e["type"] == "metric" and e["step"] >= 3 for e in ev), proc)
+    wait_for_events(run_dir, lambda ev: any(e["type"] == "metric" and e["step"] >= 3 for e in ev), proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
     events = read_events(run_dir)
