@@ -41,7 +41,7 @@ def measure(preset: str, batch_size: int, seq_len: int, pairs: int, device: str 
 
     from core.config import get_preset
     from core.model import MiniMindForCausalLM
-    from core.train.precision import NAMES, autocast, resolve_precision
+    from core.precision import NAMES, autocast, resolve_precision
 
     dev = torch.device(device)
     dtype, _ = resolve_precision("auto", dev)

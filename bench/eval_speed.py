@@ -91,7 +91,7 @@ def run(preset: str = "tiny", items: int = 40, k_shot: int = 1, rounds: int = 7,
     from core.eval.bench import load_task
     from core.export.bench import _bench_tokenizer  # the export bench's built-in tokenizer: no datasets needed
     from core.model import MiniMindForCausalLM
-    from core.train.precision import cpu_native_bf16
+    from core.precision import cpu_native_bf16
 
     torch.set_num_threads(threads)
     task = load_task("demo-facts", limit=items)

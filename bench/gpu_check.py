@@ -320,7 +320,7 @@ def preflight_launch(work: Path, device: str, size: dict, tok_dir: Path, data: P
 
     from core.tokenizer import MiniMindTokenizer
     from studio.panes.config_preflight import run_preflight
-    from studio.panes.config_presenter import estimate_memory
+    from core.train.plan import estimate_memory
     from studio.worker.command import build_trainer_command
 
     cuda = device.startswith("cuda")
@@ -330,7 +330,7 @@ def preflight_launch(work: Path, device: str, size: dict, tok_dir: Path, data: P
     config["precision"] = "fp32" if not cuda else "auto"
     free_before = torch.cuda.mem_get_info()[0] if cuda else None
     reserved_before = torch.cuda.memory_reserved() if cuda else None
-    result = run_preflight(config, estimate_memory(config, 0), lambda *a: None, lambda: False,
+    result = run_preflight(config, estimate_memory(config, 0, on_cuda=cuda), lambda *a: None, lambda: False,
                            workspace=type("W", (), {"root": work, "tokenizers_dir": work / "none"})())
     free_after = torch.cuda.mem_get_info()[0] if cuda else None
     run = subprocess.run(build_trainer_command(cfg_path), cwd=REPO, env=_environment(size), capture_output=True,

@@ -7,8 +7,8 @@ what a careful read found could go wrong on CUDA (issue 24):
   on-policy step may have all-equal rewards in a group, hence zero advantages);
 - graph breaks (with compile on) only where the model makes one on purpose (the MoE dispatch), and no new
   compiles after the second step (a dynamic length compiles twice: static, then dynamic);
-- `torch.cuda.max_memory_allocated` within ±30 % of the pre-flight estimate (studio estimate_memory, less its
-  CUDA-context term, which the allocator does not see);
+- `torch.cuda.max_memory_allocated` within ±30 % of the pre-flight estimate (core.train.plan.estimate_memory,
+  less its CUDA-context term, which the allocator does not see);
 - host syncs per step, counted with `torch.cuda.set_sync_debug_mode("warn")` (reported; bounded for the
   supervised methods).
 
@@ -137,7 +137,7 @@ def run_recipe(name: str, work: Path, device: str, size: dict, tok_dir: Path) ->
     from core.methods import get_method
     from core.tokenizer import MiniMindTokenizer
     from core.train import run_training
-    from studio.panes.config_presenter import estimate_memory
+    from core.train.plan import estimate_memory
 
     method, data, overrides = RECIPES[name]
     vocab = MiniMindTokenizer.load(tok_dir).vocab_size
@@ -174,7 +174,7 @@ def run_recipe(name: str, work: Path, device: str, size: dict, tok_dir: Path) ->
            "precision": started.get("precision")}
     if device.startswith("cuda"):
         studio_config = dict(config, precision=started.get("precision", "bf16"), n_gpus=1)
-        estimate = estimate_memory(studio_config, started.get("params", 0))
+        estimate = estimate_memory(studio_config, started.get("params", 0), on_cuda=True)
         expected = estimate["total"] - estimate["runtime"]
         row.update(peak_allocated=torch.cuda.max_memory_allocated(), estimated=expected,
                    memory_ratio=torch.cuda.max_memory_allocated() / expected)

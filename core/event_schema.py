@@ -48,7 +48,7 @@ EVENTS: dict[str, dict[str, Field]] = {
         "world_size": field(int),
         "device": field(str),
         "precision": field(str),
-        "precision_reason": field(str, required=False),  # why `precision: auto` chose it (core/train/precision.py)
+        "precision_reason": field(str, required=False),  # why `precision: auto` chose it (core/precision.py)
         "params": field(int),
         "trainable_params": field(int),
         "dataset_tokens": field(int, nullable=True),

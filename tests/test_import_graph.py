@@ -128,8 +128,6 @@ FLOORS = (
     ("core.train", "core.demo"),                             # 7: the engine and recipes; the demo pipeline
     ("core.cli", "core.__main__"),                           # 8: the command line
 )
-# Arrows up that a planned change removes (issue 25 §1 moves precision to a ground-floor module).
-KNOWN_UP = {("core.infer.backend", "core.train.precision"), ("core.infer.backend", "core.train")}
 
 
 def _floor(module: str) -> int:
@@ -147,7 +145,7 @@ def test_no_arrow_runs_up_in_core():
     graph = _graph()
     up = sorted((name, dep) for name, deps in graph.items() if name.startswith("core")
                 for dep in deps if dep.split(".")[0] == "core" and _floor(dep) > _floor(name))
-    assert [edge for edge in up if edge not in KNOWN_UP] == []
+    assert up == []
 
 
 def test_core_never_imports_the_studio_or_qt():

@@ -20,7 +20,7 @@ def _greedy(model, tok, n: int) -> list[int]:
 
 
 def test_bf16_weights_are_chosen_exactly_when_greedy_output_is_unchanged(monkeypatch, tiny_tokenizer):
-    monkeypatch.setattr("core.train.precision.cpu_native_bf16", lambda: "AMX")
+    monkeypatch.setattr("core.precision.cpu_native_bf16", lambda: "AMX")
     torch.manual_seed(0)
     cfg = get_preset("tiny", vocab_size=tiny_tokenizer.vocab_size).model_copy(update={"num_hidden_layers": 1})
     model = MiniMindForCausalLM(cfg).eval()
@@ -32,6 +32,6 @@ def test_bf16_weights_are_chosen_exactly_when_greedy_output_is_unchanged(monkeyp
 
 
 def test_a_cpu_without_native_bf16_keeps_fp32(monkeypatch, tiny_tokenizer):
-    monkeypatch.setattr("core.train.precision.cpu_native_bf16", lambda: None)
+    monkeypatch.setattr("core.precision.cpu_native_bf16", lambda: None)
     model = object()
     assert backend.bf16_keeps_greedy(model, tiny_tokenizer) == (model, "fp32 weights: this CPU has no native bf16")

@@ -79,8 +79,9 @@ def test_a_new_method_is_one_recipe_file_plus_one_registry_entry(plugin_method, 
     """Registered at run time, with no other edit: the config, CLI, studio and engine all take it."""
     from core.cli import build_parser
     from core.train import run_training
+    from core.train.plan import estimate_memory
     from studio.panes.config_preflight import data_kind
-    from studio.panes.config_presenter import estimate_memory, method_names as studio_methods
+    from studio.panes.config_presenter import method_names as studio_methods
     from studio.panes.config_presenter import method_options_model
 
     assert plugin_method in method_names() and plugin_method in studio_methods()
@@ -108,7 +109,7 @@ def test_a_new_method_is_one_recipe_file_plus_one_registry_entry(plugin_method, 
 
 def test_reference_critic_and_teacher_flags_drive_the_memory_estimate():
     from core.config import get_preset
-    from studio.panes.config_presenter import estimate_memory
+    from core.train.plan import estimate_memory
 
     tiny = get_preset("tiny").model_dump()
     config = {"model": tiny, "batch_size": 2, "data": {"max_len": 8, "seq_len": 8}}
@@ -168,7 +169,7 @@ def test_the_memory_estimate_counts_what_masked_grouped_attention_keeps():
     takes a mask with grouped K/V) and the mask as a bias; an unmasked bf16 run attends grouped and keeps neither."""
     from core.config import get_preset
     from core.methods import get_method
-    from studio.panes.config_presenter import estimate_memory
+    from core.train.plan import estimate_memory
 
     gqa = get_preset("tiny").model_dump()
     mha = dict(gqa, num_key_value_heads=gqa["num_attention_heads"])

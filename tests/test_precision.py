@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.train import precision
-from core.train.precision import resolve_precision
+from core import precision
+from core.precision import resolve_precision
 from tests.fixtures.train import losses, one_thread, read_events, train_config
 
 
@@ -27,7 +27,7 @@ def test_run_started_names_the_choice_of_this_machine(train_data, tiny_tokenizer
                        precision="auto")
     with one_thread():
         assert run_training(cfg) == 0
-    started = read_events(tmp_path / "run")[0]
+    started = next(e for e in read_events(tmp_path / "run") if e["type"] == "run_started")
     want = "bf16" if precision.cpu_native_bf16() else "fp32"
     assert started["precision"] == want and started["precision_reason"].startswith("auto: this CPU")
 

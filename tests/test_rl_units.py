@@ -112,7 +112,7 @@ def test_the_frozen_reference_computes_what_the_policy_does_under_bf16_autocast(
 
     from core.config.model import ModelConfig
     from core.model import MiniMindForCausalLM
-    from core.train.precision import autocast
+    from core.precision import autocast
     from core.train.recipe import RunContext, frozen_reference
 
     torch.manual_seed(0)

@@ -54,8 +54,7 @@ def _baseline_rss() -> float:
 @pytest.mark.slow
 def test_a_run_logs_system_metrics_and_the_memory_estimate_is_within_its_measured_error(
         train_data, tiny_tokenizer_dir, tmp_path):
-    pytest.importorskip("PySide6")
-    from studio.panes.config_presenter import estimate_memory
+    from core.train.plan import estimate_memory
 
     # big enough that training memory, not the interpreter, is what the peak measures
     cfg = train_config(tmp_path / "run", tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=6, batch_size=32,

@@ -114,10 +114,6 @@ class TrainConfig(_Strict):
             raise ValueError(f"method {self.method!r} needs `init` (the checkpoint or run dir to start from)")
         return self
 
-    def data_kind(self) -> str:
-        """The record format this run reads: the method's (core/methods.py)."""
-        return get_method(self.method).data_kind
-
 
 def _move_old_lora(data: dict) -> dict:
     """Configs saved before LoRA's settings became its `method_options` carry a top-level `lora` block (every

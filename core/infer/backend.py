@@ -35,7 +35,7 @@ def bf16_keeps_greedy(model, tokenizer, n_tokens: int = GREEDY_CHECK_TOKENS) -> 
 
     from core.infer.generate import generate
     from core.infer.sampling import SamplingParams
-    from core.train.precision import cpu_native_bf16
+    from core.precision import cpu_native_bf16
 
     feature = cpu_native_bf16()
     if feature is None:

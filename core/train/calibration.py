@@ -69,8 +69,8 @@ def measure_step_seconds(model: dict, batch: int, seq: int, device: str = "cpu",
 
     from core.config.model import ModelConfig
     from core.model import MiniMindForCausalLM
-    from core.train.engine import resolve_device
-    from core.train.precision import autocast, resolve_precision
+    from core.device import resolve_device
+    from core.precision import autocast, resolve_precision
 
     dev = resolve_device(device)
     dtype, _ = resolve_precision(precision, dev)
@@ -100,7 +100,7 @@ def device_facts(device: str) -> dict:
     CUDA context, which a trainer starting next needs as well)."""
     import torch
 
-    from core.train.engine import resolve_device
+    from core.device import resolve_device
 
     dev = resolve_device(device)
     facts = {"type": dev.type, "count": torch.cuda.device_count() if torch.cuda.is_available() else 0}

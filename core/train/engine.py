@@ -31,14 +31,16 @@ import numpy as np
 import torch
 
 from core.config.train import TrainConfig, save_train_config
+from core.device import resolve_device
+from core.precision import NAMES, autocast, configure_backends
 from core.preparation import Preparation, PreparationStopped, PrepareProgress, describe_prepare, preparing
 from core.process_identity import process_start_ticks
 from core.train import checkpoint as ckpt_mod
 from core.train import distributed as dist
 from core.train.events import EventLog, log
-from core.train.compile import is_compile_error, resolve_compile
+from core.train.compile import is_compile_error
+from core.train.plan import plan_run
 from core.train.recipe import RunContext
-from core.train.precision import NAMES, autocast, configure_backends, resolve_precision
 from core.train.trainer_state import check_plain, load_trainer_state, rng_state, set_rng_state
 from core.train.schedule import lr_factor
 
@@ -55,19 +57,6 @@ class RunStopped(BaseException):
 
 
 PREPARE_LOG_EVERY_S = 10.0  # stderr lines while preparing data (events go out every second)
-
-
-def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
-    if pref == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device: cuda was asked for but this torch build sees no CUDA GPU; use device=auto or cpu")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    if pref == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device: mps was asked for but is not available here; use device=auto or cpu")
-    return torch.device(pref)
 
 
 def seed_everything(seed: int) -> None:
@@ -252,7 +241,8 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        self.autocast_dtype, self.precision_reason = resolve_precision(cfg.precision, self.device)
+        self.plan = plan_run(cfg, self.device, self.world_size)  # precision and data kind; steps once data is read
+        self.autocast_dtype, self.precision_reason = self.plan.autocast_dtype, self.plan.precision_reason
         configure_backends(self.device)
         seed_everything(cfg.seed)  # same on every rank: identical initial weights
         # on resume the model is rebuilt from the run's own checkpoint, never from `init` (which may have moved)
@@ -286,12 +276,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay,
                                            fused=self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
-        self.num_batches = self.recipe.num_batches()
-        self.steps_per_epoch = self.num_batches // o.accumulation
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size×accumulation: the data holds {self.num_batches} batches of {cfg.batch_size}, "
-                             f"fewer than one optimizer step of {o.accumulation}; add data or lower batch_size")
-        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.plan = self.plan.counted(cfg, self.recipe.num_batches())
+        self.num_batches, self.steps_per_epoch = self.plan.batches_per_epoch, self.plan.steps_per_epoch
+        self.total_steps = self.plan.total_steps
         self.step, self.epoch, self.batch_pos, self.resumed_from, self._resume_rng = 0, 0, 0, None, None
         if self.resume:
             self._load_resume_state()
@@ -321,8 +308,7 @@ class Trainer:
             model = DDP(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
                         broadcast_buffers=False, gradient_as_bucket_view=True)
         self._eager_model = model
-        compile_on, reason = resolve_compile(self.cfg.compile, self.device, self.total_steps - self.step,
-                                             fixed_shapes=self.cfg.data_kind() == "pretrain")  # packed windows
+        compile_on, reason = self.plan.compile_for(self.total_steps - self.step)  # the steps still to run
         if compile_on:
             log(f"torch.compile: {reason}")
             try:

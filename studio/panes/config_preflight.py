@@ -18,22 +18,23 @@ TRUNCATION_SAMPLE = 500  # records tokenized to measure truncation
 
 
 def data_kind(config: dict) -> str:
-    """The record kind the method reads (core/methods.py); for a method that reads several kinds, the one detected
-    in its first training file."""
-    from core.methods import get_method
+    """The record kind the run reads (core.train.plan.resolve_data_kind)."""
+    from core.train.plan import resolve_data_kind
 
-    spec = get_method(config.get("method", "pretrain"))
-    files = (config.get("data") or {}).get("files") or []
-    if spec.other_kinds and files:
-        from core.data import detect_kind
+    return resolve_data_kind(config.get("method", "pretrain"), (config.get("data") or {}).get("files") or [])
 
-        try:
-            found = detect_kind(files[0])
-        except Exception:  # unreadable: the lint below reports it
-            return spec.data_kind
-        found = "pretrain" if found == "text" else found
-        return found if found in spec.kinds else spec.data_kind
-    return spec.data_kind
+
+def run_plan(config: dict):
+    """The run plan (core/train/plan.py) of the form's config on this machine: device, precision, compile; None
+    while the form does not validate (its field errors say why) or the asked-for device is not here."""
+    from core.config.train import TrainConfig
+    from core.train.plan import plan_run
+
+    try:
+        cfg = TrainConfig.model_validate({k: v for k, v in config.items() if k in TrainConfig.model_fields})
+        return plan_run(cfg, world_size=max(1, int(config.get("n_gpus") or 1)))
+    except Exception:  # e.g. cuda asked for on a machine without it: the trainer will say so
+        return None
 
 
 def find_tokenizer(config: dict, workspace=None):
@@ -180,9 +181,10 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
             result["time"] = {"error": f"not estimated: {type(exc).__name__}: {exc}"}
     result["defaults"] = default_origins(config)
     result.setdefault("notes", []).extend(f"{k}: {w}" for k, w in result["defaults"]["warnings"].items())
-    result["compile"] = compile_choice(config)
+    plan = run_plan(config)
+    result["compile"] = compile_choice(config, plan)
     # one line in the pane: how the run will compute (the pane shows `precision`)
-    result["precision"] = "; ".join(x for x in (precision_choice(config), result["compile"]) if x) or None
+    result["precision"] = "; ".join(x for x in (precision_choice(plan), result["compile"]) if x) or None
     if cancelled():
         return result
     check_device(config, estimate, probe, cancelled, result)
@@ -278,44 +280,19 @@ def truncation(files: list[str], kind: str, tok, max_len: int, cancelled) -> flo
     return cut / n if n else None
 
 
-def precision_choice(config: dict) -> str | None:
-    """The precision the trainer will pick on this machine and why (core.train.precision), e.g.
+def precision_choice(plan) -> str | None:
+    """The precision the trainer will pick on this machine and why, e.g.
     "bf16 (auto: this CPU has native bf16 (AMX); weights and optimizer stay fp32)"."""
-    try:
-        import torch
-
-        from core.train.precision import NAMES, resolve_precision
-
-        dtype, reason = resolve_precision(config.get("precision") or "auto", torch.device(_device(config)))
-    except Exception:  # e.g. cuda asked for on a machine without it: the trainer will say so
-        return None
-    return f"{NAMES[dtype]} ({reason})"
+    return None if plan is None else f"{plan.precision} ({plan.precision_reason})"
 
 
-def compile_choice(config: dict) -> str | None:
-    """Whether the trainer will torch.compile the model on this machine and why (core.train.compile), e.g.
+def compile_choice(config: dict, plan) -> str | None:
+    """Whether the trainer will torch.compile the model on this machine and why, e.g.
     "torch.compile off (auto: eager on CPU for runs under 2000 steps (...))"."""
-    try:
-        import torch
-
-        from core.train.compile import resolve_compile
-
-        steps = int(config["max_steps"]) if config.get("max_steps") else None  # else known once data is read
-        compile_on, reason = resolve_compile(config.get("compile", "auto"), torch.device(_device(config)), steps,
-                                             fixed_shapes=data_kind(config) == "pretrain")
-    except Exception:
+    if plan is None:
         return None
-    return f"torch.compile {'on' if compile_on else 'off'} ({reason})"
-
-
-def _device(config: dict) -> str:
-    """The device `device: auto` resolves to on this machine (as core.train.engine.resolve_device)."""
-    import torch
-
-    device = config.get("device") or "auto"
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
-    return device
+    compile_on, reason = plan.compile_for(int(config["max_steps"]) if config.get("max_steps") else None)
+    return f"torch.compile {'on' if compile_on else 'off'} ({reason})"  # the steps are known once data is read
 
 
 def count_records(path: str) -> int:
@@ -327,21 +304,11 @@ def count_records(path: str) -> int:
         return 0
 
 
-def run_steps(config: dict, kind: str, tok, records: int, tokens_per_record: float) -> int:
-    """Optimizer steps the run will take: max_steps, else epochs × steps per epoch (pretrain packs documents
-    into seq_len windows; every other kind takes one record a row)."""
-    if config.get("max_steps"):
-        return int(config["max_steps"])
-    data, batch = config.get("data") or {}, max(1, int(config.get("batch_size", 16)))
-    accumulation = max(1, int((config.get("optim") or {}).get("accumulation", 1)))
-    rows = records * tokens_per_record / int(data.get("seq_len", 512)) if kind == "pretrain" else records
-    return int(config.get("epochs", 1)) * max(1, int(rows // batch // accumulation))
-
-
 def time_estimate(config: dict, estimate: dict, kind: str, tok, workspace, cancelled,
                   price_per_hour: float | None = None, probe: DeviceProbe | None = None) -> dict:
     """Wall time (and cost at ``price_per_hour``) from a calibration of a few real steps on this machine
     (core/train/calibration.py) in a child process (`probe`), cached in the workspace per machine and settings."""
+    from core.train import plan
     from core.train.calibration import CalibrationCache, step_models, step_seconds
 
     factor = step_models(config.get("method", "pretrain"))
@@ -352,7 +319,11 @@ def time_estimate(config: dict, estimate: dict, kind: str, tok, workspace, cance
     files = list((config.get("data") or {}).get("files") or [])
     sample = [len(record_tokens(rec, kind, tok)[0]) for rec in _sample_records(files, kind)]
     records = sum(count_records(f) for f in files)
-    steps = run_steps(config, kind, tok, records, sum(sample) / max(1, len(sample)))
+    data, batch = config.get("data") or {}, max(1, int(config.get("batch_size", 16)))
+    accumulation = max(1, int((config.get("optim") or {}).get("accumulation", 1)))
+    batches = plan.estimated_batches(kind, records, sum(sample) / max(1, len(sample)), int(data.get("seq_len", 512)),
+                                     batch)
+    _, steps = plan.step_counts(batches, accumulation, config.get("max_steps"), int(config.get("epochs", 1)), batch)
     model = dict(config["model"], vocab_size=tok.vocab_size)
     root = workspace.root if workspace is not None else Path.home() / ".cache" / "minimind"
     probe = probe or DeviceProbe(config)
@@ -361,13 +332,8 @@ def time_estimate(config: dict, estimate: dict, kind: str, tok, workspace, cance
                                    cancelled, measure=probe.measure)
     if seconds is None:
         return {"error": "cancelled"}
-    accumulation = max(1, int((config.get("optim") or {}).get("accumulation", 1)))
-    total = steps * accumulation * seconds * factor
-    out = {"seconds": total, "step_seconds": seconds * accumulation * factor, "steps": steps, "cached": cached,
-           "records": records}
-    if price_per_hour:
-        out.update(price_per_hour=price_per_hour, cost=total / 3600 * price_per_hour)
-    return out
+    return {**plan.time_estimate(steps, accumulation, seconds, factor, price_per_hour), "cached": cached,
+            "records": records}
 
 
 def _sample_records(files: list[str], kind: str):

@@ -21,7 +21,6 @@ from studio.widgets.model_sources import list_checkpoints
 PRESET_NAMES = tuple(PRESETS)  # core.config.model is the one list of presets
 # Fields shown in their own widgets (method picker, checkpoint picker) instead of the generated form.
 OWN_WIDGETS = ("method", "init", "model", "method_options", "run_dir")  # run_dir: the run manager picks it
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 def method_names() -> tuple[str, ...]:
@@ -202,7 +201,9 @@ class ConfigPresenter(QObject):
             total, active = self.parameter_count(config["model"])
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             return {"error": f"fix the model fields first ({type(exc).__name__})"}
-        result = estimate_memory(config, total, self._teacher_params(config))
+        from core.train.plan import estimate_memory
+
+        result = estimate_memory(config, total, self._teacher_params(config), on_cuda=_on_cuda(config))
         result.update(params=total, active_params=active)
         return result
 
@@ -332,94 +333,6 @@ class ConfigPresenter(QObject):
     def shutdown(self) -> None:
         if self._task is not None:
             self._task.cancel_and_wait()
-
-
-def _options_for_estimate(spec, options: dict):
-    """The method's options as given, else its defaults while the form shows the field error; None when it has
-    no option model or its defaults are incomplete (a required field)."""
-    for candidate in (options, {}):
-        try:
-            return spec.options.model_validate(candidate) if spec.options is not None else None
-        except Exception:
-            continue
-    return None
-
-
-def estimate_memory(config: dict, params: int, teacher_params: int = 0) -> dict[str, Any]:
-    """Training memory per GPU in bytes (an estimate, shown as such).
-
-    Weights, gradients and AdamW's two moments are kept in fp32 (4 + 4 + 8 bytes a trained parameter; LoRA
-    trains only its adapters). Activations per layer follow Korthikanti et al. 2022 ("Reducing Activation
-    Recomputation in Large Transformer Models", eq. 2) with the MLP term redone for SwiGLU: per token
-    11·h (attention) + 4·h (norms) + 3·h + 8·I (SwiGLU input, gate, up, silu and product outputs at inner size I;
-    the paper's 19·h is GPT's 4h GeLU MLP) + 5·a·s (the attention matrix, dropped with fused/flash attention)
-    bytes at 16-bit, doubled for fp32; with gradient_checkpointing only each layer's input (2·h) is kept, plus
-    one layer's activations being recomputed. Attention with flash/fused kernels keeps no score matrix, but a
-    grouped-query call that no CUDA kernel takes grouped (masked, or fp32; core.model.model.sdpa_attention)
-    keeps K/V repeated to every head, 4·(a−k)·d bytes (a query heads, k kv heads, head dim d), and a masked call
-    (on-policy RL's left-padded rows) its mask as an additive bias, 2·s bytes a token; CPU's kernel needs neither. The logits: the model's
-    output, its shifted fp32 copy, the
-    log-softmax the cross-entropy keeps and their gradients, about 5·b·s·V·4 bytes (measured on CPU, docs/studio.md).
-    DPO/RL methods hold a frozen reference model (+4 bytes a parameter); distillation holds its teacher (+4 bytes a
-    teacher parameter, plus its fp32 logits b·s·V·4). On-policy RL trains on batch × num_generations rows (GRPO,
-    agent) of prompt + generated tokens, and the frozen reference (and PPO's critic) run over the same rows
-    (`rollout`). A CUDA run adds the CUDA context and cuBLAS workspace, about 0.5 GB a GPU (`runtime`). Under
-    DDP the gradients are views into its all-reduce buckets (gradient_as_bucket_view), so the buckets are the
-    gradients' 4 bytes a parameter, not a second copy.
-    """
-    m = config["model"]
-    method = config.get("method", "pretrain")
-    n_gpus = max(1, int(config.get("n_gpus") or 1))
-    data = config.get("data", {})
-    seq = int(data.get("seq_len" if method == "pretrain" else "max_len", 512))
-    b = max(1, int(config.get("batch_size", 16)) // n_gpus)
-    h, layers, heads, vocab = m["hidden_size"], m["num_hidden_layers"], m["num_attention_heads"], m["vocab_size"]
-    precision = config.get("precision", "auto")
-    act_bytes = 4 if precision == "fp32" else 2  # "auto" trains in bf16/fp16 on GPU
-    trainable = params
-    from core.methods import get_method
-
-    spec = get_method(method)
-    opts = _options_for_estimate(spec, config.get("method_options") or {})
-    if hasattr(opts, "trainable_params"):  # a method that trains part of the model (LoRA's adapters)
-        trainable = opts.trainable_params(m)
-    weights = 4 * params
-    grads_adam = 12 * trainable
-    group = 1
-    if spec.generates:  # rollouts: prompt + completion (every turn of an agent episode), G rows per prompt
-        seq = opts.max_prompt_len + getattr(opts, "max_turns", 1) * opts.max_new_tokens
-        group = getattr(opts, "num_generations", 1)
-        b *= group
-    inner = m.get("moe_intermediate_size") if m.get("use_moe") else m.get("intermediate_size")
-    inner = inner or int(8 * h / 3)
-    kv_heads, head_dim = m.get("num_key_value_heads") or heads, m.get("head_dim") or h // heads
-    masked = spec.generates  # rollout rows: left-padded prompts, a padding mask in every forward
-    if not m.get("flash_attn", True):
-        attn_term = 5 * heads * seq  # the (b, a, s, s) scores and softmax of explicit attention
-    elif _on_cuda(config):  # CPU's fused kernel takes grouped K/V and a mask as they are
-        repeated_kv = masked or precision == "fp32"
-        attn_term = (4 * (heads - kv_heads) * head_dim if repeated_kv else 0) + (2 * seq if masked else 0)
-    else:
-        attn_term = 0
-    per_token = 18 * h + 8 * inner + attn_term  # 16-bit bytes per token and layer
-    if config.get("gradient_checkpointing"):
-        activations = (layers * 2 * h + per_token) * seq * b * act_bytes / 2
-    else:
-        activations = layers * per_token * seq * b * act_bytes / 2
-    logits = 5 * b * seq * vocab * 4
-    reference = 4 * params if spec.reference else 0
-    if spec.critic:
-        reference += 16 * params  # the critic is trained too: weights, gradients and AdamW moments
-    if spec.teacher:
-        reference += 4 * teacher_params + b * seq * vocab * 4
-    # the reference's log-probs over the rollout rows (fp32 logits), and PPO's critic activations as the policy's
-    rollout = (b * seq * vocab * 4 if spec.generates and spec.reference else 0) + (activations if spec.critic else 0)
-    runtime = 0.5e9 if _on_cuda(config) else 0
-    total = weights + grads_adam + activations + logits + reference + rollout + runtime
-    tokens = int(config.get("batch_size", 16)) * group * seq * int(config.get("optim", {}).get("accumulation", 1))
-    return {"weights": weights, "grads_adam": grads_adam, "activations": activations + logits,
-            "reference": reference, "rollout": rollout, "runtime": runtime, "total": total,
-            "tokens_per_step": tokens, "per_gpu_batch": b, "seq": seq}
 
 
 def _on_cuda(config: dict) -> bool:

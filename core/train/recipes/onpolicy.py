@@ -102,7 +102,7 @@ class OnPolicyRecipe(Recipe):
         return self.policy
 
     def autocast(self):
-        from core.train.precision import autocast
+        from core.precision import autocast
 
         return autocast(self.ctx.device, self.ctx.autocast_dtype)
 

@@ -1,5 +1,5 @@
-"""Precision: which autocast dtype a run trains in, and why — the one place that decides it (engine, RL rollouts,
-pre-flight all ask here).
+"""Precision: which autocast dtype a run trains in, and why — the one place that decides it (the engine, the run
+plan, RL rollouts, inference and pre-flight all ask here).
 
 `auto` picks:
 - CUDA: bf16 where the GPU computes it natively (Ampere and later), else fp16 with loss scaling. Emulated bf16
