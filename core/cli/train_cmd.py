@@ -41,6 +41,12 @@ def register(subparsers) -> None:
         p.add_argument("--data", action="append", default=[], metavar="FILE", help="training data file (repeatable)")
         for flag, (_, typ, metavar, help_) in FLAGS.items():
             p.add_argument(flag, type=typ, metavar=metavar, help=help_)
+        p.add_argument("--dry-run", action="store_true",
+                       help="print the run plan (device, precision, compile, steps, parameters, memory) and exit: "
+                            "the data and models are built as the run would, nothing trains")
+        p.add_argument("--json", action="store_true", help="with --dry-run: the plan as one JSON object")
+        p.add_argument("--time", action="store_true",
+                       help="with --dry-run: time a few optimizer steps here for a wall-time estimate")
         p.set_defaults(func=run)
     train.set_defaults(func=lambda args: train.print_help() or 0)
 
@@ -60,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from core.train.cli import run_with
 
     args.overrides = flag_overrides(args) + list(args.overrides)
+    if args.dry_run:
+        from core.train.cli import dry_run
+
+        return dry_run(args, as_json=args.json, timed=args.time)
     if args.target != "local":  # a Slurm or SkyPilot target: write the run folder and submit its launch file
         from core.cli.launch_cmd import load_target, submit_training
 

@@ -63,6 +63,28 @@ def run_with(cfg_args: argparse.Namespace, base: dict | None = None) -> int:
     return run_training(cfg, resume=bool(cfg_args.resume))
 
 
+def dry_run(cfg_args: argparse.Namespace, as_json: bool = False, timed: bool = False) -> int:
+    """Print the run plan (core/train/plan.py) of the config the run would use, and train nothing. Exit 0, 2 for a
+    config that does not validate, 1 when the data or a checkpoint cannot be read (the message says which)."""
+    from core.data import DataError
+    from core.model.io import CheckpointError
+    from core.train.events import log
+    from core.train.plan import plan_from_setup
+
+    try:
+        cfg = resolve_config(cfg_args.config, cfg_args.overrides, cfg_args.resume)
+    except (TrainConfigError, OSError, json.JSONDecodeError) as exc:
+        log(f"error: {exc}")
+        return EXIT_CONFIG
+    try:
+        plan = plan_from_setup(cfg, log=log, timed=timed)
+    except (ValueError, OSError, DataError, CheckpointError) as exc:
+        log(f"error: {exc}")
+        return 1
+    print(json.dumps(plan.to_json()) if as_json else plan.table(), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.train", description="MiniMind training worker")
     add_common_arguments(parser)

@@ -215,6 +215,19 @@ class RunPlan:
         return dataclasses.replace(self, batches_per_epoch=num_batches, steps_per_epoch=per_epoch,
                                    total_steps=total, compile=compile_on, compile_reason=reason)
 
+    def timed(self, model: dict, accumulation: int) -> RunPlan:
+        """This plan with the wall time of its steps, from a few optimizer steps of `model` (a ModelConfig dict)
+        timed here at the plan's batch, length, device and precision; unchanged where the method's step cannot
+        be timed that way."""
+        from core.train.calibration import measure_step_seconds, step_models
+
+        factor = step_models(self.method)
+        if factor is None or self.total_steps is None or not self.memory:
+            return self
+        seconds = measure_step_seconds(model, self.memory["per_gpu_batch"], self.memory["seq"], self.device,
+                                       self.precision)
+        return dataclasses.replace(self, time=time_estimate(self.total_steps, accumulation, seconds, factor))
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -233,7 +246,7 @@ class RunPlan:
             rows.append(("parameters", f"{self.params:,} ({self.trainable_params:,} trained)"))
         if self.memory:
             m = self.memory
-            rows.append(("memory per GPU", f"{gb(m['total'])} (weights {gb(m['weights'])}, gradients and AdamW "
+            rows.append(("memory", f"{gb(m['total'])} per device (weights {gb(m['weights'])}, gradients and AdamW "
                          f"{gb(m['grads_adam'])}, activations {gb(m['activations'])}, reference/teacher/critic "
                          f"{gb(m['reference'])}, rollouts {gb(m['rollout'])}; an estimate)"))
             rows.append(("tokens per step", f"{m['tokens_per_step']:,}"))
@@ -253,10 +266,12 @@ def plan_run(cfg: TrainConfig, device: torch.device | None = None, world_size: i
                    precision=NAMES[dtype], precision_reason=reason, world_size=world_size, compile_pref=cfg.compile)
 
 
-def plan_from_setup(cfg: TrainConfig, log=print) -> RunPlan:
+def plan_from_setup(cfg: TrainConfig, log=print, timed: bool = False) -> RunPlan:
     """The whole plan, exact: the recipe builds its tokenizer, data (tokenizing into the token cache) and models as
     the run's set-up does, on the CPU and in a scratch folder, so the steps and parameter counts are the run's own.
-    Nothing trains and nothing is written beside `data.cache_dir` (when set, the run reuses what was tokenized)."""
+    Nothing trains and nothing is written beside `data.cache_dir` (when set, the run reuses what was tokenized).
+    `timed`: also time a few optimizer steps of the model on the run's device (core/train/calibration.py) for the
+    wall-time estimate, where a short calibration can tell (not for methods that generate inside the step)."""
     import tempfile
     from pathlib import Path
 
@@ -277,4 +292,5 @@ def plan_from_setup(cfg: TrainConfig, log=print) -> RunPlan:
         config = {**cfg.model_dump(mode="json"), "model": recipe.model.config.model_dump(mode="json"),
                   "n_gpus": plan.world_size}
     memory = estimate_memory(config, params, teacher_params, on_cuda=plan.torch_device.type == "cuda")
-    return dataclasses.replace(plan, params=params, trainable_params=trainable, memory=memory)
+    plan = dataclasses.replace(plan, params=params, trainable_params=trainable, memory=memory)
+    return plan.timed(config["model"], cfg.optim.accumulation) if timed else plan
