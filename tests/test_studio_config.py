@@ -185,11 +185,15 @@ def test_preflight_estimates_wall_time_from_a_cached_calibration_and_prices_it(q
     presenter = ConfigPresenter(context)
     cfg = presenter.default_config()
     cfg.update(method="sft", batch_size=4, epochs=2, max_steps=None, device="cpu", precision="fp32")
-    cfg["data"].update(files=[str(_sft_file(tmp_path / "sft.jsonl"))], tokenizer=str(tiny_tokenizer_dir), max_len=32)
+    cfg["data"].update(files=[str(_sft_file(tmp_path / "sft.jsonl"))], tokenizer=str(tiny_tokenizer_dir), max_len=64)
     with qtbot.waitSignal(presenter.preflightFinished, timeout=60_000) as first:
         presenter.preflight(cfg)
     t = first.args[0]["time"]
     assert (t["records"], t["steps"], t["cached"]) == (40, 20, False)  # 2 epochs × 40 records / batch 4
+    plan = _dry_run_plan(cfg, tmp_path)  # pre-flight renders the run plan, and its steps are the run's
+    assert t["steps"] == plan.total_steps
+    assert first.args[0]["precision"] == f"{plan.precision} ({plan.precision_reason}); " \
+        f"torch.compile off ({plan.compile_for(None)[1]})"
     assert t["seconds"] == pytest.approx(20 * t["step_seconds"]) and "cost" not in t
     assert (context.workspace.root / "calibration.json").is_file()  # cached per machine and settings
     presenter.price_per_hour = 3.0
@@ -199,6 +203,16 @@ def test_preflight_estimates_wall_time_from_a_cached_calibration_and_prices_it(q
     assert again["cached"] and again["step_seconds"] == t["step_seconds"]
     assert again["cost"] == pytest.approx(again["seconds"] / 3600 * 3.0)
     presenter.shutdown()
+
+
+def _dry_run_plan(config: dict, tmp_path):
+    """`minimind train --dry-run`'s plan of a form's config."""
+    from core.config.train import TrainConfig
+    from core.train.plan import plan_from_setup
+
+    body = {k: v for k, v in config.items() if k in TrainConfig.model_fields}
+    body["data"] = dict(body["data"], cache_dir=str(tmp_path / "cache"))
+    return plan_from_setup(TrainConfig.model_validate(body), log=lambda message: None)
 
 
 def test_a_method_that_generates_is_not_timed(tiny_tokenizer_dir, tmp_path, context):

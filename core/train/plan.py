@@ -266,6 +266,15 @@ def plan_run(cfg: TrainConfig, device: torch.device | None = None, world_size: i
                    precision=NAMES[dtype], precision_reason=reason, world_size=world_size, compile_pref=cfg.compile)
 
 
+def _model_config(model: torch.nn.Module) -> dict:
+    """The decoder's ModelConfig of a recipe's model (the model itself, or the first module inside it that is one:
+    a policy beside its critic)."""
+    from core.config.model import ModelConfig
+
+    return next(m.config for m in model.modules() if isinstance(getattr(m, "config", None), ModelConfig)
+                ).model_dump(mode="json")
+
+
 def plan_from_setup(cfg: TrainConfig, log=print, timed: bool = False) -> RunPlan:
     """The whole plan, exact: the recipe builds its tokenizer, data (tokenizing into the token cache) and models as
     the run's set-up does, on the CPU and in a scratch folder, so the steps and parameter counts are the run's own.
@@ -289,7 +298,7 @@ def plan_from_setup(cfg: TrainConfig, log=print, timed: bool = False) -> RunPlan
         trainable = sum(p.numel() for g in recipe.param_groups() for p in g["params"])
         teacher = getattr(recipe, "teacher", None)  # a method with `teacher` in the registry keeps it here
         teacher_params = sum(p.numel() for p in teacher.parameters()) if teacher is not None else 0
-        config = {**cfg.model_dump(mode="json"), "model": recipe.model.config.model_dump(mode="json"),
+        config = {**cfg.model_dump(mode="json"), "model": _model_config(recipe.model),
                   "n_gpus": plan.world_size}
     memory = estimate_memory(config, params, teacher_params, on_cuda=plan.torch_device.type == "cuda")
     plan = dataclasses.replace(plan, params=params, trainable_params=trainable, memory=memory)
