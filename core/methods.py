@@ -4,8 +4,8 @@ Each `MethodSpec` says what a method is: its name, the module holding its recipe
 its `method_options` model (pydantic, or None), the record kind it reads, whether it keeps a frozen reference or
 trains a critic, whether it needs a starting checkpoint, and a help text. From this one list come:
 the config's `method` field (`core.config.train`), `minimind train <method>` (`core.cli.train_cmd`), the
-engine's recipe lookup (`get_recipe`), the option validation of every recipe (`core.train.recipe`),
-and in the studio the method picker, the option form, the memory estimate and the pre-flight data kind.
+engine's recipe lookup (`get_recipe`), the option validation of every recipe (`core.train.recipe`), the run
+plan's data kind and memory estimate (`core.train.plan`), and in the studio the method picker and the option form.
 
 Adding a method = one recipe file + one `register(MethodSpec(...))` (here, or in a plugin module);
 `tests/test_methods_registry.py` proves that nothing else needs an edit. Plugin modules, named in the
