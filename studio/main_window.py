@@ -29,6 +29,36 @@ ABOUT = ("<h3>MiniMind Studio</h3><p>Train, watch, chat with and export small Mi
 GUIDE_WIDTH = 380  # px: the docked demo guide
 
 
+# Each pane type's connections to the context, made by ``MainWindow._connect_pane`` when the pane is built:
+# (context signal, the pane's slot as a dotted path, how). "direct" passes the signal's arguments on; "again" calls
+# the slot without them (a refresh); "later" is a refresh deferred to the next pass of the event loop, once however
+# often asked (``MainWindow._deferred``). A placeholder for a pane that failed to load has none.
+PANE_CONNECTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "RunsPane": (("runsChanged", "refresh_soon", "direct"),  # deferred by the pane, shared with its row refresh
+                 ("runUpdated", "refresh_row", "direct"), ("selectedRunChanged", "select_run", "direct")),
+    "CurvesPane": (("runsChanged", "refresh_runs", "later"), ("selectedRunChanged", "show_run", "direct"),
+                   ("eventsIngested", "presenter.on_events", "direct")),
+    "ConfigPane": (("runsChanged", "refresh_checkpoints", "later"),
+                   ("checkpointAdded", "refresh_checkpoints", "again")),
+    "ChatPane": (("runsChanged", "presenter.refresh_models", "later"),
+                 ("checkpointAdded", "presenter.refresh_models", "again"),
+                 ("exportAdded", "presenter.refresh_models", "again")),
+    "ExportPane": (("runsChanged", "presenter.refresh_sources", "later"),
+                   ("checkpointAdded", "presenter.refresh_sources", "again")),
+    "EvaluatePane": (("runsChanged", "presenter.refresh_sources", "later"),
+                     ("checkpointAdded", "presenter.refresh_sources", "again"),
+                     ("exportAdded", "presenter.refresh_sources", "again")),
+    "DatasetsPane": (("datasetsChanged", "refresh_workspace", "direct"),),
+    # the first-run guide, docked (Help > Train the demo model); its steps reach the window in show_first_run_guide
+    "FirstRunDialog": (("runsChanged", "presenter.check_runs", "later"),
+                       ("runUpdated", "presenter.check_runs", "again")),
+}
+
+
+def _without_arguments(slot: Callable[[], object]) -> Callable[..., object]:
+    return lambda *_args: slot()
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return "–"
@@ -152,40 +182,19 @@ class MainWindow(QMainWindow):
         (bench.ui_stall: a launch with every pane built), more with many runs."""
         return Deferred(self, slot)
 
-    def _connect_pane(self, title: str, pane: QWidget) -> None:
-        """A pane's connections to the context, made once when the pane is built. A pane built after a run was
-        selected reads ``context.selected_run_id`` itself; nothing is replayed to it."""
-        context = self.context
-        if isinstance(pane, PlaceholderPane):
-            return
-        if title == "Runs":
-            context.runsChanged.connect(pane.refresh_soon)  # deferred, shared with its own row refresh
-            context.runUpdated.connect(pane.refresh_row)
-            context.selectedRunChanged.connect(pane.select_run)
-        elif title == "Curves":
-            context.runsChanged.connect(self._deferred(pane.refresh_runs))
-            context.selectedRunChanged.connect(pane.show_run)
-            context.eventsIngested.connect(pane.presenter.on_events)
-        elif title == "Config":
-            context.runsChanged.connect(self._deferred(pane.refresh_checkpoints))
-            context.checkpointAdded.connect(lambda _run_id, _path: pane.refresh_checkpoints())
-        elif title == "Chat":
-            context.runsChanged.connect(self._deferred(pane.presenter.refresh_models))
-            context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_models())
-            context.exportAdded.connect(lambda _path: pane.presenter.refresh_models())
-        elif title == "Export":
-            context.runsChanged.connect(self._deferred(pane.presenter.refresh_sources))
-            context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_sources())
-        elif title == "Evaluate":
-            context.runsChanged.connect(self._deferred(pane.presenter.refresh_sources))
-            context.checkpointAdded.connect(lambda _run_id, _path: pane.presenter.refresh_sources())
-            context.exportAdded.connect(lambda _path: pane.presenter.refresh_sources())
-        elif title == "Datasets":
-            context.datasetsChanged.connect(pane.refresh_workspace)
-        elif title == "Demo guide":  # the first-run guide, docked (Help > Train the demo model)
-            context.runsChanged.connect(self._deferred(pane.presenter.check_runs))
-            context.runUpdated.connect(lambda _run_id: pane.presenter.check_runs())
-            pane.presenter.stepChanged.connect(self._on_guide_step)
+    def _connect_pane(self, pane: QWidget) -> None:
+        """A pane's connections to the context (``PANE_CONNECTIONS``, by its type), made once when the pane is
+        built. A pane built after a run was selected reads ``context.selected_run_id`` itself; nothing is replayed
+        to it."""
+        for signal, path, how in PANE_CONNECTIONS.get(type(pane).__name__, ()):
+            slot = pane
+            for name in path.split("."):
+                slot = getattr(slot, name)
+            if how == "later":
+                slot = self._deferred(slot)
+            elif how == "again":
+                slot = _without_arguments(slot)
+            getattr(self.context, signal).connect(slot)
 
     # ----------------------------------------------------------------- set-up
     def _build_pane(self, title: str) -> QWidget:
@@ -193,7 +202,7 @@ class MainWindow(QMainWindow):
         host = self._hosts[title]
         pane = create_pane(title, module, cls, self.context, host)
         host.layout().addWidget(pane)
-        self._connect_pane(title, pane)
+        self._connect_pane(pane)
         return pane
 
     def _on_config_edit(self, config: dict) -> None:
@@ -284,7 +293,8 @@ class MainWindow(QMainWindow):
         if self._first_run is None:
             self._first_run = FirstRunDialog(self.context)
             self._first_run.setMinimumWidth(0)  # the dock decides its width
-            self._connect_pane("Demo guide", self._first_run)
+            self._connect_pane(self._first_run)
+            self._first_run.presenter.stepChanged.connect(self._on_guide_step)
             dock = self._guide_dock = QDockWidget("Train the demo model", self)
             dock.setObjectName("DemoGuideDock")
             # Not floatable: a floating guide would cover the panes again.

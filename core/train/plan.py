@@ -109,10 +109,9 @@ def estimate_memory(config: dict, params: int, teacher_params: int = 0, on_cuda:
     Methods with a frozen reference hold it (+4 bytes a parameter); a teacher adds 4 bytes a teacher parameter,
     plus its fp32 logits b·s·V·4. Methods that generate train on batch × num_generations rows (GRPO, agent) of
     prompt + generated tokens, and the frozen reference (and a critic) run over the same rows (`rollout`). A CUDA
-    run (`on_cuda`; None: `device` cuda, or auto where torch sees a GPU) adds the CUDA context and cuBLAS workspace, about 0.5 GB a
-    GPU (`runtime`). Under DDP the
-    gradients are views into its all-reduce buckets (gradient_as_bucket_view), so the buckets are the gradients'
-    4 bytes a parameter, not a second copy.
+    run (`on_cuda`; None: `device` cuda, or auto where torch sees a GPU) adds the CUDA context and cuBLAS
+    workspace, about 0.5 GB a GPU (`runtime`). Under DDP the gradients are views into its all-reduce buckets
+    (gradient_as_bucket_view), so the buckets are the gradients' 4 bytes a parameter, not a second copy.
     """
     from core.methods import get_method
 
