@@ -27,7 +27,7 @@ def _runs_with_checkpoints(workspace, store, first: int, last: int, steps=(100, 
 def test_the_model_pickers_read_the_store_in_one_query_whatever_the_number_of_runs(context, workspace, store):
     from sqlalchemy import event
 
-    from studio.widgets.model_sources import list_checkpoints
+    from studio.store.model_sources import list_checkpoints
 
     statements = []
     event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))

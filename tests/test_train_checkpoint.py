@@ -1,6 +1,8 @@
 """Checkpoint writing is atomic and verified: broken checkpoints are found, named, and skipped on resume."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -81,3 +83,18 @@ def test_missing_state_json_means_incomplete(tmp_path):
     (path / "state.json").write_text("{not json")
     with pytest.raises(ck.CheckpointError, match="corrupt"):
         ck.verify_checkpoint(path)
+
+
+def test_model_checkpoints_lists_the_step_folders_that_hold_a_model_by_run(tmp_path):
+    from core.train.checkpoint import model_checkpoints
+
+    for run, step, has_model in (("b", 2, True), ("a", 1, True), ("a", 3, False), ("a", 2, True)):
+        folder = tmp_path / run / "checkpoints" / f"step-{step:06d}"
+        folder.mkdir(parents=True)
+        if has_model:
+            (folder / "model_config.json").write_text("{}")
+    (tmp_path / "a" / "checkpoints" / ".step-000004.tmp-1").mkdir()  # a save in progress
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert [(run, Path(path).name) for run, path in model_checkpoints(tmp_path)] == [
+        ("a", "step-000001"), ("a", "step-000002"), ("b", "step-000002")]
+    assert model_checkpoints(tmp_path / "missing") == []

@@ -116,6 +116,26 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def model_checkpoints(runs_dir: str | Path) -> list[tuple[str, str]]:
+    """(run folder name, checkpoint path) of every `*/checkpoints/step-*` under `runs_dir` that holds a model
+    (its model_config.json), sorted by path: what a model picker offers. os.scandir and strings, not pathlib: the
+    studio calls this on its UI thread at every run change."""
+    found = []
+    try:
+        runs = sorted(entry.name for entry in os.scandir(runs_dir) if entry.is_dir())
+    except OSError:
+        return found
+    for run in runs:
+        ckpts = os.path.join(runs_dir, run, CKPT_DIR)
+        try:
+            names = sorted(e.name for e in os.scandir(ckpts) if _STEP_RE.match(e.name) and e.is_dir())
+        except OSError:
+            continue
+        found += [(run, path) for path in (os.path.join(ckpts, name) for name in names)
+                  if os.path.isfile(os.path.join(path, "model_config.json"))]
+    return found
+
+
 def prune_checkpoints(run_dir: str | Path, keep_last: int, protect: str | None = None) -> None:
     """Delete all but the newest `keep_last` step directories, and stale temp dirs left by a killed save."""
     ckpts = Path(run_dir) / CKPT_DIR

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from studio.widgets.model_sources import ModelSource, list_checkpoints, list_ggufs
+from studio.store.model_sources import ModelSource, list_checkpoints, list_ggufs
 
 DEFAULT_SAMPLING = {"temperature": 0.7, "top_k": 50, "top_p": 0.9, "repetition_penalty": 1.0,
                     "max_new_tokens": 256}

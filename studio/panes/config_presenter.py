@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from core.config.model import PRESETS
 from studio.panes.config_schema import FieldSpec, errors_by_field, fields_from_schema, get_path
 from studio.threads import Task
-from studio.widgets.model_sources import list_checkpoints
+from studio.store.model_sources import list_checkpoints
 
 PRESET_NAMES = tuple(PRESETS)  # core.config.model is the one list of presets
 # Fields shown in their own widgets (method picker, checkpoint picker) instead of the generated form.

@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 from studio.panes.evaluate_worker import TOOL_USE
 from studio.worker.command import eval_worker_command
 from studio.store.eval_results import eval_details, eval_results, save_eval_result
-from studio.widgets.model_sources import ModelSource, list_checkpoints, list_ggufs
+from studio.store.model_sources import ModelSource, list_checkpoints, list_ggufs
 
 REPO = Path(__file__).resolve().parents[2]
 BUILTIN_TASKS = ("demo-facts", "shared-poems")  # core.eval.tasks.BUILTIN, without importing core.eval on the UI

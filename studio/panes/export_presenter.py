@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.export.types import GGUF_TYPES
 from studio.threads import Task
-from studio.widgets.model_sources import ModelSource, list_checkpoints
+from studio.store.model_sources import ModelSource, list_checkpoints
 
 TYPE_COLUMNS = ("Type", "Size on disk", "Perplexity vs f32", "Top-1 vs f32", "Mean KL vs f32", "Parity")
 

@@ -1,12 +1,15 @@
-"""Where models are: checkpoints of runs (store + workspace runs/ folder) and exported GGUF files.
+"""Where models are: checkpoints of runs (the store's rows, then the workspace's runs/ folder through core's
+checkpoint reader, `core.train.checkpoint.model_checkpoints`) and exported GGUF files.
 
-Shared by the Config (starting checkpoint), Chat (model picker) and Export (what to export) panes.
+Shared by the Config (starting checkpoint), Chat (model picker), Export (what to export) and Evaluate panes.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.train.checkpoint import model_checkpoints
 
 
 @dataclass(frozen=True)
@@ -15,27 +18,6 @@ class ModelSource:
     path: str
     kind: str               # "checkpoint" | "gguf"
     run_id: str | None = None
-
-
-def _scan_checkpoints(runs_dir: Path) -> list[tuple[str, str]]:
-    """(run folder name, checkpoint path) of every ``*/checkpoints/step-*`` holding a model_config.json, sorted
-    by path. os.scandir and strings, not pathlib: this runs on the UI thread for every run change."""
-    found = []
-    try:
-        runs = sorted(entry.name for entry in os.scandir(runs_dir) if entry.is_dir())
-    except OSError:
-        return found
-    for run in runs:
-        ck_dir = os.path.join(runs_dir, run, "checkpoints")
-        try:
-            names = sorted(e.name for e in os.scandir(ck_dir) if e.name.startswith("step-") and e.is_dir())
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(ck_dir, name)
-            if os.path.isfile(os.path.join(path, "model_config.json")):
-                found.append((run, path))
-    return found
 
 
 def list_checkpoints(context) -> list[ModelSource]:
@@ -51,7 +33,7 @@ def list_checkpoints(context) -> list[ModelSource]:
                                        "checkpoint", run_id))
     except Exception:  # a store problem must not empty the lists: fall back to the folder scan
         pass
-    for run_id, path in reversed(_scan_checkpoints(context.workspace.runs_dir)):
+    for run_id, path in reversed(model_checkpoints(context.workspace.runs_dir)):
         if path not in seen:
             seen.add(path)
             out.append(ModelSource(f"{run_id} · {os.path.basename(path)}", path, "checkpoint", run_id))
