@@ -1,4 +1,5 @@
-"""The trainer's event schema (v1): which fields each event type carries and their types, in one place.
+"""The trainer's event schema (v1): which fields each event type carries and their types, in one place; and the
+evaluation worker's messages (`EVAL_MESSAGES`), checked the same way.
 
 The trainer (`core.train.events.EventLog`) and the studio's stand-in trainer build their events with
 `make_event`, which refuses an event that breaks this schema; the studio reads events.jsonl lines with
@@ -82,6 +83,18 @@ EVENTS: dict[str, dict[str, Field]] = {
 }
 FINISH_STATUSES = ("completed", "stopped", "failed")
 
+# The evaluation worker's messages (core/eval/worker.py → the studio's Evaluate pane), one JSON object a line on
+# its stdout. They carry only "type" in common: no schema version, time or step (they are not stored as events).
+EVAL_MESSAGES: dict[str, dict[str, Field]] = {
+    "started": {"jobs": field(int)},  # (model, task) pairs to score
+    "progress": {"job": field(int), "model": field(str), "task": field(str), "done": field(int),
+                 "total": field(int)},
+    "result": {"job": field(int), "model": field(str), "task": field(str), "result": field(dict)},
+    "error": {"job": field(int), "model": field(str), "task": field(str), "message": field(str)},
+    "finished": {"status": field(str)},
+}
+EVAL_FINISH_STATUSES = ("completed", "cancelled")
+
 
 def _type_problem(name: str, value: Any, spec: Field) -> str | None:
     if value is None:
@@ -98,24 +111,48 @@ def _type_problem(name: str, value: Any, spec: Field) -> str | None:
     return f"field {name!r} must be {kind.get(spec.type, spec.type.__name__)}, got {value!r}"[:300]
 
 
+def _fields_problem(obj: Any, what: str, common: dict[str, Field], types: dict[str, dict[str, Field]],
+                    complete: bool, finish: tuple[str, str, tuple[str, ...]]) -> str | None:
+    """Why ``obj`` breaks the schema of ``common`` fields plus its type's (``types``), or None; ``finish`` is the
+    type whose `status` must be one of its statuses in a complete message."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        return f"not {what} object with a string 'type'"
+    kind = obj["type"]
+    for name, spec in {**common, **types.get(kind, {})}.items():
+        if name not in obj:
+            if complete and spec.required:
+                return f"{kind} {what.split()[-1]}: field {name!r} is missing"
+            continue
+        problem = _type_problem(name, obj[name], spec)
+        if problem:
+            return f"{kind} {what.split()[-1]}: {problem}"
+    finish_type, status_field, statuses = finish
+    if kind == finish_type and complete and obj[status_field] not in statuses:
+        return (f"{kind} {what.split()[-1]}: {status_field} must be one of {', '.join(statuses)}, "
+                f"got {obj[status_field]!r}")
+    return None
+
+
 def validate_event(event: Any, complete: bool = False) -> str | None:
     """None when ``event`` fits the schema, else why not. Every field present must have its type; with
     ``complete`` every required field must be present too (what a writer owes). Unknown types and fields pass:
     a newer trainer may add them."""
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        return "not an event object with a string 'type'"
-    kind = event["type"]
-    for name, spec in {**COMMON, **EVENTS.get(kind, {})}.items():
-        if name not in event:
-            if complete and spec.required:
-                return f"{kind} event: field {name!r} is missing"
-            continue
-        problem = _type_problem(name, event[name], spec)
-        if problem:
-            return f"{kind} event: {problem}"
-    if kind == "run_finished" and complete and event["status"] not in FINISH_STATUSES:
-        return f"run_finished event: status must be one of {', '.join(FINISH_STATUSES)}, got {event['status']!r}"
-    return None
+    return _fields_problem(event, "an event", COMMON, EVENTS, complete, ("run_finished", "status", FINISH_STATUSES))
+
+
+def validate_eval_message(message: Any, complete: bool = False) -> str | None:
+    """As ``validate_event``, for the evaluation worker's messages (``EVAL_MESSAGES``)."""
+    return _fields_problem(message, "a message", {"type": field(str)}, EVAL_MESSAGES, complete,
+                           ("finished", "status", EVAL_FINISH_STATUSES))
+
+
+def make_eval_message(type: str, **fields: Any) -> dict:
+    """A complete evaluation-worker message; ValueError when a required field is missing or has the wrong type."""
+    message = {"type": type, **fields}
+    problem = validate_eval_message(message, complete=True)
+    if problem:
+        raise ValueError(f"{problem} (core/event_schema.py, EVAL_MESSAGES)")
+    return message
 
 
 def make_event(type: str, step: int, **fields: Any) -> dict:

@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         from core.export.quantize_worker import main as quantize_worker
 
         return quantize_worker(argv[1:])
-    if argv[:1] == [EVAL_WORKER_FLAG]:  # the Evaluate pane's worker (studio/panes/evaluate_worker.py)
-        from studio.panes.evaluate_worker import main as eval_worker
+    if argv[:1] == [EVAL_WORKER_FLAG]:  # the Evaluate pane's worker (core/eval/worker.py)
+        from core.eval.worker import main as eval_worker
 
         return eval_worker(argv[1:])
     parser = argparse.ArgumentParser(prog="minimind-studio", description="MiniMind Studio desktop app")

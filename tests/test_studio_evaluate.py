@@ -123,3 +123,23 @@ def test_cancel_stops_the_worker_and_stores_nothing_unfinished(qtbot, context, t
     with qtbot.waitSignal(presenter.finished, timeout=60_000) as done:
         presenter.cancel()
     assert done.args == ["cancelled"] and presenter.results() == [] and not presenter.running
+
+
+def test_the_worker_messages_follow_the_schema_on_both_sides(context):
+    """The worker cannot write a message that breaks core/event_schema.py's EVAL_MESSAGES, and the pane skips
+    (and reports) one that does, storing nothing from it."""
+    from core.event_schema import make_eval_message
+    from studio.panes.evaluate_presenter import EvaluatePresenter
+
+    with pytest.raises(ValueError, match="result message: field 'result' is missing"):
+        make_eval_message("result", job=0, model="m", task="demo-facts")
+    with pytest.raises(ValueError, match="finished message: status must be one of completed, cancelled"):
+        make_eval_message("finished", status="done")
+    presenter = EvaluatePresenter(context)
+    reported = []
+    presenter.errorRaised.connect(reported.append)
+    presenter.handle_line(b'{"type": "result", "job": "0", "model": "m", "task": "demo-facts", "result": {}}')
+    presenter.handle_line(b"a stray print")  # not a message at all: ignored
+    assert reported == ["the evaluation worker sent a malformed message: result message: field 'job' must be an "
+                        "integer, got '0'"]
+    assert presenter.results() == []

@@ -1,6 +1,6 @@
 """Logic of the Evaluate pane: pick models and tasks, run them in a worker process, store and compare the results.
 
-Runs go to `python -m studio.panes.evaluate_worker SPEC.json` in a QProcess (its JSON lines give progress and
+Runs go to `python -m core.eval.worker SPEC.json` in a QProcess (its JSON lines give progress and
 results; an evaluation is short and its results are stored as each pair finishes, so unlike training it need not
 outlive the studio). Cancel sends SIGTERM: the worker stops at its next batch. Results live in the store's
 ``eval_result`` table (studio.store.eval_results), one row per model and task; this presenter turns them into the
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
-from studio.panes.evaluate_worker import TOOL_USE
+from core.eval.worker import TOOL_USE
+from core.event_schema import parse_event_line, validate_eval_message
 from studio.worker.command import eval_worker_command
 from studio.store.eval_results import eval_details, eval_results, save_eval_result
 from studio.store.model_sources import ModelSource, list_checkpoints, list_ggufs
@@ -115,12 +116,19 @@ class EvaluatePresenter(QObject):
         self._buffer += self._process.readAllStandardOutput().data()
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(message, dict):
-                self.handle(message)
+            self.handle_line(line)
+
+    def handle_line(self, line: bytes) -> None:
+        """One line of the worker's stdout: a message checked against core/event_schema.py's EVAL_MESSAGES."""
+        message = parse_event_line(line)
+        if message is None:
+            return  # not a message (a library's stray print)
+        problem = validate_eval_message(message)
+        if problem:  # a malformed message is skipped, and said
+            self.errors.append(f"the evaluation worker sent a malformed message: {problem}")
+            self.errorRaised.emit(self.errors[-1])
+            return
+        self.handle(message)
 
     def handle(self, message: dict) -> None:
         kind, job = message.get("type"), int(message.get("job", 0))

@@ -11,11 +11,11 @@ EVAL_WORKER_FLAG = "--eval-worker"  # ... and as the Evaluate pane's worker
 
 
 def eval_worker_command(spec_path: Path | str) -> list[str]:
-    """argv of the Evaluate pane's worker: `python -m studio.panes.evaluate_worker SPEC` from source, the app
+    """argv of the Evaluate pane's worker: `python -m core.eval.worker SPEC` from source, the app
     itself with --eval-worker in a bundle (there is no .py file to run there)."""
     if is_frozen():
         return [sys.executable, EVAL_WORKER_FLAG, str(spec_path)]
-    return [sys.executable, "-m", "studio.panes.evaluate_worker", str(spec_path)]
+    return [sys.executable, "-m", "core.eval.worker", str(spec_path)]
 
 
 def is_frozen() -> bool:

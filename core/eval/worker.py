@@ -1,11 +1,14 @@
-"""The Evaluate pane's worker process: every (model, task) pair of a spec file, one JSON line per event on stdout.
+"""The evaluation worker (the studio's Evaluate pane runs it as a child process): every (model, task) pair of a
+spec file, one JSON message a line on stdout.
 
-    python -m studio.panes.evaluate_worker SPEC.json
+    python -m core.eval.worker SPEC.json
 
 SPEC: {"models": [checkpoint dir or .gguf, ...], "tasks": [task name, ...], "settings": {"k_shot", "limit",
 "batch_size", "max_new_tokens", "max_turns", "ngram"}}. A task is a built-in benchmark set (core.eval.tasks.BUILTIN),
 a benchmark file (scored by core.eval.bench), or "tool-use" / "tool-use:CASES.jsonl" (core.eval.tool_use).
-Lines: {"type": "progress", "job", "model", "task", "done", "total"}, {"type": "result", "job", "model", "task",
+Messages (declared in core/event_schema.py, `EVAL_MESSAGES`; built with `make_eval_message`, which refuses one that
+breaks the schema, and checked by the studio with `validate_eval_message`): first {"type": "started", "jobs"}, then
+{"type": "progress", "job", "model", "task", "done", "total"}, {"type": "result", "job", "model", "task",
 "result"}, {"type": "error", "job", "model", "task", "message"}, and last {"type": "finished", "status"}
 ("completed" | "cancelled"). SIGTERM cancels: the pair being scored stops at its next batch and is not reported.
 
@@ -22,6 +25,8 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+from core.event_schema import make_eval_message
 
 TOOL_USE = "tool-use"
 
@@ -87,7 +92,7 @@ def adapter_for(task: str):
 # ---- the process -----------------------------------------------------------------------------------------------
 
 def emit(kind: str, **fields) -> None:
-    print(json.dumps({"type": kind, **fields}, ensure_ascii=False), flush=True)
+    print(json.dumps(make_eval_message(kind, **fields), ensure_ascii=False), flush=True)
 
 
 def run_spec(spec: dict, cancelled) -> str:
