@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from core.data.cache import encode_texts, load_or_build
 from core.data.records import DataError, DataReport, read_records
+from core.data.sources import check_source
 from core.preparation import Preparation
 from core.tokenizer.messages import carries_loss, normalize_messages  # noqa: F401 (carries_loss: ChatMasker, per message)
 
@@ -20,8 +21,7 @@ def _file_list(files) -> list[Path]:
     if not paths:
         raise ValueError("no data files given")
     for p in paths:
-        if not p.is_file():
-            raise DataError(p, 0, "(file)", "no such file")
+        check_source(p)  # a file, or a folder written by datasets.save_to_disk
     return paths
 
 
