@@ -30,7 +30,7 @@ class DataConfig(_Strict):
             data = {k: v for k, v in data.items() if k != "kind"}
         return data
 
-    files: list[str] = Field(default_factory=list, description="Training data files (JSONL, or .txt for pretrain).")
+    files: list[str] = Field(default_factory=list, description="Training data files (JSONL, JSON, Parquet, a datasets.save_to_disk folder, or .txt for pretrain).")
     seq_len: int = Field(512, ge=8, le=65536, description="Pretrain: tokens per packed window.")
     max_len: int = Field(512, ge=8, le=65536, description="SFT/DPO/RL: longest sample in tokens (longer ones are truncated).")
     eval_files: list[str] = Field(default_factory=list, description="Held-out files for `eval` events (optional).")
@@ -38,6 +38,10 @@ class DataConfig(_Strict):
     cache_dir: str | None = Field(None, description="Token cache directory (default: <run_dir>/cache).")
     on_error: Literal["raise", "skip"] = Field("raise", description="Bad records: stop with file:line, or skip with a warning.")
     tokenizer: str | None = Field(None, description="Tokenizer directory; default: the init checkpoint's tokenizer.")
+    mappings: dict[str, dict] = Field(
+        default_factory=dict, description="How each data file's rows were read ({file: {format, columns, tags}}, "
+        "docs/data-formats.md#mapping). Filled at the start of a run from each file's <file>.mapping.json or the "
+        "detected format; a mapping given here wins.")
 
 
 class OptimConfig(_Strict):

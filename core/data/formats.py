@@ -469,6 +469,17 @@ def resolve_mappings(files) -> dict:
     return out
 
 
+def with_data_mappings(cfg):
+    """A training config whose `data.mappings` names the mapping of every data file that is not read as native
+    MiniMind records (those it already names are kept): what a run writes into its config.json."""
+    data = cfg.data
+    found = resolve_mappings([*data.files, *data.eval_files])
+    merged = {**found, **data.mappings}
+    if merged == data.mappings:
+        return cfg
+    return cfg.model_copy(update={"data": data.model_copy(update={"mappings": merged})})
+
+
 def convert_row(mapping: Mapping, row, file, number: int) -> tuple[dict, Origins]:
     """`Mapping.apply` with errors as DataError(file, number, field)."""
     def fail(name, message):

@@ -168,10 +168,10 @@ def validate_record(rec, kind: str, file, line: int) -> None:
 
 # --- reading ----------------------------------------------------------------------------------------------------
 
-def iter_records(path, kind: str, on_error: str = "raise", report: DataReport | None = None
+def iter_records(path, kind: str, on_error: str = "raise", report: DataReport | None = None, mapping=None
                  ) -> Iterator[tuple[dict, int, int]]:
     """Yield (record, line, bytes_read_so_far); the building block of read_records and the token cache."""
-    for rec, line, pos, _lines in iter_records_at(path, kind, on_error, report):
+    for rec, line, pos, _lines in iter_records_at(path, kind, on_error, report, mapping=mapping):
         yield rec, line, pos
 
 
@@ -293,13 +293,13 @@ def _iter_paragraphs(path: Path, kind: str, handle, pos: int = 0, lines_before: 
         yield {"text": "\n".join(lines)}, start, pos, lineno
 
 
-def detect_kind(path, probe: int = 20) -> str:
+def detect_kind(path, probe: int = 20, mapping=None) -> str:
     """Guess a file's kind: .txt is "text"; otherwise the keys of its first valid rows, after the file's
     mapping (core.data.formats) turned them into MiniMind records, decide."""
     path = check_source(path)
     if path.suffix.lower() in (".txt", ".md"):
         return "text"
-    mapping = resolve_mapping(path)
+    mapping = mapping or resolve_mapping(path)
     if mapping.format == "preference":
         return "dpo"
     votes: dict[str, int] = {}

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from core.config.train import TrainConfig, save_train_config
+from core.data.formats import using_mappings, with_data_mappings
 from core.preparation import Preparation, PreparationStopped, PrepareProgress, describe_prepare, preparing
 from core.process_identity import process_start_ticks
 from core.train import checkpoint as ckpt_mod
@@ -245,6 +246,7 @@ class Trainer:
         if not self.resume and ckpt_mod.list_checkpoints(run_dir):
             raise ValueError(f"run_dir: {run_dir} already has checkpoints; resume it with --resume {run_dir} "
                              "or choose a new run_dir")
+        self.cfg = cfg = with_data_mappings(cfg)  # the run records how each file's rows were read
         if self.rank == 0 and not (self.resume and (run_dir / "config.json").is_file()):
             # first, before any long phase: a run stopped or killed from here on can be resumed
             save_train_config(cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir / "config.json")
@@ -268,7 +270,7 @@ class Trainer:
         # Every rank sets up at once, with no collective around it: one process tokenizes each cache entry while
         # the others wait on the entry's lock file (core/data/cache.py), however long that takes; a barrier
         # here would hit the NCCL watchdog's timeout on a large corpus.
-        with preparing(self._preparation):
+        with preparing(self._preparation), using_mappings(cfg.data.mappings):
             self.recipe.setup()
         self.model = self.recipe.model
         if cfg.gradient_checkpointing:
