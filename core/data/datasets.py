@@ -47,6 +47,19 @@ class ChatMasker:
         return assistant_labels(ids, self.header, self.end)
 
 
+def masked_segments(messages: list[dict], tokenizer) -> list[tuple[str, bool]]:
+    """A conversation as SFT trains on it: its rendered chat template cut into (text, learned) pieces, learned
+    where ChatMasker gives the tokens a label (the Datasets pane's mapping preview)."""
+    ids = np.asarray(tokenizer.apply_chat_template(messages, tokenize=True), dtype=np.int64)
+    learned = ChatMasker(tokenizer).labels(ids) != IGNORE
+    segments, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or learned[i] != learned[start]:
+            segments.append((tokenizer.decode(ids[start:i].tolist()), bool(learned[start])))
+            start = i
+    return segments
+
+
 def find_pattern(ids: np.ndarray, pattern: np.ndarray) -> np.ndarray:
     """Start positions of every occurrence of the id sequence `pattern` in `ids` (vectorised per pattern token)."""
     n, m = len(ids), len(pattern)
