@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from core.data.formats import resolve_mapping
 from core.data.sources import is_arrow_dir, is_source
 from studio.panes.datasets_index import LineIndex, TableIndex, head_lines, open_index
 from studio.threads import Task
@@ -83,7 +84,7 @@ class DatasetsPresenter(QObject):
     tokenizerProgress = Signal(object, object, str)
     tokenizerFinished = Signal(str)           # saved directory
     mappingLoaded = Signal(object)            # {"mapping": {format, columns, tags}, "origin": str, "columns": [str]}
-    mappingPreviewed = Signal(str)            # html: the rendered template, learned tokens marked
+    mappingPreviewed = Signal(object)         # str, html: the rendered template, learned tokens marked
     mappingSaved = Signal(str)                # the sidecar's path
     failed = Signal(str)                      # a message for people
 
@@ -94,6 +95,7 @@ class DatasetsPresenter(QObject):
         self.files: list[Path] = []
         self.path: Path | None = None
         self.kind = ""
+        self.mapping = None  # how rows become records (core.data.formats), known with the kind
         self.index: LineIndex | TableIndex | None = None
         self.page = 0
         self._pending_page: int | None = None
@@ -133,11 +135,13 @@ class DatasetsPresenter(QObject):
         self.close_file()
         self.path = Path(path)
         self.kind = ""
+        self.mapping = None
         self.index = open_index(self.path)
         self.page = 0
         self.pageReady.emit(0, self._render(self.index.head(self.page_size), 0))
         # detect_kind imports core.data (and with it torch, seconds on a first call): keep it off the UI thread
-        kind_task = Task(lambda progress, cancelled: self.detect_kind(self.path), parent=self)
+        kind_task = Task(lambda progress, cancelled, path=self.path: (self.detect_kind(path), resolve_mapping(path)),
+                         parent=self)
         kind_task.succeeded.connect(self._on_kind)
         kind_task.failed.connect(lambda msg: (self.fileOpened.emit(str(self.path), ""), self.failed.emit(msg)))
         self._tasks["kind"] = kind_task.start()
@@ -147,12 +151,14 @@ class DatasetsPresenter(QObject):
         task.failed.connect(self.failed)
         self._tasks["index"] = task.start()
 
-    def _on_kind(self, kind: str) -> None:
+    def _on_kind(self, found) -> None:
+        kind, self.mapping = found
         self.kind = kind
         self._remember(self.path, kind=kind)
         self.fileOpened.emit(str(self.path), kind)
-        if self.page == 0 and kind == "text":  # re-render page 1 as plain text now that the kind is known
-            self.show_page(0)
+        if self.page == 0 and (kind == "text" or not self.mapping.native):
+            # re-render page 1 now that the kind and the mapping are known: as plain text, or as records
+            self.pageReady.emit(0, self._render(self.index.head(self.page_size), 0))
 
     def _on_indexed(self, index: LineIndex) -> None:
         if index is self.index and index.complete:
@@ -216,10 +222,15 @@ class DatasetsPresenter(QObject):
                 items.append((line_no, record_html({"text": line}, line_no)))
                 continue
             try:
-                items.append((line_no, record_html(json.loads(line), line_no)))
+                row = json.loads(line)
+                if self.mapping is not None and not self.mapping.native:
+                    row = self.mapping.apply(row, _reject)[0]
+                items.append((line_no, record_html(row, line_no)))
             except json.JSONDecodeError as exc:
                 items.append((line_no, raw_line_html(line, f"invalid JSON: {exc.msg} at column {exc.colno}",
                                                      line_no)))
+            except ValueError as exc:  # the mapping cannot read this row
+                items.append((line_no, raw_line_html(line, str(exc), line_no)))
         return page_html(items) or "<p style='color:#6b7280'>(no records on this page)</p>"
 
     # ---- validation ------------------------------------------------------------------------------
@@ -362,8 +373,6 @@ def dataset_stats(path: Path, kind: str, tokenizer_dir, index: LineIndex | None,
             total_lines = index.line_count
         else:
             lines, total_lines = head_lines(path, sample), None
-        from core.data.formats import resolve_mapping
-
         mapping, recs = resolve_mapping(path), []
         for line in lines:
             try:
