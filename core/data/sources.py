@@ -17,6 +17,7 @@ from core.data.errors import DataError
 TABLE_SUFFIXES = (".parquet", ".pq")
 ARROW_MARKERS = ("state.json", "dataset_info.json")  # what `datasets.save_to_disk` writes beside its .arrow files
 PAGE_BATCH_ROWS = 1024  # rows per batch when streaming a big row group
+BIG_ROW_GROUP = 64 << 20  # uncompressed bytes: a row group above this is paged batch by batch, never held whole
 
 
 def is_arrow_dir(path) -> bool:
@@ -97,6 +98,7 @@ class TableSource:
         self.size = source_size(self.path)
         self.kind = ("arrow" if self.path.is_dir() else "json" if is_json_array(self.path) else "parquet")
         self._cached: tuple[int, object] | None = None  # (row group, table) of the last page read
+        self._stream_state: list | None = None  # a big row group read batch by batch: [group, batches, row, batch]
         self._batches: list | None = None  # Arrow: every record batch (zero-copy views of the memory map)
         self._starts: list[int] = [0]      # first row of each batch / row group, then the total
         if self.kind == "parquet":
@@ -190,14 +192,29 @@ class TableSource:
         out: list[dict] = []
         while len(out) < n and first < self._starts[-1]:
             g = _bisect_right(self._starts, first) - 1
-            table = self._piece(g)
-            offset = first - self._starts[g]
+            if self.kind == "parquet" and self._pf.metadata.row_group(g).total_byte_size > BIG_ROW_GROUP:
+                table, offset = self._streamed(g, first)
+            else:
+                table, offset = self._piece(g), first - self._starts[g]
             got = table.slice(offset, n - len(out)).to_pylist()
             if not got:
                 break
             out += got
             first += len(got)
         return out
+
+    def _streamed(self, g: int, first: int):
+        """(batch, offset in it) holding row `first` of a big row group, read batch by batch: only one batch is
+        in memory, and paging forward goes on from the batch before instead of from the group's start."""
+        state = self._stream_state
+        if state is None or state[0] != g or state[2] > first:
+            state = [g, self._pf.iter_batches(batch_size=PAGE_BATCH_ROWS, row_groups=[g]), self._starts[g], None]
+        while state[3] is None or first >= state[2] + state[3].num_rows:
+            if state[3] is not None:
+                state[2] += state[3].num_rows
+            state[3] = next(state[1])
+        self._stream_state = state
+        return state[3], first - state[2]
 
     def _piece(self, g: int):
         """Row group (Parquet) or record batch (Arrow) `g`, the last one read kept for the next page."""
