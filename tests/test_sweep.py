@@ -49,41 +49,38 @@ def _wait_for(pred, proc, what: str, timeout: float = 300.0) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the spec
-def test_a_spec_naming_an_unknown_field_fails_with_the_file_line_and_field(tmp_path):
+def _spec_error(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """(the spec file, the error its loading raised)."""
     spec = tmp_path / "spec.yaml"
-    spec.write_text("base: {method: pretrain, model: tiny}\nn_trials: 2\nparameters:\n"
-                    "  optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n"
-                    "  optim.learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
+    spec.write_text(text)
     with pytest.raises(SweepSpecError) as err:
         load_sweep_spec(spec)
-    assert f"{spec}:5: parameters.optim.learning_rate: not a field of the training config" in str(err.value)
+    return spec, str(err.value)
+
+
+def test_a_spec_naming_an_unknown_field_fails_with_the_file_line_and_field(tmp_path):
+    spec, error = _spec_error(tmp_path, "base: {method: pretrain, model: tiny}\nn_trials: 2\nparameters:\n"
+                                        "  optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n"
+                                        "  optim.learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
+    assert f"{spec}:5: parameters.optim.learning_rate: not a field of the training config" in error
 
 
 def test_a_bad_range_names_its_line_and_field(tmp_path):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("base: {method: pretrain}\nn_trials: 2\nparameters:\n"
-                    "  optim.lr:\n    type: float\n    low: 0.1\n    high: 0.01\n")
-    with pytest.raises(SweepSpecError) as err:
-        load_sweep_spec(spec)
-    assert f"{spec}:4: parameters.optim.lr.float: Value error, low (0.1) is above high (0.01)" in str(err.value)
+    spec, error = _spec_error(tmp_path, "base: {method: pretrain}\nn_trials: 2\nparameters:\n"
+                                        "  optim.lr:\n    type: float\n    low: 0.1\n    high: 0.01\n")
+    assert f"{spec}:4: parameters.optim.lr.float: Value error, low (0.1) is above high (0.01)" in error
 
 
 def test_a_value_that_makes_an_invalid_config_is_refused_before_any_trial(tmp_path):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("base: {method: pretrain}\nn_trials: 2\nparameters:\n"
-                    "  batch_size: {type: int, low: 0, high: 8}\n")
-    with pytest.raises(SweepSpecError) as err:
-        load_sweep_spec(spec)
-    assert "parameters.batch_size: the value 0 makes an invalid config: batch_size" in str(err.value)
+    _, error = _spec_error(tmp_path, "base: {method: pretrain}\nn_trials: 2\nparameters:\n"
+                                     "  batch_size: {type: int, low: 0, high: 8}\n")
+    assert "parameters.batch_size: the value 0 makes an invalid config: batch_size" in error
 
 
 def test_an_eval_objective_needs_eval_data(tmp_path):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("base: {method: pretrain}\nn_trials: 2\nobjective: {metric: eval/loss}\nparameters:\n"
-                    "  seed: {type: categorical, choices: [1, 2]}\n")
-    with pytest.raises(SweepSpecError) as err:
-        load_sweep_spec(spec)
-    assert f"{spec}:3: objective.metric: eval/loss is measured by evaluations" in str(err.value)
+    spec, error = _spec_error(tmp_path, "base: {method: pretrain}\nn_trials: 2\nobjective: {metric: eval/loss}\n"
+                                        "parameters:\n  seed: {type: categorical, choices: [1, 2]}\n")
+    assert f"{spec}:3: objective.metric: eval/loss is measured by evaluations" in error
 
 
 def test_a_yaml_syntax_error_names_its_line(tmp_path):

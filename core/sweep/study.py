@@ -68,6 +68,11 @@ class TrialRow:
     run_dir: str = ""
     reason: str = ""
     last_step: int | None = None    # the last step it reported the objective at
+    last_value: float | None = None  # the value reported there (a pruned or running trial has no final value)
+
+    @property
+    def shown_value(self) -> float | None:
+        return self.value if self.value is not None else self.last_value
 
 
 @dataclass
@@ -100,7 +105,8 @@ def sweep_summary(sweep_dir: Path, importances: bool = True) -> SweepSummary:
         steps = sorted(t.intermediate_values)
         summary.trials.append(TrialRow(t.number, t.state.name, t.value, dict(t.params),
                                        str(t.user_attrs.get(RUN_DIR_ATTR, "")), str(t.user_attrs.get(REASON_ATTR, "")),
-                                       steps[-1] if steps else None))
+                                       steps[-1] if steps else None,
+                                       t.intermediate_values[steps[-1]] if steps else None))
     done = [r for r in summary.trials if r.state == TrialState.COMPLETE.name and r.value is not None
             and math.isfinite(r.value)]
     if done:
@@ -130,7 +136,7 @@ def format_summary(summary: SweepSummary) -> str:
     """The table `minimind sweep` prints at the end: one row per trial, the best, the importances."""
     names = sorted({k for t in summary.trials for k in t.params})
     head = ["trial", "state", summary.metric or "value"] + names + ["run"]
-    rows = [[str(t.number), t.state, "" if t.value is None else f"{t.value:.4g}"]
+    rows = [[str(t.number), t.state, "" if t.shown_value is None else f"{t.shown_value:.4g}"]
             + [_cell(t.params.get(n)) for n in names] + [Path(t.run_dir).name if t.run_dir else ""]
             for t in summary.trials]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
