@@ -25,9 +25,11 @@ def pane(qtbot, context):
 def test_form_has_one_editor_per_schema_field_with_schema_bounds(pane):
     from PySide6.QtWidgets import QCheckBox, QComboBox, QSpinBox
 
+    from studio.panes.config_presenter import OWN_WIDGETS  # method, init, model, ... and sweep (set by a sweep)
+
     editors = {k: w for form in pane.forms.values() for k, w in form.editors.items()}
     expected = fields_from_schema(cc.ModelConfig.model_json_schema(), prefix=("model",)) + \
-        fields_from_schema(TrainConfig.model_json_schema(), skip=("method", "init", "model", "method_options", "run_dir"))
+        fields_from_schema(TrainConfig.model_json_schema(), skip=OWN_WIDGETS)
     assert {s.key for s in expected} <= set(editors)
     assert isinstance(editors["model.hidden_size"], QSpinBox)
     assert (editors["model.hidden_size"].minimum(), editors["model.hidden_size"].maximum()) == (8, 16384)

@@ -66,6 +66,15 @@ class OptimConfig(_Strict):
         return v
 
 
+class SweepLink(_Strict):
+    """Where a sweep trial came from (`minimind sweep`, core/sweep): the run itself is an ordinary run."""
+
+    id: str = Field(description="The sweep's id (its folder's sweep.json).")
+    dir: str = Field("", description="The sweep folder: spec, sweep.json and the Optuna study (study.db).")
+    trial: int = Field(ge=0, description="The trial's number in the Optuna study.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The values this trial set (field: value).")
+
+
 class TrainConfig(_Strict):
     method: str = Field("pretrain", description="Training method (one recipe each; core/methods.py lists them).")
     model: ModelConfig | str | None = Field(
@@ -91,6 +100,8 @@ class TrainConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     method_options: dict[str, Any] = Field(default_factory=dict, description="Method-specific settings, validated by the method's recipe.")
+    sweep: SweepLink | None = Field(None, description="Set by `minimind sweep` on each trial: the sweep it belongs "
+                                    "to (docs/sweeps.md). The trainer ignores it; lineage reads it.")
 
     @model_validator(mode="before")
     @classmethod

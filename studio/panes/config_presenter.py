@@ -20,7 +20,8 @@ from studio.widgets.model_sources import list_checkpoints
 
 PRESET_NAMES = tuple(PRESETS)  # core.config.model is the one list of presets
 # Fields shown in their own widgets (method picker, checkpoint picker) instead of the generated form.
-OWN_WIDGETS = ("method", "init", "model", "method_options", "run_dir")  # run_dir: the run manager picks it
+# run_dir: the run manager picks it; sweep: `minimind sweep` sets it on its trials (the Sweep… dialog)
+OWN_WIDGETS = ("method", "init", "model", "method_options", "run_dir", "sweep")
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
