@@ -76,7 +76,7 @@ class TensorBoardTracker(Tracker):
     def open(self, event: dict) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        purge = event["step"] if event.get("resumed_from") is not None else None
+        purge = event["step"] + 1 if event.get("resumed_from") is not None else None  # steps it logs again
         self.writer = SummaryWriter(str(self.log_dir), purge_step=purge, flush_secs=5)
         config = json.dumps(event.get("config") or {}, indent=2)
         self.writer.add_text("config", "```json\n" + config + "\n```", event["step"])
