@@ -13,9 +13,10 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from core.config.train import LogConfig
+if TYPE_CHECKING:  # the studio reads TENSORBOARD_DIR from here without pulling the config schema in
+    from core.config.train import LogConfig
 
 TENSORBOARD_DIR = "tensorboard"   # <run_dir>/tensorboard
 MLFLOW_DIR = "mlruns"             # <run_dir>/mlruns, the default MLflow file store
@@ -206,14 +207,3 @@ def open_trackers(options: LogConfig, run_dir: str | Path) -> list[Tracker]:
     if options.mlflow.enabled:
         trackers.append(MlflowTracker(run_dir, options.mlflow))
     return trackers
-
-
-def replay(events: list[dict[str, Any]], trackers: list[Tracker]) -> None:
-    """Feed already-written events (a run's events.jsonl) to trackers, e.g. to write TensorBoard files for a run
-    that did not log them; a run without `run_finished` is closed at the end."""
-    for tracker in trackers:
-        try:
-            for event in events:
-                tracker.handle(event)
-        finally:
-            tracker.close()
