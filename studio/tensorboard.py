@@ -2,25 +2,36 @@
 
 Started with the studio's own Python (`python -m tensorboard.main`), on port 0 so the system picks a free port
 with no race; the server prints the address it bound, which is what `ready` announces (the Runs pane opens it
-in the browser). Servers stop when the studio quits. The trainer writes the folders (core/train/trackers.py).
+in the browser). A PyInstaller bundle has no Python to run `-m` with: it uses a `tensorboard` command on PATH.
+Servers stop when the studio quits. The trainer writes the folders (core/train/trackers.py).
 """
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, QProcess, Signal
 
+from studio.worker.command import is_frozen
+
 HOST = "127.0.0.1"
 URL = re.compile(r"(http://127\.0\.0\.1:\d+/)")
 MISSING = ("TensorBoard is not installed in the studio's Python environment ({python}); install it with "
            "`{python} -m pip install tensorboard` and try again.")
+NOT_BUNDLED = ("TensorBoard is not part of the studio's bundle and no `tensorboard` command is on PATH; install it "
+               "(`pip install tensorboard`) and try again, or run `tensorboard --logdir {logdir}` yourself.")
 
 
-def tensorboard_command(logdir: str | Path, python: str = sys.executable) -> list[str]:
-    """The server's command line: this folder only, on 127.0.0.1, on a free port (0: the system picks one)."""
-    return [python, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", HOST, "--port", "0"]
+def tensorboard_command(logdir: str | Path, python: str | None) -> list[str] | None:
+    """The server's command line: this folder only, on 127.0.0.1, on a free port (0: the system picks one);
+    without a Python (a bundle), the `tensorboard` command on PATH, or None when there is none."""
+    args = ["--logdir", str(logdir), "--host", HOST, "--port", "0"]
+    if python:
+        return [python, "-m", "tensorboard.main", *args]
+    script = shutil.which("tensorboard")
+    return [script, *args] if script else None
 
 
 class TensorBoardServers(QObject):
@@ -30,9 +41,9 @@ class TensorBoardServers(QObject):
     ready = Signal(str, str)
     failed = Signal(str, str)
 
-    def __init__(self, parent: QObject | None = None, python: str = sys.executable) -> None:
+    def __init__(self, parent: QObject | None = None, python: str | None = None) -> None:
         super().__init__(parent)
-        self.python = python
+        self.python = python or (None if is_frozen() else sys.executable)
         self.processes: dict[str, QProcess] = {}
         self.urls: dict[str, str] = {}
         self._output: dict[str, str] = {}
@@ -47,7 +58,11 @@ class TensorBoardServers(QObject):
             return
         if logdir in self.processes:  # still starting: `ready` follows
             return
-        program, *args = tensorboard_command(logdir, self.python)
+        command = tensorboard_command(logdir, self.python)
+        if command is None:
+            self.failed.emit(logdir, NOT_BUNDLED.format(logdir=logdir))
+            return
+        program, *args = command
         proc = QProcess(self)
         proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         proc.readyReadStandardOutput.connect(lambda: self._read(logdir, proc))
