@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,8 +164,6 @@ class MlflowTracker(Tracker):
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         if self.run_id is not None:
-            import time
-
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)
