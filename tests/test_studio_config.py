@@ -38,6 +38,23 @@ def test_form_has_one_editor_per_schema_field_with_schema_bounds(pane):
     assert isinstance(editors["model.use_moe"], QCheckBox)
 
 
+def test_trackers_tab_turns_on_tensorboard_and_wandb_in_the_config_it_starts(pane):
+    from PySide6.QtWidgets import QCheckBox, QComboBox
+
+    titles = [pane.tabs.tabText(i) for i in range(pane.tabs.count())]
+    form = pane.forms["log"]
+    assert "Trackers" in titles and isinstance(form.editors["log.tensorboard"], QCheckBox)
+    assert isinstance(form.editors["log.wandb.mode"], QComboBox)
+    form.editors["log.tensorboard"].setChecked(True)
+    form.editors["log.wandb.enabled"].setChecked(True)
+    pane.forms["data"].editors["data.files"].setText("train.jsonl")
+    assert pane.refresh() == {}
+    from core.config.train import LogConfig
+
+    log = LogConfig.model_validate(pane.config()["log"])
+    assert (log.tensorboard, log.wandb.enabled, log.wandb.mode, log.mlflow.enabled) == (True, True, "offline", False)
+
+
 def test_invalid_value_shows_the_fields_pydantic_message(pane):
     from pydantic import ValidationError
 

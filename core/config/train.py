@@ -75,6 +75,41 @@ class SweepLink(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="The values this trial set (field: value).")
 
 
+class WandbLog(_Strict):
+    enabled: bool = Field(False, description="Also log metrics to Weights & Biases (needs `pip install wandb`; a "
+                          "missing package is one warning, never a failed run).")
+    mode: Literal["offline", "online"] = Field("offline", description="offline: files under <run_dir>/wandb only "
+                                               "(upload later with `wandb sync`); online: send to the wandb server.")
+    project: str = Field("minimind", min_length=1, max_length=128, description="wandb project.")
+    entity: str | None = Field(None, max_length=128, description="wandb entity (team or user); default: yours.")
+
+
+class MlflowLog(_Strict):
+    enabled: bool = Field(False, description="Also log metrics and the config to MLflow (needs `pip install "
+                          "mlflow-skinny`; a missing package is one warning, never a failed run).")
+    tracking_uri: str | None = Field(None, max_length=2048, description="Where runs go: a folder or file: URI (MLflow "
+                                     "file store), sqlite:///path.db or http(s)://server; default: <run_dir>/mlruns.")
+    experiment: str = Field("minimind", min_length=1, max_length=256, description="MLflow experiment name.")
+
+
+class LogConfig(_Strict):
+    """External trackers: each consumes the same events as events.jsonl (rank 0 only; core/train/trackers.py)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bool_shorthand(cls, data):
+        # `log.wandb: true` / `null` in a config or `--set` turns a tracker on / off with its defaults
+        if isinstance(data, dict):
+            data = {k: ({"enabled": bool(v)} if k in ("wandb", "mlflow") and (isinstance(v, bool) or v is None)
+                        else v) for k, v in data.items()}
+        return data
+
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files to <run_dir>/tensorboard "
+                              "(Runs › Open in TensorBoard, or `tensorboard --logdir <run_dir>/tensorboard`).")
+    wandb: WandbLog = Field(default_factory=WandbLog)
+    mlflow: MlflowLog = Field(default_factory=MlflowLog)
+
+
 class TrainConfig(_Strict):
     method: str = Field("pretrain", description="Training method (one recipe each; core/methods.py lists them).")
     model: ModelConfig | str | None = Field(
@@ -102,6 +137,8 @@ class TrainConfig(_Strict):
     method_options: dict[str, Any] = Field(default_factory=dict, description="Method-specific settings, validated by the method's recipe.")
     sweep: SweepLink | None = Field(None, description="Set by `minimind sweep` on each trial: the sweep it belongs "
                                     "to (docs/sweeps.md). The trainer ignores it; lineage reads it.")
+    log: LogConfig = Field(default_factory=LogConfig, description="Trackers that also receive the run's metrics "
+                           "(TensorBoard, wandb, MLflow); docs/training.md#trackers.")
 
     @model_validator(mode="before")
     @classmethod

@@ -41,6 +41,7 @@ from core.train.compile import is_compile_error, resolve_compile
 from core.train.recipe import RunContext
 from core.train.precision import NAMES, autocast, configure_backends, resolve_precision
 from core.train.trainer_state import check_plain, load_trainer_state, rng_state, set_rng_state
+from core.train.trackers import open_trackers
 from core.train.schedule import lr_factor
 
 EXIT_OK, EXIT_FAILED, EXIT_NONFINITE = 0, 1, 3
@@ -242,7 +243,9 @@ class Trainer:
             run_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier()
         self.events.close()
-        self.events = EventLog(run_dir, enabled=self.rank == 0)
+        # the trackers (TensorBoard, wandb, MLflow) are sinks of the same events, on rank 0 alone
+        self.events = EventLog(run_dir, enabled=self.rank == 0,
+                               sinks=open_trackers(cfg.log, run_dir) if self.rank == 0 else ())
         if not self.resume and ckpt_mod.list_checkpoints(run_dir):
             raise ValueError(f"run_dir: {run_dir} already has checkpoints; resume it with --resume {run_dir} "
                              "or choose a new run_dir")

@@ -13,7 +13,8 @@ from studio.widgets.common import banner, label, primary_button, quit_hook, set_
 from studio.widgets.schema_form import SchemaForm
 from studio.widgets.theme import COLORS, pane_style
 
-SECTIONS = (("run", "Run"), ("model", "Model"), ("data", "Data"), ("optim", "Optimizer"), ("method", "Method"))
+SECTIONS = (("run", "Run"), ("model", "Model"), ("data", "Data"), ("optim", "Optimizer"), ("method", "Method"),
+            ("log", "Trackers"))
 
 
 def _gb(n: float | None) -> str:
@@ -119,7 +120,7 @@ class ConfigPane(QWidget):
                 self.model_error = label("", "error")
                 self.model_error.setVisible(False)
                 v.addWidget(self.model_error)
-            form = SchemaForm(groups[key], strip_prefix=1 if key in ("model", "data", "optim") else 0)
+            form = SchemaForm(groups[key], strip_prefix=1 if key in ("model", "data", "optim", "log") else 0)
             form.changed.connect(self._recheck.start)
             self.forms[key] = form
             v.addWidget(form)

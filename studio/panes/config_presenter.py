@@ -124,9 +124,9 @@ class ConfigPresenter(QObject):
 
     @staticmethod
     def section_of(spec: FieldSpec) -> str:
-        """model / data / optim / method / run: the group a field is drawn in."""
+        """model / data / optim / method / log / run: the group a field is drawn in."""
         head = spec.path[0]
-        if head in ("model", "data", "optim"):
+        if head in ("model", "data", "optim", "log"):
             return head
         if head == "method_options":
             return "method"
