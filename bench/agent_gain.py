@@ -110,6 +110,56 @@ def score_cases(checkpoint: Path, cases_file: Path) -> list[float]:
     return [float(c["correct"]) for c in result["cases"]]
 
 
+def explore(checkpoint: Path, cases_file: Path, per_tool: int = 30, samples: int = 8, temperature: float = 1.0,
+            max_turns: int = 2, max_new_tokens: int = 48) -> dict:
+    """What RL has to work with, per tool (the record's `tool`): greedy accuracy, and over `samples` episodes per
+    case sampled as the RL runs sample (`temperature`, no top-k/top-p, `max_turns`, `max_new_tokens`): the
+    success rate, pass@k (a case solved at least once) and the share of cases whose group would carry any
+    correctness signal (solved sometimes, not always). Group advantages can only reinforce what sampling finds."""
+    import torch
+
+    from core.eval.tool_use import BackendTarget, evaluate_tool_use, load_cases
+    from core.infer.backend import TorchBackend
+    from core.infer.sampling import SamplingParams
+
+    records = [json.loads(line) for line in cases_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tools = sorted({r.get("tool", "?") for r in records})
+    out, backend = {}, TorchBackend(checkpoint)
+    try:
+        for tool in tools:
+            chosen = [r for r in records if r.get("tool", "?") == tool][:per_tool]
+            with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8", delete=False) as f:
+                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chosen))
+            cases = load_cases(Path(f.name))
+            Path(f.name).unlink()
+            greedy = BackendTarget(backend, max_new_tokens)
+            hits = [[float(c["correct"]) for c in evaluate_tool_use(greedy, cases, max_turns,
+                                                                     without_tools=False)["cases"]]]
+            sampled = BackendTarget(backend, max_new_tokens)
+            sampled.sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=0,
+                                              top_p=1.0)
+            for k in range(samples):
+                torch.manual_seed(k)
+                hits.append([float(c["correct"]) for c in evaluate_tool_use(sampled, cases, max_turns,
+                                                                             without_tools=False)["cases"]])
+            per_case = [sum(run[i] for run in hits[1:]) for i in range(len(cases))]
+            out[tool] = {"cases": len(cases), "greedy": sum(hits[0]) / len(cases),
+                         "sampled": sum(per_case) / (len(cases) * samples),
+                         "pass_at_k": sum(n > 0 for n in per_case) / len(cases),
+                         "signal": sum(0 < n < samples for n in per_case) / len(cases)}
+    finally:
+        backend.close()
+    return {"samples": samples, "temperature": temperature, "tools": out}
+
+
+def explore_table(result: dict) -> str:
+    k = result["samples"]
+    head = ("tool", "cases", "greedy", f"sampled (T={result['temperature']})", f"pass@{k}", "groups with signal")
+    rows = [(tool, str(r["cases"]), f"{r['greedy']:.0%}", f"{r['sampled']:.1%}", f"{r['pass_at_k']:.0%}",
+             f"{r['signal']:.0%}") for tool, r in result["tools"].items()]
+    return "\n".join("| " + " | ".join(row) + " |" for row in [head, ("---",) * len(head), *rows])
+
+
 def run(rl_steps: int = 40, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 1, work: Path | None = None,
         sft_run: Path | None = None, overrides: list[str] = (), split_names: tuple[str, ...] = ("validation", "test"),
         losses: tuple[str, ...] = LOSSES) -> dict:
@@ -180,7 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loss", nargs="+", choices=LOSSES, default=list(LOSSES))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the RL runs, e.g. optim.lr=5e-5 (tune on --split validation only)")
+    p.add_argument("--explore", type=int, metavar="N", help="instead of training: per tool, N training cases "
+                   "answered greedily and 8 times sampled (what RL can reinforce), from --sft-run or --checkpoint")
+    p.add_argument("--checkpoint", type=Path, help="with --explore: the model to look at (default: --sft-run)")
     args = p.parse_args(argv)
+    if args.explore:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        if not (args.checkpoint or args.sft_run) or not args.work_dir:
+            p.error("--explore needs --work-dir and --sft-run (or --checkpoint)")
+        data = Path(args.sft_run).parent.parent / "data" if args.sft_run else None
+        splits = _split(data / "agent_rl.jsonl", args.work_dir) if data else {"train": args.work_dir / "agent_train.jsonl"}
+        print(explore_table(explore(args.checkpoint or args.sft_run, splits["train"], args.explore)))
+        return 0
     names = ("validation", "test") if args.split == "both" else (args.split,)
     result = run(args.rl_steps, tuple(args.seeds), args.threads, args.work_dir, args.sft_run, args.set, names,
                  tuple(args.loss))

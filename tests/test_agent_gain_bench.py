@@ -29,3 +29,14 @@ def test_the_table_reports_each_loss_against_sft_with_its_interval():
         split[loss] = {"mean": 0.625, "per_seed": [0.5, 0.75], "vs_sft": paired(runs, base, resamples=200)}
     text = table({"test": split}, "test", markdown=True)
     assert "SFT + agent RL (cispo) | 62.5% (50.0%, 75.0%) | +37.5 pt [" in text and "| SFT (before) | 25.0% |" in text
+
+
+def test_the_explore_table_gives_each_tool_its_greedy_sampled_and_pass_at_k_figures():
+    from bench.agent_gain import explore_table
+
+    result = {"samples": 8, "temperature": 1.0, "tools": {
+        "calculate_math": {"cases": 30, "greedy": 0.87, "sampled": 0.362, "pass_at_k": 0.83, "signal": 0.83},
+        "unit_converter": {"cases": 30, "greedy": 0.3, "sampled": 0.017, "pass_at_k": 0.13, "signal": 0.13}}}
+    lines = explore_table(result).splitlines()
+    assert lines[0] == "| tool | cases | greedy | sampled (T=1.0) | pass@8 | groups with signal |"
+    assert lines[3] == "| unit_converter | 30 | 30% | 1.7% | 13% | 13% |"

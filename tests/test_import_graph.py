@@ -125,7 +125,7 @@ FLOORS = (
     ("core.infer", "core.export"),                           # 4: generation, export
     ("core.rl", "core.serve"),                               # 5: rollouts and rewards, the HTTP server
     ("core.eval",),                                          # 6: benchmarks (score with generation and rewards)
-    ("core.train", "core.demo"),                             # 7: the engine and recipes; the demo pipeline
+    ("core.train", "core.demo", "core.sweep"),               # 7: the engine and recipes; the demo; sweeps
     ("core.cli", "core.__main__"),                           # 8: the command line
 )
 

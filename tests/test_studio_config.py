@@ -25,15 +25,34 @@ def pane(qtbot, context):
 def test_form_has_one_editor_per_schema_field_with_schema_bounds(pane):
     from PySide6.QtWidgets import QCheckBox, QComboBox, QSpinBox
 
+    from studio.panes.config_presenter import OWN_WIDGETS  # method, init, model, ... and sweep (set by a sweep)
+
     editors = {k: w for form in pane.forms.values() for k, w in form.editors.items()}
     expected = fields_from_schema(cc.ModelConfig.model_json_schema(), prefix=("model",)) + \
-        fields_from_schema(TrainConfig.model_json_schema(), skip=("method", "init", "model", "method_options", "run_dir"))
+        fields_from_schema(TrainConfig.model_json_schema(), skip=OWN_WIDGETS)
     assert {s.key for s in expected} <= set(editors)
     assert isinstance(editors["model.hidden_size"], QSpinBox)
     assert (editors["model.hidden_size"].minimum(), editors["model.hidden_size"].maximum()) == (8, 16384)
     assert isinstance(editors["optim.schedule"], QComboBox)
     assert [editors["optim.schedule"].itemText(i) for i in range(3)] == ["cosine", "minimind", "constant"]
     assert isinstance(editors["model.use_moe"], QCheckBox)
+
+
+def test_trackers_tab_turns_on_tensorboard_and_wandb_in_the_config_it_starts(pane):
+    from PySide6.QtWidgets import QCheckBox, QComboBox
+
+    titles = [pane.tabs.tabText(i) for i in range(pane.tabs.count())]
+    form = pane.forms["log"]
+    assert "Trackers" in titles and isinstance(form.editors["log.tensorboard"], QCheckBox)
+    assert isinstance(form.editors["log.wandb.mode"], QComboBox)
+    form.editors["log.tensorboard"].setChecked(True)
+    form.editors["log.wandb.enabled"].setChecked(True)
+    pane.forms["data"].editors["data.files"].setText("train.jsonl")
+    assert pane.refresh() == {}
+    from core.config.train import LogConfig
+
+    log = LogConfig.model_validate(pane.config()["log"])
+    assert (log.tensorboard, log.wandb.enabled, log.wandb.mode, log.mlflow.enabled) == (True, True, "offline", False)
 
 
 def test_invalid_value_shows_the_fields_pydantic_message(pane):

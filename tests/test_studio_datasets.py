@@ -218,3 +218,58 @@ def test_the_validate_kind_list_is_cores_list_of_record_kinds(qtbot, context):
     shown = [pane.validate_kind.itemText(i) for i in range(pane.validate_kind.count())]
     assert shown == list(KINDS) and "agent" in shown
     assert set(DATA_KINDS) <= set(KINDS)  # every kind a method trains on can be validated here
+
+
+def test_a_parquet_file_pages_by_row_and_its_mapping_previews_the_loss_mask(qtbot, context, tmp_path,
+                                                                            tiny_tokenizer_dir):
+    datasets = pytest.importorskip("datasets")
+    rows = [{"conversations": [{"from": "human", "value": f"question {i}"}, {"from": "gpt", "value": f"answer {i}"}]}
+            for i in range(45)]
+    path = tmp_path / "sg.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(path), batch_size=10)
+    presenter = DatasetsPresenter(context, page_size=20)
+    pages = []
+    presenter.pageReady.connect(lambda page, html: pages.append((page, html)))
+    with qtbot.waitSignal(presenter.mappingLoaded, timeout=30_000) as loaded:
+        with qtbot.waitSignal(presenter.fileOpened, timeout=30_000):
+            presenter.open(path)
+        presenter.load_mapping()
+    assert "answer 0" not in pages[0][1]  # page 1 at once, as raw rows: ShareGPT turns are no MiniMind messages
+    assert presenter.kind == "sft" and presenter.page_count == 3
+    assert pages[-1][0] == 0  # and again as records once the mapping is known
+    assert "answer 0" in pages[-1][1] and "answer 19" in pages[-1][1] and "answer 20" not in pages[-1][1]
+    presenter.show_page(2)
+    assert pages[-1][0] == 2 and "answer 44" in pages[-1][1] and "answer 39" not in pages[-1][1]
+    info = loaded.args[0]
+    assert info["mapping"]["format"] == "sharegpt" and info["columns"] == ["conversations"]
+    with qtbot.waitSignal(presenter.mappingPreviewed, timeout=30_000) as shown:
+        presenter.preview_mapping(info["mapping"], 7, str(tiny_tokenizer_dir))
+    html = shown.args[0]
+    assert "<span style='background:#bbf7d0'>answer 7&lt;|im_end|&gt;\n</span>" in html
+    assert "question 7" in html and "background:#bbf7d0'>question" not in html
+    # a mapping that reads the wrong column names the row and the field
+    bad = {**info["mapping"], "columns": {"messages": "dialog"}}
+    with qtbot.waitSignal(presenter.mappingPreviewed, timeout=30_000) as shown:
+        presenter.preview_mapping(bad, 7, str(tiny_tokenizer_dir))
+    assert f"{path}:8: dialog: missing" in shown.args[0]
+    presenter.shutdown()
+
+
+def test_a_save_to_disk_folder_is_added_as_one_dataset_and_a_saved_mapping_is_kept(qtbot, context, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    folder = tmp_path / "data" / "pairs"
+    datasets.Dataset.from_list([{"question": "2+2?", "chosen": "4", "rejected": "5"}]).save_to_disk(str(folder))
+    presenter = DatasetsPresenter(context)
+    assert presenter.add_paths([tmp_path / "data"]) == [folder]
+    assert presenter.add_paths([folder / "state.json"]) == [folder]  # what the file dialog's Arrow filter picks
+    with qtbot.waitSignal(presenter.fileOpened, timeout=30_000) as opened:
+        presenter.open(folder)
+    assert opened.args == [str(folder), "dpo"]
+    mapping = {"format": "preference", "columns": {"prompt": "question"}}
+    with qtbot.waitSignal(presenter.fileOpened, timeout=30_000):
+        assert presenter.save_mapping(mapping) == tmp_path / "data" / "pairs.mapping.json"
+    from core.data.formats import resolve_mapping
+
+    assert resolve_mapping(folder).origin == "sidecar"
+    assert [f.name for f in presenter.add_paths([tmp_path / "data"])] == ["pairs"]  # the sidecar is no dataset
+    presenter.shutdown()

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "core.cli.data_cmd",       # data check|prepare|stats
     "core.cli.train_cmd",      # train <method> (one subcommand per core/methods.py entry)
     "core.cli.launch_cmd",     # launch-file (a cluster target's sbatch script or SkyPilot YAML)
+    "core.cli.sweep_cmd",      # sweep SPEC --out DIR
     "core.cli.infer_cmd",      # chat, eval
     "core.cli.serve_cmd",      # serve
     "core.cli.export_cmd",     # export gguf|hf, import

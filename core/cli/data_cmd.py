@@ -1,4 +1,5 @@
-"""`minimind data check|prepare|stats|demo`: validate dataset files, build the token cache, measure, make demo data."""
+"""`minimind data check|convert|prepare|stats|demo`: validate dataset files, convert them to MiniMind JSONL, build the
+token cache, measure, make demo data."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +8,8 @@ import sys
 import time
 
 from core.cli import CLIError
-from core.data.records import KINDS, TOKEN_KINDS
+from core.data.formats import FORMATS
+from core.data.records import KINDS, RECORD_KINDS, TOKEN_KINDS
 
 
 
@@ -16,11 +18,24 @@ def register(subparsers) -> None:
     sub = group.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     group.set_defaults(func=lambda args: group.print_help() or 0)
 
-    check = sub.add_parser("check", help="list every bad record as file:line: field: message")
-    check.add_argument("file")
+    check = sub.add_parser("check", help="list every bad record as file:line: field: message (line: the row of "
+                                         "a Parquet, Arrow or JSON-array file)")
+    check.add_argument("file", help="JSONL, JSON, Parquet, a datasets.save_to_disk folder, or .txt")
     check.add_argument("--kind", choices=list(KINDS), help="default: detected")
+    check.add_argument("--format", choices=["auto", *FORMATS], default="auto",
+                       help="how rows are read (default: the file's .mapping.json, else detected)")
     check.add_argument("--max-errors", type=int, default=100, metavar="N", help="print at most N problems (100)")
     check.set_defaults(func=_check)
+
+    convert = sub.add_parser("convert", help="write a ShareGPT, Alpaca, OpenAI or preference dataset (JSONL, JSON, "
+                                             "Parquet, Arrow) as MiniMind JSONL")
+    convert.add_argument("input", metavar="IN", help="JSONL, JSON, Parquet, or a datasets.save_to_disk folder")
+    convert.add_argument("output", metavar="OUT", help="the MiniMind JSONL file to write")
+    convert.add_argument("--format", choices=["auto", *FORMATS], default="auto",
+                         help="how rows are read (default: the file's .mapping.json, else detected)")
+    convert.add_argument("--kind", choices=list(RECORD_KINDS), help="default: detected")
+    convert.add_argument("--max-errors", type=int, default=100, metavar="N", help="print at most N problems (100)")
+    convert.set_defaults(func=_convert)
 
     prepare = sub.add_parser("prepare", help="tokenize a dataset into the token cache")
     prepare.add_argument("file")
@@ -62,21 +77,68 @@ def _kind(path, kind):
         raise CLIError(str(exc)) from None
 
 
-def _check(args) -> int:
-    from core.data import DataError, DataReport, read_records
+def _mapping(args):
+    from core.data import DataError
+    from core.data.convert import mapping_for
 
-    kind = _kind(args.file, args.kind)
+    try:
+        return mapping_for(args.file if hasattr(args, "file") else args.input, args.format)
+    except (DataError, OSError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _check(args) -> int:
+    from core.data import DataError, DataReport, detect_kind
+    from core.data.records import iter_records
+
+    mapping = _mapping(args)
     report = DataReport(max_errors=args.max_errors)
     try:
-        for _ in read_records(args.file, kind, on_error="skip", report=report):
+        kind = args.kind or detect_kind(args.file, mapping=mapping)
+        for _ in iter_records(args.file, kind, on_error="skip", report=report, mapping=mapping):
             pass
-    except DataError as exc:  # the file itself is missing
+    except DataError as exc:  # the file itself is missing or unreadable
         raise CLIError(str(exc)) from None
     for err in report.errors:
         print(err)
     if report.skipped > len(report.errors):
         print(f"... and {report.skipped - len(report.errors)} more problems")
-    print(f"{args.file}: kind {kind}, {report.records} good records, {report.skipped} bad", file=sys.stderr)
+    print(f"{args.file}: kind {kind}, format {mapping.format} ({mapping.origin}), {report.records} good records, "
+          f"{report.skipped} bad", file=sys.stderr)
+    return 1 if report.skipped else 0
+
+
+def _convert(args) -> int:
+    from pathlib import Path
+
+    from core.data import DataError
+    from core.data.convert import ConversionStopped, convert_file
+
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise CLIError(f"{args.output}: the output would overwrite the input; choose another file")
+    last = [0.0]
+
+    def progress(done, total, records):
+        now = time.monotonic()
+        if now - last[0] >= 10.0 or done >= total:
+            last[0] = now
+            print(f"converting {args.input}: {100 * done / total:.0f} %, {records:,} records", file=sys.stderr,
+                  flush=True)
+
+    try:
+        with _stop_on_signals() as stopped:
+            report, kind, mapping = convert_file(args.input, args.output, args.format, args.kind, args.max_errors,
+                                                 progress=progress, should_stop=stopped)
+    except (DataError, ValueError, OSError) as exc:
+        raise CLIError(str(exc)) from None
+    except ConversionStopped as exc:
+        raise CLIError(str(exc)) from None
+    for err in report.errors:
+        print(err)
+    if report.skipped > len(report.errors):
+        print(f"... and {report.skipped - len(report.errors)} more problems")
+    print(f"{args.output}: {report.records} {kind} records from {args.input} (format {mapping.format}, "
+          f"{mapping.origin}); {report.skipped} bad rows left out", file=sys.stderr)
     return 1 if report.skipped else 0
 
 

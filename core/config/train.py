@@ -30,7 +30,7 @@ class DataConfig(_Strict):
             data = {k: v for k, v in data.items() if k != "kind"}
         return data
 
-    files: list[str] = Field(default_factory=list, description="Training data files (JSONL, or .txt for pretrain).")
+    files: list[str] = Field(default_factory=list, description="Training data files (JSONL, JSON, Parquet, a datasets.save_to_disk folder, or .txt for pretrain).")
     seq_len: int = Field(512, ge=8, le=65536, description="Pretrain: tokens per packed window.")
     max_len: int = Field(512, ge=8, le=65536, description="SFT/DPO/RL: longest sample in tokens (longer ones are truncated).")
     eval_files: list[str] = Field(default_factory=list, description="Held-out files for `eval` events (optional).")
@@ -38,6 +38,10 @@ class DataConfig(_Strict):
     cache_dir: str | None = Field(None, description="Token cache directory (default: <run_dir>/cache).")
     on_error: Literal["raise", "skip"] = Field("raise", description="Bad records: stop with file:line, or skip with a warning.")
     tokenizer: str | None = Field(None, description="Tokenizer directory; default: the init checkpoint's tokenizer.")
+    mappings: dict[str, dict] = Field(
+        default_factory=dict, description="How each data file's rows were read ({file: {format, columns, tags}}, "
+        "docs/data-formats.md#mapping). Filled at the start of a run from each file's <file>.mapping.json or the "
+        "detected format; a mapping given here wins.")
 
 
 class OptimConfig(_Strict):
@@ -60,6 +64,50 @@ class OptimConfig(_Strict):
         if not all(0.0 <= b < 1.0 for b in v):
             raise ValueError(f"each beta must be in [0, 1), got {list(v)}")
         return v
+
+
+class SweepLink(_Strict):
+    """Where a sweep trial came from (`minimind sweep`, core/sweep): the run itself is an ordinary run."""
+
+    id: str = Field(description="The sweep's id (its folder's sweep.json).")
+    dir: str = Field("", description="The sweep folder: spec, sweep.json and the Optuna study (study.db).")
+    trial: int = Field(ge=0, description="The trial's number in the Optuna study.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The values this trial set (field: value).")
+
+
+class WandbLog(_Strict):
+    enabled: bool = Field(False, description="Also log metrics to Weights & Biases (needs `pip install wandb`; a "
+                          "missing package is one warning, never a failed run).")
+    mode: Literal["offline", "online"] = Field("offline", description="offline: files under <run_dir>/wandb only "
+                                               "(upload later with `wandb sync`); online: send to the wandb server.")
+    project: str = Field("minimind", min_length=1, max_length=128, description="wandb project.")
+    entity: str | None = Field(None, max_length=128, description="wandb entity (team or user); default: yours.")
+
+
+class MlflowLog(_Strict):
+    enabled: bool = Field(False, description="Also log metrics and the config to MLflow (needs `pip install "
+                          "mlflow-skinny`; a missing package is one warning, never a failed run).")
+    tracking_uri: str | None = Field(None, max_length=2048, description="Where runs go: a folder or file: URI (MLflow "
+                                     "file store), sqlite:///path.db or http(s)://server; default: <run_dir>/mlruns.")
+    experiment: str = Field("minimind", min_length=1, max_length=256, description="MLflow experiment name.")
+
+
+class LogConfig(_Strict):
+    """External trackers: each consumes the same events as events.jsonl (rank 0 only; core/train/trackers.py)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bool_shorthand(cls, data):
+        # `log.wandb: true` / `null` in a config or `--set` turns a tracker on / off with its defaults
+        if isinstance(data, dict):
+            data = {k: ({"enabled": bool(v)} if k in ("wandb", "mlflow") and (isinstance(v, bool) or v is None)
+                        else v) for k, v in data.items()}
+        return data
+
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files to <run_dir>/tensorboard "
+                              "(Runs › Open in TensorBoard, or `tensorboard --logdir <run_dir>/tensorboard`).")
+    wandb: WandbLog = Field(default_factory=WandbLog)
+    mlflow: MlflowLog = Field(default_factory=MlflowLog)
 
 
 class TrainConfig(_Strict):
@@ -87,6 +135,10 @@ class TrainConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     method_options: dict[str, Any] = Field(default_factory=dict, description="Method-specific settings, validated by the method's recipe.")
+    sweep: SweepLink | None = Field(None, description="Set by `minimind sweep` on each trial: the sweep it belongs "
+                                    "to (docs/sweeps.md). The trainer ignores it; lineage reads it.")
+    log: LogConfig = Field(default_factory=LogConfig, description="Trackers that also receive the run's metrics "
+                           "(TensorBoard, wandb, MLflow); docs/training.md#trackers.")
 
     @model_validator(mode="before")
     @classmethod

@@ -30,7 +30,9 @@ from typing import Callable
 import numpy as np
 
 from core.data.cache_build import EntryBuilder, manifest_bytes_done, partial_dir, read_manifest, remove_shard_files
+from core.data.formats import resolve_mapping
 from core.data.records import DataError, DataReport
+from core.data.sources import source_size, source_stamp
 from core.preparation import FileProgress, Preparation, PrepareProgress, current_preparation
 
 CACHE_VERSION = 1
@@ -50,8 +52,9 @@ def token_dtype(vocab_size: int):
 def cache_key(files: list[Path], kind: str, tokenizer, options: dict) -> str:
     stats = []
     for f in files:
-        st = f.stat()
-        stats.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+        stamp = source_stamp(f)
+        # a plain file keeps its old key ([path, size, mtime]); a save_to_disk folder lists its .arrow files
+        stats.append(stamp[0] if f.is_file() else [str(f.resolve()), stamp])
     blob = json.dumps({"v": CACHE_VERSION, "files": stats, "kind": kind, "tokenizer": tokenizer.hash,
                        "options": options}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -150,7 +153,7 @@ def _wait_for_lock(lock: _EntryLock, final: Path, files: list[Path], prep: Prepa
     progress reported while waiting (None when there was no wait)."""
     if lock.try_acquire():
         return None
-    sizes = [f.stat().st_size for f in files]
+    sizes = [source_size(f) for f in files]
     progress = PrepareProgress(cache=final.name, label=f"waiting for another process building {final.name}",
                                files=[FileProgress(str(f), s) for f, s in zip(files, sizes)], state="waiting")
     with prep.stoppable():
@@ -177,6 +180,10 @@ def load_or_build(files, kind: str, tokenizer, cache_dir, encode: Callable, stre
     """
     files = [Path(f) for f in files]
     options = dict(options or {}, on_error=on_error)
+    mappings = {str(i): resolve_mapping(f).to_dict() for i, f in enumerate(files)
+                if kind != "text" and f.suffix.lower() not in (".txt", ".md") and not resolve_mapping(f).native}
+    if mappings:  # how rows became records changes the tokens; native files keep the keys they had
+        options["mappings"] = mappings
     key = cache_key(files, kind, tokenizer, options)
     cache_dir = Path(cache_dir)
     final = cache_dir / f"{kind}-{key[:24]}"

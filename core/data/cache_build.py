@@ -32,6 +32,7 @@ import numpy as np
 
 from core.checksum import sha256_file
 from core.data.records import DataError, DataReport, iter_records_at
+from core.data.sources import source_size
 from core.preparation import FileProgress, Preparation, PreparationStopped, PrepareProgress
 
 MANIFEST = "manifest.json"
@@ -148,7 +149,7 @@ class EntryBuilder:
         self.streams, self.dtype, self.meta_base, self.on_error = streams, dtype, meta_base, on_error
         self.prep = preparation
         self.out = partial_dir(final)
-        self.sizes = [f.stat().st_size for f in files]
+        self.sizes = [source_size(f) for f in files]
         self.shard_bytes = shard_bytes or default_shard_bytes(sum(self.sizes))
         label = files[0].name + (f" (+{len(files) - 1} files)" if len(files) > 1 else "")
         self.progress = PrepareProgress(cache=final.name, label=f"tokenizing {label}",

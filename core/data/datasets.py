@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from core.data.cache import encode_texts, load_or_build
 from core.data.records import DataError, DataReport, read_records
+from core.data.sources import check_source
 from core.preparation import Preparation
 from core.tokenizer.messages import carries_loss, normalize_messages  # noqa: F401 (carries_loss: ChatMasker, per message)
 
@@ -20,8 +21,7 @@ def _file_list(files) -> list[Path]:
     if not paths:
         raise ValueError("no data files given")
     for p in paths:
-        if not p.is_file():
-            raise DataError(p, 0, "(file)", "no such file")
+        check_source(p)  # a file, or a folder written by datasets.save_to_disk
     return paths
 
 
@@ -45,6 +45,19 @@ class ChatMasker:
 
     def labels(self, ids: np.ndarray) -> np.ndarray:
         return assistant_labels(ids, self.header, self.end)
+
+
+def masked_segments(messages: list[dict], tokenizer) -> list[tuple[str, bool]]:
+    """A conversation as SFT trains on it: its rendered chat template cut into (text, learned) pieces, learned
+    where ChatMasker gives the tokens a label (the Datasets pane's mapping preview)."""
+    ids = np.asarray(tokenizer.apply_chat_template(messages, tokenize=True), dtype=np.int64)
+    learned = ChatMasker(tokenizer).labels(ids) != IGNORE
+    segments, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or learned[i] != learned[start]:
+            segments.append((tokenizer.decode(ids[start:i].tolist()), bool(learned[start])))
+            start = i
+    return segments
 
 
 def find_pattern(ids: np.ndarray, pattern: np.ndarray) -> np.ndarray:

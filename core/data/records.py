@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from core.data.errors import DataError
+from core.data.formats import convert_row, probe_rows, resolve_mapping
+from core.data.sources import TableSource, check_source, is_table
 from core.tokenizer.messages import MessageError, check_messages
 
 # The record kinds: the one list that the method registry (MethodSpec.data_kind), the CLI's `data` commands and the
@@ -20,20 +23,6 @@ RECORD_KINDS = ("pretrain", "sft", "dpo", "rl", "agent")
 KINDS = (*RECORD_KINDS, "text")
 TOKEN_KINDS = ("pretrain", "text", "sft", "dpo")  # the kinds a token cache can hold (`minimind data prepare`)
 ROLES = ("system", "user", "assistant", "tool")
-
-
-class DataError(Exception):
-    """One bad record: `file:line: field: message`."""
-
-    def __init__(self, file, line: int, field: str, message: str):
-        self.file, self.line, self.field, self.message = str(file), int(line), field, message
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
-
-    def __reduce__(self):  # keep picklable across DataLoader workers
-        return (DataError, (self.file, self.line, self.field, self.message))
 
 
 @dataclass
@@ -179,25 +168,29 @@ def validate_record(rec, kind: str, file, line: int) -> None:
 
 # --- reading ----------------------------------------------------------------------------------------------------
 
-def iter_records(path, kind: str, on_error: str = "raise", report: DataReport | None = None
+def iter_records(path, kind: str, on_error: str = "raise", report: DataReport | None = None, mapping=None
                  ) -> Iterator[tuple[dict, int, int]]:
     """Yield (record, line, bytes_read_so_far); the building block of read_records and the token cache."""
-    for rec, line, pos, _lines in iter_records_at(path, kind, on_error, report):
+    for rec, line, pos, _lines in iter_records_at(path, kind, on_error, report, mapping=mapping):
         yield rec, line, pos
 
 
 def iter_records_at(path, kind: str, on_error: str = "raise", report: DataReport | None = None,
-                    start: tuple[int, int] = (0, 0)) -> Iterator[tuple[dict, int, int, int]]:
+                    start: tuple[int, int] = (0, 0), mapping=None) -> Iterator[tuple[dict, int, int, int]]:
     """Yield (record, line, bytes_read_so_far, lines_read_so_far), reading from `start` = (byte offset, lines
     before it): a position an earlier call yielded, so that an interrupted pass goes on where it was (the token
-    cache resumes a build this way). Line numbers in errors stay those of the whole file."""
+    cache resumes a build this way). Line numbers in errors stay those of the whole file.
+
+    Tables (Parquet, a save_to_disk folder, a JSON array) are read a batch at a time; their "line" is the 1-based
+    row, their byte position an estimate (the share of rows read times the size) and `start` resumes by rows.
+    Rows become MiniMind records through `mapping` (default: `core.data.formats.resolve_mapping(path)`), and an
+    error names the field of the row, before conversion."""
     path = Path(path)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
-    if not path.is_file():
-        raise DataError(path, 0, "(file)", "no such file")
+    check_source(path)
     report = report if report is not None else DataReport()
 
     def handle(err: DataError) -> None:
@@ -205,10 +198,25 @@ def iter_records_at(path, kind: str, on_error: str = "raise", report: DataReport
             raise err
         report.add_error(err)
 
-    reader = _iter_paragraphs if kind == "text" else _iter_jsonl
-    for item in reader(path, kind, handle, *start):
+    if kind == "text":
+        for item in _iter_paragraphs(path, kind, handle, *start):
+            report.records += 1
+            yield item
+        return
+    mapping = mapping or resolve_mapping(path)
+    rows = _iter_table(path, *start) if is_table(path) else _iter_jsonl(path, handle, *start)
+    for row, number, pos, count in rows:
+        try:
+            rec, origins = convert_row(mapping, row, path, number)
+            try:
+                validate_record(rec, kind, path, number)
+            except DataError as err:
+                raise DataError(path, number, origins.source(err.field), err.message) from None
+        except DataError as err:
+            handle(err)
+            continue
         report.records += 1
-        yield item
+        yield rec, number, pos, count
 
 
 def read_records(path, kind: str | None = None, on_error: str = "raise", report: DataReport | None = None
@@ -232,7 +240,8 @@ def _decode(raw: bytes, path, lineno: int) -> str:
                         "re-save the file as UTF-8") from None
 
 
-def _iter_jsonl(path: Path, kind: str, handle, pos: int = 0, lines: int = 0):
+def _iter_jsonl(path: Path, handle, pos: int = 0, lines: int = 0):
+    """Parsed JSON lines: (value, line, bytes read, lines read); a line that is not JSON goes to `handle`."""
     with open(path, "rb") as f:
         f.seek(pos)
         for lineno, raw in enumerate(f, lines + 1):
@@ -244,14 +253,21 @@ def _iter_jsonl(path: Path, kind: str, handle, pos: int = 0, lines: int = 0):
             try:
                 text = _decode(raw, path, lineno)
                 try:
-                    rec = json.loads(text)
+                    row = json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise DataError(path, lineno, "(json)", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-                validate_record(rec, kind, path, lineno)
             except DataError as err:
                 handle(err)
                 continue
-            yield rec, lineno, pos, lineno
+            yield row, lineno, pos, lineno
+
+
+def _iter_table(path: Path, pos: int = 0, rows_before: int = 0):
+    """Rows of a table source: (row, row number, estimated bytes read, rows read)."""
+    source = TableSource(path).scan()
+    total, size = max(1, source.num_rows or 0), source.size
+    for row, number in source.iter_rows(rows_before):
+        yield row, number, size * number // total, number
 
 
 def _iter_paragraphs(path: Path, kind: str, handle, pos: int = 0, lines_before: int = 0):
@@ -277,34 +293,33 @@ def _iter_paragraphs(path: Path, kind: str, handle, pos: int = 0, lines_before: 
         yield {"text": "\n".join(lines)}, start, pos, lineno
 
 
-def detect_kind(path, probe: int = 20) -> str:
-    """Guess a file's kind: .txt is "text"; JSONL is judged by the keys of its first valid records."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, 0, "(file)", "no such file")
+def detect_kind(path, probe: int = 20, mapping=None) -> str:
+    """Guess a file's kind: .txt is "text"; otherwise the keys of its first valid rows, after the file's
+    mapping (core.data.formats) turned them into MiniMind records, decide."""
+    path = check_source(path)
     if path.suffix.lower() in (".txt", ".md"):
         return "text"
+    mapping = mapping or resolve_mapping(path)
+    if mapping.format == "preference":
+        return "dpo"
     votes: dict[str, int] = {}
-    first_line = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if len(votes) and sum(votes.values()) >= probe:
-                break
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                continue
-            if not isinstance(rec, dict):
-                continue
-            first_line = first_line or lineno
-            kind = _guess(rec)
-            if kind:
-                votes[kind] = votes.get(kind, 0) + 1
+    for row in probe_rows(path, probe):
+        try:
+            rec, _ = mapping.apply(row, _raise)
+        except DataError:
+            continue
+        kind = _guess(rec) if isinstance(rec, dict) else None
+        if kind:
+            votes[kind] = votes.get(kind, 0) + 1
     if not votes:
-        raise DataError(path, first_line or 1, "(kind)",
+        raise DataError(path, 1, "(kind)",
                         "cannot tell the kind: no record with a text, conversations or chosen/rejected field; "
-                        "pass the kind explicitly")
+                        "pass the kind explicitly, or map the file's columns (docs/data-formats.md#mapping)")
     return max(votes, key=votes.get)
+
+
+def _raise(name, message):
+    raise DataError("", 0, name, message)
 
 
 def _guess(rec: dict) -> str | None:

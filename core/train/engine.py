@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from core.config.train import TrainConfig, save_train_config
+from core.data.formats import using_mappings, with_data_mappings
 from core.device import resolve_device
 from core.precision import NAMES, autocast, configure_backends
 from core.preparation import Preparation, PreparationStopped, PrepareProgress, describe_prepare, preparing
@@ -42,6 +43,7 @@ from core.train.compile import is_compile_error
 from core.train.plan import plan_run
 from core.train.recipe import RunContext
 from core.train.trainer_state import check_plain, load_trainer_state, rng_state, set_rng_state
+from core.train.trackers import open_trackers
 from core.train.schedule import lr_factor
 
 EXIT_OK, EXIT_FAILED, EXIT_NONFINITE = 0, 1, 3
@@ -230,10 +232,13 @@ class Trainer:
             run_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier()
         self.events.close()
-        self.events = EventLog(run_dir, enabled=self.rank == 0)
+        # the trackers (TensorBoard, wandb, MLflow) are sinks of the same events, on rank 0 alone
+        self.events = EventLog(run_dir, enabled=self.rank == 0,
+                               sinks=open_trackers(cfg.log, run_dir) if self.rank == 0 else ())
         if not self.resume and ckpt_mod.list_checkpoints(run_dir):
             raise ValueError(f"run_dir: {run_dir} already has checkpoints; resume it with --resume {run_dir} "
                              "or choose a new run_dir")
+        self.cfg = cfg = with_data_mappings(cfg)  # the run records how each file's rows were read
         if self.rank == 0 and not (self.resume and (run_dir / "config.json").is_file()):
             # first, before any long phase: a run stopped or killed from here on can be resumed
             save_train_config(cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir / "config.json")
@@ -258,7 +263,7 @@ class Trainer:
         # Every rank sets up at once, with no collective around it: one process tokenizes each cache entry while
         # the others wait on the entry's lock file (core/data/cache.py), however long that takes; a barrier
         # here would hit the NCCL watchdog's timeout on a large corpus.
-        with preparing(self._preparation):
+        with preparing(self._preparation), using_mappings(cfg.data.mappings):
             self.recipe.setup()
         self.model = self.recipe.model
         if cfg.gradient_checkpointing:

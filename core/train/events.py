@@ -4,6 +4,8 @@ Events go to stdout, one JSON object per line, flushed (the studio reads them li
 `run_dir/events.jsonl`, flushed per line, so a studio that restarts can replay the run. Only rank 0 writes.
 Human logs go to stderr. The studio may die while we train: a write to a closed pipe must not kill the run,
 so a broken stdout/stderr is detached (pointed at /dev/null) and training goes on writing events.jsonl.
+Sinks (the external trackers of core/train/trackers.py) are fed every event written; one that raises is
+dropped with one `warning` event, and the run goes on.
 """
 from __future__ import annotations
 
@@ -67,11 +69,15 @@ def log(message: str) -> None:
 
 
 class EventLog:
-    """Writes schema-v1 events. Ranks other than 0 get a silent instance (`enabled=False`)."""
+    """Writes schema-v1 events. Ranks other than 0 get a silent instance (`enabled=False`).
 
-    def __init__(self, run_dir: str | Path | None, enabled: bool = True, stdout: bool = True):
+    `sinks` get each event after it is written (`run_finished` before, so what a tracker says while closing
+    precedes the run's end): objects with `handle(event)`, `close()`, `describe_failure(exc)`."""
+
+    def __init__(self, run_dir: str | Path | None, enabled: bool = True, stdout: bool = True, sinks=()):
         self.enabled = enabled
         self.stdout = stdout and enabled
+        self.sinks = list(sinks) if enabled else []
         self._file = None
         if enabled and run_dir is not None:
             path = Path(run_dir) / "events.jsonl"
@@ -82,6 +88,14 @@ class EventLog:
         if not self.enabled:
             return None
         event = make_event(type, step, **_jsonable(fields))  # ValueError when it breaks the schema
+        if type == "run_finished":
+            self._feed(event)
+        self._write(event)
+        if type != "run_finished":
+            self._feed(event)
+        return event
+
+    def _write(self, event: dict) -> None:
         line = json.dumps(event, ensure_ascii=False, allow_nan=False) + "\n"
         if self._file is not None:
             try:
@@ -91,7 +105,17 @@ class EventLog:
                 self._drop_file(exc)
         if self.stdout and not safe_write("stdout", line):
             self.stdout = False  # the reader is gone; keep training, events.jsonl still has everything
-        return event
+
+    def _feed(self, event: dict) -> None:
+        """Hand `event` to each sink; a sink that raises is closed and dropped, said once as a `warning`."""
+        for sink in list(self.sinks):
+            try:
+                sink.handle(event)
+            except Exception as exc:  # a tracker never fails a run, whatever it raises
+                self.sinks.remove(sink)
+                _close_quietly(sink)
+                self.warning(event["step"], f"{sink.describe_failure(exc)}; it logs nothing more in this run "
+                             "(the run goes on, events.jsonl has every metric)")
 
     def warning(self, step: int, message: str) -> None:
         log(f"warning: {message}")
@@ -112,7 +136,11 @@ class EventLog:
             pass
 
     def close(self) -> None:
-        """Flush and close events.jsonl; never raises (it runs in the trainer's `finally`, before dist shutdown)."""
+        """Close the sinks, flush and close events.jsonl; never raises (it runs in the trainer's `finally`,
+        before dist shutdown)."""
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            _close_quietly(sink)
         if self._file is not None:
             f, self._file = self._file, None
             try:
@@ -124,3 +152,10 @@ class EventLog:
                 f.close()
             except OSError:
                 pass
+
+
+def _close_quietly(sink) -> None:
+    try:
+        sink.close()
+    except Exception as exc:  # closing a tracker that already failed, or a server gone: said, never raised
+        log(f"warning: closing {type(sink).__name__} failed: {type(exc).__name__}: {exc}")

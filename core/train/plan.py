@@ -283,15 +283,18 @@ def plan_from_setup(cfg: TrainConfig, log=print, timed: bool = False) -> RunPlan
     import tempfile
     from pathlib import Path
 
+    from core.data.formats import using_mappings, with_data_mappings
     from core.methods import get_recipe
     from core.train.recipe import RunContext
 
+    cfg = with_data_mappings(cfg)  # files in other formats are read as the run reads them
     plan = plan_run(cfg)
     with tempfile.TemporaryDirectory(prefix="minimind-dry-run-") as scratch:
         ctx = RunContext(run_dir=Path(scratch), device=torch.device("cpu"), autocast_dtype=plan.autocast_dtype,
                          log=log, warn=lambda message: log(f"warning: {message}"))
         recipe = get_recipe(cfg.method)(cfg, ctx)
-        recipe.setup()
+        with using_mappings(cfg.data.mappings):
+            recipe.setup()
         plan = plan.counted(cfg, recipe.num_batches())
         params = sum(p.numel() for p in recipe.model.parameters())
         trainable = sum(p.numel() for g in recipe.param_groups() for p in g["params"])

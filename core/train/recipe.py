@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from core.config.train import TrainConfig
+from core.data.sources import is_source
 
 
 @dataclass
@@ -219,7 +220,7 @@ def data_cache_dir(cfg: TrainConfig, run_dir: Path) -> Path:
 def require_files(cfg: TrainConfig) -> list[str]:
     if not cfg.data.files:
         raise ValueError("data.files: no training files given; set data.files (or --data FILE)")
-    missing = [f for f in cfg.data.files if not Path(f).is_file()]
+    missing = [f for f in cfg.data.files if not is_source(f)]
     if missing:
         raise ValueError(f"data.files: {missing[0]} does not exist")
     return list(cfg.data.files)

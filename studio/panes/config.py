@@ -13,7 +13,8 @@ from studio.widgets.common import banner, label, primary_button, quit_hook, set_
 from studio.widgets.schema_form import SchemaForm
 from studio.widgets.theme import COLORS, pane_style
 
-SECTIONS = (("run", "Run"), ("model", "Model"), ("data", "Data"), ("optim", "Optimizer"), ("method", "Method"))
+SECTIONS = (("run", "Run"), ("model", "Model"), ("data", "Data"), ("optim", "Optimizer"), ("method", "Method"),
+            ("log", "Trackers"))
 
 
 def _gb(n: float | None) -> str:
@@ -83,9 +84,12 @@ class ConfigPane(QWidget):
         save_btn.clicked.connect(self._save_file)
         self.preflight_btn = QPushButton("Pre-flight check")
         self.preflight_btn.clicked.connect(self.run_preflight)
+        self.sweep_btn = QPushButton("Sweep…")
+        self.sweep_btn.setToolTip("Vary some fields of this config over many runs (grid, random or Optuna TPE)")
+        self.sweep_btn.clicked.connect(self.open_sweep)
         self.start_btn = primary_button("Start")
         self.start_btn.clicked.connect(self.start)
-        for w in (load_btn, save_btn, self.preflight_btn, self.start_btn):
+        for w in (load_btn, save_btn, self.preflight_btn, self.sweep_btn, self.start_btn):
             actions.addWidget(w)
         rows = QVBoxLayout()
         rows.addLayout(bar)
@@ -116,7 +120,7 @@ class ConfigPane(QWidget):
                 self.model_error = label("", "error")
                 self.model_error.setVisible(False)
                 v.addWidget(self.model_error)
-            form = SchemaForm(groups[key], strip_prefix=1 if key in ("model", "data", "optim") else 0)
+            form = SchemaForm(groups[key], strip_prefix=1 if key in ("model", "data", "optim", "log") else 0)
             form.changed.connect(self._recheck.start)
             self.forms[key] = form
             v.addWidget(form)
@@ -368,6 +372,19 @@ class ConfigPane(QWidget):
             return
         if self.presenter.launch(self.config()):
             self.context.statusMessage.emit(f"Starting a {self.method_box.currentText()} run…")
+
+    def open_sweep(self):
+        """The sweep dialog over the config shown (studio/panes/sweep_view.py); None while a field is invalid."""
+        from studio.panes.sweep_view import SweepDialog
+
+        config = self.current_config()
+        if config is None:
+            return None
+        fields = self.presenter.model_fields() + self.presenter.train_fields() + \
+            self.presenter.method_fields(self.method_box.currentText())
+        dialog = SweepDialog(self.context, fields, config, self)
+        dialog.show()
+        return dialog
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.presenter.shutdown()

@@ -132,6 +132,7 @@ def token_blocks(tok, ids: list[int]) -> list[tuple[str, int, int]]:
 
 def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=None,
                   price_per_hour: float | None = None) -> dict:
+    from core.data.formats import using_mappings
     from core.data.records import DataReport, iter_records
 
     kind = data_kind(config)
@@ -142,13 +143,15 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
     if not files:
         problems.append("data.files: no training files; add at least one")
     first_record = None
+    mappings = (config.get("data") or {}).get("mappings") or {}
     for f in files:
         report = DataReport(max_errors=10)
-        try:
-            for rec, _line, _pos in islice(iter_records(f, kind, on_error="skip", report=report), LINT_RECORDS):
-                first_record = first_record or rec
-                if cancelled():
-                    return result
+        try:  # read as the run will: with the config's recorded mappings, else each file's sidecar or detection
+            with using_mappings(mappings):
+                for rec, _line, _pos in islice(iter_records(f, kind, on_error="skip", report=report), LINT_RECORDS):
+                    first_record = first_record or rec
+                    if cancelled():
+                        return result
         except Exception as exc:  # DataError for a missing file, ValueError for a bad kind
             problems.append(str(exc))
             continue

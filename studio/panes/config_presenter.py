@@ -20,7 +20,8 @@ from studio.store.model_sources import list_checkpoints
 
 PRESET_NAMES = tuple(PRESETS)  # core.config.model is the one list of presets
 # Fields shown in their own widgets (method picker, checkpoint picker) instead of the generated form.
-OWN_WIDGETS = ("method", "init", "model", "method_options", "run_dir")  # run_dir: the run manager picks it
+# run_dir: the run manager picks it; sweep: `minimind sweep` sets it on its trials (the Sweep… dialog)
+OWN_WIDGETS = ("method", "init", "model", "method_options", "run_dir", "sweep")
 
 
 def method_names() -> tuple[str, ...]:
@@ -122,9 +123,9 @@ class ConfigPresenter(QObject):
 
     @staticmethod
     def section_of(spec: FieldSpec) -> str:
-        """model / data / optim / method / run: the group a field is drawn in."""
+        """model / data / optim / method / log / run: the group a field is drawn in."""
         head = spec.path[0]
-        if head in ("model", "data", "optim"):
+        if head in ("model", "data", "optim", "log"):
             return head
         if head == "method_options":
             return "method"

@@ -9,8 +9,9 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QSplitter,
                                QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
+from core.data.formats import FORMATS
 from core.data.records import KINDS
-from studio.panes.datasets_presenter import DatasetsPresenter
+from studio.panes.datasets_presenter import FILE_FILTER, DatasetsPresenter
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.theme import COLORS, pane_style
 
@@ -55,6 +56,7 @@ class DatasetsPane(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(self._preview_tab(), "Preview")
         self.tabs.addTab(self._validation_tab(), "Validation")
+        self.tabs.addTab(self._mapping_tab(), "Mapping")
         self.stats_tab = self._stats_tab()
         self.tabs.addTab(self.stats_tab, "Stats")
         self.tabs.addTab(self._tokenizer_tab(), "Tokenizer")
@@ -103,6 +105,37 @@ class DatasetsPane(QWidget):
         self.problems.setReadOnly(True)
         self.problems.setPlaceholderText("Problems appear here as file:line: field: message")
         v.addWidget(self.problems, 1)
+        return w
+
+    def _mapping_tab(self) -> QWidget:
+        w = QWidget()
+        v = QVBoxLayout(w)
+        row = QHBoxLayout()
+        self.mapping_format = QComboBox()
+        self.mapping_format.addItems(list(FORMATS))  # core's one list of formats
+        self.mapping_save = primary_button("Save mapping")
+        row.addWidget(label("Format", wrap=False))
+        row.addWidget(self.mapping_format)
+        row.addStretch(1)
+        row.addWidget(self.mapping_save)
+        v.addLayout(row)
+        self.mapping_origin = label("Open a file to see how its rows are read.", "muted")
+        v.addWidget(self.mapping_origin)
+        self.mapping_edit = QPlainTextEdit()
+        self.mapping_edit.setPlaceholderText('{"format": ..., "columns": {...}, "tags": {...}}')
+        self.mapping_edit.setMaximumHeight(180)
+        v.addWidget(self.mapping_edit)
+        prow = QHBoxLayout()
+        self.mapping_row = QSpinBox()
+        self.mapping_row.setRange(1, 1_000_000_000)
+        self.mapping_preview_btn = QPushButton("Preview row")
+        prow.addWidget(label("Row", wrap=False))
+        prow.addWidget(self.mapping_row)
+        prow.addWidget(self.mapping_preview_btn)
+        prow.addWidget(label("rendered with the Stats tab's tokenizer; learned tokens are marked", "muted"), 1)
+        v.addLayout(prow)
+        self.mapping_preview = QTextBrowser()
+        v.addWidget(self.mapping_preview, 1)
         return w
 
     def _stats_tab(self) -> QWidget:
@@ -167,6 +200,13 @@ class DatasetsPane(QWidget):
         p.indexFinished.connect(self._on_indexed)
         p.failed.connect(lambda msg: set_banner(self.notice, msg))
         self.validate_btn.clicked.connect(self._validate)
+        p.fileOpened.connect(lambda *_: p.load_mapping())
+        p.mappingLoaded.connect(self._on_mapping)
+        p.mappingPreviewed.connect(self.mapping_preview.setHtml)
+        p.mappingSaved.connect(lambda path: self.mapping_origin.setText(f"saved to {path}"))
+        self.mapping_format.activated.connect(lambda _i: self._mapping_format(self.mapping_format.currentText()))
+        self.mapping_save.clicked.connect(self._save_mapping)
+        self.mapping_preview_btn.clicked.connect(self._preview_mapping)
         p.validationProgress.connect(lambda d, t, _s: self._bar(self.validate_bar, d, t))
         p.validationFinished.connect(self._on_validated)
         self.stats_btn.clicked.connect(self._stats)
@@ -187,13 +227,13 @@ class DatasetsPane(QWidget):
 
     def _add_files(self) -> None:
         start = str(self.context.workspace.datasets_dir)
-        files, _ = QFileDialog.getOpenFileNames(self, "Add dataset files", start,
-                                                "Datasets (*.jsonl *.json *.txt *.md);;All files (*)")
+        files, _ = QFileDialog.getOpenFileNames(self, "Add dataset files", start, FILE_FILTER)
         if files:
             self.presenter.add_paths(files)
 
     def _add_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of datasets")
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of datasets, or one written by "
+                                                        "datasets.save_to_disk")
         if folder:
             self.presenter.add_paths([folder])
 
@@ -217,8 +257,47 @@ class DatasetsPane(QWidget):
         if current is None and files:
             self.file_list.setCurrentRow(0)
 
+    # ---- mapping ---------------------------------------------------------------------------------
+    def _on_mapping(self, info: dict) -> None:
+        import json
+
+        origin = {"sidecar": "from its .mapping.json", "config": "as a run recorded it",
+                  "detected": "detected from its first rows"}.get(info["origin"], info["origin"])
+        self.mapping_origin.setText(f"Read as <b>{info['mapping']['format']}</b> ({origin}) · columns: "
+                                    f"{', '.join(info['columns']) or '—'}")
+        self.mapping_format.setCurrentText(info["mapping"]["format"])
+        self.mapping_edit.setPlainText(json.dumps(info["mapping"], indent=2, ensure_ascii=False))
+
+    def _mapping_format(self, fmt: str) -> None:
+        import json
+
+        from core.data.formats import DEFAULTS
+
+        self.mapping_edit.setPlainText(json.dumps({"format": fmt, **DEFAULTS[fmt]}, indent=2, ensure_ascii=False))
+
+    def _mapping_data(self) -> dict | None:
+        import json
+
+        try:
+            return json.loads(self.mapping_edit.toPlainText())
+        except json.JSONDecodeError as exc:
+            set_banner(self.notice, f"mapping: invalid JSON: {exc.msg} at line {exc.lineno}")
+            return None
+
+    def _save_mapping(self) -> None:
+        data = self._mapping_data()
+        if data is not None:
+            self.presenter.save_mapping(data)
+
+    def _preview_mapping(self) -> None:
+        data = self._mapping_data()
+        if data is not None:
+            self.presenter.preview_mapping(data, self.mapping_row.value() - 1, self.stats_tokenizer.currentData())
+
     def _on_opened(self, path: str, kind: str) -> None:
-        size = Path(path).stat().st_size / 1e6
+        from core.data.sources import source_size
+
+        size = source_size(path) / 1e6
         self.kind_label.setText(f"<b>{Path(path).name}</b><br>{kind or 'unknown kind'} · {size:,.1f} MB")
         set_banner(self.notice, "")
         if kind:

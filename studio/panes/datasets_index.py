@@ -1,4 +1,5 @@
-"""Byte offsets of every line of a (possibly huge) text file, built in chunks on a worker thread.
+"""Pages of a dataset: byte offsets of every line of a (possibly huge) text file, built in chunks on a worker
+thread; or, for Parquet, Arrow and JSON-array files, their rows through core's `TableSource`.
 
 The preview must open a 1 GB JSONL at once: page 1 is read straight from the top of the file with no index,
 while `LineIndex.build` scans the file in 4 MiB chunks (numpy finds the newlines) so any later page becomes a
@@ -6,6 +7,7 @@ single seek + read. The file is never loaded whole; the index costs 8 bytes a li
 """
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Callable
@@ -97,9 +99,77 @@ class LineIndex:
         got = self.read_lines(i, 1)
         return got[0] if got else None
 
+    def head(self, n: int) -> list[str]:
+        """Page 1, read from the top of the file before the index reaches it."""
+        return head_lines(self.path, n)
+
+
+class TableIndex:
+    """LineIndex's reading interface over the rows of a table (core.data.sources.TableSource); a row is served as
+    its JSON text, so the preview and the stats treat it as a JSONL line. Parquet knows its row count from the
+    footer at once; an Arrow folder learns it in `build` (a walk over memory-mapped batches, nothing decoded)."""
+
+    def __init__(self, path: str | Path):
+        from core.data.sources import TableSource, source_size
+
+        self.path = Path(path)
+        self.size = source_size(self.path)
+        self.source = TableSource(self.path)
+        self._lock = threading.Lock()  # pyarrow readers are not shared between threads
+
+    @property
+    def complete(self) -> bool:
+        return self.source.num_rows is not None
+
+    def build(self, progress: Callable[..., None] | None = None,
+              cancelled: Callable[[], bool] | None = None) -> "TableIndex":
+        with self._lock:
+            self.source.scan(cancelled)
+        if progress and self.complete:
+            progress(self.size, self.size, f"{self.line_count:,} rows")
+        return self
+
+    @property
+    def line_count(self) -> int:
+        return self.source.num_rows or 0
+
+    def covers(self, first: int, n: int) -> bool:
+        return self.complete
+
+    def read_lines(self, first: int, n: int) -> list[str] | None:
+        if not self.complete:
+            return None
+        with self._lock:
+            rows = self.source.read_rows(first, n)
+        return [json.dumps(r, ensure_ascii=False, default=str) for r in rows]
+
+    def head(self, n: int) -> list[str]:
+        from core.data.sources import head_rows
+
+        return [json.dumps(r, ensure_ascii=False, default=str) for r in head_rows(self.path, n)]
+
+    def sample_line_numbers(self, k: int, seed: int = 0) -> list[int]:
+        return LineIndex.sample_line_numbers(self, k, seed)
+
+    def read_line(self, i: int) -> str | None:
+        got = self.read_lines(i, 1)
+        return got[0] if got else None
+
+
+def open_index(path: str | Path):
+    """The page index for a dataset: rows of a table, or lines of a text file."""
+    from core.data.sources import is_table
+
+    return TableIndex(path) if is_table(path) else LineIndex(path)
+
 
 def head_lines(path: str | Path, n: int, max_bytes: int = 64 * 1024 * 1024) -> list[str]:
-    """The first n lines, read directly (no index): what page 1 shows while the index is being built."""
+    """The first n lines (rows of a table), read directly (no index): what page 1 shows while the index is being
+    built."""
+    from core.data.sources import is_table
+
+    if is_table(path):
+        return TableIndex(path).head(n)
     out: list[str] = []
     read = 0
     with open(path, "rb") as fh:

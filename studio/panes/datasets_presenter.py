@@ -13,20 +13,41 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from studio.panes.datasets_index import LineIndex, head_lines
+from core.data.formats import resolve_mapping
+from core.data.sources import is_arrow_dir, is_source
+from studio.panes.datasets_index import LineIndex, TableIndex, head_lines, open_index
 from studio.threads import Task
 from studio.widgets.records_html import page_html, raw_line_html, record_html
 
-DATA_SUFFIXES = (".jsonl", ".json", ".txt", ".md")
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".txt", ".md")
+FILE_FILTER = ("Datasets (*.jsonl *.json *.parquet *.txt *.md);;"
+               "Arrow datasets from datasets.save_to_disk (state.json *.arrow);;All files (*)")
 PAGE_SIZE = 20
 
 
+def _dataset_path(p: Path) -> Path:
+    """An .arrow file or the state.json of a save_to_disk folder stands for the folder: the dataset is the folder."""
+    if p.is_file() and (p.suffix == ".arrow" or p.name == "state.json") and is_arrow_dir(p.parent):
+        return p.parent
+    return p
+
+
+def _is_data_file(f: Path) -> bool:
+    return f.is_file() and f.suffix.lower() in DATA_SUFFIXES and not f.name.endswith(".mapping.json")
+
+
 def collect_files(paths) -> list[Path]:
-    """Files as given, plus the data files found (recursively) inside folders; sorted, no duplicates."""
+    """Datasets as given, plus those found (recursively) inside folders: data files, and folders written by
+    `datasets.save_to_disk` (one entry each, not their .arrow files); sorted, no duplicates."""
     found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in DATA_SUFFIXES)
+    for p in map(lambda x: _dataset_path(Path(x)), paths):
+        if is_arrow_dir(p):
+            found.append(p)
+        elif p.is_dir():
+            arrow = sorted(d for d in p.rglob("state.json") if is_arrow_dir(d.parent))
+            inside = {d.parent for d in arrow}
+            found += [d.parent for d in arrow]
+            found += sorted(f for f in p.rglob("*") if _is_data_file(f) and not inside & set(f.parents))
         elif p.is_file():
             found.append(p)
     seen, out = set(), []
@@ -62,6 +83,9 @@ class DatasetsPresenter(QObject):
     statsFinished = Signal(object)
     tokenizerProgress = Signal(object, object, str)
     tokenizerFinished = Signal(str)           # saved directory
+    mappingLoaded = Signal(object)            # {"mapping": {format, columns, tags}, "origin": str, "columns": [str]}
+    mappingPreviewed = Signal(object)         # str, html: the rendered template, learned tokens marked
+    mappingSaved = Signal(str)                # the sidecar's path
     failed = Signal(str)                      # a message for people
 
     def __init__(self, context, parent: QObject | None = None, page_size: int = PAGE_SIZE):
@@ -71,7 +95,8 @@ class DatasetsPresenter(QObject):
         self.files: list[Path] = []
         self.path: Path | None = None
         self.kind = ""
-        self.index: LineIndex | None = None
+        self.mapping = None  # how rows become records (core.data.formats), known with the kind
+        self.index: LineIndex | TableIndex | None = None
         self.page = 0
         self._pending_page: int | None = None
         self._tasks: dict[str, Task] = {}
@@ -89,7 +114,7 @@ class DatasetsPresenter(QObject):
     def restore(self) -> list[Path]:
         """Reopen the datasets recorded in the run store (the list survives a restart)."""
         try:
-            known = [Path(d.path) for d in reversed(self.context.store.datasets()) if Path(d.path).is_file()]
+            known = [Path(d.path) for d in reversed(self.context.store.datasets()) if is_source(d.path)]
         except Exception:  # a store problem must not keep the pane from opening
             return self.files
         return self.add_paths(known, remember=False) if known else self.files
@@ -110,11 +135,13 @@ class DatasetsPresenter(QObject):
         self.close_file()
         self.path = Path(path)
         self.kind = ""
-        self.index = LineIndex(self.path)
+        self.mapping = None
+        self.index = open_index(self.path)
         self.page = 0
-        self.pageReady.emit(0, self._render(head_lines(self.path, self.page_size), 0))
+        self.pageReady.emit(0, self._render(self.index.head(self.page_size), 0))
         # detect_kind imports core.data (and with it torch, seconds on a first call): keep it off the UI thread
-        kind_task = Task(lambda progress, cancelled: self.detect_kind(self.path), parent=self)
+        kind_task = Task(lambda progress, cancelled, path=self.path: (self.detect_kind(path), resolve_mapping(path)),
+                         parent=self)
         kind_task.succeeded.connect(self._on_kind)
         kind_task.failed.connect(lambda msg: (self.fileOpened.emit(str(self.path), ""), self.failed.emit(msg)))
         self._tasks["kind"] = kind_task.start()
@@ -124,12 +151,14 @@ class DatasetsPresenter(QObject):
         task.failed.connect(self.failed)
         self._tasks["index"] = task.start()
 
-    def _on_kind(self, kind: str) -> None:
+    def _on_kind(self, found) -> None:
+        kind, self.mapping = found
         self.kind = kind
         self._remember(self.path, kind=kind)
         self.fileOpened.emit(str(self.path), kind)
-        if self.page == 0 and kind == "text":  # re-render page 1 as plain text now that the kind is known
-            self.show_page(0)
+        if self.page == 0 and (kind == "text" or not self.mapping.native):
+            # re-render page 1 now that the kind and the mapping are known: as plain text, or as records
+            self.pageReady.emit(0, self._render(self.index.head(self.page_size), 0))
 
     def _on_indexed(self, index: LineIndex) -> None:
         if index is self.index and index.complete:
@@ -137,7 +166,7 @@ class DatasetsPresenter(QObject):
             self._serve_pending()
 
     def close_file(self) -> None:
-        for name in ("kind", "index", "validate", "stats"):
+        for name in ("kind", "index", "validate", "stats", "mapping", "preview"):
             task = self._tasks.pop(name, None)
             if task is not None:
                 task.cancel_and_wait()
@@ -193,10 +222,15 @@ class DatasetsPresenter(QObject):
                 items.append((line_no, record_html({"text": line}, line_no)))
                 continue
             try:
-                items.append((line_no, record_html(json.loads(line), line_no)))
+                row = json.loads(line)
+                if self.mapping is not None and not self.mapping.native:
+                    row = self.mapping.apply(row, _reject)[0]
+                items.append((line_no, record_html(row, line_no)))
             except json.JSONDecodeError as exc:
                 items.append((line_no, raw_line_html(line, f"invalid JSON: {exc.msg} at column {exc.colno}",
                                                      line_no)))
+            except ValueError as exc:  # the mapping cannot read this row
+                items.append((line_no, raw_line_html(line, str(exc), line_no)))
         return page_html(items) or "<p style='color:#6b7280'>(no records on this page)</p>"
 
     # ---- validation ------------------------------------------------------------------------------
@@ -213,6 +247,46 @@ class DatasetsPresenter(QObject):
         task.succeeded.connect(self.validationFinished)
         task.failed.connect(self.failed)
         self._tasks["validate"] = task.start()
+        return task
+
+    # ---- mapping ---------------------------------------------------------------------------------
+    def load_mapping(self) -> Task | None:
+        """The open file's mapping (recorded sidecar or detected) and its columns, off the UI thread."""
+        if self.path is None:
+            return None
+        task = Task(lambda progress, cancelled, path=self.path: current_mapping(path), parent=self)
+        task.succeeded.connect(self.mappingLoaded)
+        task.failed.connect(self.failed)
+        self._tasks["mapping"] = task.start()
+        return task
+
+    def save_mapping(self, data: dict) -> Path | None:
+        """Write `data` as the open file's `<file>.mapping.json`; the kind is detected again with it."""
+        from core.data.formats import Mapping, MappingError, save_mapping
+
+        if self.path is None:
+            self.failed.emit("open a file first")
+            return None
+        try:
+            out = save_mapping(self.path, Mapping.from_dict(data))
+        except (MappingError, OSError) as exc:
+            self.failed.emit(f"{self.path.name}.mapping.json: {exc}")
+            return None
+        self.mappingSaved.emit(str(out))
+        self.open(self.path)  # detect the kind again, now through the saved mapping
+        return out
+
+    def preview_mapping(self, data: dict, row: int, tokenizer_dir) -> Task | None:
+        """Row `row` (0-based) read through `data`, rendered with the chat template and its loss mask."""
+        if self.path is None or self.index is None:
+            self.failed.emit("open a file first")
+            return None
+        line = self.index.read_line(row) if self.index.covers(row, 1) else None
+        task = Task(lambda progress, cancelled: mapping_preview_html(self.path, row, line, data, tokenizer_dir),
+                    parent=self)
+        task.succeeded.connect(self.mappingPreviewed)
+        task.failed.connect(self.failed)
+        self._tasks["preview"] = task.start()
         return task
 
     # ---- stats -----------------------------------------------------------------------------------
@@ -299,11 +373,11 @@ def dataset_stats(path: Path, kind: str, tokenizer_dir, index: LineIndex | None,
             total_lines = index.line_count
         else:
             lines, total_lines = head_lines(path, sample), None
-        recs = []
+        mapping, recs = resolve_mapping(path), []
         for line in lines:
             try:
-                recs.append(json.loads(line))
-            except (json.JSONDecodeError, TypeError):
+                recs.append(mapping.apply(json.loads(line), _reject)[0])
+            except (json.JSONDecodeError, TypeError, ValueError):
                 continue
         sampled = len(recs)
     lengths, chars = [], 0
@@ -325,3 +399,62 @@ def dataset_stats(path: Path, kind: str, tokenizer_dir, index: LineIndex | None,
         "p95": float(np.percentile(arr, 95)) if len(arr) else 0.0,
         "max": int(arr.max()) if len(arr) else 0,
     }
+
+
+def _reject(name, message):
+    raise ValueError(f"{name}: {message}")
+
+
+def current_mapping(path: Path) -> dict:
+    """What the Mapping tab shows: the file's mapping, where it comes from, and the file's columns."""
+    from core.data.formats import probe_rows, resolve_mapping
+
+    mapping = resolve_mapping(path)
+    rows = probe_rows(path, 20)
+    columns = sorted({k for r in rows if isinstance(r, dict) for k in r})
+    return {"mapping": mapping.to_dict(), "origin": mapping.origin, "columns": columns}
+
+
+def mapping_preview_html(path: Path, row: int, line: str | None, data: dict, tokenizer_dir) -> str:
+    """Row `row` of `path` through the mapping `data`: the MiniMind record's sides rendered with the tokenizer's
+    chat template, the learned (assistant) tokens marked, or the error that row gives, as file:row: field."""
+    import html
+
+    from core.data.datasets import masked_segments
+    from core.data.errors import DataError
+    from core.data.formats import Mapping, MappingError, convert_row
+    from core.data.records import validate_record
+    from core.tokenizer import MiniMindTokenizer
+
+    def problem(text: str) -> str:
+        return f"<p style='color:#b91c1c'>{html.escape(text)}</p>"
+
+    if line is None:
+        return problem(f"row {row + 1} is not indexed yet, or past the end of the file")
+    try:
+        mapping = Mapping.from_dict(data)
+    except MappingError as exc:
+        return problem(f"mapping: {exc}")
+    try:
+        rec, origins = convert_row(mapping, json.loads(line), path, row + 1)
+        kind = "dpo" if "chosen" in rec else "sft"
+        try:
+            validate_record(rec, kind, path, row + 1)
+        except DataError as err:
+            raise DataError(path, row + 1, origins.source(err.field), err.message) from None
+    except json.JSONDecodeError as exc:
+        return problem(f"{path.name}:{row + 1}: (json): {exc.msg}")
+    except DataError as err:
+        return problem(str(err))
+    if not tokenizer_dir:
+        return problem("choose a tokenizer (Stats tab) to render the chat template")
+    tok = MiniMindTokenizer.load(tokenizer_dir)
+    parts = [f"<p style='color:#6b7280'>row {row + 1} · {mapping.format} → {kind} · "
+             "<span style='background:#bbf7d0'>learned</span> · <span style='color:#9ca3af'>no loss</span></p>"]
+    for side in (("chosen", "rejected") if kind == "dpo" else ("conversations",)):
+        spans = "".join(f"<span style='background:#bbf7d0'>{html.escape(text)}</span>" if learned else
+                        f"<span style='color:#6b7280'>{html.escape(text)}</span>"
+                        for text, learned in masked_segments(rec[side], tok))
+        title = f"<b>{side}</b>" if kind == "dpo" else ""
+        parts.append(f"{title}<pre style='white-space:pre-wrap'>{spans}</pre>")
+    return "".join(parts)

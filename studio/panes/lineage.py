@@ -15,8 +15,8 @@ from studio.widgets.theme import COLORS
 BOX_W, BOX_H = 210, 44  # under lineage_presenter.COLUMN (230): a gap between columns
 TEXT_PAD = 8
 EDGE_STYLES = {"init": Qt.PenStyle.SolidLine, "parent": Qt.PenStyle.DashLine, "export": Qt.PenStyle.DotLine,
-               "eval": Qt.PenStyle.DotLine}
-LEAF_FILL = {"export": "#eef2ff", "eval": "#f0fdf4"}
+               "eval": Qt.PenStyle.DotLine, "sweep": Qt.PenStyle.DashDotLine}
+LEAF_FILL = {"export": "#eef2ff", "eval": "#f0fdf4", "sweep": "#fff7ed"}
 
 
 class _NodeItem(QGraphicsRectItem):

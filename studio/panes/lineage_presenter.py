@@ -1,6 +1,6 @@
 """Lineage graph of a workspace: runs as nodes, edges for the weights one run started from (`init` checkpoint of
-a parent run) or the run it was cloned from, a resume marked on the run itself, and exports and evaluations
-hanging off the checkpoint they were made from. Plain data from the store; the view (studio/panes/lineage.py)
+a parent run) or the run it was cloned from, a resume marked on the run itself, exports and evaluations hanging
+off the checkpoint they were made from, and a sweep (`minimind sweep`) above its trials. Plain data from the store; the view (studio/panes/lineage.py)
 only draws ``LineageGraph`` at the positions ``layout`` gives.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ COLUMN, ROW = 230, 62  # layout grid, scene pixels
 
 @dataclass
 class Node:
-    id: str                # "run:<run_id>", "export:<n>", "eval:<run_id>"
-    kind: str              # run | export | eval
+    id: str                # "run:<run_id>", "export:<n>", "eval:<run_id>", "sweep:<sweep_id>"
+    kind: str              # run | export | eval | sweep
     label: str             # first line bold in the view
     detail: str = ""       # second line
     run_id: str | None = None  # the run a click selects (an export's or evaluation's own run)
@@ -26,8 +26,8 @@ class Node:
 class Edge:
     source: str
     target: str
-    kind: str              # init | parent | resumed | export | eval
-    label: str = ""        # the checkpoint it hangs off ("step-000400")
+    kind: str              # init | parent | resumed | export | eval | sweep
+    label: str = ""        # the checkpoint it hangs off ("step-000400"), a sweep's trial ("trial 3")
 
 
 @dataclass
@@ -47,7 +47,10 @@ def lineage_graph(store) -> LineageGraph:
     """Every run of the store, its parent edge, resume, exports and the latest evaluation of each run."""
     graph = LineageGraph()
     runs = store.list_runs()[::-1]  # oldest first: parents before their children
+    trials = {t.run_id: t for t in store.sweep_trials()}
     for run in runs:
+        if run.id in trials:
+            _add_sweep_trial(graph, trials, trials[run.id])
         node = graph.nodes[f"run:{run.id}"] = Node(f"run:{run.id}", "run", run.name or run.id,
                                                    f"{run.method} · {run.status} · step {run.last_step or 0}",
                                                    run.id, run.status)
@@ -71,6 +74,16 @@ def lineage_graph(store) -> LineageGraph:
         graph.edges.append(Edge(f"run:{export.run_id}", node_id, "export",
                                 _checkpoint_name(export.checkpoint_path)))
     return graph
+
+
+def _add_sweep_trial(graph: LineageGraph, trials: dict, trial) -> None:
+    """The sweep's node (once, before its first trial, so the trials sit under it) and the edge to this trial."""
+    node_id = f"sweep:{trial.sweep_id}"
+    if node_id not in graph.nodes:
+        count = sum(t.sweep_id == trial.sweep_id for t in trials.values())
+        graph.nodes[node_id] = Node(node_id, "sweep", f"sweep {trial.sweep_id}",
+                                    f"{count} trial{'s' * (count != 1)} · {Path(trial.sweep_dir).name}")
+    graph.edges.append(Edge(node_id, f"run:{trial.run_id}", "sweep", f"trial {trial.trial}"))
 
 
 def _add_evaluation(graph: LineageGraph, store, run) -> None:

@@ -5,20 +5,23 @@ from __future__ import annotations
 import html
 import time
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QMessageBox,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
                                QWidget)
 
 from studio.panes.run_views import RunViews
 from studio.panes.runs_presenter import COLUMNS, RunsPresenter
+from studio.tensorboard import TensorBoardServers
 from studio.widgets.common import Deferred
 
 STATUS_COLORS = {"running": "#1a7f37", "starting": "#1a7f37", "stopping": "#9a6700", "queued": "#6e7781",
                  "completed": "#0969da", "stopped": "#9a6700", "failed": "#cf222e", "interrupted": "#bc4c00"}
 BUTTONS = (("start", "Start…"), ("stop", "Stop"), ("kill", "Kill"), ("resume", "Resume"), ("clone", "Clone && edit"),
-           ("delete", "Delete"))
+           ("delete", "Delete"), ("tensorboard", "Open in TensorBoard"))
+TENSORBOARD_TIP = ("Open this run's TensorBoard logs in the browser (a local TensorBoard server on 127.0.0.1). "
+                   "Runs log them with log · tensorboard on (Config › Run).")
 
 
 class RunsPane(QWidget):
@@ -37,6 +40,11 @@ class RunsPane(QWidget):
             self.buttons[key] = button
             bar.addWidget(button)
         bar.addStretch(1)
+        self.buttons["tensorboard"].setToolTip(TENSORBOARD_TIP)
+        self.tensorboard = TensorBoardServers(self)  # one server per run folder, stopped when the studio quits
+        self.tensorboard.ready.connect(self._tensorboard_ready)
+        self.tensorboard.failed.connect(self._tensorboard_failed)
+        self.message_box: QMessageBox | None = None
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -195,9 +203,24 @@ class RunsPane(QWidget):
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No | QMessageBox.StandardButton.Cancel)
             if answer != QMessageBox.StandardButton.Cancel:
                 self.presenter.delete(run_id, remove_files=answer == QMessageBox.StandardButton.Yes)
+        elif key == "tensorboard":
+            folder = self.presenter.tensorboard_dir(run_id)
+            if folder is not None:
+                self.context.statusMessage.emit(f"Starting TensorBoard for {run_id}…")
+                self.tensorboard.open(folder)
         elif key == "kill":
             if QMessageBox.question(self, "Kill run", "Kill the run now? Progress since its last checkpoint is "
                                     "lost; Stop saves a checkpoint first.") == QMessageBox.StandardButton.Yes:
                 self.presenter.kill(run_id)
         else:
             getattr(self.presenter, key)(run_id)
+
+    def _tensorboard_ready(self, logdir: str, url: str) -> None:
+        self.context.statusMessage.emit(f"TensorBoard for {logdir}: {url}")
+        QDesktopServices.openUrl(QUrl(url))
+
+    def _tensorboard_failed(self, logdir: str, message: str) -> None:
+        # not modal: the failure arrives from a process signal, whatever the user is doing by then
+        self.message_box = QMessageBox(QMessageBox.Icon.Warning, "Open in TensorBoard", message,
+                                       QMessageBox.StandardButton.Ok, self)
+        self.message_box.open()

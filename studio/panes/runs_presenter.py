@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.preparation import describe_prepare, prepare_fraction
+from core.train.trackers import TENSORBOARD_DIR
 from studio.store import ACTIVE_STATUSES
 
 COLUMNS = ("Name", "Method", "Status", "Duration", "Best loss", "Steps", "Started")
@@ -100,7 +101,14 @@ class RunsPresenter:
             "resume": (status in ("stopped", "interrupted", "failed", "completed") and has_ckpt) or restartable,
             "clone": run is not None,
             "delete": run is not None and status not in ACTIVE_STATUSES,
+            "tensorboard": run is not None and self.tensorboard_dir(run.id) is not None,
         }
+
+    def tensorboard_dir(self, run_id: str) -> Path | None:
+        """The run's TensorBoard folder (`log.tensorboard` on), or None when it logged none."""
+        run = self.store.get_run(run_id)
+        folder = Path(run.run_dir) / TENSORBOARD_DIR if run else None
+        return folder if folder is not None and folder.is_dir() else None
 
     def start(self) -> None:
         self.context.showPaneRequested.emit("Config")

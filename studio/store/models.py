@@ -47,6 +47,19 @@ class Run(Base):
     resume_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # queued as a resume (--resume run_dir)
 
 
+class SweepTrial(Base):
+    """A run that is a sweep's trial (`minimind sweep`, core/sweep): read from the `sweep` field of the config its
+    run_started carries, so a database rebuilt from the run folders has it again. A table of its own: databases
+    made before it existed gain it on open."""
+
+    __tablename__ = "sweep_trial"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    sweep_id: Mapped[str] = mapped_column(String, index=True)
+    sweep_dir: Mapped[str] = mapped_column(String, default="")  # the sweep folder (study.db, sweep.json)
+    trial: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Metric(Base):
     __tablename__ = "metric"
     __table_args__ = (Index("ix_metric_run_name_step", "run_id", "name", "step"),)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.event_schema import EVENTS, validate_event
-from studio.store.models import Base, Checkpoint, Dataset, Event, Export, Metric, Run, TimeEstimate
+from studio.store.models import Base, Checkpoint, Dataset, Event, Export, Metric, Run, SweepTrial, TimeEstimate
 
 
 def _sqlite_engine(db_path: Path) -> Engine:
@@ -148,7 +148,7 @@ class RunStore:
 
     def delete_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
-            for table in (Metric, Event, Checkpoint):
+            for table in (Metric, Event, Checkpoint, SweepTrial):
                 conn.execute(delete(table).where(table.run_id == run_id))
             conn.execute(delete(Run).where(Run.id == run_id))
 
@@ -248,6 +248,11 @@ class RunStore:
             run.device = str(ev["device"])
         if ev.get("config") and run.config_json in ("", "{}"):
             run.config_json = json.dumps(ev["config"])
+        link = ev["config"].get("sweep") if isinstance(ev.get("config"), dict) else None
+        if isinstance(link, dict) and isinstance(link.get("id"), str):  # a sweep's trial: lineage shows the sweep
+            trial = link.get("trial")
+            s.merge(SweepTrial(run_id=run.id, sweep_id=link["id"], sweep_dir=str(link.get("dir") or ""),
+                               trial=trial if isinstance(trial, int) and not isinstance(trial, bool) else 0))
 
     # --------------------------------------------------------------- queries
     def metric_names(self, run_id: str) -> list[str]:
@@ -341,6 +346,11 @@ class RunStore:
     def children(self, run_id: str) -> list[Run]:
         with self.session() as s:
             return list(s.scalars(select(Run).where(Run.parent_run_id == run_id).order_by(Run.created_at)))
+
+    def sweep_trials(self) -> list[SweepTrial]:
+        """Every run that is a sweep's trial, by sweep then trial number."""
+        with self.session() as s:
+            return list(s.scalars(select(SweepTrial).order_by(SweepTrial.sweep_id, SweepTrial.trial)))
 
     # ------------------------------------------------------ exports/datasets
     def add_export(self, path: str, format: str, run_id: str | None = None, checkpoint_path: str = "",
