@@ -319,7 +319,7 @@ def preflight_launch(work: Path, device: str, size: dict, tok_dir: Path, data: P
     import torch
 
     from core.tokenizer import MiniMindTokenizer
-    from studio.panes.config_preflight import run_preflight
+    from studio.panes.config.preflight import run_preflight
     from core.train.plan import estimate_memory
     from studio.worker.command import build_trainer_command
 

@@ -276,7 +276,7 @@ def compact_png(path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ the story
 def take(studio: Studio, paths: dict, plan, grpo_steps: int) -> dict:
     """Train pretrain → SFT → GRPO through the RunManager, export, chat; a picture at each stage."""
-    from studio.panes.first_run import CHAT_QUESTION
+    from studio.dialogs.first_run import CHAT_QUESTION
 
     facts: dict = {}
     datasets = studio.pane("Datasets")

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QM
 from core.preparation import format_left
 from studio.context import StudioContext
 from studio.panes import PANES, PlaceholderPane, create_pane
-from studio.panes.runs_presenter import run_progress
+from studio.panes.runs.presenter import run_progress
 from studio.widgets.common import Deferred
 
 ABOUT = ("<h3>MiniMind Studio</h3><p>Train, watch, chat with and export small MiniMind-style language models, "
@@ -283,10 +283,10 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- actions
     def show_first_run_guide(self) -> None:
-        """The guided demo path (studio/panes/first_run.py) in a side dock: beside the panes, never over them,
+        """The guided demo path (studio/dialogs/first_run.py) in a side dock: beside the panes, never over them,
         so the plots it produces stay in view. Closing the dock hides it; F1 brings it back."""
         try:
-            from studio.panes.first_run import FirstRunDialog
+            from studio.dialogs.first_run import FirstRunDialog
         except ImportError as exc:
             self.statusBar().showMessage(f"The guided demo is not available: {exc}", 8000)
             return
@@ -388,7 +388,7 @@ class MainWindow(QMainWindow):
             self.context.runs.resume(self.context.selected_run_id)
 
     def open_settings(self) -> None:
-        from studio.panes.settings_dialog import SettingsDialog
+        from studio.dialogs.settings import SettingsDialog
 
         SettingsDialog(self.context.workspace.targets_path, self).exec()
 

@@ -122,7 +122,7 @@ def test_full_demo_model_calls_the_right_tool_on_held_out_prompts(tmp_path):
     from core.eval.tool_use import ToolCase, evaluate_tool_use
     from core.infer import open_backend
     from core.tools import builtin_registry
-    from studio.panes.first_run import CHAT_QUESTION, CHAT_ANSWER
+    from studio.dialogs.first_run import CHAT_QUESTION, CHAT_ANSWER
 
     report = run_demo(tmp_path / "demo", say=lambda _: None, threads=1)
     tools = report["tools"]

@@ -21,7 +21,7 @@ def test_preflight_calibrates_in_a_child_process_and_reads_the_device_there(monk
     the GPU for the run); the child answers the step time and what the device offers."""
     import core.train.calibration as calibration
     from core.tokenizer import MiniMindTokenizer
-    from studio.panes.config_preflight import DeviceProbe, time_estimate
+    from studio.panes.config.preflight import DeviceProbe, time_estimate
 
     def in_this_process(*args, **kwargs):
         raise AssertionError("calibrated inside the studio process")
@@ -90,7 +90,7 @@ def test_one_rank_per_visible_gpu_and_cpu_ranks_pass(monkeypatch):
 
 
 def test_preflight_refuses_more_gpus_than_the_child_saw(monkeypatch):
-    from studio.panes.config_preflight import DeviceProbe, check_device
+    from studio.panes.config.preflight import DeviceProbe, check_device
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     probe = DeviceProbe({"device": "cuda"})

@@ -223,7 +223,7 @@ def test_the_studio_submits_follows_cancels_and_resumes_a_skypilot_run_and_never
 def test_the_settings_dialog_edits_targets_previews_the_launch_file_and_saves_targets_json(qtbot, workspace):
     from PySide6.QtWidgets import QSpinBox
 
-    from studio.panes.settings_dialog import SettingsDialog
+    from studio.dialogs.settings import SettingsDialog
 
     dialog = SettingsDialog(workspace.targets_path)
     qtbot.addWidget(dialog)

@@ -64,7 +64,7 @@ def test_preflight_names_where_each_value_comes_from_and_warns_far_from_the_defa
 
 def test_the_config_pane_switches_untouched_fields_with_the_method_and_keeps_edited_ones(qtbot, context):
     pytest.importorskip("PySide6")
-    from studio.panes.config import ConfigPane
+    from studio.panes.config.view import ConfigPane
 
     pane = ConfigPane(context)
     qtbot.addWidget(pane)

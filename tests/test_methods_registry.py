@@ -80,9 +80,9 @@ def test_a_new_method_is_one_recipe_file_plus_one_registry_entry(plugin_method, 
     from core.cli import build_parser
     from core.train import run_training
     from core.train.plan import estimate_memory
-    from studio.panes.config_preflight import data_kind
-    from studio.panes.config_presenter import method_names as studio_methods
-    from studio.panes.config_presenter import method_options_model
+    from studio.panes.config.preflight import data_kind
+    from studio.panes.config.presenter import method_names as studio_methods
+    from studio.panes.config.presenter import method_options_model
 
     assert plugin_method in method_names() and plugin_method in studio_methods()
     assert build_parser().parse_args(["train", "scaled", "--config", "x.json"]).method == "scaled"

@@ -22,7 +22,7 @@ def workspace_with_runs(context, infer_checkpoint):
 
 @pytest.fixture
 def presenter(qtbot, workspace_with_runs, torch_single_thread):
-    from studio.panes.chat_presenter import ChatPresenter
+    from studio.panes.chat.presenter import ChatPresenter
 
     p = ChatPresenter(workspace_with_runs)
     p.refresh_models()
@@ -83,7 +83,7 @@ def test_compare_sends_the_same_prompt_to_two_models(qtbot, presenter):
 
 
 def test_pane_renders_the_transcript(qtbot, workspace_with_runs, torch_single_thread):
-    from studio.panes.chat import ChatPane
+    from studio.panes.chat.view import ChatPane
 
     pane = ChatPane(workspace_with_runs)
     qtbot.addWidget(pane)
@@ -122,7 +122,7 @@ def test_the_transcript_redraws_only_what_changed_and_reads_as_a_full_redraw(qtb
     """Piece by piece: after every streamed piece the pane's transcript (drawn incrementally) equals a transcript
     drawn from scratch. The reply is generated on the test's thread (AnswerOnTheCallingThread), so the checks run
     after each piece in turn, not whenever the scheduler lets a queued piece through."""
-    from studio.panes.chat import ChatPane
+    from studio.panes.chat.view import ChatPane
     from tests.scripted_backend import ScriptedReplayBackend
 
     pane = ChatPane(workspace_with_runs)
@@ -238,7 +238,7 @@ def test_manual_mode_waits_for_the_typed_result(qtbot, presenter, tiny_tokenizer
 
 def test_thinking_streams_reasoning_apart_and_the_pane_can_collapse_it(qtbot, workspace_with_runs, tiny_tokenizer,
                                                                     torch_single_thread):
-    from studio.panes.chat import ChatPane
+    from studio.panes.chat.view import ChatPane
 
     pane = ChatPane(workspace_with_runs)
     qtbot.addWidget(pane)

@@ -10,12 +10,12 @@ cc = pytest.importorskip("core.config")
 from core.config.load import validate_train_config  # noqa: E402
 from core.config.train import TrainConfig  # noqa: E402
 
-from studio.panes.config_schema import fields_from_schema  # noqa: E402
+from studio.panes.config.schema import fields_from_schema  # noqa: E402
 
 
 @pytest.fixture
 def pane(qtbot, context):
-    from studio.panes.config import ConfigPane
+    from studio.panes.config.view import ConfigPane
 
     p = ConfigPane(context)
     qtbot.addWidget(p)
@@ -25,7 +25,7 @@ def pane(qtbot, context):
 def test_form_has_one_editor_per_schema_field_with_schema_bounds(pane):
     from PySide6.QtWidgets import QCheckBox, QComboBox, QSpinBox
 
-    from studio.panes.config_presenter import OWN_WIDGETS  # method, init, model, ... and sweep (set by a sweep)
+    from studio.panes.config.presenter import OWN_WIDGETS  # method, init, model, ... and sweep (set by a sweep)
 
     editors = {k: w for form in pane.forms.values() for k, w in form.editors.items()}
     expected = fields_from_schema(cc.ModelConfig.model_json_schema(), prefix=("model",)) + \
@@ -109,7 +109,7 @@ def test_start_emits_launch_request(qtbot, pane, context, tmp_path):
 
 def test_preflight_highlights_exactly_the_assistant_tokens(qtbot, context, tmp_path, tiny_tokenizer_dir,
                                                            tiny_tokenizer):
-    from studio.panes.config_presenter import ConfigPresenter
+    from studio.panes.config.presenter import ConfigPresenter
 
     data = tmp_path / "sft.jsonl"
     conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a cat?"},
@@ -132,7 +132,7 @@ def test_preflight_highlights_exactly_the_assistant_tokens(qtbot, context, tmp_p
 
 def test_first_run_guide_makes_data_and_tokenizer_then_requests_a_valid_pretrain(qtbot, context):
     from core.demo import FAST
-    from studio.panes.first_run import FirstRunPresenter
+    from studio.dialogs.first_run import FirstRunPresenter
 
     guide = FirstRunPresenter(context, plan=FAST)
     with qtbot.waitSignal(context.launchRequested, timeout=60_000) as launch:
@@ -146,7 +146,7 @@ def test_first_run_guide_makes_data_and_tokenizer_then_requests_a_valid_pretrain
 
 
 def test_starting_checkpoint_comes_with_its_run_lineage(qtbot, context):
-    from studio.panes.config import ConfigPane
+    from studio.panes.config.view import ConfigPane
 
     ws, store = context.workspace, context.store
     store.create_run("pre-1", run_dir=ws.runs_dir / "pre-1", name="pre", method="pretrain")
@@ -199,7 +199,7 @@ def _sft_file(path, n=40):
 
 def test_preflight_estimates_wall_time_from_a_cached_calibration_and_prices_it(qtbot, context, tmp_path,
                                                                                tiny_tokenizer_dir):
-    from studio.panes.config_presenter import ConfigPresenter
+    from studio.panes.config.presenter import ConfigPresenter
 
     presenter = ConfigPresenter(context)
     cfg = presenter.default_config()
@@ -236,7 +236,7 @@ def _dry_run_plan(config: dict, tmp_path):
 
 def test_a_method_that_generates_is_not_timed(tiny_tokenizer_dir, tmp_path, context):
     from core.tokenizer import MiniMindTokenizer
-    from studio.panes.config_preflight import time_estimate
+    from studio.panes.config.preflight import time_estimate
 
     cfg = {"method": "grpo", "model": {}, "data": {"files": []}}
     t = time_estimate(cfg, {"per_gpu_batch": 1, "seq": 8}, "rl", MiniMindTokenizer.load(tiny_tokenizer_dir),
@@ -245,8 +245,8 @@ def test_a_method_that_generates_is_not_timed(tiny_tokenizer_dir, tmp_path, cont
 
 
 def test_run_detail_sets_the_time_estimate_against_the_real_time(context):
-    from studio.panes.config_presenter import ConfigPresenter
-    from studio.panes.runs_presenter import RunsPresenter
+    from studio.panes.config.presenter import ConfigPresenter
+    from studio.panes.runs.presenter import RunsPresenter
 
     presenter = ConfigPresenter(context)
     cfg = presenter.default_config()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from studio.panes.curves_presenter import CONSTANT_AFTER, CurvesPresenter, SeriesBuffer, ema
+from studio.panes.curves.presenter import CONSTANT_AFTER, CurvesPresenter, SeriesBuffer, ema
 
 
 def _naive_ema(x, w):
@@ -70,7 +70,7 @@ def test_hover_readout_picks_the_nearest_point_of_each_run(context):
 
 
 def test_one_million_points_draw_downsampled_and_take_live_appends(qtbot, context):
-    from studio.panes.curves import CurvesPane
+    from studio.panes.curves.view import CurvesPane
 
     pane = CurvesPane(context)
     qtbot.addWidget(pane)
@@ -103,13 +103,13 @@ def test_one_million_points_draw_downsampled_and_take_live_appends(qtbot, contex
 
 
 def test_nice_span_rounds_up_to_1_2_5():
-    from studio.panes.curves import nice_span
+    from studio.panes.curves.view import nice_span
 
     assert [nice_span(s) for s in (1.0, 1.5, 3.0, 7.0, 10.0, 10.5, 0.03)] == [1, 2, 5, 10, 10, 20, 0.05]
 
 
 def test_live_points_move_the_x_axis_in_steps_and_plots_come_from_idle_built_spares(qtbot, context):
-    from studio.panes.curves import SPARE_PLOTS, CurvesPane
+    from studio.panes.curves.view import SPARE_PLOTS, CurvesPane
 
     pane = CurvesPane(context)
     qtbot.addWidget(pane)
@@ -194,7 +194,7 @@ def test_a_launched_run_shows_in_curves_at_once_checked_with_its_metrics(qtbot, 
 
 
 def test_metrics_group_into_training_reward_eval_and_system_sections():
-    from studio.panes.curves_presenter import group_metrics, metric_section
+    from studio.panes.curves.presenter import group_metrics, metric_section
 
     names = ["system/cpu_percent", "loss", "eval/loss", "reward/mean", "lr", "kl", "advantages/std",
              "rewards/margins", "rl/clip_fraction", "system/rss_gb", "eval/demo-facts/acc", "klass", "dpo_loss"]
@@ -219,7 +219,7 @@ def test_the_metric_list_follows_the_sections(context):
 
 def test_each_section_is_a_titled_block_of_the_grid_with_training_first(qtbot, context):
     """System metrics that arrive first still end up below the training plots, each section under its title."""
-    from studio.panes.curves import CurvesPane
+    from studio.panes.curves.view import CurvesPane
 
     pane = CurvesPane(context)
     qtbot.addWidget(pane)

@@ -175,7 +175,7 @@ def test_the_demo_guide_s_data_and_tokenizer_appear_in_the_datasets_pane(qtbot, 
 
     from core.demo import FAST
     from studio.main_window import MainWindow
-    from studio.panes.first_run import FirstRunPresenter
+    from studio.dialogs.first_run import FirstRunPresenter
 
     window = MainWindow(context, probe_device=False)
     qtbot.addWidget(window)

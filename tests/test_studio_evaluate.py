@@ -46,7 +46,7 @@ def test_a_database_made_before_the_table_gains_it_on_open(workspace):
 
 
 def test_results_compare_and_export_as_csv_and_markdown(qtbot, stored, tmp_path):
-    from studio.panes.evaluate_presenter import EvaluatePresenter
+    from studio.panes.evaluate.presenter import EvaluatePresenter
 
     presenter = EvaluatePresenter(stored)
     models, tasks, cells = presenter.comparison()
@@ -65,7 +65,7 @@ def test_results_compare_and_export_as_csv_and_markdown(qtbot, stored, tmp_path)
 def test_pane_table_chart_and_item_details(qtbot, stored):
     import pyqtgraph as pg
 
-    from studio.panes.evaluate import EvaluatePane
+    from studio.panes.evaluate.view import EvaluatePane
 
     pane = EvaluatePane(stored)
     qtbot.addWidget(pane)
@@ -94,7 +94,7 @@ def tool_checkpoint(tiny_tokenizer, tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_real_worker_scores_a_benchmark_and_tool_use_then_stores_them(qtbot, context, tool_checkpoint):
-    from studio.panes.evaluate import EvaluatePane
+    from studio.panes.evaluate.view import EvaluatePane
 
     pane = EvaluatePane(context)
     qtbot.addWidget(pane)
@@ -114,7 +114,7 @@ def test_a_real_worker_scores_a_benchmark_and_tool_use_then_stores_them(qtbot, c
 
 
 def test_cancel_stops_the_worker_and_stores_nothing_unfinished(qtbot, context, tool_checkpoint):
-    from studio.panes.evaluate_presenter import EvaluatePresenter
+    from studio.panes.evaluate.presenter import EvaluatePresenter
 
     presenter = EvaluatePresenter(context)
     with qtbot.waitSignal(presenter.progress, timeout=120_000,
@@ -129,7 +129,7 @@ def test_the_worker_messages_follow_the_schema_on_both_sides(context):
     """The worker cannot write a message that breaks core/event_schema.py's EVAL_MESSAGES, and the pane skips
     (and reports) one that does, storing nothing from it."""
     from core.event_schema import make_eval_message
-    from studio.panes.evaluate_presenter import EvaluatePresenter
+    from studio.panes.evaluate.presenter import EvaluatePresenter
 
     with pytest.raises(ValueError, match="result message: field 'result' is missing"):
         make_eval_message("result", job=0, model="m", task="demo-facts")

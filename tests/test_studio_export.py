@@ -10,8 +10,8 @@ pytest.importorskip("core.export", reason="core.export is not part of this build
 @pytest.mark.slow
 def test_gguf_export_shows_parity_and_appears_in_chat_models(qtbot, context, tiny_checkpoint):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    from studio.panes.chat_presenter import ChatPresenter
-    from studio.panes.export import ExportPane, report_html
+    from studio.panes.chat.presenter import ChatPresenter
+    from studio.panes.export.view import ExportPane, report_html
 
     pane = ExportPane(context)
     qtbot.addWidget(pane)
@@ -38,7 +38,7 @@ def test_gguf_export_shows_parity_and_appears_in_chat_models(qtbot, context, tin
 
 
 def test_hf_export_writes_a_folder(qtbot, context, tiny_checkpoint, tmp_path):
-    from studio.panes.export_presenter import ExportPresenter
+    from studio.panes.export.presenter import ExportPresenter
 
     presenter = ExportPresenter(context)
     with qtbot.waitSignal(presenter.finished, timeout=60_000) as done:
@@ -50,7 +50,7 @@ def test_hf_export_writes_a_folder(qtbot, context, tiny_checkpoint, tmp_path):
 
 
 def test_parity_lines_read_plainly():
-    from studio.panes.export_presenter import parity_lines
+    from studio.panes.export.presenter import parity_lines
 
     rows = parity_lines({"passed": False, "max_abs_logit_diff": 0.7, "logit_range": 20.0, "rel_logit_diff": 0.035,
                          "top1_agreement": 0.9, "min_agreement": 0.95, "greedy_identical": False,
@@ -65,8 +65,8 @@ def test_the_types_table_lists_every_type_with_size_on_disk_and_quality(qtbot, c
     the result names the tensors that fell back, and the types not exported say so."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     from core.export.types import GGUF_TYPES
-    from studio.panes.export import ExportPane
-    from studio.panes.export_presenter import TYPE_COLUMNS
+    from studio.panes.export.view import ExportPane
+    from studio.panes.export.presenter import TYPE_COLUMNS
 
     pane = ExportPane(context)
     qtbot.addWidget(pane)
@@ -90,7 +90,7 @@ def test_the_types_table_lists_every_type_with_size_on_disk_and_quality(qtbot, c
 def test_a_type_row_reads_the_export_and_its_parity_report(tmp_path):
     import json
 
-    from studio.panes.export_presenter import type_row
+    from studio.panes.export.presenter import type_row
 
     path = tmp_path / "m-q6_k.gguf"
     assert type_row("q6_k", path) == ("q6_k", "not exported", "", "", "", "")

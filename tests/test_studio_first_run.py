@@ -100,7 +100,7 @@ def test_the_theme_follows_a_dark_system_palette(qtbot):
 def test_the_guide_s_bar_names_the_stage_its_share_belongs_to(qtbot, context):
     """The found bug: the bar showed "95 %" with SFT not started (the pretrain run's share). Each stage starts
     the bar from nothing and the bar says which stage it measures."""
-    from studio.panes.first_run import STEPS, FirstRunDialog, bar_format
+    from studio.dialogs.first_run import STEPS, FirstRunDialog, bar_format
 
     assert bar_format(2, known_total=True) == f"Step 3 of {len(STEPS)}: Pretrain the tiny model · %p%"
     assert bar_format(3, known_total=False) == f"Step 4 of {len(STEPS)}: Fine-tune it for chat (SFT)"

@@ -36,7 +36,7 @@ def family(store):
 
 
 def test_graph_has_runs_init_clone_resume_export_and_eval_edges(family):
-    from studio.panes.lineage_presenter import lineage_graph
+    from studio.panes.runs.lineage_presenter import lineage_graph
 
     g = lineage_graph(family)
     edges = {(e.source, e.target, e.kind, e.label) for e in g.edges}
@@ -52,7 +52,7 @@ def test_graph_has_runs_init_clone_resume_export_and_eval_edges(family):
 
 
 def test_layout_puts_children_right_of_their_parent_and_never_overlaps(family):
-    from studio.panes.lineage_presenter import COLUMN, layout, lineage_graph
+    from studio.panes.runs.lineage_presenter import COLUMN, layout, lineage_graph
 
     g = lineage_graph(family)
     pos = layout(g)
@@ -63,7 +63,7 @@ def test_layout_puts_children_right_of_their_parent_and_never_overlaps(family):
 
 
 def test_a_parent_cycle_is_drawn_once(store):
-    from studio.panes.lineage_presenter import layout, lineage_graph
+    from studio.panes.runs.lineage_presenter import layout, lineage_graph
 
     _run(store, "a", parent="b")
     _run(store, "b", parent="a")
@@ -73,7 +73,7 @@ def test_a_parent_cycle_is_drawn_once(store):
 def test_clicking_a_node_selects_the_run_everywhere(qtbot, family, context):
     from PySide6.QtCore import Qt
 
-    from studio.panes.runs import RunsPane
+    from studio.panes.runs.view import RunsPane
 
     pane = RunsPane(context)
     qtbot.addWidget(pane)
@@ -91,7 +91,7 @@ def test_clicking_a_node_selects_the_run_everywhere(qtbot, family, context):
 
 
 def test_compare_shows_only_differing_config_fields_and_final_metrics(family, context):
-    from studio.panes.compare_presenter import ComparePresenter
+    from studio.panes.runs.compare_presenter import ComparePresenter
 
     r = ComparePresenter(context).compare(["pre", "sft", "clone"])
     assert r["labels"] == ["pre", "sft", "clone"]
@@ -103,7 +103,7 @@ def test_compare_shows_only_differing_config_fields_and_final_metrics(family, co
 
 
 def test_compare_panel_overlays_one_curve_per_ticked_run(qtbot, family, context):
-    from studio.panes.compare import ComparePanel
+    from studio.panes.runs.compare_view import ComparePanel
 
     panel = ComparePanel(context)
     qtbot.addWidget(panel)

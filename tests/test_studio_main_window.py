@@ -5,9 +5,9 @@ from __future__ import annotations
 
 def test_every_pane_type_has_its_row_and_a_signal_reaches_the_slots_it_names(qtbot, context, monkeypatch):
     from studio.main_window import PANE_CONNECTIONS, MainWindow
-    from studio.panes.chat_presenter import ChatPresenter
-    from studio.panes.evaluate_presenter import EvaluatePresenter
-    from studio.panes.export_presenter import ExportPresenter
+    from studio.panes.chat.presenter import ChatPresenter
+    from studio.panes.evaluate.presenter import EvaluatePresenter
+    from studio.panes.export.presenter import ExportPresenter
 
     calls = []
     for cls, name in ((ChatPresenter, "refresh_models"), (EvaluatePresenter, "refresh_sources"),

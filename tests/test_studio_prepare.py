@@ -42,7 +42,7 @@ def test_preparing_data_shows_in_the_runs_table_and_status_bar_and_stop_and_resu
         qtbot, manager, store, workspace, pretrain_config):
     from studio.context import StudioContext
     from studio.main_window import MainWindow
-    from studio.panes.runs_presenter import RunsPresenter, run_progress
+    from studio.panes.runs.presenter import RunsPresenter, run_progress
 
     context = StudioContext(workspace, store, manager)
     manager.connect_context(context)
@@ -61,7 +61,7 @@ def test_preparing_data_shows_in_the_runs_table_and_status_bar_and_stop_and_resu
     window.refresh_progress()
     assert window.run_label.text() == f"Preparing data for {run_id}"
     assert re.fullmatch(r"\d+ %", window.progress.format())
-    from studio.panes.first_run import FirstRunPresenter
+    from studio.dialogs.first_run import FirstRunPresenter
 
     guide = FirstRunPresenter(context)
     guide.step, guide.waiting = 2, ("big corpus", 0.0)  # as if the guide had launched this run

@@ -35,7 +35,7 @@ def _played_episode(tok, thinking: bool = False) -> tuple[Episode, list]:
 
 
 def _pane(qtbot, context, store, run_id: str, samples: list[dict]):
-    from studio.panes.curves import CurvesPane
+    from studio.panes.curves.view import CurvesPane
 
     store.create_run(run_id, run_dir=context.workspace.runs_dir / run_id, name=run_id, method="agent",
                      status="completed")
@@ -68,7 +68,7 @@ def test_a_real_agent_runs_rollouts_are_listed_by_their_question(qtbot, context,
     stored = store.samples(run_id)
     assert stored and all(s["prompt"].startswith("<|im_start|>system") for s in stored)  # the reason for this
 
-    from studio.panes.curves import CurvesPane
+    from studio.panes.curves.view import CurvesPane
 
     pane = CurvesPane(context)
     qtbot.addWidget(pane)

@@ -28,7 +28,7 @@ def _wait_metrics(qtbot, manager, run_id, timeout=15000):
 
 def test_worker_events_reach_sqlite_and_the_live_plot(qtbot, run_manager, store, workspace):
     from studio.context import StudioContext
-    from studio.panes.curves_presenter import CurvesPresenter
+    from studio.panes.curves.presenter import CurvesPresenter
 
     context = StudioContext(workspace, store, run_manager)
     run_manager.connect_context(context)
@@ -130,7 +130,7 @@ def test_dropping_the_studio_side_does_not_stop_the_run_and_reopening_reattaches
 
 def test_runs_presenter_rows_buttons_and_detail(qtbot, run_manager, store, workspace):
     from studio.context import StudioContext
-    from studio.panes.runs_presenter import RunsPresenter
+    from studio.panes.runs.presenter import RunsPresenter
 
     context = StudioContext(workspace, store, run_manager)
     run_manager.connect_context(context)

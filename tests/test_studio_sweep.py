@@ -47,7 +47,7 @@ def _study(sweep_dir: Path, sweep_id: str = "demo-sweep") -> None:
 
 
 def test_trials_are_linked_to_their_sweep_in_the_store_and_drawn_under_it_in_the_lineage(store, workspace, tmp_path):
-    from studio.panes.lineage_presenter import lineage_graph
+    from studio.panes.runs.lineage_presenter import lineage_graph
     from studio.store import import_run_dir
 
     sweep_dir = tmp_path / "sweep"
@@ -62,8 +62,8 @@ def test_trials_are_linked_to_their_sweep_in_the_store_and_drawn_under_it_in_the
 
 
 def test_the_sweep_view_shows_each_trial_against_its_objective_and_optunas_importances(qtbot, context, tmp_path):
-    from studio.panes.sweep_presenter import SweepPresenter
-    from studio.panes.sweep_view import SweepView
+    from studio.panes.config.sweep_presenter import SweepPresenter
+    from studio.panes.config.sweep_view import SweepView
 
     sweep_dir = tmp_path / "sweep"
     _study(sweep_dir)
@@ -90,9 +90,9 @@ def test_the_sweep_view_shows_each_trial_against_its_objective_and_optunas_impor
 
 
 def test_the_sweep_form_builds_a_spec_that_minimind_sweeps_checks_accept(qtbot, context):
-    from studio.panes.config_presenter import ConfigPresenter
-    from studio.panes.sweep_presenter import SweepPresenter
-    from studio.panes.sweep_view import SweepForm
+    from studio.panes.config.presenter import ConfigPresenter
+    from studio.panes.config.sweep_presenter import SweepPresenter
+    from studio.panes.config.sweep_view import SweepForm
 
     config_presenter = ConfigPresenter(context)
     config = config_presenter.default_config()
@@ -118,7 +118,7 @@ def test_the_sweep_form_builds_a_spec_that_minimind_sweeps_checks_accept(qtbot, 
 
 
 def test_the_config_panes_sweep_button_opens_the_dialog_over_the_config_shown(qtbot, context, tmp_path):
-    from studio.panes.config import ConfigPane
+    from studio.panes.config.view import ConfigPane
 
     pane = ConfigPane(context)
     qtbot.addWidget(pane)

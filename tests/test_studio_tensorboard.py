@@ -52,7 +52,7 @@ def _get(url: str) -> bytes:
 
 def test_open_in_tensorboard_serves_the_runs_logs_on_127_0_0_1_and_opens_the_browser(qtbot, context, store,
                                                                                        tmp_path, browser):
-    from studio.panes.runs import RunsPane
+    from studio.panes.runs.view import RunsPane
 
     run_id = _tensorboard_run(store, tmp_path / "run")
     store.create_run("plain", run_dir=tmp_path / "plain", method="pretrain", status="completed")
@@ -85,7 +85,7 @@ def test_a_python_without_tensorboard_gets_a_message_saying_how_to_install_it(qt
                                                                              browser):
     import subprocess
 
-    from studio.panes.runs import RunsPane
+    from studio.panes.runs.view import RunsPane
 
     python = shutil.which("python3", path="/usr/bin")
     if subprocess.run([python, "-c", "import tensorboard"], capture_output=True).returncode == 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from studio.panes.config_preflight import record_tokens, token_blocks, tokens_html
+from studio.panes.config.preflight import record_tokens, token_blocks, tokens_html
 from studio.widgets.records_html import bubbles, record_html
 from tests.fixtures.tool_records import OPENAI_RECORD, REASONING_RECORD, THINK_RECORD, TOOL_RECORD
 

@@ -151,7 +151,7 @@ def _scenario(result: dict, out: Path):
     from PySide6.QtTest import QTest
 
     from core.demo import FAST
-    from studio.panes.first_run import CHAT_QUESTION
+    from studio.dialogs.first_run import CHAT_QUESTION
 
     yield "the main window", lambda: _main_window() is not None, 120
     win = _main_window()

@@ -5,7 +5,7 @@ and must be guarded: a backend runs one generation at a time, and a model closed
 generates with it crashed the server (a GGUF freed under llama.cpp's decode). `SharedModel` holds the model
 with a lock that every generation and the close take.
 
-A reply is the Chat pane's (studio/panes/chat_presenter.py) on the same core parts: `Backend.chat_events`
+A reply is the Chat pane's (studio/panes/chat/presenter.py) on the same core parts: `Backend.chat_events`
 streams reasoning, content and parsed tool calls (`core.infer.chat_output`), and the calls are run by the
 built-in tool registry (`core.tools`, with its argument checks, time limit and result cap), then the model
 answers again, up to a number of rounds.

@@ -3,7 +3,7 @@
 A `RunPlan` holds the device, the precision and whether the model is compiled (each with its reason), the record
 kind the run reads, its optimizer steps, the memory it needs per GPU and, when a step has been timed, its wall
 time. Three readers, one arithmetic: the engine's set-up takes its device, precision and steps from the plan
-(core/train/engine.py), the studio's pre-flight renders it (studio/panes/config_preflight.py), and
+(core/train/engine.py), the studio's pre-flight renders it (studio/panes/config/preflight.py), and
 `minimind train <method> --dry-run` prints it (`plan_from_setup`: the recipe builds its data and models exactly
 as the run's set-up does, then nothing trains).
 

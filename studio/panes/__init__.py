@@ -1,5 +1,8 @@
 """The studio's panes, in tab order, each imported lazily so a missing or broken pane only affects itself.
 
+One folder per tab (`chat/`, `config/`, `runs/`, ...): the pane widget in `view.py`, its logic in `presenter.py`,
+and the tab's sub-views and dialogs beside them.
+
 Every pane class has the constructor ``Pane(context: StudioContext, parent=None)``.
 """
 from __future__ import annotations
@@ -13,12 +16,12 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 # (tab title, module, class name)
 PANES: list[tuple[str, str, str]] = [
     ("Datasets", "studio.panes.datasets", "DatasetsPane"),
-    ("Config", "studio.panes.config", "ConfigPane"),
-    ("Runs", "studio.panes.runs", "RunsPane"),
-    ("Curves", "studio.panes.curves", "CurvesPane"),
-    ("Chat", "studio.panes.chat", "ChatPane"),
-    ("Export", "studio.panes.export", "ExportPane"),
-    ("Evaluate", "studio.panes.evaluate", "EvaluatePane"),
+    ("Config", "studio.panes.config.view", "ConfigPane"),
+    ("Runs", "studio.panes.runs.view", "RunsPane"),
+    ("Curves", "studio.panes.curves.view", "CurvesPane"),
+    ("Chat", "studio.panes.chat.view", "ChatPane"),
+    ("Export", "studio.panes.export.view", "ExportPane"),
+    ("Evaluate", "studio.panes.evaluate.view", "EvaluatePane"),
 ]
 
 

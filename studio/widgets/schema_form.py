@@ -1,4 +1,4 @@
-"""A form drawn from `FieldSpec`s (see studio/panes/config_schema.py): one editor per field, its pydantic error
+"""A form drawn from `FieldSpec`s (see studio/panes/config/schema.py): one editor per field, its pydantic error
 shown in red under it. The form only reads and writes values; validation is the presenter's job."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from studio.panes.config_schema import FieldSpec, get_path, set_path
+from studio.panes.config.schema import FieldSpec, get_path, set_path
 from studio.widgets.common import set_invalid
 
 INT_LIMIT = 2**31 - 1

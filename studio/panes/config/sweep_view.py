@@ -1,6 +1,6 @@
 """The sweep dialog (Config › Sweep…): "New sweep" defines parameters over the current config and starts it;
 "Trials" shows a sweep's trials against their objective and the parameters' importance from Optuna's own
-analysis (`optuna.importance.get_param_importances`). Drawing only: studio/panes/sweep_presenter.py holds the logic.
+analysis (`optuna.importance.get_param_importances`). Drawing only: studio/panes/config/sweep_presenter.py holds the logic.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QF
                                QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
                                QWidget)
 
-from studio.panes.sweep_presenter import ParamRow, SweepPresenter, build_spec, suggest_row
+from studio.panes.config.sweep_presenter import ParamRow, SweepPresenter, build_spec, suggest_row
 from studio.widgets.common import label, primary_button
 from studio.widgets.theme import COLORS
 

@@ -1,5 +1,5 @@
 """Compare panel: tick two or more runs to see the config fields that differ, their final metrics side by side,
-and one metric's curves overlaid. Drawing only; studio/panes/compare_presenter.py computes what is shown."""
+and one metric's curves overlaid. Drawing only; studio/panes/runs/compare_presenter.py computes what is shown."""
 from __future__ import annotations
 
 import html
@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter,
                                QTextBrowser, QVBoxLayout, QWidget)
 
-from studio.panes.compare_presenter import ComparePresenter
+from studio.panes.runs.compare_presenter import ComparePresenter
 from studio.widgets.theme import COLORS
 
 RUN_COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#db2777")

@@ -11,8 +11,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
                                QWidget)
 
-from studio.panes.run_views import RunViews
-from studio.panes.runs_presenter import COLUMNS, RunsPresenter
+from studio.panes.runs.tabs import RunViews
+from studio.panes.runs.presenter import COLUMNS, RunsPresenter
 from studio.tensorboard import TensorBoardServers
 from studio.widgets.common import Deferred
 

@@ -22,11 +22,11 @@ class RunViews(QTabWidget):
 
     def _build(self, title: str) -> QWidget:
         if title == "Lineage" and self.lineage is None:
-            from studio.panes.lineage import LineageView
+            from studio.panes.runs.lineage_view import LineageView
 
             self.lineage = self._place(title, LineageView(self.context, self.status_colors))
         elif title == "Compare" and self.compare is None:
-            from studio.panes.compare import ComparePanel
+            from studio.panes.runs.compare_view import ComparePanel
 
             self.compare = self._place(title, ComparePanel(self.context))
         return self.lineage if title == "Lineage" else self.compare if title == "Compare" else self.widget(0)

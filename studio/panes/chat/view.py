@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox,
                                QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
-from studio.panes.chat_presenter import DEFAULT_SAMPLING, ChatPresenter
+from studio.panes.chat.presenter import DEFAULT_SAMPLING, ChatPresenter
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.records_html import bubbles
 from studio.widgets.theme import COLORS, pane_style

@@ -1,6 +1,6 @@
 """Compare runs: the config fields that differ, final metrics side by side, and the series to overlay.
 
-Plain object over the context's store; the widget (studio/panes/compare.py) renders ``compare(run_ids)`` and
+Plain object over the context's store; the widget (studio/panes/runs/compare_view.py) renders ``compare(run_ids)`` and
 draws ``series`` for the metric picked.
 """
 from __future__ import annotations

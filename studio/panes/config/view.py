@@ -8,7 +8,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QPushButton, QScrollArea, QSpinBox, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout,
                                QWidget)
 
-from studio.panes.config_presenter import PRESET_NAMES, ConfigPresenter, method_help, method_names
+from studio.panes.config.presenter import PRESET_NAMES, ConfigPresenter, method_help, method_names
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.schema_form import SchemaForm
 from studio.widgets.theme import COLORS, pane_style
@@ -374,8 +374,8 @@ class ConfigPane(QWidget):
             self.context.statusMessage.emit(f"Starting a {self.method_box.currentText()} run…")
 
     def open_sweep(self):
-        """The sweep dialog over the config shown (studio/panes/sweep_view.py); None while a field is invalid."""
-        from studio.panes.sweep_view import SweepDialog
+        """The sweep dialog over the config shown (studio/panes/config/sweep_view.py); None while a field is invalid."""
+        from studio.panes.config.sweep_view import SweepDialog
 
         config = self.current_config()
         if config is None:
@@ -397,7 +397,7 @@ def _fmt(v) -> str:
 
 def _time_html(t: dict | None) -> str:
     """Pre-flight's wall-time line: the estimate, steps and seconds a step, and the cost when a price is set."""
-    from studio.panes.runs_presenter import format_duration
+    from studio.panes.runs.presenter import format_duration
 
     if not t:
         return ""

@@ -1,6 +1,6 @@
 """Lineage view: the workspace's runs as a graph (QGraphicsView). A run is a box coloured by status; arrows carry
 the checkpoint a child started from; exports and evaluations hang off their run. Clicking a box selects that run
-everywhere (``context.select_run``). Drawing only: the graph and its layout are studio/panes/lineage_presenter.py.
+everywhere (``context.select_run``). Drawing only: the graph and its layout are studio/panes/runs/lineage_presenter.py.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainte
 from PySide6.QtWidgets import (QGraphicsPathItem, QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem,
                                QGraphicsView, QWidget)
 
-from studio.panes.lineage_presenter import layout, lineage_graph
+from studio.panes.runs.lineage_presenter import layout, lineage_graph
 from studio.widgets.theme import COLORS
 
 BOX_W, BOX_H = 210, 44  # under lineage_presenter.COLUMN (230): a gap between columns

@@ -1,6 +1,6 @@
 """Lineage graph of a workspace: runs as nodes, edges for the weights one run started from (`init` checkpoint of
 a parent run) or the run it was cloned from, a resume marked on the run itself, exports and evaluations hanging
-off the checkpoint they were made from, and a sweep (`minimind sweep`) above its trials. Plain data from the store; the view (studio/panes/lineage.py)
+off the checkpoint they were made from, and a sweep (`minimind sweep`) above its trials. Plain data from the store; the view (studio/panes/runs/lineage_view.py)
 only draws ``LineageGraph`` at the positions ``layout`` gives.
 """
 from __future__ import annotations

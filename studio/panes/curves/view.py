@@ -14,8 +14,8 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from studio.panes.curves_presenter import CurvesPresenter
-from studio.panes.rollout_browser import RolloutBrowser
+from studio.panes.curves.presenter import CurvesPresenter
+from studio.panes.curves.rollout_browser import RolloutBrowser
 from studio.widgets.theme import COLORS
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGroup
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
                                QWidget)
 
-from studio.panes.export_presenter import GGUF_TYPES, TYPE_COLUMNS, ExportPresenter, parity_lines
+from studio.panes.export.presenter import GGUF_TYPES, TYPE_COLUMNS, ExportPresenter, parity_lines
 from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
 from studio.widgets.theme import COLORS, pane_style
 

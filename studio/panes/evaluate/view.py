@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QFormLayout, QGro
                                QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QSplitter, QTableWidget,
                                QTableWidgetItem, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
-from studio.panes.curves import PALETTE
-from studio.panes.evaluate_presenter import EvaluatePresenter, format_cell, task_label
+from studio.panes.curves.view import PALETTE
+from studio.panes.evaluate.presenter import EvaluatePresenter, format_cell, task_label
 from studio.widgets.common import banner, label, primary_button, set_banner
 from studio.widgets.theme import COLORS, pane_style
 

@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from core.config.model import PRESETS
-from studio.panes.config_schema import FieldSpec, errors_by_field, fields_from_schema, get_path
+from studio.panes.config.schema import FieldSpec, errors_by_field, fields_from_schema, get_path
 from studio.threads import Task
 from studio.store.model_sources import list_checkpoints
 
@@ -279,7 +279,7 @@ class ConfigPresenter(QObject):
         return data
 
     def preflight(self, config: dict) -> Task:
-        from studio.panes.config_preflight import run_preflight
+        from studio.panes.config.preflight import run_preflight
 
         if self._task is not None and self._task.is_running():
             self._task.cancel_and_wait()
