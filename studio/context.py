@@ -1,4 +1,5 @@
-"""What every pane receives: the workspace, the run store, the run manager, the selected run and app-wide signals.
+"""What every pane receives: the workspace, the run store, the run manager, the run library, the selected run and
+app-wide signals.
 
 Panes are built as ``Pane(context: StudioContext, parent=None)``. They talk to each other only through the
 signals below (never by holding references to one another), so any pane may be missing or replaced. Who listens
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
+
+from studio.run_library import RunLibrary
 
 if TYPE_CHECKING:  # imported for type hints only: keeps `import studio.context` cheap
     from studio.store import RunStore
@@ -25,7 +28,9 @@ class StudioContext(QObject):
         store: the SQLite run store (runs, metrics, events, checkpoints, exports, datasets).
         runs: the run manager: ``launch(config, name=None, method=None, parent_run_id=None,
             init_checkpoint=None, n_gpus=None) -> run_id``, ``stop(run_id)``, ``kill(run_id)``, ``resume(run_id)``,
-            ``clone(run_id)``.
+            and the other controls of a run's process (studio.worker.run_manager).
+        library: the run library (studio.run_library), built here over the store: ``clone(run_id)``,
+            ``delete(run_id, remove_files=False)``, ``import_run_dir_async(run_dir)`` (``runImported`` follows).
         selected_run_id: the run selected in the Runs pane (None before any), state every pane may read; a pane
             built later reads it instead of being told. Set it with ``select_run``.
     """
@@ -62,6 +67,8 @@ class StudioContext(QObject):
         self.workspace = workspace
         self.store = store
         self.runs = runs
+        self.library = RunLibrary(store, workspace.runs_dir, parent=self)
+        self.library.connect_context(self)
         self._selected_run_id: str | None = None
 
     @property

@@ -172,7 +172,7 @@ class MainWindow(QMainWindow):
         context.configEditRequested.connect(self._on_config_edit)
         context.runsChanged.connect(self.refresh_progress)  # status changes at once; progress once a second
         context.runsChanged.connect(self._deferred(self._select_launched_run))
-        context.runs.runImported.connect(self._on_run_imported)
+        context.library.runImported.connect(self._on_run_imported)
         self._progress_timer.timeout.connect(self.refresh_progress)
         self._deviceProbed.connect(self.device_label.setText)
 
@@ -396,9 +396,9 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Import a run folder (with events.jsonl)",
                                                   str(self.context.workspace.runs_dir))
         if folder:
-            # Read and stored in the ingest thread: a long events.jsonl must not freeze the window.
+            # Read and stored on a worker thread: a long events.jsonl must not freeze the window.
             self.statusBar().showMessage(f"Importing {folder}…")
-            self.context.runs.import_run_dir_async(Path(folder))
+            self.context.library.import_run_dir_async(Path(folder))
 
     def _on_run_imported(self, run_id: str, error: str) -> None:
         if error:

@@ -137,7 +137,7 @@ def test_runs_presenter_rows_buttons_and_detail(qtbot, run_manager, store, works
     with qtbot.waitSignal(run_manager.runFinished, timeout=15000):
         parent = run_manager.launch(dict(FAST, name="base run"))
     with qtbot.waitSignal(context.configEditRequested) as edit:
-        config = run_manager.clone(parent)
+        config = context.library.clone(parent)
     assert edit.args[0] == config and config["parent_run_id"] == parent and "run_dir" not in config
     with qtbot.waitSignal(run_manager.runFinished, timeout=15000):
         child = run_manager.launch(config)
@@ -146,7 +146,7 @@ def test_runs_presenter_rows_buttons_and_detail(qtbot, run_manager, store, works
     assert rows[parent].cells[0] == "base run" and rows[parent].cells[2] == "completed"
     assert rows[parent].cells[5] == "25/25"
     assert presenter.allowed(parent) == {"start": True, "stop": False, "kill": False, "resume": True,
-                                         "clone": True, "delete": True}
+                                         "clone": True, "delete": True, "tensorboard": False}
     detail = presenter.detail(child)
     assert any(parent in line and line.startswith("parent run") for line in detail["lineage"])
     assert detail["checkpoints"][0][0] == 25
@@ -166,26 +166,3 @@ def test_trainer_command_from_source_with_torchrun_and_frozen(monkeypatch, tmp_p
         "--config", str(cfg), "--resume", str(tmp_path)]
     monkeypatch.setattr(sys, "frozen", True, raising=False)  # a PyInstaller bundle re-runs itself as the worker
     assert build_trainer_command(cfg) == [sys.executable, "--worker", "--config", str(cfg)]
-
-
-def test_import_run_folder_is_read_in_the_ingest_thread(qtbot, run_manager, store, workspace):
-    import threading
-
-    run_dir = workspace.root / "cli-runs" / "cli"
-    run_dir.mkdir(parents=True)
-    lines = [{"v": 1, "type": "run_started", "time": 1.0, "step": 0, "method": "sft", "total_steps": 3000}]
-    lines += [{"v": 1, "type": "metric", "time": 1.0 + s, "step": s, "metrics": {"loss": 1 / s}}
-              for s in range(1, 3001)]
-    lines.append({"v": 1, "type": "run_finished", "time": 9e3, "step": 3000, "status": "completed"})
-    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
-    threads = []
-    store_add = store.add_events
-    store.add_events = lambda *a, **k: threads.append(threading.current_thread()) or store_add(*a, **k)
-    with qtbot.waitSignal(run_manager.runImported, timeout=10000) as done:
-        run_manager.import_run_dir_async(run_dir)
-    assert done.args == ["cli", ""]
-    assert threads and threads[0] is not threading.main_thread()  # the window's thread never read the file
-    assert store.get_run("cli").status == "completed" and store.metric_series("cli", "loss")[0].size == 3000
-    with qtbot.waitSignal(run_manager.runImported, timeout=10000) as again:
-        run_manager.import_run_dir_async(run_dir)  # same name twice: an error for the user, no exception
-    assert again.args[0] == "" and "already in this workspace" in again.args[1]

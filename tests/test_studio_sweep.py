@@ -85,8 +85,8 @@ def test_the_sweep_view_shows_each_trial_against_its_objective_and_optunas_impor
     # the importances are Optuna's own, in its order: the objective depends on x alone
     assert list(summary.importances) == ["x", "y"] and summary.importances["x"] > 0.5
     assert [view.importance.item(r, 0).text() for r in range(2)] == ["x", "y"]
-    # the trials' run folders are handed to the run manager to import (none exists here: nothing is asked)
-    assert [c for c in context.runs.calls if c[0] == "import"] == []
+    # the trials' run folders are handed to the run library to import (none exists here: nothing is asked)
+    assert presenter.import_trials(summary) == [] and context.store.list_runs() == []
 
 
 def test_the_sweep_form_builds_a_spec_that_minimind_sweeps_checks_accept(qtbot, context):

@@ -11,7 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from studio.store import RunStore
-from studio.store.recovery import import_run_dir, report_bad_lines
+from studio.store.recovery import report_bad_lines
 from studio.store.tailer import EventTailer
 
 
@@ -37,7 +37,6 @@ class IngestWorker(QObject):
 
     ingested = Signal(str, object, object)  # run_id, events (list), changes (dict)
     drained = Signal(str)                   # run_id: everything up to the end of the file is stored
-    imported = Signal(str, str)             # run_id ("" on failure), error ("" on success)
 
     def __init__(self, store: RunStore, poll_ms: int) -> None:
         super().__init__()
@@ -71,17 +70,6 @@ class IngestWorker(QObject):
         if tailer is not None:
             self._ingest(run_id, tailer, everything=True)
         self.drained.emit(run_id)
-
-    @Slot(str)
-    def import_dir(self, run_dir: str) -> None:
-        """File > Import run folder, here so that reading a long events.jsonl never blocks the window."""
-        try:
-            run_id = import_run_dir(self.store, Path(run_dir))
-        except Exception as exc:  # noqa: BLE001 - told to the user, not raised into Qt's event loop
-            self.imported.emit("", str(exc) if isinstance(exc, (OSError, ValueError)) else
-                               f"{run_dir}: could not import ({type(exc).__name__}: {exc})")
-            return
-        self.imported.emit(run_id, "")
 
     @Slot()
     def poll(self) -> None:

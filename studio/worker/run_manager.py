@@ -1,5 +1,7 @@
 """RunManager: start, follow, stop, resume and queue training runs.
 
+Only processes: what concerns a run's record and folder alone (clone, delete, import) is `studio.run_library`'s.
+
 Process model (why, in docs/studio.md): every run is started *detached* — its own session, stdout/stderr to files
 in the run folder, no pipe to the studio — and followed by tailing its events.jsonl every ``poll_ms``. A pipe
 would tie the trainer to the studio (a dead reader turns the trainer's next print into SIGPIPE); a file does not,
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 import time
@@ -22,7 +23,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signa
 from core.launch.scheduler import ENDED, SchedulerError, read_job
 from core.launch.targets import TARGETS_FILE
 from core.process_identity import identity_problem, looks_like_trainer, pid_alive, process_start_ticks
-from studio.store import ACTIVE_STATUSES, RunStore, import_run_dir, mark_dead
+from studio.store import ACTIVE_STATUSES, RunStore, mark_dead
 from studio.store.tailer import EventTailer
 from studio.worker.command import build_trainer_command, trainer_environment
 from studio.worker.spawn import spawn_detached
@@ -63,10 +64,8 @@ class RunManager(QObject):
     eventsIngested = Signal(str, list)
     checkpointAdded = Signal(str, str)
     runFinished = Signal(str, str)  # run_id, final status
-    runImported = Signal(str, str)  # import_run_dir_async: run_id ("" on failure), error message ("" on success)
     _followRequested = Signal(str, str, int)  # to the ingest thread: run_id, events.jsonl, offset
     _drainRequested = Signal(str)
-    _importRequested = Signal(str)  # to the ingest thread: a run folder to import
     _stopRequested = Signal()
 
     def __init__(self, store: RunStore, runs_dir: Path, command_builder: CommandBuilder = build_trainer_command,
@@ -86,8 +85,6 @@ class RunManager(QObject):
         self._thread.started.connect(self._worker.start)
         self._followRequested.connect(self._worker.follow)
         self._drainRequested.connect(self._worker.drain)
-        self._importRequested.connect(self._worker.import_dir)
-        self._worker.imported.connect(self._on_imported)
         self._stopRequested.connect(self._worker.stop, Qt.ConnectionType.BlockingQueuedConnection)
         self._worker.ingested.connect(self._on_ingested)
         self._worker.drained.connect(self._on_drained)
@@ -101,13 +98,14 @@ class RunManager(QObject):
         self._timer.start()
 
     def connect_context(self, context) -> None:
-        """Forward this manager's signals to the StudioContext and serve its launch requests."""
+        """Forward this manager's signals to the StudioContext, serve its launch requests and follow the live runs
+        its run library imports."""
         self.runsChanged.connect(context.runsChanged)
         self.runUpdated.connect(context.runUpdated)
         self.eventsIngested.connect(context.eventsIngested)
         self.checkpointAdded.connect(context.checkpointAdded)
         context.launchRequested.connect(lambda cfg: self.launch(cfg))
-        self._context = context
+        context.library.runImported.connect(self.follow_imported)
 
     # -------------------------------------------------------------- launching
     def launch(self, config: dict, name: str | None = None, method: str | None = None,
@@ -382,50 +380,18 @@ class RunManager(QObject):
         self.runsChanged.emit()
         self.schedule()
 
-    def clone(self, run_id: str) -> dict:
-        """A copy of the run's config for editing (parent recorded for lineage); also sent to the Config pane."""
-        run = self.store.get_run(run_id)
-        if run is None:
-            return {}
-        config = json.loads(run.config_json or "{}")
-        config.pop("run_dir", None)
-        config.update(name=f"{run.name} (copy)", parent_run_id=run_id, n_gpus=run.n_gpus)
-        context = getattr(self, "_context", None)
-        if context is not None:
-            context.configEditRequested.emit(config)
-        return config
-
-    def delete(self, run_id: str, remove_files: bool = False) -> bool:
-        """Forget a run that is not active; with ``remove_files`` also delete its folder under runs/."""
-        run = self.store.get_run(run_id)
-        if run is None or run.status in ACTIVE_STATUSES:
-            return False
-        self.store.delete_run(run_id)
-        run_dir = Path(run.run_dir).resolve()
-        if remove_files and run_dir.parent == self.runs_dir.resolve() and run_dir.is_dir():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        self.runsChanged.emit()
-        return True
-
-    def import_run_dir(self, run_dir: Path) -> str:
-        """Import on this thread (scripts, tests); the window uses ``import_run_dir_async``."""
-        run_id = import_run_dir(self.store, Path(run_dir))
-        self._on_imported(run_id, "")
-        return run_id
-
-    def import_run_dir_async(self, run_dir: Path) -> None:
-        """Import in the ingest thread (a long events.jsonl must not freeze the window); ``runImported`` says
-        how it went."""
-        self._importRequested.emit(str(run_dir))
-
-    def _on_imported(self, run_id: str, error: str) -> None:
+    def follow_imported(self, run_id: str, error: str = "") -> None:
+        """A run folder was just imported (``RunLibrary.runImported``): follow it when its trainer still runs."""
         run = self.store.get_run(run_id) if run_id else None
         if run is not None and run.status in LIVE_STATUSES and run_id not in self._follows:
-            self._follows[run_id] = _Follow(run_id, job=read_job(run.run_dir))
-            self._followRequested.emit(run_id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
-        if run is not None:
-            self.runsChanged.emit()
-        self.runImported.emit(run_id, error)
+            self._attach(run)
+            self.runUpdated.emit(run_id)
+
+    def _attach(self, run) -> _Follow:
+        """Follow a run this studio did not start (re-attached or imported) from its stored offset."""
+        follow = self._follows[run.id] = _Follow(run.id, job=read_job(run.run_dir))
+        self._followRequested.emit(run.id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
+        return follow
 
     # ------------------------------------------------------------ reconciling
     def reconcile(self) -> list[str]:
@@ -434,10 +400,9 @@ class RunManager(QObject):
         for run in self.store.list_runs(LIVE_STATUSES):
             if run.id in self._follows:
                 continue
-            follow = self._follows[run.id] = _Follow(run.id, job=read_job(run.run_dir))
             # The backlog is read by the ingest thread (MAX_READ bytes per tick, so the window stays responsive
             # and the curves fill in as it goes); a dead run is drained there and then settled by _on_drained.
-            self._followRequested.emit(run.id, str(Path(run.run_dir) / "events.jsonl"), run.events_offset or 0)
+            follow = self._attach(run)
             if self._process_ended(follow):
                 follow.draining = True
                 self._drainRequested.emit(run.id)

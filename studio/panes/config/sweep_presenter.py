@@ -143,13 +143,14 @@ class SweepPresenter(QObject):
         self.summaryReady.emit(summary)
 
     def import_trials(self, summary) -> list[str]:
-        """Ask the run manager to import trial run folders the store does not have yet (it follows live ones)."""
+        """Ask the run library to import trial run folders the store does not have yet (the run manager follows live
+        ones)."""
         known = {Path(r.run_dir).resolve() for r in self.context.store.list_runs()}
         asked = []
         for trial in summary.trials:
             run_dir = Path(trial.run_dir) if trial.run_dir else None
             if run_dir and (run_dir / "events.jsonl").is_file() and run_dir.resolve() not in known:
-                self.context.runs.import_run_dir_async(run_dir)
+                self.context.library.import_run_dir_async(run_dir)
                 asked.append(str(run_dir))
         return asked
 

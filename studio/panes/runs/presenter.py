@@ -123,10 +123,10 @@ class RunsPresenter:
         self.manager.resume(run_id)
 
     def clone(self, run_id: str) -> dict:
-        return self.manager.clone(run_id)  # the manager sends it to the Config pane
+        return self.context.library.clone(run_id)  # the library sends it to the Config pane
 
     def delete(self, run_id: str, remove_files: bool = False) -> bool:
-        return self.manager.delete(run_id, remove_files=remove_files)
+        return self.context.library.delete(run_id, remove_files=remove_files)
 
     # ---------------------------------------------------------------- detail
     def detail(self, run_id: str) -> dict:
