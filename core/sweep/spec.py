@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.config.errors import TrainConfigError, format_validation_error
 from core.config.load import apply_overrides, validate_train_config
+from core.config.paths import has_path
 
 GRID_LIMIT = 10_000  # grid points; a spec past this is a typo in a step, not a plan
 
@@ -249,7 +250,7 @@ def check_against_config(spec: SweepSpec, base: dict, where=lambda field: "spec"
         if name in ("run_dir", "sweep") or parts[0] == "sweep":
             problems.append(f"{where(loc)}: parameters.{name}: set by the sweep itself, not a parameter")
             continue
-        if parts[0] != "method_options" and not _has_path(resolved, parts):
+        if parts[0] != "method_options" and not has_path(resolved, parts):
             problems.append(f"{where(loc)}: parameters.{name}: not a field of the training config "
                             f"(fields are dotted paths such as optim.lr, batch_size, data.seq_len)")
             continue
@@ -266,15 +267,6 @@ def check_against_config(spec: SweepSpec, base: dict, where=lambda field: "spec"
                         "the base config needs data.eval_files and eval_every > 0")
     if problems:
         raise SweepSpecError("\n".join(problems))
-
-
-def _has_path(config: dict, parts: list[str]) -> bool:
-    node: Any = config
-    for part in parts:
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _extremes(param) -> list:

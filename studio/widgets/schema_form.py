@@ -10,7 +10,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from studio.panes.config.schema import FieldSpec, get_path, set_path
+from core.config.paths import get_path, set_path
+from studio.panes.config.schema import FieldSpec
 from studio.widgets.common import set_invalid
 
 INT_LIMIT = 2**31 - 1

@@ -200,7 +200,7 @@ def default_origins(config: dict) -> dict:
     default for comes from (the method's default, scaled to the model or the parent run, or you) and which values
     sit far from it (core.methods)."""
     from core.methods import default_sources, default_warnings
-    from studio.panes.config.schema import get_path
+    from core.config.paths import get_path
 
     try:
         sources = default_sources(config)

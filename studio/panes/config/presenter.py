@@ -14,7 +14,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from core.config.model import PRESETS
-from studio.panes.config.schema import FieldSpec, errors_by_field, fields_from_schema, get_path
+from core.config.paths import get_path
+from studio.panes.config.schema import FieldSpec, errors_by_field, fields_from_schema
 from studio.threads import Task
 from studio.store.model_sources import list_checkpoints
 

@@ -1,7 +1,8 @@
 """Turn a pydantic JSON schema into a flat list of form fields (one source of truth for the Config forms).
 
 Each `FieldSpec` says which editor to draw (int, float, bool, enum, str, path, list, json), its bounds and
-default, all read from `Model.model_json_schema()`; nested objects become dotted paths ("optim.lr").
+default, all read from `Model.model_json_schema()`; nested objects become dotted paths ("optim.lr"), read and set
+with core.config.paths.
 """
 from __future__ import annotations
 
@@ -80,22 +81,6 @@ def fields_from_schema(schema: dict, prefix: tuple[str, ...] = (), skip: tuple[s
             spec.kind = "list"
         out.append(spec)
     return out
-
-
-def set_path(data: dict, path: tuple[str, ...], value: Any) -> None:
-    node = data
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-    node[path[-1]] = value
-
-
-def get_path(data: dict, path: tuple[str, ...], default: Any = None) -> Any:
-    node: Any = data
-    for part in path:
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def errors_by_field(exc, prefix: tuple[str, ...] = ()) -> dict[str, str]:
