@@ -29,6 +29,11 @@ def references(text: str) -> list[tuple[int, str, str, bool]]:
     return found
 
 
+def find_test_file(name: str) -> Path | None:
+    """The test file of that name anywhere under tests/ (e.g. tests/resume/); names are unique there."""
+    return next((REPO / "tests").rglob(name), None)
+
+
 def functions_in(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
@@ -44,10 +49,10 @@ def test_references_are_parsed_with_their_file_and_prefix():
 def test_every_test_a_doc_names_exists(doc):
     missing = []
     for lineno, file, name, prefix in references(doc.read_text(encoding="utf-8")):
-        path = REPO / "tests" / file
-        names = functions_in(path) if path.is_file() else set()
+        path = find_test_file(file)
+        names = functions_in(path) if path is not None else set()
         if not any(n.startswith(name) if prefix else n == name for n in names):
             missing.append(f"{doc.name}:{lineno}: {file}::{name}{'…' if prefix else ''}")
     for lineno, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
-        missing += [f"{doc.name}:{lineno}: {f}" for f in TEST_FILE.findall(line) if not (REPO / "tests" / f).is_file()]
+        missing += [f"{doc.name}:{lineno}: {f}" for f in TEST_FILE.findall(line) if find_test_file(f) is None]
     assert not missing, "named in the docs but not a test:\n" + "\n".join(missing)
