@@ -264,7 +264,8 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.device_label)
 
     def _probe_device(self) -> None:
-        """Off the UI thread: torch.cuda's first call can take seconds. The same thread then warms the chat
+        """Off the UI thread: NVML or nvidia-smi can take a second (never torch.cuda, which would hold a CUDA context
+        in the studio for as long as it runs: studio.device_info). The same thread then warms the chat
         template."""
         import threading
 
