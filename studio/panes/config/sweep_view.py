@@ -1,6 +1,6 @@
 """The sweep dialog (Config › Sweep…): "New sweep" defines parameters over the current config and starts it;
 "Trials" shows a sweep's trials against their objective and the parameters' importance from Optuna's own
-analysis (`optuna.importance.get_param_importances`). Drawing only: studio/panes/config/sweep_presenter.py holds the logic.
+analysis (`optuna.importance.get_param_importances`). Drawing only: sweep_presenter.py beside it holds the logic.
 """
 from __future__ import annotations
 

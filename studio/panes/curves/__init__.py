@@ -1,1 +1,2 @@
-"""The Curves tab: the pane (view.py) over its presenter (presenter.py), and the rollout browser (rollout_browser.py)."""
+"""The Curves tab: the pane (view.py) over its presenter (presenter.py), and the rollout browser
+(rollout_browser.py)."""
