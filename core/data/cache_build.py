@@ -189,7 +189,7 @@ class EntryBuilder:
         self.shards.append(entry)
         manifest = {"version": 1, "entry": self.final.name, "streams": list(self.streams),
                     "dtype": np.dtype(self.dtype).name, "files": [str(f) for f in self.files], "sizes": self.sizes,
-                    "shards": self.shards}
+                    "meta": {k: self.meta_base.get(k) for k in ("tokenizer", "options")}, "shards": self.shards}
         _write_atomic(self.out / MANIFEST, json.dumps(manifest).encode())
 
     # ---- the loop ------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ class MiniMindTokenizer:
                     f"found {backend.token_to_id(token)}; train one with `minimind tokenizer train`")
         self.backend = backend
         self.chat_template = chat_template
+        self.source = source  # where it was loaded from (shown with the token caches it made)
 
     # ---- persistence ---------------------------------------------------------------------------------
     @classmethod
