@@ -238,7 +238,7 @@ def table(r: dict) -> str:
         (f"every core, {t['cores']} cores: one process, tokenizers' threads (encode_batch_fast)",
          f"{t['mb_s']['encode_batch_fast']:.2f} MB/s"),
         (f"every core, {t['cores']} cores: {t['cores']} single-threaded worker processes",
-         f"{t['mb_s']['processes']:.2f} MB/s (threads/processes = {t['processes_vs_threads']:.2f}×)"),
+         f"{t['mb_s']['processes']:.2f} MB/s ({t['processes_vs_threads']:.2f}× the threads' speed)"),
         ("cache build, whole corpus (in the cold start)", f"{r['full_build']['seconds']:.0f} s, "
                                                            f"{r['full_build']['mb_s']:.2f} MB/s, "
                                                            f"{r['full_build']['tokens']:,} tokens"),
