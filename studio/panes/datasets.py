@@ -166,7 +166,7 @@ class DatasetsPane(QWidget):
         self.page_spin.valueChanged.connect(lambda v: p.show_page(v - 1) if v - 1 != p.page else None)
         p.filesChanged.connect(self._on_files)
         p.fileOpened.connect(self._on_opened)
-        p.fileOpened.connect(lambda _path, _kind: self.caches.refresh())
+        p.fileOpened.connect(lambda _path, _kind: self.caches.show_file())
         p.pageReady.connect(self._on_page)
         p.pagePending.connect(lambda n: self.page_label.setText(f"page {n + 1}: waiting for the index…"))
         p.indexProgress.connect(self._on_index_progress)

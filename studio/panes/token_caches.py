@@ -36,7 +36,7 @@ class TokenCachesTab(QWidget):
 
     def _build(self) -> None:
         v = QVBoxLayout(self)
-        box = QGroupBox("Tokenize for training: build the token cache now, so a run on this file starts at once")
+        box = QGroupBox("Tokenize for training")
         form = QFormLayout(box)
         self.file_label = label("Open a pretrain, SFT or DPO file first.", "muted")
         form.addRow("File", self.file_label)
@@ -60,8 +60,9 @@ class TokenCachesTab(QWidget):
         row.addWidget(self.cancel_btn)
         row.addWidget(self.bar, 1)
         form.addRow("", row)
-        self.status = label(f"Caches go to {self.presenter.cache_dir}, where every run of this workspace looks.",
-                            "muted")
+        self.status = label("Builds the token cache now, so a run on this file starts training at once. Caches go "
+                            "to the workspace's cache folder, where its runs look.", "muted")
+        self.status.setToolTip(str(self.presenter.cache_dir))
         form.addRow("", self.status)
         v.addWidget(box)
 
@@ -97,10 +98,15 @@ class TokenCachesTab(QWidget):
         self.refresh()
         super().showEvent(event)
 
-    def refresh(self) -> None:
-        """Look again at the open file, the workspace's tokenizers and the cache folder."""
+    def show_file(self) -> None:
+        """The pane opened another file. Only the label changes: listing the caches imports torch (core.data),
+        which a hidden tab must not cost the window while it starts."""
         path = self._current_file()
         self.file_label.setText(str(path) if path else "Open a pretrain, SFT or DPO file first.")
+
+    def refresh(self) -> None:
+        """Look again at the open file, the workspace's tokenizers and the cache folder (when the tab is shown)."""
+        self.show_file()
         current = self.tokenizer.currentData()
         self.tokenizer.clear()
         for d in self._tokenizer_dirs():
