@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from studio.worker.command import EVAL_WORKER_FLAG, WORKER_FLAG
+from studio.worker.command import CLI_FLAG, EVAL_WORKER_FLAG, WORKER_FLAG
 
 
 def run_worker(argv: list[str]) -> int:
@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         from core.export.quantize_worker import main as quantize_worker
 
         return quantize_worker(argv[1:])
+    if argv[:1] == [CLI_FLAG]:  # the frozen app's `minimind` (Datasets › Token caches: `data prepare`)
+        from core.cli import main as cli
+
+        return cli(argv[1:])
     if argv[:1] == [EVAL_WORKER_FLAG]:  # the Evaluate pane's worker (core/eval/worker.py)
         from core.eval.worker import main as eval_worker
 

@@ -1,4 +1,4 @@
-"""The workspace folder: studio.db, runs/, datasets/, tokenizers/, exports/.
+"""The workspace folder: studio.db, runs/, datasets/, tokenizers/, exports/, cache/ (token caches).
 
 Resolution order: the ``MINIMIND_WORKSPACE`` environment variable (tests use it), then the folder remembered in
 QSettings, then ``~/MiniMindStudio``. A first start opens on that default with no dialog; the window offers
@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.launch.targets import DEFAULT_WORKSPACE, TARGETS_FILE
+from core.launch.targets import DEFAULT_WORKSPACE, TARGETS_FILE, workspace_cache_dir
 from core.launch.targets import WORKSPACE_ENV as ENV_VAR
 
 SETTINGS_KEY = "workspace"
@@ -40,6 +40,11 @@ class Workspace:
     @property
     def exports_dir(self) -> Path:
         return self.root / "exports"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Token caches shared by every run of the workspace (Datasets › Token caches prepares them ahead)."""
+        return workspace_cache_dir(self.root)
 
     @property
     def targets_path(self) -> Path:

@@ -23,8 +23,8 @@ from tests.fixtures.train import REPO, one_thread, read_events, subprocess_env, 
 
 BATCH, SHARD_BYTES = 50, 8192  # 2000 records of ~255 bytes: 40 batches, one shard each
 
-# The trainer, with tokenizing slowed down by `delay` seconds per batch.
-SLOW_TRAINER = """
+# A command (`entry`'s main: the trainer, the `minimind` CLI) with tokenizing slowed down by `delay` s per batch.
+SLOWED = """
 import sys, time
 import core.data.cache_build as cb, core.data.datasets as ds
 cb.BATCH_RECORDS, cb.MIN_SHARD_BYTES = {batch}, {shard}
@@ -33,9 +33,11 @@ def slow(tok, texts):
     time.sleep({delay})
     return real(tok, texts)
 ds.encode_texts = slow
-from core.train.cli import main
+from ENTRY import main
 sys.exit(main(sys.argv[1:]))
 """
+SLOW_TRAINER = SLOWED.replace("ENTRY", "core.train.cli")
+SLOW_CLI = SLOWED.replace("ENTRY", "core.cli")
 
 
 def _launch_slow(args: list[str], delay: float = 0.2) -> subprocess.Popen:

@@ -47,6 +47,11 @@ def test_ids_and_vocab(tiny_tokenizer):
     assert tiny_tokenizer.id_to_token(tiny_tokenizer.token_to_id("Ġthe")) == "Ġthe"
 
 
+def test_batch_encoding_gives_the_ids_of_encoding_one_text_at_a_time(tiny_tokenizer):
+    texts = [*SAMPLES.values(), "<|im_start|>user\n你好<think>x</think><|im_end|>\n", ""]
+    assert tiny_tokenizer.encode_batch(texts) == [tiny_tokenizer.encode(t) for t in texts]
+
+
 def test_special_tokens_stay_atomic(tiny_tokenizer):
     assert tiny_tokenizer.encode("<|im_start|>") == [1]
     ids = tiny_tokenizer.encode("hi<|im_start|>user\nyo<|im_end|><think>x</think><|endoftext|>"

@@ -3,6 +3,7 @@ token cache, measure, make demo data."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -37,19 +38,27 @@ def register(subparsers) -> None:
     convert.add_argument("--max-errors", type=int, default=100, metavar="N", help="print at most N problems (100)")
     convert.set_defaults(func=_convert)
 
-    prepare = sub.add_parser("prepare", help="tokenize a dataset into the token cache")
+    prepare = sub.add_parser("prepare", help="tokenize a dataset into the token cache ahead of training "
+                                             "(Ctrl-C stops and keeps the finished shards; run again to go on)")
     prepare.add_argument("file")
     prepare.add_argument("--tokenizer", required=True, metavar="DIR")
     prepare.add_argument("--kind", choices=TOKEN_KINDS, help="default: detected")
     prepare.add_argument("--seq-len", type=int, required=True, metavar="N",
-                         help="pretrain: window length; sft/dpo: truncation length")
-    prepare.add_argument("--cache-dir", required=True, metavar="DIR")
+                         help="pretrain: window length (any run re-uses the cache); sft/dpo: truncation length "
+                              "(part of the cache's identity: a run with another max_len tokenizes again)")
+    prepare.add_argument("--cache-dir", metavar="DIR",
+                         help="default: the workspace's cache folder ($MINIMIND_WORKSPACE/cache, else "
+                              "~/MiniMindStudio/cache), where the studio's runs look")
     prepare.add_argument("--on-error", choices=["raise", "skip"], default="raise",
-                         help="stop at the first bad record (default) or skip and count bad records")
+                         help="stop at the first bad record (default) or skip and count bad records; a run "
+                              "re-uses the cache only with the same setting (data.on_error)")
+    prepare.add_argument("--events", action="store_true",
+                         help="print `prepare` events (docs/events.md) as JSON lines on stdout, the summary on "
+                              "stderr (the studio reads them)")
     prepare.set_defaults(func=_prepare)
 
     caches = sub.add_parser("caches", help="list the token caches of a cache directory (size, state); delete one")
-    caches.add_argument("--cache-dir", required=True, metavar="DIR")
+    caches.add_argument("--cache-dir", metavar="DIR", help="default: the workspace's cache folder")
     caches.add_argument("--delete", metavar="NAME", help="delete this entry (a name the listing shows)")
     caches.set_defaults(func=_caches)
 
@@ -190,10 +199,25 @@ def _stop_on_signals():
             signal.signal(sig, handler)
 
 
+def _cache_dir(args):
+    from core.launch.targets import workspace_cache_dir
+
+    return args.cache_dir or str(workspace_cache_dir())
+
+
+def _print_event(progress) -> None:
+    """One `prepare` event, a JSON line on stdout."""
+    from core.event_schema import make_event
+
+    print(json.dumps(make_event("prepare", 0, **progress.fields())), flush=True)
+
+
 def _prepare(args) -> int:
     from core.data import DataError, DPODataset, PretrainDataset, SFTDataset
     from core.preparation import Preparation, PreparationStopped
 
+    args.cache_dir = _cache_dir(args)
+    out = sys.stderr if args.events else sys.stdout  # with --events, stdout carries nothing but events
     kind = _kind(args.file, args.kind)
     if kind not in TOKEN_KINDS:
         raise CLIError(f"{args.file} is {kind} data; only pretrain, text, sft and dpo data are tokenized ahead")
@@ -202,7 +226,8 @@ def _prepare(args) -> int:
     cls = {"pretrain": PretrainDataset, "text": PretrainDataset, "sft": SFTDataset, "dpo": DPODataset}[kind]
     try:
         with _stop_on_signals() as stopped:
-            preparation = Preparation(report=ProgressLine(), should_stop=stopped, interval=0.5)
+            preparation = Preparation(report=_print_event if args.events else ProgressLine(), should_stop=stopped,
+                                      interval=0.5)
             ds = cls(args.file, tok, args.seq_len, args.cache_dir, on_error=args.on_error, preparation=preparation)
     except PreparationStopped:
         raise CLIError("stopped; the finished part of the cache is kept: run the same command again to go on "
@@ -211,26 +236,28 @@ def _prepare(args) -> int:
         raise CLIError(f"{exc}\n  list every problem with `minimind data check {args.file}`, "
                        "or pass --on-error skip to leave bad records out") from None
     cache = ds.cache
-    print(f"cache: {cache.path} ({'re-used' if cache.reused else 'built'} in {time.monotonic() - started:.1f} s)")
-    print(f"records: {ds.report.records}, skipped: {ds.report.skipped}, tokens: {ds.num_tokens:,}")
+    print(f"cache: {cache.path} ({'re-used' if cache.reused else 'built'} in {time.monotonic() - started:.1f} s)",
+          file=out)
+    print(f"records: {ds.report.records}, skipped: {ds.report.skipped}, tokens: {ds.num_tokens:,}", file=out)
     for err in ds.report.errors:
-        print(f"  skipped {err}")
+        print(f"  skipped {err}", file=out)
     if kind in ("pretrain", "text"):
-        print(f"windows of {args.seq_len} tokens: {len(ds):,}")
+        print(f"windows of {args.seq_len} tokens: {len(ds):,}", file=out)
     else:
         print(f"sequences: {len(ds):,}, truncated at {args.seq_len}: {100 * ds.truncated_fraction:.1f}%, "
-              f"left out (no assistant token within {args.seq_len}): {ds.num_no_target}")
+              f"left out (no assistant token within {args.seq_len}): {ds.num_no_target}", file=out)
     return 0
 
 
 def _caches(args) -> int:
     from pathlib import Path
 
-    from core.data.cache import delete_cache, list_caches
+    from core.data.cache import delete_cache, describe_cache_options, list_caches
 
+    args.cache_dir = _cache_dir(args)
     entries = list_caches(args.cache_dir)
     if args.delete:
-        match = [e for e in entries if e.path.name in (args.delete, f".{args.delete}.partial")]
+        match = [e for e in entries if e.name == args.delete]
         if not match:
             raise CLIError(f"{args.cache_dir}: no cache entry {args.delete!r}; "
                            f"`minimind data caches --cache-dir {args.cache_dir}` lists them")
@@ -245,8 +272,8 @@ def _caches(args) -> int:
     for e in entries:
         state = "ready" if e.complete else f"partial, {100 * e.done_fraction:.0f} % (resumes when asked for)"
         files = ", ".join(Path(f).name for f in e.files) or "?"
-        print(f"{e.path.name.strip('.').removesuffix('.partial')}  {e.kind}  {e.size_bytes / 1e6:.1f} MB  "
-              f"{e.num_tokens:,} tokens  {state}  [{files}]")
+        print(f"{e.name}  {e.kind}  {e.size_bytes / 1e6:.1f} MB  {e.num_tokens:,} tokens  {state}  [{files}]  "
+              f"{describe_cache_options(e)}")
     return 0
 
 

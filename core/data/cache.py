@@ -23,7 +23,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -205,7 +205,8 @@ def load_or_build(files, kind: str, tokenizer, cache_dir, encode: Callable, stre
             shutil.rmtree(old, ignore_errors=True)
         dtype = token_dtype(tokenizer.vocab_size)
         meta_base = {"version": CACHE_VERSION, "kind": kind, "files": [str(f.resolve()) for f in files],
-                     "tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
+                     "tokenizer_hash": tokenizer.hash, "tokenizer": str(getattr(tokenizer, "source", "")),
+                     "vocab_size": tokenizer.vocab_size,
                      "dtype": np.dtype(dtype).name, "options": options, "streams": list(streams)}
         builder = EntryBuilder(files, kind, final, encode, streams, dtype, meta_base, on_error, prep, shard_bytes)
         meta = builder.run()
@@ -233,6 +234,13 @@ class CacheEntry:
     num_tokens: int = 0
     built_at: float | None = None
     done_fraction: float = 1.0
+    tokenizer: str = ""       # the folder it was loaded from, as the build saw it
+    options: dict = field(default_factory=dict)  # what changes the tokens: max_len (sft, dpo), on_error
+
+    @property
+    def name(self) -> str:
+        """The entry's name, the same for its partial and its finished form (`minimind data caches --delete`)."""
+        return self.path.name.removeprefix(".").removesuffix(".partial")
 
 
 def _dir_size(path: Path) -> int:
@@ -254,14 +262,26 @@ def list_caches(cache_dir) -> list[CacheEntry]:
             except (OSError, ValueError):
                 continue
             out.append(CacheEntry(d, meta.get("kind", ""), list(meta.get("files", [])), _dir_size(d), True,
-                                  int(sum(meta.get("num_tokens", {}).values())), meta.get("built_at")))
+                                  int(sum(meta.get("num_tokens", {}).values())), meta.get("built_at"),
+                                  tokenizer=meta.get("tokenizer", ""), options=meta.get("options", {})))
         elif d.name.startswith(".") and d.name.endswith(".partial"):
             manifest = read_manifest(d) or {}
             shards, sizes = manifest.get("shards") or [], manifest.get("sizes") or []
             done = manifest_bytes_done(manifest, sizes) / sum(sizes) if sum(sizes) else 0.0
+            base = manifest.get("meta") or {}
             out.append(CacheEntry(d, d.name[1:].split("-")[0], list(manifest.get("files", [])), _dir_size(d), False,
-                                  int(sum(sum(s["tokens"].values()) for s in shards)), d.stat().st_mtime, done))
+                                  int(sum(sum(s["tokens"].values()) for s in shards)), d.stat().st_mtime, done,
+                                  tokenizer=base.get("tokenizer", ""), options=base.get("options", {})))
     return sorted(out, key=lambda e: e.built_at or 0, reverse=True)
+
+
+def describe_cache_options(entry: CacheEntry) -> str:
+    """"tokenizer v3, max_len 512" for people: which runs can re-use the entry (pretrain windows are cut when a
+    run opens the cache, so one pretrain entry serves every seq_len)."""
+    tok = Path(entry.tokenizer).name if entry.tokenizer else "?"
+    length = f"max_len {entry.options['max_len']}" if "max_len" in entry.options else "any seq_len"
+    skip = ", bad records skipped" if entry.options.get("on_error") == "skip" else ""
+    return f"tokenizer {tok}, {length}{skip}"
 
 
 def delete_cache(entry: Path) -> None:

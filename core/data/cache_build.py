@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -189,7 +190,7 @@ class EntryBuilder:
         self.shards.append(entry)
         manifest = {"version": 1, "entry": self.final.name, "streams": list(self.streams),
                     "dtype": np.dtype(self.dtype).name, "files": [str(f) for f in self.files], "sizes": self.sizes,
-                    "shards": self.shards}
+                    "meta": {k: self.meta_base.get(k) for k in ("tokenizer", "options")}, "shards": self.shards}
         _write_atomic(self.out / MANIFEST, json.dumps(manifest).encode())
 
     # ---- the loop ------------------------------------------------------------------------------------------
@@ -200,6 +201,8 @@ class EntryBuilder:
         self.started = time.monotonic()
         self.progress.started = self.started
         shard = None
+        self._pending = None
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         try:
             with self.prep.stoppable():
                 while self.position[0] < len(self.files):
@@ -213,49 +216,76 @@ class EntryBuilder:
             self.prep.update(self.progress, force=True)
             raise
         finally:
+            self._encoder.shutdown(wait=True)
             if shard is not None:
                 shard.discard()
 
     def _fill(self, shard: _ShardWriter) -> _ShardWriter | None:
         """Tokenize into `shard` until it is full, its file ends or a stop is asked for; commit it. Returns the
-        writer still open (None once committed)."""
+        writer still open (None once committed).
+
+        Batch k is encoded on the encoder thread while this thread reads and validates batch k+1 and writes batch
+        k-1: tokenizers' Rust code releases the GIL and spreads a batch over every core, so the reading, checking
+        and writing no longer leave the cores idle between batches."""
         self.prep.check_stop()  # nothing of this shard exists yet: nothing to keep
         fi, pos, lines = self.position
         path = self.files[fi]
         file_kind = "text" if self.kind == "pretrain" and path.suffix.lower() == ".txt" else self.kind
-        batch, batch_bytes, last = [], 0, None
-        for rec, _line, rpos, rlines in iter_records_at(path, file_kind, self.on_error, self.report, (pos, lines)):
-            batch.append(rec)
-            last = (rpos, rlines)
-            if len(batch) >= BATCH_RECORDS:
-                self._flush(shard, batch, fi, last)
-                shard.input_bytes += last[0] - pos
-                pos, batch = last[0], []
-                stop = self.prep.stop_requested()
-                if shard.input_bytes >= self.shard_bytes or stop:
-                    self._commit(shard)
-                    if stop:
-                        raise PreparationStopped("stopped while tokenizing")
-                    return None
-        if batch:
-            self._flush(shard, batch, fi, last)
+        batch, last = [], None
+        try:
+            for rec, _line, rpos, rlines in iter_records_at(path, file_kind, self.on_error, self.report,
+                                                            (pos, lines)):
+                batch.append(rec)
+                last = (rpos, rlines)
+                if len(batch) >= BATCH_RECORDS:
+                    self._submit(shard, batch, fi, last)
+                    shard.input_bytes += last[0] - pos
+                    pos, batch = last[0], []
+                    stop = self.prep.stop_requested()
+                    if shard.input_bytes >= self.shard_bytes or stop:
+                        self._write_pending(shard)
+                        self._commit(shard)
+                        if stop:
+                            raise PreparationStopped("stopped while tokenizing")
+                        return None
+            if batch:
+                self._submit(shard, batch, fi, last)
+            self._write_pending(shard)
+        finally:
+            self._forget_pending()
         self.position = [fi + 1, 0, 0]  # this file is done (its trailing bad lines are in the report)
         self.progress.files[fi].bytes_done = self.sizes[fi]
         self._commit(shard)
         self.prep.update(self.progress)
         return None
 
-    def _flush(self, shard: _ShardWriter, batch: list, fi: int, last: tuple[int, int]) -> None:
-        seqs, counts = self.encode(batch)
+    def _submit(self, shard: _ShardWriter, batch: list, fi: int, last: tuple[int, int]) -> None:
+        """Write the batch encoded before this one, then start encoding this one on the encoder thread."""
+        self._write_pending(shard)
+        self._pending = (self._encoder.submit(self.encode, batch), len(batch), fi, last)
+
+    def _write_pending(self, shard: _ShardWriter) -> None:
+        if self._pending is None:
+            return
+        future, n_records, fi, last = self._pending
+        self._pending = None
+        seqs, counts = future.result()
         for name, lists in seqs.items():
             shard.add(name, lists)
         for k, v in counts.items():
             self.counters[k] = self.counters.get(k, 0) + v
-        self.file_records[fi] += len(batch)
+        self.file_records[fi] += n_records
         self.position = [fi, last[0], last[1]]
         fp = self.progress.files[fi]
         fp.bytes_done, fp.records = last[0], self.file_records[fi]
         self.prep.update(self.progress)
+
+    def _forget_pending(self) -> None:
+        """After an error or a stop: let the batch being encoded finish (its thread cannot be interrupted) and
+        drop it; the shard it belonged to is discarded."""
+        if self._pending is not None:
+            self._pending[0].exception()  # waits; an encoding error here is not the one being raised
+            self._pending = None
 
     # ---- the end -------------------------------------------------------------------------------------------
     def _finalize(self) -> dict:

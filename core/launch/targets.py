@@ -18,6 +18,7 @@ from core.launch import safe_values as safe
 
 WORKSPACE_ENV = "MINIMIND_WORKSPACE"  # the studio's workspace folder (studio.workspace reads the same two facts)
 DEFAULT_WORKSPACE = Path.home() / "MiniMindStudio"
+CACHE_DIR_NAME = "cache"
 TARGETS_FILE = "targets.json"
 LOCAL = "local"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$"
@@ -114,6 +115,12 @@ _TARGET_LIST = TypeAdapter(list[Target])
 def workspace_root() -> Path:
     env = os.environ.get(WORKSPACE_ENV)
     return Path(env).expanduser() if env else DEFAULT_WORKSPACE
+
+
+def workspace_cache_dir(root: Path | None = None) -> Path:
+    """The workspace's token caches: `minimind data prepare` fills it by default, the studio's runs read it, so a
+    cache prepared ahead is found by every later run on the same data and tokenizer."""
+    return Path(root if root is not None else workspace_root()) / CACHE_DIR_NAME
 
 
 def targets_path(root: Path | None = None) -> Path:

@@ -1,4 +1,5 @@
-"""Datasets pane: a thin view over `DatasetsPresenter` (files, preview, validation, stats, tokenizer)."""
+"""Datasets pane: a thin view over `DatasetsPresenter` (files, preview, validation, stats, tokenizer) and the
+token caches tab (`studio/panes/token_caches.py`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 from core.data.formats import FORMATS
 from core.data.records import KINDS
 from studio.panes.datasets_presenter import FILE_FILTER, DatasetsPresenter
-from studio.widgets.common import banner, label, primary_button, quit_hook, set_banner
+from studio.panes.token_caches import TokenCachesTab
+from studio.widgets.common import banner, label, primary_button, quit_hook, select_path, set_banner
 from studio.widgets.theme import COLORS, pane_style
 
 
@@ -27,6 +29,7 @@ class DatasetsPane(QWidget):
         self.refresh_tokenizers()
         self.presenter.restore()
         quit_hook(self.presenter.shutdown)
+        quit_hook(self.caches.presenter.shutdown)
 
     # ---- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -60,6 +63,8 @@ class DatasetsPane(QWidget):
         self.stats_tab = self._stats_tab()
         self.tabs.addTab(self.stats_tab, "Stats")
         self.tabs.addTab(self._tokenizer_tab(), "Tokenizer")
+        self.caches = TokenCachesTab(self.context, lambda: self.presenter.path, self.presenter.tokenizer_dirs)
+        self.tabs.addTab(self.caches, "Token caches")
         split.addWidget(self.tabs)
         split.setSizes([260, 740])
 
@@ -194,6 +199,7 @@ class DatasetsPane(QWidget):
         self.page_spin.valueChanged.connect(lambda v: p.show_page(v - 1) if v - 1 != p.page else None)
         p.filesChanged.connect(self._on_files)
         p.fileOpened.connect(self._on_opened)
+        p.fileOpened.connect(lambda _path, _kind: self.caches.show_file())
         p.pageReady.connect(self._on_page)
         p.pagePending.connect(lambda n: self.page_label.setText(f"page {n + 1}: waiting for the index…"))
         p.indexProgress.connect(self._on_index_progress)
@@ -360,11 +366,7 @@ class DatasetsPane(QWidget):
             self._select_tokenizer(current)
 
     def _select_tokenizer(self, path: str) -> None:
-        i = self.stats_tokenizer.findData(path)
-        if i < 0:
-            self.stats_tokenizer.addItem(Path(path).name, path)
-            i = self.stats_tokenizer.count() - 1
-        self.stats_tokenizer.setCurrentIndex(i)
+        select_path(self.stats_tokenizer, path)
 
     def _browse_tokenizer(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder with tokenizer.json (a tokenizer or checkpoint)")
@@ -406,4 +408,5 @@ class DatasetsPane(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.presenter.shutdown()
+        self.caches.presenter.shutdown()
         super().closeEvent(event)

@@ -72,3 +72,14 @@ class Deferred:
         if self.pending:
             self.pending = False
             self.slot()
+
+
+def select_path(combo, path: str) -> None:
+    """Select the item of `combo` whose data is `path`, adding it (named by its last part) when missing."""
+    from pathlib import Path
+
+    i = combo.findData(path)
+    if i < 0:
+        combo.addItem(Path(path).name, path)
+        i = combo.count() - 1
+    combo.setCurrentIndex(i)

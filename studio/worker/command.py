@@ -8,6 +8,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_FLAG = "--worker"  # the frozen app re-runs itself as the trainer (see studio.app)
 EVAL_WORKER_FLAG = "--eval-worker"  # ... and as the Evaluate pane's worker
+CLI_FLAG = "--cli"  # ... and as the `minimind` command (Datasets › Token caches runs `data prepare`)
 
 
 def eval_worker_command(spec_path: Path | str) -> list[str]:
@@ -16,6 +17,13 @@ def eval_worker_command(spec_path: Path | str) -> list[str]:
     if is_frozen():
         return [sys.executable, EVAL_WORKER_FLAG, str(spec_path)]
     return [sys.executable, "-m", "core.eval.worker", str(spec_path)]
+
+
+def cli_command(args: list[str]) -> list[str]:
+    """argv of `minimind ARGS` in a child process: `python -m core` from source, the app with --cli in a bundle."""
+    if is_frozen():
+        return [sys.executable, CLI_FLAG, *args]
+    return [sys.executable, "-m", "core", *args]
 
 
 def is_frozen() -> bool:

@@ -21,7 +21,7 @@ from typing import Callable
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal
 
 from core.launch.scheduler import ENDED, SchedulerError, read_job
-from core.launch.targets import TARGETS_FILE
+from core.launch.targets import TARGETS_FILE, workspace_cache_dir
 from core.process_identity import identity_problem, looks_like_trainer, pid_alive, process_start_ticks
 from studio.store import ACTIVE_STATUSES, RunStore, mark_dead
 from studio.store.tailer import EventTailer
@@ -121,6 +121,9 @@ class RunManager(QObject):
         run_dir.mkdir(parents=True, exist_ok=False)
         if target.kind == "local":
             config["run_dir"] = str(run_dir)  # the trainer writes events.jsonl and checkpoints/ here
+            if isinstance(config.get("data"), dict) and not config["data"].get("cache_dir"):
+                # the workspace's caches, where the Datasets pane prepares ahead: a ready one starts at once
+                config["data"] = {**config["data"], "cache_dir": str(workspace_cache_dir(self.runs_dir.parent))}
             (run_dir / "config.json").write_text(json.dumps(config, indent=2))
         else:  # config.json names the folder as the nodes see it; launch.json records the target
             config = self.remote.prepare(target, run_dir, config)
