@@ -71,8 +71,8 @@ def head_bytes(src: Path, dst: Path, size: int) -> Path:
 
 # ---- the studio's open and validate ------------------------------------------------------------------------------
 def studio_open_and_validate(path: Path) -> dict:
-    from studio.panes.datasets_index import LineIndex, head_lines
-    from studio.panes.datasets_presenter import validate_file
+    from studio.panes.datasets.index import LineIndex, head_lines
+    from studio.panes.datasets.presenter import validate_file
 
     def quiet(*_args):
         return None

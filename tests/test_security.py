@@ -142,7 +142,7 @@ def test_run_names_from_configs_become_folders_inside_runs(tmp_path):
 
 
 def test_a_tokenizer_name_cannot_write_outside_the_workspace(qtbot, tmp_path):
-    from studio.panes.datasets_presenter import DatasetsPresenter
+    from studio.panes.datasets.presenter import DatasetsPresenter
     from studio.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws").ensure()

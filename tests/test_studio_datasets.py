@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from studio.panes.datasets_presenter import DatasetsPresenter  # noqa: E402
+from studio.panes.datasets.presenter import DatasetsPresenter  # noqa: E402
 
 
 def _sft_line(i: int, pad: str) -> str:
@@ -122,7 +122,7 @@ def test_stats_measure_token_lengths(qtbot, context, shared_data, tiny_tokenizer
 
 
 def test_pane_shows_records_as_bubbles(qtbot, context, tmp_path):
-    from studio.panes.datasets import DatasetsPane
+    from studio.panes.datasets.view import DatasetsPane
 
     path = tmp_path / "s.jsonl"
     path.write_text(_sft_line(7, "hi"))
@@ -198,7 +198,7 @@ def test_the_demo_guide_s_data_and_tokenizer_appear_in_the_datasets_pane(qtbot, 
 def test_a_tokenizer_made_outside_the_studio_is_listed_when_the_stats_tab_is_shown(qtbot, context, tiny_tokenizer_dir):
     import shutil
 
-    from studio.panes.datasets import DatasetsPane
+    from studio.panes.datasets.view import DatasetsPane
 
     pane = DatasetsPane(context)
     qtbot.addWidget(pane)
@@ -211,7 +211,7 @@ def test_a_tokenizer_made_outside_the_studio_is_listed_when_the_stats_tab_is_sho
 def test_the_validate_kind_list_is_cores_list_of_record_kinds(qtbot, context):
     from core.data.records import KINDS
     from core.methods import DATA_KINDS
-    from studio.panes.datasets import DatasetsPane
+    from studio.panes.datasets.view import DatasetsPane
 
     pane = DatasetsPane(context)
     qtbot.addWidget(pane)

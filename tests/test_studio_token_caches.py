@@ -25,7 +25,7 @@ def pretrain_file(workspace, shared_data):
 
 
 def _pane(qtbot, context, data, tokenizer_dir):
-    from studio.panes.datasets import DatasetsPane
+    from studio.panes.datasets.view import DatasetsPane
 
     pane = DatasetsPane(context)
     qtbot.addWidget(pane)

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 # (tab title, module, class name)
 PANES: list[tuple[str, str, str]] = [
-    ("Datasets", "studio.panes.datasets", "DatasetsPane"),
+    ("Datasets", "studio.panes.datasets.view", "DatasetsPane"),
     ("Config", "studio.panes.config.view", "ConfigPane"),
     ("Runs", "studio.panes.runs.view", "RunsPane"),
     ("Curves", "studio.panes.curves.view", "CurvesPane"),

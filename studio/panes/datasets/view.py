@@ -1,5 +1,5 @@
 """Datasets pane: a thin view over `DatasetsPresenter` (files, preview, validation, stats, tokenizer) and the
-token caches tab (`studio/panes/token_caches.py`)."""
+token caches tab (`studio/panes/datasets/token_caches_view.py`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +12,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 
 from core.data.formats import FORMATS
 from core.data.records import KINDS
-from studio.panes.datasets_presenter import FILE_FILTER, DatasetsPresenter
-from studio.panes.token_caches import TokenCachesTab
+from studio.panes.datasets.presenter import FILE_FILTER, DatasetsPresenter
+from studio.panes.datasets.token_caches_view import TokenCachesTab
 from studio.widgets.common import banner, label, primary_button, quit_hook, select_path, set_banner
 from studio.widgets.theme import COLORS, pane_style
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.data.formats import resolve_mapping
 from core.data.sources import is_arrow_dir, is_source
-from studio.panes.datasets_index import LineIndex, TableIndex, head_lines, open_index
+from studio.panes.datasets.index import LineIndex, TableIndex, head_lines, open_index
 from studio.threads import Task
 from studio.widgets.records_html import page_html, raw_line_html, record_html
 

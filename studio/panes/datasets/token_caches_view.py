@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QProgressBar, QPushButton,
                                QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from studio.panes.token_caches_presenter import TokenCachesPresenter
+from studio.panes.datasets.token_caches_presenter import TokenCachesPresenter
 from studio.widgets.common import label, primary_button, select_path
 
 COLUMNS = ("Files", "Kind", "Tokenizer and length", "Tokens", "Size", "State")
