@@ -70,7 +70,7 @@ def test_tokenize_for_training_builds_the_cache_in_a_worker_process_then_lists_a
 
 def test_cancel_stops_the_worker_keeps_the_finished_shards_and_the_next_build_goes_on_from_them(
         qtbot, context, pretrain_file, tiny_tokenizer_dir, monkeypatch):
-    from studio.panes import token_caches_presenter as tcp
+    from studio.panes.datasets import token_caches_presenter as tcp
 
     code = SLOW_CLI.format(batch=BATCH, shard=SHARD_BYTES, delay=0.2)
     monkeypatch.setattr(tcp, "cli_command", lambda args: [sys.executable, "-c", code, *args])
