@@ -9,6 +9,10 @@ Why this order survives a kill at any instant: until `os.rename(tmp, step-N)` no
 changed; the rename is atomic on POSIX; `latest` is replaced atomically via temp file + `os.replace`. A reader
 that finds `latest` pointing at a broken directory (disk full, truncated copy) verifies the manifest, says what
 is wrong, and falls back to the newest older checkpoint that verifies.
+
+The engine's side, at the end of this file: `save_training_checkpoint` (what a training checkpoint holds, from the
+engine's state passed in explicitly) and `resume_training` (the same read back into a recipe, optimizer and
+GradScaler).
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from core.config.train import TrainConfig, save_train_config
 from core.data.formats import using_mappings, with_data_mappings
 from core.device import resolve_device
 from core.precision import NAMES, autocast, configure_backends
-from core.preparation import Preparation, PrepareProgress, describe_prepare, preparing
+from core.preparation import Preparation, PreparationStopped, PrepareProgress, describe_prepare, preparing
 from core.process_identity import process_start_ticks
 from core.train import checkpoint as ckpt_mod
 from core.train import distributed as dist
@@ -77,7 +77,7 @@ class Trainer:
             with self.signals.at_once():
                 self._setup()
             return self._train()
-        except (RunStopped, Exception) as exc:  # every stop and failure becomes events the studio can show
+        except (RunStopped, PreparationStopped, Exception) as exc:  # every stop and failure: events the studio shows
             self.signals.interruptible = False
             return self._finish_early(exc)
         finally:
