@@ -1,6 +1,6 @@
 """The training methods: one registry that everything else derives from.
 
-Each `MethodSpec` says what a method is: its name, the module holding its recipe (`RECIPE = <Recipe subclass>`),
+Each `MethodSpec` says what a method is: its name, the module holding its recipe (`RECIPE`),
 its `method_options` model (pydantic, or None), the record kind it reads, whether it keeps a frozen reference or
 trains a critic, whether it needs a starting checkpoint, and a help text. From this one list come:
 the config's `method` field (`core.config.train`), `minimind train <method>` (`core.cli.train_cmd`), the
@@ -94,8 +94,8 @@ def validate_options(method: str, options: dict):
 
 
 def get_recipe(method: str):
-    """The Recipe class that runs `method`: its spec's module, imported by name (so the registry stays free of
-    torch until a method runs), must define `RECIPE`."""
+    """What builds the recipe of `method` (a Recipe subclass, or a callable (cfg, ctx) -> Recipe): its spec's
+    module, imported by name (so the registry stays free of torch until a method runs), must define `RECIPE`."""
     return importlib.import_module(get_method(method).recipe).RECIPE
 
 

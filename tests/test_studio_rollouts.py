@@ -86,7 +86,7 @@ def test_the_detail_shows_tools_by_name_then_the_call_and_its_response_as_blocks
     tok = tiny_tokenizer
     ep, _ = _played_episode(tok, thinking=True)
     sample = {"prompt": tok.decode(ep.prompt_ids), "completion": ep.transcript(), "reward": 2.75,
-              "rewards": {"answer": 2.5}}  # exactly what AgentRecipe logs
+              "rewards": {"answer": 2.5}}  # exactly what the agent recipe logs
     pane = _pane(qtbot, context, store, "agent-1", [sample])
     assert _column(pane, 1) == ["What is 256 * 37?"]
     pane.samples.setCurrentCell(0, 0)

@@ -205,7 +205,9 @@ def _scenario(result: dict, out: Path):
     result["clipped"] = {}
     for width, height in SIZES:
         win.resize(width, height)
-        yield f"the window at {width}x{height}", lambda w=width, h=height: (win.width(), win.height()) == (w, h), 10
+        yield (f"the window at {width}x{height} (minimum {win.minimumSizeHint().toTuple()}, now "
+               f"{win.width()}x{win.height()}, maximized {win.isMaximized()})",
+               lambda w=width, h=height: (win.width(), win.height()) == (w, h), 10)
         for title in list(win.panes):
             win.show_pane(title)
             yield _pause(0.4)

@@ -1,7 +1,7 @@
 """The training engine and its method recipes.
 
 Which recipe runs a method is the method registry's fact (core/methods.py: `MethodSpec.recipe`, `get_recipe`):
-each recipe module defines `RECIPE = <Recipe subclass>` and is imported only when its method runs.
+each recipe module defines `RECIPE` (a `Recipe` subclass, or `on_policy(METHOD)`) and is imported only when its method runs.
 """
 from __future__ import annotations
 

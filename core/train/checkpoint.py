@@ -9,6 +9,10 @@ Why this order survives a kill at any instant: until `os.rename(tmp, step-N)` no
 changed; the rename is atomic on POSIX; `latest` is replaced atomically via temp file + `os.replace`. A reader
 that finds `latest` pointing at a broken directory (disk full, truncated copy) verifies the manifest, says what
 is wrong, and falls back to the newest older checkpoint that verifies.
+
+The engine's side, at the end of this file: `save_training_checkpoint` (what a training checkpoint holds, from the
+engine's state passed in explicitly) and `resume_training` (the same read back into a recipe, optimizer and
+GradScaler).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import json
 import os
 import re
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -192,3 +198,106 @@ def find_resumable(run_dir: str | Path, warn: Callable[[str], None]) -> tuple[Pa
         except CheckpointError as exc:
             warn(f"{exc}; falling back to an older checkpoint")
     return None
+
+
+# ---- the engine's side: one training checkpoint saved, and a run resumed from one -------------------------------
+# torch is imported inside these two functions: the studio lists checkpoints with this module and stays torch-free.
+
+@dataclass
+class Resumed:
+    """Where a resumed run goes on from: its checkpoint, its data position and this rank's RNG streams."""
+    checkpoint: Path
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    rng: dict
+
+
+def save_training_checkpoint(run_dir: Path, recipe, optimizer, scaler, *, method: str, schedule: str, step: int,
+                             epoch: int, batch_in_epoch: int, total_steps: int, precision: str,
+                             keep_last: int | None) -> Path | None:
+    """Every rank's RNG streams and recipe state gathered, then rank 0 writes the checkpoint of `step`: the
+    recipe's model files, `optimizer.pt` (optimizer, GradScaler, schedule, RNG, recipe state) and `state.json`.
+    A collective: every rank calls it. Returns the checkpoint's directory on rank 0, None on the others."""
+    from core.train import distributed as dist
+    from core.train.trainer_state import check_plain, rng_state
+
+    rank, world_size, device = recipe.ctx.rank, recipe.ctx.world_size, recipe.ctx.device
+    rngs = dist.gather_objects(rng_state(device))
+    # every rank's own recipe state: on-policy ranks each hold the cached rollouts of their own prompts
+    extras = dist.gather_objects(recipe.extra_state())
+    path = None
+    if rank == 0:
+        for r, e in enumerate(extras):
+            check_plain(e, f"{method} recipe's extra_state (rank {r})")
+
+        def write(tmp: Path) -> None:
+            import torch
+
+            recipe.save_weights(tmp)
+            torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                        "schedule": {"name": schedule, "step": step, "total_steps": total_steps},
+                        "rng": rngs, "recipe": extras[0], "recipe_ranks": extras, "precision": precision},
+                       tmp / TRAINER_FILE)
+
+        state = {"format": 1, "method": method, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                 "total_steps": total_steps, "world_size": world_size, "time": time.time()}
+        path = save_checkpoint(run_dir, step, write, state, keep_last=keep_last)
+    dist.barrier()
+    return path
+
+
+def resume_training(run_dir: Path, recipe, optimizer, scaler, *, precision: str,
+                    warn: Callable[[str], None]) -> Resumed | None:
+    """Load the newest usable checkpoint of `run_dir` into the recipe (weights, extra state), the optimizer and
+    the GradScaler; broken ones are skipped with a warning. None when the run has no checkpoint yet (warned: it
+    starts from step 0); CheckpointError when none is usable. The optimizer keeps this run's hyperparameters
+    (`--resume --set optim.lr=...` wins) and the saved moments."""
+    from core.train.events import log
+    from core.train.trainer_state import load_trainer_state, rng_state
+
+    rank, world_size = recipe.ctx.rank, recipe.ctx.world_size
+    candidates = resume_candidates(run_dir)
+    if not candidates:
+        warn(f"{run_dir}: no checkpoint yet; starting the run from step 0")
+        return None
+    for ckpt in candidates:
+        try:
+            state = verify_checkpoint(ckpt)
+            trainer_state = load_trainer_state(ckpt / TRAINER_FILE)
+            recipe.load_weights(ckpt)
+        except Exception as exc:  # verify, unpickling and safetensors header errors alike
+            warn(f"{ckpt.name}: cannot resume from it ({exc}); trying an older checkpoint")
+            continue
+        # load_state_dict restores the saved lr/base_lr/betas/weight_decay; this run's fresh ones go back on top
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        optimizer.load_state_dict(trainer_state["optimizer"])
+        for g, f in zip(optimizer.param_groups, fresh):
+            g.update(f)
+        _load_scaler(scaler, trainer_state.get("scaler") or {}, warn)
+        saved_precision = trainer_state.get("precision")
+        if saved_precision and saved_precision != precision:
+            warn(f"precision: the run was trained in {saved_precision} and continues in {precision}; the weights "
+                 "and optimizer moments carry over unchanged (fp32)")
+        ranks = trainer_state.get("recipe_ranks")  # per rank since 2026-12; before, rank 0's only
+        same_world = isinstance(ranks, list) and len(ranks) == world_size
+        recipe.load_extra_state(ranks[rank] if same_world else trainer_state.get("recipe", {}))
+        rngs = trainer_state.get("rng", [])
+        if len(rngs) != world_size:
+            warn(f"resuming with {world_size} processes, saved with {len(rngs)}: data order is kept, dropout RNG "
+                 "streams restart")
+        rng = rngs[rank] if rank < len(rngs) else rng_state(recipe.ctx.device)
+        resumed = Resumed(ckpt, state["step"], state["epoch"], state["batch_in_epoch"], rng)
+        log(f"resuming {run_dir} from {ckpt.name} (epoch {resumed.epoch}, batch {resumed.batch_in_epoch})")
+        return resumed
+    raise CheckpointError(f"{run_dir}: no usable checkpoint (all {len(candidates)} are incomplete or corrupt, see "
+                          "the warnings above); start a new run")
+
+
+def _load_scaler(scaler, saved: dict, warn: Callable[[str], None]) -> None:
+    """The GradScaler's state, across a precision change: fp16 after fp32/bf16 starts a fresh scale (there is none
+    saved), and fp32/bf16 after fp16 drops the saved one (nothing scales any more)."""
+    if scaler.is_enabled() and saved:
+        scaler.load_state_dict(saved)
+    elif scaler.is_enabled():
+        warn("precision: resumed as fp16 from a run without loss scaling; the GradScaler starts afresh")

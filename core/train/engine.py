@@ -1,30 +1,31 @@
-"""The training engine: everything a method has in common, around a recipe's `loss_fn`.
+"""The training engine: everything a method has in common, around a recipe's `loss_fn`. Read it top-down:
+`run` → the train loop (`_train`) → one optimizer step (`_optimizer_step`), then evaluation, then set-up.
 
 Owns: device and precision (bf16/fp16 autocast, GradScaler for fp16 only), gradient accumulation (DDP `no_sync`
 on all but the last micro-step), token-weighted loss averaging across micro-batches and ranks, grad-norm
-clipping, AdamW (fused on CUDA), the LR schedule, DDP under torchrun, checkpoints and exact resume, SIGTERM/SIGINT
-(checkpoint at the next step boundary, status `stopped`, exit 0), NaN/Inf detection (error event, exit 3), and
-the event stream (core/train/events.py, docs/events.md).
+clipping, AdamW (fused on CUDA), the LR schedule, DDP under torchrun and the event stream (core/train/events.py,
+docs/events.md). Beside it: saving and resuming a training checkpoint (core/train/checkpoint.py), stop signals
+and what each failure becomes (core/train/failures.py), the run plan (core/train/plan.py), the recipe interface
+(core/train/recipe.py).
 
 Before the first step comes set-up: the run folder and config.json are written first (so `--resume` works on a
 run stopped or killed at any later point), then the recipe builds its datasets and models. Tokenizing a corpus
 into the token cache can take most of an hour: it reports `prepare` events and stderr lines, and stops at the next
 batch on SIGTERM, keeping the finished shards (core/data/cache_build.py). Every other set-up phase (loading a
 reference or teacher model, the cache's lock wait) and a single-process evaluation are interrupted at once by a
-SIGTERM; in all of them the run ends with `run_finished` status `stopped`, exit 0.
+SIGTERM; in all of them the run ends with `run_finished` status `stopped`, exit 0. During training a SIGTERM or
+Ctrl-C saves a checkpoint at the next step boundary and ends `stopped`, exit 0.
 
-Exit codes: 0 completed or stopped, 1 failed (bad config, data or checkpoint; the message says why), 3 the
-loss became NaN/Inf (the last good checkpoint is kept).
+Exit codes: 0 completed or stopped, 1 failed (bad config, data or checkpoint, out of memory; the message says
+why), 3 the loss became NaN/Inf (the last good checkpoint is kept).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-import signal
 import time
 import traceback
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -38,376 +39,58 @@ from core.preparation import Preparation, PreparationStopped, PrepareProgress, d
 from core.process_identity import process_start_ticks
 from core.train import checkpoint as ckpt_mod
 from core.train import distributed as dist
-from core.train.events import EventLog, log
 from core.train.compile import is_compile_error
+from core.train.events import EventLog, log
+from core.train.failures import EXIT_OK, NonFiniteLoss, RunStopped, StopSignals, classify
 from core.train.plan import plan_run
-from core.train.recipe import RunContext
-from core.train.trainer_state import check_plain, load_trainer_state, rng_state, set_rng_state
-from core.train.trackers import open_trackers
+from core.train.recipe import RunContext, batches_per_epoch
 from core.train.schedule import lr_factor
-
-EXIT_OK, EXIT_FAILED, EXIT_NONFINITE = 0, 1, 3
-
-
-class NonFiniteLoss(Exception):
-    pass
-
-
-class RunStopped(BaseException):
-    """Raised by the signal handler in a phase with no step boundary to wait for (set-up, an evaluation).
-    A BaseException, as KeyboardInterrupt is: a recipe's `except Exception` must not swallow a stop."""
-
+from core.train.trackers import open_trackers
+from core.train.trainer_state import set_rng_state
 
 PREPARE_LOG_EVERY_S = 10.0  # stderr lines while preparing data (events go out every second)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _to_device(batch, device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
-
-def rank_processes() -> list[dict]:
-    """``{"rank", "pid", "pid_start_ticks"}`` of every rank, so the studio can signal each one (torchrun starts
-    them in sessions of their own). A collective: every rank calls it, as every rank evaluates run_started's
-    fields (only rank 0 writes the event)."""
-    return dist.gather_objects({"rank": dist.world()[0], "pid": os.getpid(), "pid_start_ticks": process_start_ticks()})
-
-
-def _is_user_error(exc: BaseException) -> bool:
-    """Errors whose message is written for people (no traceback needed): config, data, checkpoint, files."""
-    from core.data import DataError
-    from core.model.io import CheckpointError as ModelCheckpointError
-
-    return isinstance(exc, (ValueError, OSError, DataError, ckpt_mod.CheckpointError, ModelCheckpointError))
-
-
-def _is_lost_peer(exc: BaseException) -> bool:
-    """A collective that failed because another process went away (gloo/NCCL connection errors, timeouts)."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    return isinstance(exc, torch.distributed.DistError) or any(
-        s in text for s in ("connection reset", "connection closed", "broken pipe", "gloo", "nccl", "timed out"))
-
-
-def default_run_dir(cfg: TrainConfig) -> Path:
-    return Path("runs") / f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+def run_training(cfg: TrainConfig, resume: bool = False) -> int:
+    """Train with `cfg` (resume: continue cfg.run_dir from its newest usable checkpoint); returns the exit code."""
+    return Trainer(cfg, resume=resume).run()
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False):
         self.cfg, self.resume = cfg, resume
         self.rank, self.local_rank, self.world_size = dist.world()
-        self.stop_requested = False
-        self._interruptible = False  # a signal raises RunStopped at once (set-up, a single-process evaluation)
-        self._preparation = Preparation(report=self._report_preparation, should_stop=lambda: self.stop_requested)
+        self.step = 0
+        self.run_dir: Path | None = None
+        self._preparation = Preparation(report=self._report_preparation, should_stop=lambda: self.signals.requested)
+        self.signals = StopSignals(cooperative=lambda: self._preparation.cooperative)
         self._prepare_logged = 0.0
         # stdout-only until the run folder exists: a failure before that (device, dist init, mkdir) still
         # reaches the studio as `error` + `run_finished failed`
         self.events = EventLog(None, enabled=self.rank == 0)
         self._pending_warnings: list[str] | None = []  # set-up warnings wait for run_started
 
-    # ---- signals ---------------------------------------------------------------------------------------
-    def _on_signal(self, signum, frame) -> None:
-        if self.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
-        self.stop_requested = True
-        name = signal.Signals(signum).name
-        if self._preparation.cooperative:  # tokenizing: it stops after the batch in hand, keeping its shards
-            log(f"received {name}: stopping data preparation (finished shards are kept)")
-        elif self._interruptible:
-            log(f"received {name}: stopping now")
-            self._interruptible = False  # raised once; what follows (the stop event) must not be interrupted
-            raise RunStopped(name)
-        else:
-            log(f"received {name}: saving a checkpoint at the next step boundary")
-
-    @contextlib.contextmanager
-    def _stoppable_at_once(self):
-        """A phase without step boundaries: a stop signal raises RunStopped inside it (see `_on_signal`)."""
-        if self.stop_requested:
-            raise RunStopped("stop requested")
-        before, self._interruptible = self._interruptible, True
-        try:
-            yield
-        finally:
-            self._interruptible = before
-
-    def _report_preparation(self, progress: PrepareProgress) -> None:
-        fields = progress.fields()
-        self.events.emit("prepare", getattr(self, "step", 0), **fields)
-        now = time.monotonic()
-        if self.rank == 0 and (progress.state != "running" or now - self._prepare_logged >= PREPARE_LOG_EVERY_S):
-            self._prepare_logged = now
-            log(describe_prepare(fields, detail=True))
-
-    def _install_signals(self) -> dict:
-        old = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                old[sig] = signal.signal(sig, self._on_signal)
-            except ValueError:  # not the main thread (e.g. embedded use): no handlers
-                pass
-        return old
-
     # ---- entry -----------------------------------------------------------------------------------------
     def run(self) -> int:
-        old_handlers = self._install_signals()
-        step = 0
+        self.signals.install()
         try:
-            with self._stoppable_at_once():
+            with self.signals.at_once():
                 self._setup()
             return self._train()
-        except (RunStopped, PreparationStopped) as exc:
-            self._interruptible = False
-            self._flush_warnings()
-            where = "while preparing data; the finished part of the token cache is kept" \
-                if isinstance(exc, PreparationStopped) else "during set-up, before the first step"
-            resume = f"; resume with --resume {self.run_dir}" if getattr(self, "run_dir", None) else ""
-            self.events.emit("run_finished", getattr(self, "step", 0), status="stopped",
-                             message=f"stopped by signal {where}{resume}")
-            return EXIT_OK
-        except NonFiniteLoss as exc:
-            self._flush_warnings()
-            self.events.error(exc.args[0], exc.args[1])
-            self.events.emit("run_finished", exc.args[0], status="failed", message=exc.args[1])
-            return EXIT_NONFINITE
-        except Exception as exc:  # every failure becomes an event the studio can show
-            step = getattr(self, "step", 0)
-            if _is_user_error(exc):  # bad config, data or checkpoint: the message says what to do
-                message = str(exc)
-            elif self.world_size > 1 and _is_lost_peer(exc):
-                message = (f"a rank or node of this {self.world_size}-process run was lost ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}); resume it from its last checkpoint "
-                           f"with --resume {getattr(self, 'run_dir', 'RUN_DIR')}")
-            else:
-                message = f"{type(exc).__name__}: {exc}"
-                log(f"rank {self.rank}: {traceback.format_exc()}" if self.world_size > 1 else traceback.format_exc())
-                self._report_from_this_rank(step, message)
-            self._flush_warnings()
-            self.events.error(step, message)
-            self.events.emit("run_finished", step, status="failed", message=message)
-            return EXIT_FAILED
+        except (RunStopped, PreparationStopped, Exception) as exc:  # every stop and failure: events the studio shows
+            self.signals.interruptible = False
+            return self._finish_early(exc)
         finally:
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
+            self.signals.restore()
             self.events.close()
             dist.shutdown()
-
-    def _report_from_this_rank(self, step: int, message: str) -> None:
-        """A rank other than 0 that fails unexpectedly (a bug, out of memory on its GPU) writes the failure into
-        the run's events itself: rank 0 is then blocked in a collective waiting for it, until torchrun kills the
-        group, and would never write `run_finished`. (Config and data errors hit rank 0 too; it reports those.)"""
-        run_dir = getattr(self, "run_dir", None)
-        if self.rank == 0 or run_dir is None:
-            return
-        events = EventLog(run_dir, enabled=True, stdout=False)
-        try:
-            events.error(step, f"rank {self.rank}: {message}")
-            events.emit("run_finished", step, status="failed", message=f"rank {self.rank}: {message}")
-        finally:
-            events.close()
-
-    # ---- set-up ----------------------------------------------------------------------------------------
-    def _setup(self) -> None:
-        cfg = self.cfg
-        if cfg.device in ("auto", "cuda"):  # read by the CUDA caching allocator at its first allocation
-            os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # less fragmentation
-        self.device = resolve_device(cfg.device, self.local_rank)
-        dist.init(self.device.type)
-        if cfg.batch_size % self.world_size:
-            raise ValueError(f"batch_size: {cfg.batch_size} is not a multiple of the {self.world_size} processes")
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else dist.broadcast_object(default_run_dir(cfg))
-        self.run_dir = run_dir
-        if self.rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        dist.barrier()
-        self.events.close()
-        # the trackers (TensorBoard, wandb, MLflow) are sinks of the same events, on rank 0 alone
-        self.events = EventLog(run_dir, enabled=self.rank == 0,
-                               sinks=open_trackers(cfg.log, run_dir) if self.rank == 0 else ())
-        if not self.resume and ckpt_mod.list_checkpoints(run_dir):
-            raise ValueError(f"run_dir: {run_dir} already has checkpoints; resume it with --resume {run_dir} "
-                             "or choose a new run_dir")
-        self.cfg = cfg = with_data_mappings(cfg)  # the run records how each file's rows were read
-        if self.rank == 0 and not (self.resume and (run_dir / "config.json").is_file()):
-            # first, before any long phase: a run stopped or killed from here on can be resumed
-            save_train_config(cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir / "config.json")
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        self.plan = plan_run(cfg, self.device, self.world_size)  # precision and data kind; steps once data is read
-        self.autocast_dtype, self.precision_reason = self.plan.autocast_dtype, self.plan.precision_reason
-        configure_backends(self.device)
-        seed_everything(cfg.seed)  # same on every rank: identical initial weights
-        # on resume the model is rebuilt from the run's own checkpoint, never from `init` (which may have moved)
-        resume_from = next((c for c in ckpt_mod.resume_candidates(run_dir) if (c / "model_config.json").is_file()),
-                           None) if self.resume else None
-        self.ctx = RunContext(run_dir=run_dir, device=self.device, rank=self.rank, world_size=self.world_size,
-                              autocast_dtype=self.autocast_dtype, log=log, resume_from=resume_from,
-                              warn=self._warn,
-                              extras={"emit": self.events.emit})  # recipes' own events (RL `sample`)
-        from core.train import get_recipe
-
-        self.recipe = get_recipe(cfg.method)(cfg, self.ctx)
-        # Every rank sets up at once, with no collective around it: one process tokenizes each cache entry while
-        # the others wait on the entry's lock file (core/data/cache.py), however long that takes; a barrier
-        # here would hit the NCCL watchdog's timeout on a large corpus.
-        with preparing(self._preparation), using_mappings(cfg.data.mappings):
-            self.recipe.setup()
-        self.model = self.recipe.model
-        if cfg.gradient_checkpointing:
-            from core.model.model import set_gradient_checkpointing
-
-            set_gradient_checkpointing(self.model, True)
-        groups = self.recipe.param_groups()
-        for g in groups:
-            g.setdefault("lr", cfg.optim.lr)
-            g["base_lr"] = g["lr"]
-        self.params = [p for g in groups for p in g["params"]]
-        if not self.params:
-            raise ValueError(f"method {cfg.method}: the model has no trainable parameters")
-        o = cfg.optim
-        self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay,
-                                           fused=self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
-        self.plan = self.plan.counted(cfg, self.recipe.num_batches())
-        self.num_batches, self.steps_per_epoch = self.plan.batches_per_epoch, self.plan.steps_per_epoch
-        self.total_steps = self.plan.total_steps
-        self.step, self.epoch, self.batch_pos, self.resumed_from, self._resume_rng = 0, 0, 0, None, None
-        if self.resume:
-            self._load_resume_state()
-        self.train_model = self._wrap(self.model)
-        if self._resume_rng is None:
-            seed_everything(cfg.seed + self.rank)  # per-rank streams for dropout and sampling
-        else:
-            set_rng_state(self._resume_rng, self.device)
-
-    def _flush_warnings(self) -> None:
-        for message in self._pending_warnings or []:
-            self.events.emit("warning", getattr(self, "step", 0), message=message)
-        self._pending_warnings = None
-
-    def _warn(self, message: str) -> None:
-        if self._pending_warnings is None:
-            self.events.warning(getattr(self, "step", 0), message)
-        else:
-            log(f"warning: {message}")
-            self._pending_warnings.append(message)
-
-    def _wrap(self, model):
-        if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            # RoPE tables are buffers computed identically everywhere: no need to broadcast them each step
-            model = DDP(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
-                        broadcast_buffers=False, gradient_as_bucket_view=True)
-        self._eager_model = model
-        compile_on, reason = self.plan.compile_for(self.total_steps - self.step)  # the steps still to run
-        if compile_on:
-            log(f"torch.compile: {reason}")
-            try:
-                model = torch.compile(model)
-            except Exception as exc:  # an unknown backend or option fails here; tracing fails at the first step
-                self._compile_failed(exc)
-        return model
-
-    def _compile_failed(self, exc: BaseException) -> None:
-        self.train_model = self._eager_model
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        self._warn(f"compile: torch.compile failed ({type(exc).__name__}: {first[:300]}); training continues eagerly")
-
-    def _step(self, micro: list) -> dict:
-        """One optimizer step. A compiled model compiles lazily (its first forward and backward, and again for
-        new shapes); when that fails the step is redone eagerly and the run goes on eagerly, with a warning."""
-        if self.train_model is self._eager_model:
-            return self._optimizer_step(micro)
-        try:
-            return self._optimizer_step(micro)
-        except Exception as exc:
-            if not is_compile_error(exc):
-                raise
-            self.optimizer.zero_grad(set_to_none=True)
-            self._compile_failed(exc)
-            return self._optimizer_step(micro)
-
-    def _load_resume_state(self) -> None:
-        candidates = ckpt_mod.resume_candidates(self.run_dir)
-        if not candidates:
-            self._warn(f"{self.run_dir}: no checkpoint yet; starting the run from step 0")
-            self.resumed_from = 0  # tells the studio to drop the steps it kept from the earlier attempt
-            return
-        for ckpt in candidates:
-            try:
-                state = ckpt_mod.verify_checkpoint(ckpt)
-                trainer_state = load_trainer_state(ckpt / ckpt_mod.TRAINER_FILE)
-                self.recipe.load_weights(ckpt)
-            except Exception as exc:  # verify, unpickling and safetensors header errors alike
-                self._warn(f"{ckpt.name}: cannot resume from it ({exc}); trying an older checkpoint")
-                continue
-            # load_state_dict restores the saved lr/base_lr/betas/weight_decay; `--resume --set optim.lr=...`
-            # must win, so this run's fresh hyperparameters go back on top (the moments are kept)
-            fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
-            self.optimizer.load_state_dict(trainer_state["optimizer"])
-            for g, f in zip(self.optimizer.param_groups, fresh):
-                g.update(f)
-            self._load_scaler(trainer_state.get("scaler") or {})
-            saved_precision = trainer_state.get("precision")
-            if saved_precision and saved_precision != self._precision_name():
-                self._warn(f"precision: the run was trained in {saved_precision} and continues in "
-                           f"{self._precision_name()}; the weights and optimizer moments carry over unchanged (fp32)")
-            ranks = trainer_state.get("recipe_ranks")  # per rank since 2026-12; before, rank 0's only
-            same_world = isinstance(ranks, list) and len(ranks) == self.world_size
-            self.recipe.load_extra_state(ranks[self.rank] if same_world else trainer_state.get("recipe", {}))
-            rngs = trainer_state.get("rng", [])
-            if len(rngs) != self.world_size:
-                self._warn(f"resuming with {self.world_size} processes, saved with {len(rngs)}: "
-                                       "data order is kept, dropout RNG streams restart")
-            self._resume_rng = rngs[self.rank] if self.rank < len(rngs) else rng_state(self.device)
-            self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_in_epoch"]
-            self.resumed_from = self.step
-            log(f"resuming {self.run_dir} from {ckpt.name} (epoch {self.epoch}, batch {self.batch_pos})")
-            return
-        raise ckpt_mod.CheckpointError(f"{self.run_dir}: no usable checkpoint (all {len(candidates)} are incomplete "
-                                       "or corrupt, see the warnings above); start a new run")
-
-    def _load_scaler(self, saved: dict) -> None:
-        """The GradScaler's state, across a precision change: fp16 after fp32/bf16 starts a fresh scale (there
-        is none saved), and fp32/bf16 after fp16 drops the saved one (nothing scales any more)."""
-        if self.scaler.is_enabled() and saved:
-            self.scaler.load_state_dict(saved)
-        elif self.scaler.is_enabled():
-            self._warn("precision: resumed as fp16 from a run without loss scaling; the GradScaler starts afresh")
-
-    def _precision_name(self) -> str:
-        return NAMES[self.autocast_dtype]
 
     # ---- the loop --------------------------------------------------------------------------------------
     def _train(self) -> int:
         cfg = self.cfg
-        raw = self.model
-        self.run_id = self.run_dir.name
-        self.events.emit("run_started", self.step, run_id=self.run_id, method=cfg.method,
-                         config=cfg.model_dump(mode="json"), world_size=self.world_size, device=str(self.device),
-                         precision=self._precision_name(), precision_reason=self.precision_reason,
-                         params=sum(p.numel() for p in raw.parameters()),
-                         trainable_params=sum(p.numel() for p in self.params),
-                         dataset_tokens=self.recipe.dataset_tokens(), total_steps=self.total_steps,
-                         steps_per_epoch=self.steps_per_epoch, resumed_from=self.resumed_from, pid=os.getpid(),
-                         pid_start_ticks=process_start_ticks(), ranks=rank_processes())
-        self._flush_warnings()
+        self._emit_run_started()
         last_saved = self.step if self.resumed_from is not None else -1
-        if dist.any_rank(self.stop_requested, self.device):  # stopped while loading data: nothing new to save
+        if dist.any_rank(self.signals.requested, self.device):  # stopped while loading data: nothing new to save
             self.events.emit("run_finished", self.step, status="stopped", message=f"stopped by signal before step "
                              f"{self.step + 1}; resume with --resume {self.run_dir}")
             return EXIT_OK
@@ -427,7 +110,7 @@ class Trainer:
                 if cfg.eval_every and (self.recipe.eval_dataset is not None or cfg.eval_tasks) \
                         and self.step % cfg.eval_every == 0:
                     self._evaluate()
-                stop = dist.any_rank(self.stop_requested, self.device)
+                stop = dist.any_rank(self.signals.requested, self.device)
                 if (cfg.save_every and self.step % cfg.save_every == 0) or stop:
                     self._save()
                     last_saved = self.step
@@ -443,22 +126,22 @@ class Trainer:
         self.events.emit("run_finished", self.step, status="completed", message=f"{self.step} steps")
         return EXIT_OK
 
-    def _loader(self, epoch: int, skip: int):
-        from torch.utils.data import DataLoader
-
-        sampler = self.recipe.batch_sampler(self.recipe.train_dataset, epoch, skip)
-        # num_workers=0: the data is already tokenized in a memory-mapped cache, and the order stays exact
-        # an own generator: DataLoader draws its base seed from it, not from the global RNG, so rebuilding the
-        # loader on resume leaves the dropout stream exactly where the checkpoint saved it
-        return iter(DataLoader(self.recipe.train_dataset, batch_sampler=sampler, collate_fn=self.recipe.collate,
-                               num_workers=0, pin_memory=self.device.type == "cuda",
-                               generator=torch.Generator().manual_seed(self.cfg.seed + epoch)))
-
-    def _autocast(self):
-        return autocast(self.device, self.autocast_dtype)
+    def _step(self, micro: list) -> dict:
+        """One optimizer step. A compiled model compiles lazily (its first forward and backward, and again for
+        new shapes); when that fails the step is redone eagerly and the run goes on eagerly, with a warning."""
+        if self.train_model is self._eager_model:
+            return self._optimizer_step(micro)
+        try:
+            return self._optimizer_step(micro)
+        except Exception as exc:
+            if not is_compile_error(exc):
+                raise
+            self.optimizer.zero_grad(set_to_none=True)
+            self._compile_failed(exc)
+            return self._optimizer_step(micro)
 
     def _optimizer_step(self, micro: list) -> dict:
-        cfg, o = self.cfg, self.cfg.optim
+        o = self.cfg.optim
         factor = lr_factor(self.step, self.total_steps, o.schedule, o.warmup_steps, o.min_lr_ratio)
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
@@ -511,6 +194,34 @@ class Trainer:
                                 f"(loss {loss:.4g}); training stopped, the last good checkpoint is kept. "
                                 "Lower optim.lr, check the data, or check the init weights for huge values")
 
+    def _autocast(self):
+        return autocast(self.device, self.autocast_dtype)
+
+    def _loader(self, epoch: int, skip: int):
+        from torch.utils.data import DataLoader
+
+        sampler = self.recipe.batch_sampler(self.recipe.train_dataset, epoch, skip)
+        # num_workers=0: the data is already tokenized in a memory-mapped cache, and the order stays exact
+        # an own generator: DataLoader draws its base seed from it, not from the global RNG, so rebuilding the
+        # loader on resume leaves the dropout stream exactly where the checkpoint saved it
+        return iter(DataLoader(self.recipe.train_dataset, batch_sampler=sampler, collate_fn=self.recipe.collate,
+                               num_workers=0, pin_memory=self.device.type == "cuda",
+                               generator=torch.Generator().manual_seed(self.cfg.seed + epoch)))
+
+    # ---- events, evaluation and checkpoints of the loop ------------------------------------------------
+    def _emit_run_started(self) -> None:
+        raw = self.model
+        self.events.emit("run_started", self.step, run_id=self.run_dir.name, method=self.cfg.method,
+                         config=self.cfg.model_dump(mode="json"), world_size=self.world_size, device=str(self.device),
+                         precision=self._precision_name(), precision_reason=self.precision_reason,
+                         params=sum(p.numel() for p in raw.parameters()),
+                         trainable_params=sum(p.numel() for p in self.params),
+                         dataset_tokens=getattr(self.recipe.train_dataset, "num_tokens", None),
+                         total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+                         resumed_from=self.resumed_from, pid=os.getpid(), pid_start_ticks=process_start_ticks(),
+                         ranks=rank_processes())
+        self._flush_warnings()
+
     def _emit_metrics(self, metrics: dict) -> None:
         now = time.perf_counter()
         tokens = dist.all_reduce_sum([float(self._tokens)], self.device)[0]
@@ -533,31 +244,15 @@ class Trainer:
         only rank 0's benchmarks (which have none) are cut short."""
         alone = self.world_size == 1
         try:
-            with self._stoppable_at_once() if alone else contextlib.nullcontext():
+            with self.signals.at_once() if alone else contextlib.nullcontext():
                 result = self._eval_loss() if self.recipe.eval_dataset is not None else {}
-            with self._stoppable_at_once():
+            with self.signals.at_once():
                 result.update(self._benchmark_metrics())
         except RunStopped:
             self.model.train()
             log(f"evaluation at step {self.step} stopped; the checkpoint of this step follows")
             return
         self.events.emit("eval", self.step, metrics=result)
-
-    def _benchmark_metrics(self) -> dict:
-        """eval/<task>/acc and eval/<task>/acc_norm of each `eval_tasks` benchmark (core/eval/bench.py), scored
-        on rank 0 alone (no collectives inside; the other ranks go on to the next step's all-reduce)."""
-        if not self.cfg.eval_tasks or self.rank != 0:
-            return {}
-        from core.eval.bench import TorchScorer, load_task, score_task
-
-        if getattr(self, "_bench_tasks", None) is None:
-            self._bench_tasks = [load_task(t) for t in self.cfg.eval_tasks]
-        scorer = TorchScorer(self.model, self.recipe.tokenizer, self.device, batch_size=self.cfg.batch_size)
-        metrics = {}
-        for task in self._bench_tasks:
-            summary = score_task(scorer, task, batch_size=self.cfg.batch_size)["summary"]
-            metrics.update({f"eval/{task.name}/acc": summary["acc"], f"eval/{task.name}/acc_norm": summary["acc_norm"]})
-        return metrics
 
     @torch.no_grad()
     def _eval_loss(self) -> dict:
@@ -576,31 +271,214 @@ class Trainer:
         flat = dist.all_reduce_sum([x for k in keys for x in pairs[k]], self.device)
         return {k: flat[2 * i] / max(flat[2 * i + 1], 1e-12) for i, k in enumerate(keys)}
 
+    def _benchmark_metrics(self) -> dict:
+        """eval/<task>/acc and eval/<task>/acc_norm of each `eval_tasks` benchmark (core/eval/bench.py), scored
+        on rank 0 alone (no collectives inside; the other ranks go on to the next step's all-reduce)."""
+        if not self.cfg.eval_tasks or self.rank != 0:
+            return {}
+        from core.eval.bench import TorchScorer, load_task, score_task
+
+        if getattr(self, "_bench_tasks", None) is None:
+            self._bench_tasks = [load_task(t) for t in self.cfg.eval_tasks]
+        scorer = TorchScorer(self.model, self.recipe.tokenizer, self.device, batch_size=self.cfg.batch_size)
+        metrics = {}
+        for task in self._bench_tasks:
+            summary = score_task(scorer, task, batch_size=self.cfg.batch_size)["summary"]
+            metrics.update({f"eval/{task.name}/acc": summary["acc"], f"eval/{task.name}/acc_norm": summary["acc_norm"]})
+        return metrics
+
     def _save(self) -> None:
-        rngs = dist.gather_objects(rng_state(self.device))
-        # every rank's own recipe state: on-policy ranks each hold the cached rollouts of their own prompts
-        extras = dist.gather_objects(self.recipe.extra_state())
-        if self.rank == 0:
-            extra = extras[0]
-            for r, e in enumerate(extras):
-                check_plain(e, f"{self.cfg.method} recipe's extra_state (rank {r})")
-
-            def write(tmp: Path) -> None:
-                self.recipe.save_weights(tmp)
-                torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                            "schedule": {"name": self.cfg.optim.schedule, "step": self.step,
-                                         "total_steps": self.total_steps},
-                            "rng": rngs, "recipe": extra, "recipe_ranks": extras,
-                            "precision": self._precision_name()},
-                           tmp / ckpt_mod.TRAINER_FILE)
-
-            state = {"format": 1, "method": self.cfg.method, "epoch": self.epoch, "batch_in_epoch": self.batch_pos,
-                     "total_steps": self.total_steps, "world_size": self.world_size, "time": time.time()}
-            path = ckpt_mod.save_checkpoint(self.run_dir, self.step, write, state, keep_last=self.cfg.keep_last)
+        path = ckpt_mod.save_training_checkpoint(
+            self.run_dir, self.recipe, self.optimizer, self.scaler, method=self.cfg.method,
+            schedule=self.cfg.optim.schedule, step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_pos,
+            total_steps=self.total_steps, precision=self._precision_name(), keep_last=self.cfg.keep_last)
+        if path is not None:
             self.events.emit("checkpoint", self.step, path=path.relative_to(self.run_dir).as_posix())
+
+    # ---- how a run that does not complete ends (core/train/failures.py) ---------------------------------
+    def _finish_early(self, exc: BaseException) -> int:
+        ending = classify(exc, self.step, self.run_dir, self.world_size, getattr(self, "device", None))
+        if ending.unexpected:
+            log(f"rank {self.rank}: {traceback.format_exc()}" if self.world_size > 1 else traceback.format_exc())
+            self._report_from_this_rank(ending.step, ending.message)
+        self._flush_warnings()
+        if ending.status == "failed":
+            self.events.error(ending.step, ending.message)
+        self.events.emit("run_finished", ending.step, status=ending.status, message=ending.message)
+        return ending.exit_code
+
+    def _report_from_this_rank(self, step: int, message: str) -> None:
+        """A rank other than 0 that fails unexpectedly (a bug, out of memory on its GPU) writes the failure into
+        the run's events itself: rank 0 is then blocked in a collective waiting for it, until torchrun kills the
+        group, and would never write `run_finished`. (Config and data errors hit rank 0 too; it reports those.)"""
+        if self.rank == 0 or self.run_dir is None:
+            return
+        events = EventLog(self.run_dir, enabled=True, stdout=False)
+        try:
+            events.error(step, f"rank {self.rank}: {message}")
+            events.emit("run_finished", step, status="failed", message=f"rank {self.rank}: {message}")
+        finally:
+            events.close()
+
+    # ---- set-up ----------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        if cfg.device in ("auto", "cuda"):  # read by the CUDA caching allocator at its first allocation
+            os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # less fragmentation
+        self.device = resolve_device(cfg.device, self.local_rank)
+        dist.init(self.device.type)
+        if cfg.batch_size % self.world_size:
+            raise ValueError(f"batch_size: {cfg.batch_size} is not a multiple of the {self.world_size} processes")
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else dist.broadcast_object(default_run_dir(cfg))
+        self.run_dir = run_dir
+        if self.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier()
+        self.events.close()
+        # the trackers (TensorBoard, wandb, MLflow) are sinks of the same events, on rank 0 alone
+        self.events = EventLog(run_dir, enabled=self.rank == 0,
+                               sinks=open_trackers(cfg.log, run_dir) if self.rank == 0 else ())
+        if not self.resume and ckpt_mod.list_checkpoints(run_dir):
+            raise ValueError(f"run_dir: {run_dir} already has checkpoints; resume it with --resume {run_dir} "
+                             "or choose a new run_dir")
+        self.cfg = cfg = with_data_mappings(cfg)  # the run records how each file's rows were read
+        if self.rank == 0 and not (self.resume and (run_dir / "config.json").is_file()):
+            # first, before any long phase: a run stopped or killed from here on can be resumed
+            save_train_config(cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir / "config.json")
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.plan = plan_run(cfg, self.device, self.world_size)  # precision and data kind; steps once data is read
+        self.autocast_dtype, self.precision_reason = self.plan.autocast_dtype, self.plan.precision_reason
+        configure_backends(self.device)
+        seed_everything(cfg.seed)  # same on every rank: identical initial weights
+        self.recipe = self._build_recipe()
+        self.model = self.recipe.model
+        if cfg.gradient_checkpointing:
+            from core.model.model import set_gradient_checkpointing
+
+            set_gradient_checkpointing(self.model, True)
+        groups = self.recipe.param_groups()
+        for g in groups:
+            g.setdefault("lr", cfg.optim.lr)
+            g["base_lr"] = g["lr"]
+        self.params = [p for g in groups for p in g["params"]]
+        if not self.params:
+            raise ValueError(f"method {cfg.method}: the model has no trainable parameters")
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay,
+                                           fused=self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.plan = self.plan.counted(cfg, batches_per_epoch(self.recipe))
+        self.num_batches, self.steps_per_epoch = self.plan.batches_per_epoch, self.plan.steps_per_epoch
+        self.total_steps = self.plan.total_steps
+        self.step, self.epoch, self.batch_pos, self.resumed_from = 0, 0, 0, None
+        resumed = self._resume() if self.resume else None
+        self.train_model = self._wrap(self.model)
+        if resumed is None:
+            seed_everything(cfg.seed + self.rank)  # per-rank streams for dropout and sampling
+        else:
+            set_rng_state(resumed.rng, self.device)
+
+    def _build_recipe(self):
+        """The method's recipe, its data and models built. On resume the model is rebuilt from the run's own
+        checkpoint, never from `init` (which may have moved)."""
+        from core.train import get_recipe
+
+        resume_from = next((c for c in ckpt_mod.resume_candidates(self.run_dir)
+                            if (c / "model_config.json").is_file()), None) if self.resume else None
+        ctx = RunContext(run_dir=self.run_dir, device=self.device, rank=self.rank, world_size=self.world_size,
+                         autocast_dtype=self.autocast_dtype, log=log, warn=self._warn, emit=self.events.emit,
+                         resume_from=resume_from)
+        recipe = get_recipe(self.cfg.method)(self.cfg, ctx)
+        # Every rank sets up at once, with no collective around it: one process tokenizes each cache entry while
+        # the others wait on the entry's lock file (core/data/cache.py), however long that takes; a barrier
+        # here would hit the NCCL watchdog's timeout on a large corpus.
+        with preparing(self._preparation), using_mappings(self.cfg.data.mappings):
+            recipe.setup()
+        return recipe
+
+    def _resume(self):
+        """Weights, optimizer, scaler, recipe state and data position from the newest usable checkpoint."""
+        resumed = ckpt_mod.resume_training(self.run_dir, self.recipe, self.optimizer, self.scaler,
+                                           precision=self._precision_name(), warn=self._warn)
+        if resumed is None:
+            self.resumed_from = 0  # no checkpoint yet: tells the studio to drop the steps kept from the last attempt
+            return None
+        self.step, self.epoch, self.batch_pos = resumed.step, resumed.epoch, resumed.batch_in_epoch
+        self.resumed_from = self.step
+        return resumed
+
+    def _wrap(self, model):
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # RoPE tables are buffers computed identically everywhere: no need to broadcast them each step
+            model = DDP(model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
+                        broadcast_buffers=False, gradient_as_bucket_view=True)
+        self._eager_model = model
+        compile_on, reason = self.plan.compile_for(self.total_steps - self.step)  # the steps still to run
+        if compile_on:
+            log(f"torch.compile: {reason}")
+            try:
+                model = torch.compile(model)
+            except Exception as exc:  # an unknown backend or option fails here; tracing fails at the first step
+                self._compile_failed(exc)
+        return model
+
+    def _compile_failed(self, exc: BaseException) -> None:
+        self.train_model = self._eager_model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        self._warn(f"compile: torch.compile failed ({type(exc).__name__}: {first[:300]}); training continues eagerly")
+
+    def _precision_name(self) -> str:
+        return NAMES[self.autocast_dtype]
+
+    # ---- warnings and data-preparation progress --------------------------------------------------------
+    def _warn(self, message: str) -> None:
+        if self._pending_warnings is None:
+            self.events.warning(self.step, message)
+        else:
+            log(f"warning: {message}")
+            self._pending_warnings.append(message)
+
+    def _flush_warnings(self) -> None:
+        for message in self._pending_warnings or []:
+            self.events.emit("warning", self.step, message=message)
+        self._pending_warnings = None
+
+    def _report_preparation(self, progress: PrepareProgress) -> None:
+        fields = progress.fields()
+        self.events.emit("prepare", self.step, **fields)
+        now = time.monotonic()
+        if self.rank == 0 and (progress.state != "running" or now - self._prepare_logged >= PREPARE_LOG_EVERY_S):
+            self._prepare_logged = now
+            log(describe_prepare(fields, detail=True))
 
 
-def run_training(cfg: TrainConfig, resume: bool = False) -> int:
-    """Train with `cfg` (resume: continue cfg.run_dir from its newest usable checkpoint); returns the exit code."""
-    return Trainer(cfg, resume=resume).run()
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def rank_processes() -> list[dict]:
+    """``{"rank", "pid", "pid_start_ticks"}`` of every rank, so the studio can signal each one (torchrun starts
+    them in sessions of their own). A collective: every rank calls it, as every rank evaluates run_started's
+    fields (only rank 0 writes the event)."""
+    return dist.gather_objects({"rank": dist.world()[0], "pid": os.getpid(), "pid_start_ticks": process_start_ticks()})
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}"

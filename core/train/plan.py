@@ -9,7 +9,7 @@ as the run's set-up does, then nothing trains).
 
 The decisions themselves stay where they are made: `core.device.resolve_device`, `core.precision.resolve_precision`,
 `core.train.compile.resolve_compile`, the method registry's data kinds (core/methods.py) and the recipe's
-`num_batches()`; this module only puts them together, with the step count, memory and time arithmetic.
+batch sampler; this module only puts them together, with the step count, memory and time arithmetic.
 """
 from __future__ import annotations
 
@@ -285,7 +285,7 @@ def plan_from_setup(cfg: TrainConfig, log=print, timed: bool = False) -> RunPlan
 
     from core.data.formats import using_mappings, with_data_mappings
     from core.methods import get_recipe
-    from core.train.recipe import RunContext
+    from core.train.recipe import RunContext, batches_per_epoch
 
     cfg = with_data_mappings(cfg)  # files in other formats are read as the run reads them
     plan = plan_run(cfg)
@@ -295,7 +295,7 @@ def plan_from_setup(cfg: TrainConfig, log=print, timed: bool = False) -> RunPlan
         recipe = get_recipe(cfg.method)(cfg, ctx)
         with using_mappings(cfg.data.mappings):
             recipe.setup()
-        plan = plan.counted(cfg, recipe.num_batches())
+        plan = plan.counted(cfg, batches_per_epoch(recipe))
         params = sum(p.numel() for p in recipe.model.parameters())
         trainable = sum(p.numel() for g in recipe.param_groups() for p in g["params"])
         teacher = getattr(recipe, "teacher", None)  # a method with `teacher` in the registry keeps it here

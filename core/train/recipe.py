@@ -1,52 +1,78 @@
-"""The recipe interface: one small file per training method, over the shared engine (torchtune style).
+"""The recipe interface: one small file per training method, over the shared engine.
 
 A recipe owns only what is unique to its method; the engine (core/train/engine.py) owns device, precision,
-gradient accumulation, clipping, the LR schedule, DDP, checkpoints, resume, signals and events.
+gradient accumulation, clipping, the LR schedule, DDP, checkpoints, resume, signals and events. As in torchtune,
+a recipe wires reusable parts (core/data, core/model, core/rl) and keeps to a small interface; unlike torchtune
+it gets its defaults from one base class, `Recipe`, whose defaults fit causal-LM methods with
+{"input_ids", "labels"} batches. A method is one recipe file defining `RECIPE` (a `Recipe` subclass, or any
+callable (cfg, ctx) -> Recipe, as the on-policy methods' `on_policy(...)`) plus one entry in the method registry
+(core/methods.py: name, recipe module, option model, data kind, help).
 
-Write a method as one recipe file defining `RECIPE = MyRecipe` (a subclass of `Recipe`) plus one entry in the
-method registry (core/methods.py: name, recipe module, option model, data kind, help). What a recipe provides:
+The hooks (`HOOKS` below holds this table as data; tests/test_recipe_hooks.py holds it to the class):
 
-    class MyRecipe(Recipe):
-        def setup(self):               # build self.tokenizer, self.model (on self.ctx.device), self.train_dataset
-            ...                        # (+ optional self.eval_dataset); extra models (reference, critic) too.
-                                       # Build them with self.load_tokenizer(), self.build_model() and
-                                       # self.build_reference(): on resume these read the run's own checkpoint
-                                       # and never `init` (which may have been deleted since)
-        def loss_fn(self, model, batch):     # -> (loss tensor, {name: float|tensor}); `model` is the wrapped
-            ...                              #    (DDP/compiled) self.model: call it, not self.model, for DDP
+| hook                                     | kind     | what it does                                                  |
+|------------------------------------------|----------|---------------------------------------------------------------|
+| setup()                                  | required | build self.tokenizer, self.model (on ctx.device), self.train_dataset (+ self.eval_dataset, extra models: reference, critic, teacher) |
+| loss_fn(model, batch)                    | required | (loss tensor, {name: float or tensor}) of one micro-batch; `model` is the wrapped (DDP/compiled) self.model: call it, not self.model |
+| collate(items)                           | optional | a batch from dataset items (default: stack every key)         |
+| batch_sampler(dataset, epoch, skip_batches, shuffle) | optional | this rank's index lists in a (seed, epoch) order, skipping `skip_batches`; its len() with skip 0 is the global micro-batches of an epoch (default: packed windows) |
+| loss_weight(batch)                       | optional | how much the micro-batch counts in the step's mean (default: its tokens with a label; 1.0 for a plain per-batch mean) |
+| useful_tokens(batch)                     | optional | non-pad tokens processed, for tokens_per_s (default: attention_mask's sum, else every input id) |
+| param_groups()                           | optional | optimizer groups, e.g. a critic with its own lr (default: every trainable parameter of self.model) |
+| save_weights(ckpt_dir)                   | optional | the model files of a checkpoint (default: core.model.io)      |
+| load_weights(ckpt_dir)                   | optional | read them back; the engine calls it on resume, after setup    |
+| extra_state()                            | optional | anything else to checkpoint (rollout caches, value trackers): plain data (tensors, numbers, strings, lists, dicts), copies, never live objects |
+| load_extra_state(state)                  | optional | restore it on resume                                          |
+| on_step_end(step, metrics)               | optional | after each optimizer step (emit samples, update a tracker)    |
+| evaluate(model, batches)                 | optional | {"eval/...": (weighted sum, weight)} over this rank's held-out batches (default: token-weighted loss) |
 
-    `self.options` is cfg.method_options validated by the registry's option model (None when it has none).
-
-    Optional overrides (defaults in `Recipe` fit causal-LM methods with {"input_ids", "labels"} batches):
-        collate(items) -> batch                    batch_sampler(epoch, skip_batches) -> index lists of this rank
-        num_batches() -> global micro-batches per epoch
-        loss_weight(batch) -> float                how much this micro-batch counts in the step's mean (tokens with
-                                                   a label by default; return 1.0 for a plain per-batch mean)
-        useful_tokens(batch) -> int                non-pad tokens processed (for tokens_per_s)
-        param_groups() -> [{"params": [...], "lr": ...}]   e.g. a critic with its own LR (default: trainable params)
-        save_weights(ckpt_dir) / load_weights(ckpt_dir)     model files of a checkpoint (default: core.model.io);
-                                                            the engine calls load_weights on resume, after setup
-        extra_state() -> dict / load_extra_state(dict)      anything else to checkpoint (rollout caches, value
-                                                            trackers). Plain data only: tensors, numbers, strings,
-                                                            lists, dicts — the weights-only loader refuses
-                                                            anything else — and copies, never the live objects
-        on_step_end(step, metrics)                 after each optimizer step (refresh an old policy, update a tracker)
-        evaluate(model, batches) -> {"eval/...": (sum, weight)}
+Provided, to call from `setup` (not to override): `load_tokenizer()`, `build_model()`, `build_reference(policy,
+path)` — on resume they read the run's own checkpoint, never `init` (which may have been deleted since).
+`self.options` is cfg.method_options validated by the registry's option model (None when it has none);
+`self.ctx` is the RunContext below.
 
 RL methods that generate inside the step do so in `loss_fn` (under torch.no_grad for the rollout), with batches of
 prompts (core/train/recipes/onpolicy.py); the engine still does backward, accumulation, clipping and the step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from core.config.train import TrainConfig
 from core.data.sources import is_source
+
+
+class Hook(NamedTuple):
+    name: str
+    required: bool
+    does: str
+
+
+HOOKS: tuple[Hook, ...] = (
+    Hook("setup", True, "build the tokenizer, model, datasets and extra models"),
+    Hook("loss_fn", True, "the loss and metrics of one micro-batch"),
+    Hook("collate", False, "a batch from dataset items"),
+    Hook("batch_sampler", False, "this rank's index lists of an epoch; len() = global micro-batches"),
+    Hook("loss_weight", False, "how much a micro-batch counts in the step's mean"),
+    Hook("useful_tokens", False, "non-pad tokens processed, for tokens_per_s"),
+    Hook("param_groups", False, "the optimizer's parameter groups"),
+    Hook("save_weights", False, "the model files of a checkpoint"),
+    Hook("load_weights", False, "read the model files back on resume"),
+    Hook("extra_state", False, "other state to checkpoint, as plain data"),
+    Hook("load_extra_state", False, "restore that state on resume"),
+    Hook("on_step_end", False, "after each optimizer step"),
+    Hook("evaluate", False, "held-out metrics as (weighted sum, weight)"),
+)
+PROVIDED = ("load_tokenizer", "build_model", "build_reference")  # helpers for `setup`: call them, don't override
+
+
+def _no_event(type: str, step: int, **fields: Any) -> None:
+    pass
 
 
 @dataclass
@@ -57,10 +83,10 @@ class RunContext:
     rank: int = 0
     world_size: int = 1
     autocast_dtype: torch.dtype | None = None
-    log: Any = print                       # human log line (stderr)
-    warn: Any = print                      # warning event + log
+    log: Callable[[str], None] = print     # human log line (stderr)
+    warn: Callable[[str], None] = print    # warning event + log
+    emit: Callable[..., Any] = _no_event   # emit(type, step, **fields): the recipe's own events (RL `sample`)
     resume_from: Path | None = None        # on resume: the run's newest checkpoint; build the model from it
-    extras: dict = field(default_factory=dict)
 
     @property
     def is_main(self) -> bool:
@@ -83,13 +109,12 @@ class Recipe:
         self.train_dataset = None
         self.eval_dataset = None
 
-    # ---- to implement ----------------------------------------------------------------------------------
+    # ---- required --------------------------------------------------------------------------------------
     def setup(self) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}.setup")
 
     def loss_fn(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        out = model(batch["input_ids"], labels=batch["labels"])
-        return out.loss, {"aux_loss": out.aux_loss}
+        raise NotImplementedError(f"{type(self).__name__}.loss_fn")
 
     # ---- data ------------------------------------------------------------------------------------------
     def collate(self, items: list[dict]) -> dict:
@@ -100,9 +125,6 @@ class Recipe:
 
         return PackedBatchSampler(len(dataset), self.cfg.batch_size, self.cfg.seed, epoch, self.ctx.rank,
                                   self.ctx.world_size, skip_batches, shuffle=shuffle)
-
-    def num_batches(self) -> int:
-        return self.batch_sampler(self.train_dataset, 0, 0).num_batches()
 
     def loss_weight(self, batch: dict) -> float:
         labels = batch.get("labels") if isinstance(batch, dict) else None
@@ -116,9 +138,6 @@ class Recipe:
         if "attention_mask" in batch:
             return int(batch["attention_mask"].sum())
         return int(batch["input_ids"].numel()) if "input_ids" in batch else 0
-
-    def dataset_tokens(self) -> int | None:
-        return getattr(self.train_dataset, "num_tokens", None)
 
     # ---- building the models: the one place that decides between init and the run's own checkpoint -----
     def load_tokenizer(self):
@@ -166,6 +185,17 @@ class Recipe:
             w = self.loss_weight(batch)
             total, weight = total + float(loss) * w, weight + w
         return {"eval/loss": (total, weight)}
+
+
+def batches_per_epoch(recipe: Recipe) -> int:
+    """Global micro-batches in one epoch of the recipe's training data (its sampler's length with nothing skipped)."""
+    return len(recipe.batch_sampler(recipe.train_dataset, 0, 0))
+
+
+def causal_lm_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+    """Next-token cross-entropy over the labels != -100 (plus the MoE aux loss), for {"input_ids", "labels"}."""
+    out = model(batch["input_ids"], labels=batch["labels"])
+    return out.loss, {"aux_loss": out.aux_loss}
 
 
 # ---- shared building blocks for recipes ------------------------------------------------------------------

@@ -17,49 +17,46 @@ limit; without, length ±0.5 (5–800 characters) and, with thinking, think_leng
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from core.train.recipes.grpo import GRPORecipe
+from core.train.recipes.grpo import GRPO
+from core.train.recipes.onpolicy import on_policy
 
 
-class AgentRecipe(GRPORecipe):
-    def build_rewards(self):
+class ToolEpisodes:
+    """The agent's rollout source: tool-use episodes on the built-in tool registry, scored by the agent's own
+    reward terms; greedy episodes on held-out tasks for evaluation. Checks every task at set-up."""
+
+    def __init__(self, recipe):
         from core.tools import builtin_registry
 
-        self.registry = builtin_registry()
-        return None  # the agent's reward terms are its own (core.rl.agent.agent_reward)
-
-    def setup(self) -> None:
-        super().setup()
-        for name, ds in (("data.files", self.train_dataset), ("data.eval_files", self.eval_dataset)):
-            self._check_tasks(name, ds)
-
-    def _check_tasks(self, where: str, dataset) -> None:
-        if dataset is None:
-            return
-        for i in range(len(dataset)):
-            item = dataset[i]
-            if not item["tools"] or not isinstance(item.get("gt"), list):
-                raise ValueError(f"{where}: record {i + 1} has no tools on its system message or no `gt` list; "
-                                 "agent tasks are conversations with tools plus the ground truth (docs/rl.md)")
-            if len(item["prompt_ids"]) >= self.options.max_prompt_len:
-                raise ValueError(f"{where}: record {i + 1}'s prompt is {len(item['prompt_ids'])}+ tokens, over "
-                                 f"method_options.max_prompt_len={self.options.max_prompt_len}; raise it (the tools "
-                                 "block must stay whole)")
+        self.recipe, self.registry = recipe, builtin_registry()
+        for where, dataset in (("data.files", recipe.train_dataset), ("data.eval_files", recipe.eval_dataset)):
+            for i in range(len(dataset) if dataset is not None else 0):
+                item = dataset[i]
+                if not item["tools"] or not isinstance(item.get("gt"), list):
+                    raise ValueError(f"{where}: record {i + 1} has no tools on its system message or no `gt` list; "
+                                     "agent tasks are conversations with tools plus the ground truth (docs/rl.md)")
+                if len(item["prompt_ids"]) >= recipe.options.max_prompt_len:
+                    raise ValueError(f"{where}: record {i + 1}'s prompt is {len(item['prompt_ids'])}+ tokens, over "
+                                     f"method_options.max_prompt_len={recipe.options.max_prompt_len}; raise it (the "
+                                     "tools block must stay whole)")
 
     def _episodes(self, items: list[dict], thinking: list[bool], temperature: float, max_new_tokens: int):
         from core.rl.agent import run_episodes
 
-        o = self.options
-        return run_episodes(self.policy, self.tokenizer, items, thinking, self.registry, o.max_turns,
-                            max_new_tokens, temperature, o.top_p, o.top_k, constrain=o.constrain_tools)
+        r, o = self.recipe, self.recipe.options
+        return run_episodes(r.policy, r.tokenizer, items, thinking, self.registry, o.max_turns, max_new_tokens,
+                            temperature, o.top_p, o.top_k, constrain=o.constrain_tools)
 
-    def sample_rollout(self, items: list[dict]):
+    def sample(self, items: list[dict]):
         from core.rl.agent import TERMS, agent_reward, total_reward
         from core.rl.rollout import score_rollout
 
-        o = self.options
-        items = [it for it in items for _ in range(self.repeats)]
+        r, o = self.recipe, self.recipe.options
+        items = [it for it in items for _ in range(r.samples_per_prompt)]
         thinking = (torch.rand(len(items)) < o.thinking_ratio).tolist()
         with torch.no_grad():
             episodes = self._episodes(items, thinking, o.temperature, o.max_new_tokens)
@@ -68,27 +65,25 @@ class AgentRecipe(GRPORecipe):
         breakdown["valid_calls"] = [float(ep.valid_calls) for ep in episodes]
         total = torch.tensor([total_reward(t) for t in terms])
         texts = [ep.transcript() for ep in episodes]  # what sample events show: turns and tool responses
-        return score_rollout(self.policy, self.reference, self.tokenizer,
-                             [self.tokenizer.decode(ep.prompt_ids) for ep in episodes],
+        return score_rollout(r.policy, r.reference, r.tokenizer, [r.tokenizer.decode(ep.prompt_ids) for ep in episodes],
                              [ep.prompt_ids for ep in episodes], [ep.response_ids for ep in episodes], texts, total,
-                             breakdown, o.temperature, self.ctx.device, self.autocast,
-                             [ep.response_mask for ep in episodes], keep_old_logp=self.keep_old_logp)
+                             breakdown, o.temperature, r.ctx.device, r.autocast,
+                             [ep.response_mask for ep in episodes], keep_old_logp=r.keep_old_logp)
 
-    def rollout_metrics(self, r) -> dict:
-        m = super().rollout_metrics(r)
+    def metrics(self, m: dict, rollout) -> dict:
         m.pop("reward/valid_calls", None)
-        m["tool_calls/valid"] = sum(r.breakdown["valid_calls"]) / max(len(r.breakdown["valid_calls"]), 1)
+        calls = rollout.breakdown["valid_calls"]
+        m["tool_calls/valid"] = sum(calls) / max(len(calls), 1)
         return m
 
-    @torch.no_grad()
-    def evaluate(self, model, batches) -> dict:
+    def evaluate(self, batches) -> dict:
         """Greedy episodes on held-out tasks: exact accuracy (every gt item found), reward, valid calls, turns."""
         from core.rl.agent import agent_reward, gt_share, total_reward
 
         tot = {k: [0.0, 0.0] for k in ("eval/accuracy", "eval/reward", "eval/valid_calls", "eval/turns")}
         for batch in batches:
             items = batch["items"]
-            episodes = self._episodes(items, [False] * len(items), 0.0, self.options.eval_max_new_tokens)
+            episodes = self._episodes(items, [False] * len(items), 0.0, self.recipe.options.eval_max_new_tokens)
             for ep, it in zip(episodes, items):
                 for key, value in (("eval/accuracy", float(gt_share(ep.final_text, it["gt"]) == 1.0)),
                                    ("eval/reward", total_reward(agent_reward(ep, it["gt"], ep.response_ids))),
@@ -98,4 +93,5 @@ class AgentRecipe(GRPORecipe):
         return {k: tuple(v) for k, v in tot.items()}
 
 
-RECIPE = AgentRecipe
+AGENT = dataclasses.replace(GRPO, rollouts=ToolEpisodes)  # GRPO's advantages and losses, over tool episodes
+RECIPE = on_policy(AGENT)

@@ -67,10 +67,6 @@ class DistillRecipe(SFTRecipe):
 
         return Recipe.batch_sampler(self, dataset, epoch, skip_batches, shuffle)
 
-    def num_batches(self) -> int:
-        return self.batch_sampler(self.train_dataset, 0, 0).num_batches() if self.kind == "pretrain" \
-            else super().num_batches()
-
     def loss_fn(self, model, batch):
         o = self.options
         out = model(batch["input_ids"], labels=batch["labels"])

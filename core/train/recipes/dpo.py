@@ -39,9 +39,6 @@ class DPORecipe(Recipe):
         return LengthGroupedBatchSampler(dataset.lengths, self.cfg.batch_size, self.cfg.seed, epoch, self.ctx.rank,
                                          self.ctx.world_size, drop_last=False, skip_batches=skip_batches)
 
-    def num_batches(self) -> int:
-        return len(self.batch_sampler(self.train_dataset, 0, 0))
-
     def loss_weight(self, batch) -> float:
         return batch["input_ids"].shape[0] / 2  # pairs
 

@@ -14,9 +14,9 @@ from torch import nn
 
 from core.rl.losses import (clipped_policy_loss, entropy_from_logits, gae, k3_kl, masked_mean, masked_whiten,
                             token_logprobs, value_loss)
-from core.train.recipes.onpolicy import OnPolicyRecipe
 from core.rl.rollout import old_logprobs, response_logits, scaled
 from core.rl.value import ScalarHeadModel
+from core.train.recipes.onpolicy import Component, OnPolicyMethod, on_policy
 
 
 class PolicyWithCritic(nn.Module):
@@ -32,77 +32,79 @@ class PolicyWithCritic(nn.Module):
         return logits, values
 
 
-class PPORecipe(OnPolicyRecipe):
-    def build_trainable(self):
-        o = self.options
-        if self.ctx.resume_from is not None:  # shaped like the saved critic; load_weights fills it
+class Critic(Component):
+    """The value model: the checkpoint's critic/ on resume, else `critic`, else the policy with a fresh head;
+    trained beside the policy with its own learning rate, saved in each checkpoint's critic/."""
+
+    def __init__(self, recipe):
+        o, ctx, policy = recipe.options, recipe.ctx, recipe.policy
+        if ctx.resume_from is not None:  # shaped like the saved critic; load fills it
             from core.model import io
 
-            critic = ScalarHeadModel(io.read_model_config(self.ctx.resume_from / "critic")).to(self.ctx.device)
+            critic = ScalarHeadModel(io.read_model_config(ctx.resume_from / "critic")).to(ctx.device)
         elif o.critic:
-            critic = ScalarHeadModel.load(o.critic, self.ctx.device)
+            critic = ScalarHeadModel.load(o.critic, ctx.device)
         else:
-            critic = ScalarHeadModel.from_causal_lm(self.policy)
-        if critic.config.vocab_size != self.policy.config.vocab_size:
+            critic = ScalarHeadModel.from_causal_lm(policy)
+        if critic.config.vocab_size != policy.config.vocab_size:
             raise ValueError(f"method_options.critic: {o.critic} has a vocabulary of {critic.config.vocab_size} tokens, "
-                             f"the policy {self.policy.config.vocab_size}; the critic reads the policy's token ids, so "
+                             f"the policy {policy.config.vocab_size}; the critic reads the policy's token ids, so "
                              "train the reward model from the same SFT checkpoint (or leave critic unset)")
-        self.critic = critic.train()
-        return PolicyWithCritic(self.policy, self.critic)
+        self.critic, self.policy, self.lr = critic.train(), policy, o.critic_lr or recipe.cfg.optim.lr
 
-    def param_groups(self) -> list[dict]:
-        lr = self.options.critic_lr or self.cfg.optim.lr
-        return [{"params": list(self.policy.parameters())}, {"params": list(self.critic.parameters()), "lr": lr}]
+    def trainable(self, policy):
+        return PolicyWithCritic(policy, self.critic)
 
-    @torch.no_grad()
-    def prepare_rollout(self, r) -> None:
-        o = self.options
-        with self.autocast():
-            values = self.critic(r.input_ids, r.attention_mask)[:, r.prompt_width - 1:-1].float()
-        mask = r.response_mask
-        if o.advantage == "gae":
-            last = (mask.sum(-1).long() - 1).clamp(min=0)
-            token_rewards = torch.zeros_like(mask).scatter_(1, last[:, None], r.rewards.float()[:, None])
-            adv, returns = gae(token_rewards, values, mask, o.gamma, o.lam)
-            r.advantages = masked_whiten(adv, mask)
-        else:
-            adv = r.rewards.float() - values[:, 0]
-            returns = r.rewards.float()[:, None].expand_as(mask) * mask
-            r.advantages = ((adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8))[:, None]
-        r.extras = {"old_values": values * mask, "returns": returns}
+    def param_groups(self, model) -> list[dict]:
+        return [{"params": list(self.policy.parameters())}, {"params": list(self.critic.parameters()), "lr": self.lr}]
 
-    def loss_fn(self, model, batch):
-        o = self.options
-        r = self.rollout_for(batch)
-        logits, values = model(r.input_ids, r.attention_mask, r.prompt_width)
-        logits = scaled(logits, getattr(r, "temperature", 1.0))  # the sampler's distribution
-        logp = token_logprobs(logits, r.input_ids[:, r.prompt_width:])
-        mask = r.response_mask
-        pg, ratio, clipped = clipped_policy_loss(logp, old_logprobs(r, logp), r.advantages, o.clip)
-        kl = k3_kl(logp, r.ref_logp)
-        policy = masked_mean(pg + o.kl_coef * kl, mask, dim=1).mean()
-        if o.advantage == "gae":
-            vmask = mask
-        else:  # one value per reply: the prompt state's
-            vmask = torch.zeros_like(mask)
-            vmask[:, 0] = 1.0
-        vloss = value_loss(values, r.extras["returns"], vmask, r.extras["old_values"], o.value_clip)
-        loss = policy + o.value_coef * vloss
-        with torch.no_grad():
-            ent = masked_mean(entropy_from_logits(logits.detach()), mask)
-            metrics = {"policy_loss": masked_mean(pg, mask, dim=1).mean(), "value_loss": vloss,
-                       "kl": masked_mean(kl, mask), "entropy": ent, "clip_ratio": masked_mean(clipped, mask),
-                       "ratio/mean": masked_mean(ratio, mask), "values/mean": masked_mean(values.float(), vmask),
-                       **self.rollout_metrics(r)}
-        return loss, metrics
-
-    def save_weights(self, ckpt_dir) -> None:
-        super().save_weights(ckpt_dir)
+    def save(self, ckpt_dir) -> None:
         self.critic.save(ckpt_dir / "critic", kind="critic")
 
-    def load_weights(self, ckpt_dir) -> None:
-        super().load_weights(ckpt_dir)
+    def load(self, ckpt_dir) -> None:
         self.critic.load_weights(ckpt_dir / "critic")
 
 
-RECIPE = PPORecipe
+@torch.no_grad()
+def critic_advantages(recipe, r) -> None:
+    o = recipe.options
+    with recipe.autocast():
+        values = recipe.component.critic(r.input_ids, r.attention_mask)[:, r.prompt_width - 1:-1].float()
+    mask = r.response_mask
+    if o.advantage == "gae":
+        last = (mask.sum(-1).long() - 1).clamp(min=0)
+        token_rewards = torch.zeros_like(mask).scatter_(1, last[:, None], r.rewards.float()[:, None])
+        adv, returns = gae(token_rewards, values, mask, o.gamma, o.lam)
+        r.advantages = masked_whiten(adv, mask)
+    else:
+        adv = r.rewards.float() - values[:, 0]
+        returns = r.rewards.float()[:, None].expand_as(mask) * mask
+        r.advantages = ((adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8))[:, None]
+    r.extras = {"old_values": values * mask, "returns": returns}
+
+
+def ppo_loss(recipe, model, r):
+    o = recipe.options
+    logits, values = model(r.input_ids, r.attention_mask, r.prompt_width)
+    logits = scaled(logits, getattr(r, "temperature", 1.0))  # the sampler's distribution
+    logp = token_logprobs(logits, r.input_ids[:, r.prompt_width:])
+    mask = r.response_mask
+    pg, ratio, clipped = clipped_policy_loss(logp, old_logprobs(r, logp), r.advantages, o.clip)
+    kl = k3_kl(logp, r.ref_logp)
+    policy = masked_mean(pg + o.kl_coef * kl, mask, dim=1).mean()
+    if o.advantage == "gae":
+        vmask = mask
+    else:  # one value per reply: the prompt state's
+        vmask = torch.zeros_like(mask)
+        vmask[:, 0] = 1.0
+    vloss = value_loss(values, r.extras["returns"], vmask, r.extras["old_values"], o.value_clip)
+    with torch.no_grad():
+        ent = masked_mean(entropy_from_logits(logits.detach()), mask)
+        metrics = {"policy_loss": masked_mean(pg, mask, dim=1).mean(), "value_loss": vloss,
+                   "kl": masked_mean(kl, mask), "entropy": ent, "clip_ratio": masked_mean(clipped, mask),
+                   "ratio/mean": masked_mean(ratio, mask), "values/mean": masked_mean(values.float(), vmask)}
+    return policy + o.value_coef * vloss, metrics
+
+
+PPO = OnPolicyMethod(advantages=critic_advantages, loss=ppo_loss, component=Critic)
+RECIPE = on_policy(PPO)

@@ -1,7 +1,7 @@
 """Pretraining: next-token loss on packed windows (no padding; every token counts)."""
 from __future__ import annotations
 
-from core.train.recipe import Recipe, data_cache_dir, require_files
+from core.train.recipe import Recipe, causal_lm_loss, data_cache_dir, require_files
 
 
 class PretrainRecipe(Recipe):
@@ -16,8 +16,8 @@ class PretrainRecipe(Recipe):
         if d.eval_files:
             self.eval_dataset = PretrainDataset(d.eval_files, self.tokenizer, d.seq_len, cache, d.on_error)
 
-    def useful_tokens(self, batch: dict) -> int:
-        return int(batch["input_ids"].numel())  # packed: no padding at all
+    def loss_fn(self, model, batch):  # packed windows: no padding, every token counts
+        return causal_lm_loss(model, batch)
 
 
 RECIPE = PretrainRecipe

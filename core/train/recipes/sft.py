@@ -1,7 +1,7 @@
 """Supervised fine-tuning: loss on assistant replies only, length-grouped batches of chat samples."""
 from __future__ import annotations
 
-from core.train.recipe import Recipe, data_cache_dir, require_files
+from core.train.recipe import Recipe, causal_lm_loss, data_cache_dir, require_files
 
 
 class SFTRecipe(Recipe):
@@ -35,14 +35,10 @@ class SFTRecipe(Recipe):
         return LengthGroupedBatchSampler(dataset.lengths, self.cfg.batch_size, self.cfg.seed, epoch, self.ctx.rank,
                                          self.ctx.world_size, drop_last=False, skip_batches=skip_batches)
 
-    def num_batches(self) -> int:
-        return len(self.batch_sampler(self.train_dataset, 0, 0))
-
     def loss_fn(self, model, batch):
         # No attention mask: padding is on the right, so causal attention never lets a real token see a pad,
         # and the fused SDPA path stays available (MiniMind does the same).
-        out = model(batch["input_ids"], labels=batch["labels"])
-        return out.loss, {"aux_loss": out.aux_loss}
+        return causal_lm_loss(model, batch)
 
 
 RECIPE = SFTRecipe

@@ -39,6 +39,7 @@ class TokenCachesTab(QWidget):
         box = QGroupBox("Tokenize for training")
         form = QFormLayout(box)
         self.file_label = label("Open a pretrain, SFT or DPO file first.", "muted")
+        self.file_label.setWordWrap(True)  # a long path wraps instead of widening the window
         form.addRow("File", self.file_label)
         self.tokenizer = QComboBox()
         self.tokenizer.setMinimumWidth(220)
@@ -58,8 +59,9 @@ class TokenCachesTab(QWidget):
         self.bar.setRange(0, 1000)
         row.addWidget(self.prepare_btn)
         row.addWidget(self.cancel_btn)
-        row.addWidget(self.bar, 1)
+        row.addStretch(1)
         form.addRow("", row)
+        form.addRow("", self.bar)  # on its own row: the tab stays narrow enough to sit beside the docked guide
         self.status = label("Builds the token cache now, so a run on this file starts training at once. Caches go "
                             "to the workspace's cache folder, where its runs look.", "muted")
         self.status.setToolTip(str(self.presenter.cache_dir))
