@@ -178,3 +178,13 @@ def test_an_sft_run_from_a_sharegpt_parquet_learns_exactly_the_mapped_assistant_
         learned = item["labels"][item["labels"] != -100].tolist()
         k = int(tiny_tokenizer.decode(item["input_ids"].tolist()).split("What comes after ")[1].split("?")[0])
         assert tiny_tokenizer.decode(learned) == f"{k + 1} comes after {k}.<|im_end|>\n"
+
+
+def test_a_role_that_is_not_a_string_is_a_data_error_naming_the_field(tmp_path):
+    """Found by tests/test_fuzz_inputs.py: a list where a role name belongs raised TypeError in detection."""
+    good = {"chosen": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}],
+            "rejected": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "No."}]}
+    path = write_jsonl(tmp_path / "pairs.jsonl", [good, {**good, "chosen": [{"role": [], "content": "x"}]}])
+    report = DataReport()
+    recs = list(read_records(path, "dpo", on_error="skip", report=report))
+    assert len(recs) == 1 and [(e.line, e.field) for e in report.errors] == [(2, "chosen[0].role")]

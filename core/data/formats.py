@@ -187,7 +187,7 @@ def _turns(mapping: Mapping, value, column: str, fail) -> tuple[list, list]:
         if role_tag not in turn:
             fail(f"{base}.{role_tag}", "missing")
         tag = turn[role_tag]
-        role = roles.get(tag)
+        role = roles.get(tag) if isinstance(tag, str) else None
         if role is None:
             known = ", ".join(f"{t} → {'a tool call' if r == 'function_call' else r}" for t, r in roles.items())
             fail(f"{base}.{role_tag}", f"unknown role {tag!r}; the mapping reads {known} (edit its tags)")
@@ -328,7 +328,9 @@ def _turn_tags(rows: list[dict], columns: list[str], base: str) -> dict:
             for turn in (value if isinstance(value, list) else [value] if isinstance(value, dict) else []):
                 if isinstance(turn, dict):
                     keyed = "from" if "from" in turn else keyed
-                    seen.add(turn.get("from", turn.get("role")))
+                    tag = turn.get("from", turn.get("role"))
+                    if isinstance(tag, str):  # a malformed turn is validation's to name, not detection's
+                        seen.add(tag)
     tags = dict(DEFAULTS["sharegpt"]["tags"] if keyed == "from" else DEFAULTS[base]["tags"])
     if keyed == "from" and not seen & {"human", "gpt"} and seen & {"user", "assistant"}:
         tags.update(user_tag="user", assistant_tag="assistant")
