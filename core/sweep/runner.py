@@ -69,6 +69,10 @@ class SweepResult:
 
 
 def trainer_command() -> list[str]:
+    """`python -m core.train`; in the packaged studio, the app itself with `--worker` (studio/app.py), which
+    becomes the trainer with the same arguments (sys.executable is the app there, not a Python)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--worker"]
     return [sys.executable, "-m", "core.train"]
 
 

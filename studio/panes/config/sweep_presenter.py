@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,15 +105,15 @@ class SweepPresenter(QObject):
     def start(self, spec: dict) -> Path:
         """Write the spec into a new sweep folder and start `minimind sweep` on it, detached; its folder."""
         from core.sweep.study import sweep_id_for
-        from studio.worker.command import trainer_environment
+        from studio.worker.command import cli_command, trainer_environment
         from studio.worker.spawn import spawn_detached
 
         sweep_dir = self.sweeps_dir / sweep_id_for(spec.get("name") or "sweep")
         sweep_dir.mkdir(parents=True, exist_ok=False)
         spec_file = sweep_dir / "spec.json"
         spec_file.write_text(json.dumps(spec, indent=2))
-        argv = [sys.executable, "-m", "core", "sweep", str(spec_file), "--out", str(sweep_dir),
-                "--runs-dir", str(self.context.workspace.runs_dir)]
+        argv = cli_command(["sweep", str(spec_file), "--out", str(sweep_dir),  # the packaged app: itself, --cli
+                            "--runs-dir", str(self.context.workspace.runs_dir)])
         spawn_detached(argv, sweep_dir, trainer_environment(), sweep_dir / "stdout.log", sweep_dir / "stderr.log")
         self.context.statusMessage.emit(f"Sweep started in {sweep_dir}")
         return sweep_dir
