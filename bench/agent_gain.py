@@ -114,42 +114,28 @@ def score_cases(checkpoint: Path, cases_file: Path) -> list[float]:
 def explore(checkpoint: Path, cases_file: Path, per_tool: int = 30, samples: int = 8, temperature: float = 1.0,
             max_turns: int = 2, max_new_tokens: int = 48) -> dict:
     """What RL has to work with, per tool (the record's `tool`): greedy accuracy, and over `samples` episodes per
-    case sampled as the RL runs sample (`temperature`, no top-k/top-p, `max_turns`, `max_new_tokens`): the
-    success rate, pass@k (a case solved at least once) and the share of cases whose group would carry any
-    correctness signal (solved sometimes, not always). Group advantages can only reinforce what sampling finds."""
-    import torch
-
-    from core.eval.tool_use import BackendTarget, evaluate_tool_use, load_cases
+    case sampled as the RL runs sample (core.eval.tool_use.sampled_coverage: `temperature`, no top-k/top-p,
+    `max_turns`, `max_new_tokens`) the success rate, pass@k and the share of cases whose group would carry any
+    correctness signal. Group advantages can only reinforce what sampling finds."""
+    from core.eval.tool_use import BackendTarget, evaluate_tool_use, load_cases, sampled_coverage
     from core.infer.backend import TorchBackend
-    from core.infer.sampling import SamplingParams
 
-    records = [json.loads(line) for line in cases_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    tools = sorted({r.get("tool", "?") for r in records})
-    out, backend = {}, TorchBackend(checkpoint)
+    chosen, seen = [], {}
+    for case in load_cases(cases_file):
+        seen[case.tool] = seen.get(case.tool, 0) + 1
+        if seen[case.tool] <= per_tool:
+            chosen.append(case)
+    backend = TorchBackend(checkpoint)
     try:
-        for tool in tools:
-            chosen = [r for r in records if r.get("tool", "?") == tool][:per_tool]
-            with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8", delete=False) as f:
-                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chosen))
-            cases = load_cases(Path(f.name))
-            Path(f.name).unlink()
-            greedy = BackendTarget(backend, max_new_tokens)
-            hits = [[float(c["correct"]) for c in evaluate_tool_use(greedy, cases, max_turns,
-                                                                     without_tools=False)["cases"]]]
-            sampled = BackendTarget(backend, max_new_tokens)
-            sampled.sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=0,
-                                              top_p=1.0)
-            for k in range(samples):
-                torch.manual_seed(k)
-                hits.append([float(c["correct"]) for c in evaluate_tool_use(sampled, cases, max_turns,
-                                                                             without_tools=False)["cases"]])
-            per_case = [sum(run[i] for run in hits[1:]) for i in range(len(cases))]
-            out[tool] = {"cases": len(cases), "greedy": sum(hits[0]) / len(cases),
-                         "sampled": sum(per_case) / (len(cases) * samples),
-                         "pass_at_k": sum(n > 0 for n in per_case) / len(cases),
-                         "signal": sum(0 < n < samples for n in per_case) / len(cases)}
+        target = BackendTarget(backend, max_new_tokens)
+        greedy = [c["correct"] for c in evaluate_tool_use(target, chosen, max_turns, without_tools=False)["cases"]]
+        cov = sampled_coverage(target, chosen, samples, temperature, max_turns)
     finally:
         backend.close()
+    out = {}
+    for tool, rates in cov["by_tool"].items():
+        hits = [g for g, case in zip(greedy, chosen) if (case.tool or "-") == tool]
+        out[tool] = {**rates, "greedy": sum(hits) / len(hits)}
     return {"samples": samples, "temperature": temperature, "tools": out}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from core.eval.tool_use import ToolCase, builtin_cases, evaluate_tool_use, load_cases
 from core.infer.chat_output import parse_chat_output
 
@@ -76,12 +78,15 @@ def test_the_cli_runs_a_real_checkpoint_and_writes_the_report(tiny_sft_checkpoin
     cases = write_agent_tasks(tmp_path / "cases.jsonl", pairs=((3, 4), (5, 6)))
     out = tmp_path / "report.json"
     assert main(["eval", "tools", "--model", str(tiny_sft_checkpoint), "--cases", str(cases), "--max-turns", "2",
-                 "--max-new-tokens", "24", "--out", str(out)]) == 0
+                 "--max-new-tokens", "24", "--samples", "2", "--out", str(out)]) == 0
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["summary"]["cases"] == 2 and len(report["cases"]) == 2
+    sampled = report["sampled"]  # --samples: two sampled answers per case, counted per case
+    assert sampled["samples"] == 2 and len(sampled["solved"]) == 2 and all(0 <= n <= 2 for n in sampled["solved"])
     assert all(1 <= c["turns"] <= 2 for c in report["cases"])
     printed = capsys.readouterr().out
     assert "well-formed" in printed and "total" in printed and "correct without tools" in printed
+    assert "pass@2" in printed and "what RL can reinforce" in printed
 
 
 def test_an_openai_compatible_endpoint_is_evaluated_through_the_official_client(api_server, tmp_path):
@@ -94,3 +99,27 @@ def test_an_openai_compatible_endpoint_is_evaluated_through_the_official_client(
     result = evaluate_tool_use(target, cases, max_turns=2)
     assert result["summary"]["cases"] == 2 and all(1 <= c["turns"] <= 2 for c in result["cases"])
     assert result["accuracy_without_tools"] is not None
+
+
+def test_sampled_coverage_counts_what_sampling_solves_per_case_and_tool(tool_checkpoint):
+    """The tool model solves its one conversation in every sample and can never produce another product: pass@k
+    is the solved case's share, and neither case would give an RL group a signal (always or never solved)."""
+    from core.eval.tool_use import BackendTarget, EndpointTarget, ToolCase, sampled_coverage
+    from core.infer.backend import TorchBackend
+    from core.tools import builtin_registry
+    from tests.fixtures.tool_model import QUESTION
+    from webdemo.chat import DEFAULT_SYSTEM
+
+    tools = builtin_registry().schemas(["calculate_math"])
+    cases = [ToolCase([{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": q}], gt, tool,
+                      tools=tools) for q, gt, tool in ((QUESTION, [1776], "calculate_math"),
+                                                       ("What is 12 * 12?", [144], "other"))]
+    with TorchBackend(tool_checkpoint) as backend:
+        target = BackendTarget(backend, 160, think=True)  # as the tool model learned its conversation
+        cov = sampled_coverage(target, cases, samples=3, temperature=0.5, max_turns=2)
+        assert target.sampling.temperature == 0.0  # greedy again afterwards
+    assert cov["solved"] == [3, 0] and cov["pass_at_k"] == 0.5 and cov["signal"] == 0.0
+    assert cov["by_tool"]["calculate_math"] == {"cases": 1, "sampled": 1.0, "pass_at_k": 1.0, "signal": 0.0}
+    assert cov["by_tool"]["other"]["pass_at_k"] == 0.0
+    with pytest.raises(ValueError, match="checkpoint or a GGUF"):
+        sampled_coverage(EndpointTarget.__new__(EndpointTarget), cases, 1)

@@ -46,6 +46,10 @@ def add_eval_subcommands(ev) -> None:
     tools.add_argument("--constrain", action="store_true",
                        help="decode calls under the offered tools' schemas (tool_choice auto; checkpoints and GGUFs: "
                             "an endpoint constrains as its server does)")
+    tools.add_argument("--samples", type=int, default=0, metavar="K",
+                       help="also answer every case K times sampled, as RL rollouts sample, and report pass@K and "
+                            "the share of cases an RL group could learn from (checkpoints and GGUFs)")
+    tools.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for --samples (1.0)")
     tools.add_argument("--device", default="cpu", help="torch device for checkpoints")
     tools.add_argument("--out", metavar="F.json", help="write the per-case results and the summary as JSON")
     tools.set_defaults(func=run_tools)
@@ -106,6 +110,9 @@ def run_tools(args) -> int:
     try:
         result = evaluate_tool_use(target, cases, args.max_turns, args.max_new_tokens,
                                    without_tools=not args.no_baseline, progress=progress)
+        if args.samples > 0:
+            print(file=sys.stderr)
+            result["sampled"] = _coverage(target, cases, args)
     finally:
         print(file=sys.stderr)
         if backend is not None:
@@ -122,9 +129,29 @@ def run_tools(args) -> int:
           f"{s['correct']:>8.0%} {s['mean_turns']:>5.2f}")
     if s["correct_without_tools"] is not None:
         print(f"correct without tools: {s['correct_without_tools']:.0%} of {s['cases']} cases")
+    if "sampled" in result:
+        _print_coverage(result["sampled"], args, len(cases))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0
+
+
+def _coverage(target, cases, args) -> dict:
+    from core.eval.tool_use import sampled_coverage
+
+    progress = (lambda i, n: print(f"\r{i}/{n} sampled answers", end="", file=sys.stderr, flush=True))
+    try:
+        return sampled_coverage(target, cases, args.samples, args.temperature, args.max_turns, progress)
+    except ValueError as exc:
+        raise CLIError(f"--samples: {exc}") from None
+
+
+def _print_coverage(cov: dict, args, n_cases: int) -> None:
+    k = args.samples
+    print(f"\nsampled at T={args.temperature}, {k} answers per case (what RL can reinforce; docs/rl.md):")
+    print(f"{'tool':<16} {'cases':>5} {'sampled':>8} {f'pass@{k}':>8} {'signal':>7}")
+    for tool, r in [*cov["by_tool"].items(), ("total", {**cov, "cases": n_cases})]:
+        print(f"{tool:<16} {r['cases']:>5} {r['sampled']:>8.1%} {r['pass_at_k']:>8.0%} {r['signal']:>7.0%}")
 
 
 # ---- eval bench / ppl / contamination -------------------------------------------------------------------------

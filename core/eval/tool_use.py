@@ -103,10 +103,10 @@ class BackendTarget:
     tool_choice "auto" for its tools (core.infer.answer_format: text, or calls to the offered tools with arguments
     valid for their schemas)."""
 
-    def __init__(self, backend, max_new_tokens: int = 256, constrain: bool = False):
+    def __init__(self, backend, max_new_tokens: int = 256, constrain: bool = False, think: bool | None = None):
         from core.infer.sampling import SamplingParams
 
-        self.backend, self.constrain = backend, constrain
+        self.backend, self.constrain, self.think = backend, constrain, think  # think None: the template decides
         self.sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
 
     def answer(self, messages: list[dict], tools: list[dict]) -> tuple[ChatOutput, int]:
@@ -115,7 +115,7 @@ class BackendTarget:
         from core.infer.chat_output import ChatOutputParser, collect
 
         fmt = AnswerFormat.from_openai(tools) if self.constrain else None
-        prompt, constraint = self.backend.prepare_chat(messages, tools or None, None, fmt)  # the template decides
+        prompt, constraint = self.backend.prepare_chat(messages, tools or None, self.think, fmt)
         raw = "".join(self.backend.stream_ids(self.backend.tokenize(prompt), self.sampling, constraint))
         return collect(ChatOutputParser.for_prompt(prompt), [raw]), raw.count(CALL_OPEN)
 
@@ -208,3 +208,46 @@ def evaluate_tool_use(target, cases: list[ToolCase], max_turns: int = 3, max_new
             "well_formed_call_rate": summary["well_formed"], "right_tool_rate": summary["right_tool"],
             "accuracy_with_tools": summary["correct"], "accuracy_without_tools": summary["correct_without_tools"],
             "examples": examples}
+
+
+def sampled_coverage(target, cases: list[ToolCase], samples: int, temperature: float = 1.0, max_turns: int = 3,
+                     progress=None) -> dict:
+    """What an RL run could reinforce: every case answered `samples` times sampled as RL rollouts sample
+    (`temperature`, no top-k or top-p) by a BackendTarget. Group advantages only move a model towards answers
+    its samples find, so a case that is never solved gives its group no signal (docs/rl.md, "Before an RL run").
+
+    Returns {"samples", "temperature", "solved": [times solved per case], "sampled": success rate over all
+    answers, "pass_at_k": share of cases solved at least once, "signal": share solved sometimes but not always,
+    "by_tool": the same three rates per case.tool}."""
+    import torch
+
+    from core.infer.sampling import SamplingParams
+    from core.tools import builtin_registry
+
+    if not isinstance(target, BackendTarget):
+        raise ValueError("sampled coverage needs a checkpoint or a GGUF (an endpoint's sampling is its own)")
+    greedy, registry = target.sampling, builtin_registry()
+    target.sampling = SamplingParams(max_new_tokens=greedy.max_new_tokens, temperature=temperature, top_k=0,
+                                     top_p=1.0)
+    solved = [0] * len(cases)
+    try:
+        for k in range(samples):
+            torch.manual_seed(k)  # a torch backend samples from torch's generator: the same draws on every call
+            for i, case in enumerate(cases):
+                solved[i] += run_case(target, case, registry, max_turns).correct
+                if progress is not None:
+                    progress(k * len(cases) + i + 1, samples * len(cases))
+    finally:
+        target.sampling = greedy
+
+    def rates(idx: list[int]) -> dict:
+        n = max(len(idx), 1)
+        return {"cases": len(idx), "sampled": sum(solved[i] for i in idx) / (n * samples),
+                "pass_at_k": sum(solved[i] > 0 for i in idx) / n,
+                "signal": sum(0 < solved[i] < samples for i in idx) / n}
+
+    by_tool: dict[str, list[int]] = {}
+    for i, case in enumerate(cases):
+        by_tool.setdefault(case.tool or "-", []).append(i)
+    return {"samples": samples, "temperature": temperature, "solved": solved, **rates(list(range(len(cases)))),
+            "by_tool": {tool: rates(idx) for tool, idx in sorted(by_tool.items())}}
