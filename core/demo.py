@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.process_identity import trainer_command
+
 REPO = Path(__file__).resolve().parents[1]
 
 Say = Callable[[str], None]
@@ -55,11 +57,6 @@ class DemoError(RuntimeError):
 
 def stderr_say(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def trainer_command() -> list[str]:
-    """The worker's argv head, as the studio builds it from source (studio/worker/command.py)."""
-    return [sys.executable, "-m", "core.train"]
 
 
 def trainer_env(threads: int | None = None) -> dict[str, str]:

@@ -14,7 +14,18 @@ Used by the trainer (its own ticks), the studio's store (is a run folder's proce
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+WORKER_FLAG = "--worker"  # the packaged studio re-runs itself as the trainer with this flag (studio/app.py)
+
+
+def trainer_command() -> list[str]:
+    """The argv head that starts one trainer process: `python -m core.train`, or in the packaged studio the app
+    itself with WORKER_FLAG (sys.executable is the app there, not a Python). Arguments follow (`--config FILE`)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, WORKER_FLAG]
+    return [sys.executable, "-m", "core.train"]
 
 
 def stat_fields(pid: int | str) -> list[str] | None:
@@ -52,7 +63,7 @@ def looks_like_trainer(pid: int) -> bool:
         return False
     args = cmdline.split(b"\0")
     return any(arg == b"core.train" or arg.endswith(b"core/train/__main__.py") for arg in args) \
-        or b"--worker" in args
+        or WORKER_FLAG.encode() in args
 
 
 def is_zombie(pid: int) -> bool:

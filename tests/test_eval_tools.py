@@ -87,6 +87,9 @@ def test_the_cli_runs_a_real_checkpoint_and_writes_the_report(tiny_sft_checkpoin
     printed = capsys.readouterr().out
     assert "well-formed" in printed and "total" in printed and "correct without tools" in printed
     assert "pass@2" in printed and "what RL can reinforce" in printed
+    # an endpoint samples as its server does: refused before a single case is asked (nothing listens on port 9)
+    assert main(["eval", "tools", "--endpoint", "http://127.0.0.1:9/v1", "--samples", "2"]) == 2
+    assert "--samples needs --model" in capsys.readouterr().err
 
 
 def test_an_openai_compatible_endpoint_is_evaluated_through_the_official_client(api_server, tmp_path):

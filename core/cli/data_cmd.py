@@ -108,13 +108,18 @@ def _check(args) -> int:
             pass
     except DataError as exc:  # the file itself is missing or unreadable
         raise CLIError(str(exc)) from None
+    _print_problems(report)
+    print(f"{args.file}: kind {kind}, format {mapping.format} ({mapping.origin}), {report.records} good records, "
+          f"{report.skipped} bad", file=sys.stderr)
+    return 1 if report.skipped else 0
+
+
+def _print_problems(report) -> None:
+    """Every listed problem as FILE:LINE: field: message, then how many more were counted past the list."""
     for err in report.errors:
         print(err)
     if report.skipped > len(report.errors):
         print(f"... and {report.skipped - len(report.errors)} more problems")
-    print(f"{args.file}: kind {kind}, format {mapping.format} ({mapping.origin}), {report.records} good records, "
-          f"{report.skipped} bad", file=sys.stderr)
-    return 1 if report.skipped else 0
 
 
 def _convert(args) -> int:
@@ -138,14 +143,9 @@ def _convert(args) -> int:
         with _stop_on_signals() as stopped:
             report, kind, mapping = convert_file(args.input, args.output, args.format, args.kind, args.max_errors,
                                                  progress=progress, should_stop=stopped)
-    except (DataError, ValueError, OSError) as exc:
+    except (DataError, ValueError, OSError, ConversionStopped) as exc:
         raise CLIError(str(exc)) from None
-    except ConversionStopped as exc:
-        raise CLIError(str(exc)) from None
-    for err in report.errors:
-        print(err)
-    if report.skipped > len(report.errors):
-        print(f"... and {report.skipped - len(report.errors)} more problems")
+    _print_problems(report)
     print(f"{args.output}: {report.records} {kind} records from {args.input} (format {mapping.format}, "
           f"{mapping.origin}); {report.skipped} bad rows left out", file=sys.stderr)
     return 1 if report.skipped else 0

@@ -101,6 +101,8 @@ def run_tools(args) -> int:
     from core.data import DataError
     from core.eval.tool_use import builtin_cases, evaluate_tool_use, load_cases
 
+    if args.samples > 0 and args.endpoint:  # refused before any case is asked, not after
+        raise CLIError("--samples needs --model (a checkpoint or a GGUF): an endpoint's sampling is its own")
     try:
         cases = load_cases(args.cases) if args.cases else builtin_cases()
     except (DataError, OSError) as exc:
@@ -140,10 +142,7 @@ def _coverage(target, cases, args) -> dict:
     from core.eval.tool_use import sampled_coverage
 
     progress = (lambda i, n: print(f"\r{i}/{n} sampled answers", end="", file=sys.stderr, flush=True))
-    try:
-        return sampled_coverage(target, cases, args.samples, args.temperature, args.max_turns, progress)
-    except ValueError as exc:
-        raise CLIError(f"--samples: {exc}") from None
+    return sampled_coverage(target, cases, args.samples, args.temperature, args.max_turns, progress)
 
 
 def _print_coverage(cov: dict, args, n_cases: int) -> None:

@@ -29,7 +29,7 @@ from typing import TextIO
 from core.config.load import validate_train_config
 from core.config.train import save_train_config
 from core.event_schema import parse_event_line
-from core.process_identity import pid_alive
+from core.process_identity import pid_alive, trainer_command
 from core.sweep.spec import SweepSpec, SweepSpecError, grid_values, load_sweep_spec, trial_config
 from core.sweep.study import (LOCK_FILE, REASON_ATTR, RUN_DIR_ATTR, SWEEP_FILE, read_sweep_file, storage,
                               sweep_id_for, trial_run_name)
@@ -66,14 +66,6 @@ class SweepResult:
     sweep_id: str
     finished: list[int] = field(default_factory=list)   # trials this process saw to the end
     stopped: bool = False
-
-
-def trainer_command() -> list[str]:
-    """`python -m core.train`; in the packaged studio, the app itself with `--worker` (studio/app.py), which
-    becomes the trainer with the same arguments (sys.executable is the app there, not a Python)."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "--worker"]
-    return [sys.executable, "-m", "core.train"]
 
 
 def _die_with_parent() -> None:

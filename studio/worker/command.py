@@ -5,8 +5,10 @@ import os
 import sys
 from pathlib import Path
 
+from core.process_identity import WORKER_FLAG, trainer_command
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKER_FLAG = "--worker"  # the frozen app re-runs itself as the trainer (see studio.app)
+# the frozen app also re-runs itself, with WORKER_FLAG (core.process_identity), as the trainer
 EVAL_WORKER_FLAG = "--eval-worker"  # ... and as the Evaluate pane's worker
 CLI_FLAG = "--cli"  # ... and as the `minimind` command (Datasets › Token caches runs `data prepare`)
 
@@ -45,13 +47,12 @@ def build_trainer_command(config_path: Path | str, resume: Path | str | None = N
 
 def trainer_base_command(n_gpus: int = 1) -> list[str]:
     """The trainer's argv without its arguments (``+ ["--help"]`` is the self-test's launchability check)."""
+    if n_gpus <= 1:
+        return trainer_command()
     if is_frozen():
-        head = [sys.executable, WORKER_FLAG]
-        return head + (["--nproc-per-node", str(n_gpus)] if n_gpus > 1 else [])
-    if n_gpus > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
-                "-m", "core.train"]
-    return [sys.executable, "-m", "core.train"]
+        return [sys.executable, WORKER_FLAG, "--nproc-per-node", str(n_gpus)]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
+            "-m", "core.train"]
 
 
 def trainer_environment(base: dict[str, str] | None = None) -> dict[str, str]:
