@@ -75,6 +75,7 @@ class TokenCachesTab(QWidget):
         self.table.setSelectionMode(QTableWidget.SingleSelection)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.resizeColumnsToContents()  # the headers whole, before any cache is listed
         v.addWidget(self.table, 1)
         buttons = QHBoxLayout()
         self.refresh_btn = QPushButton("Refresh")
@@ -146,3 +147,4 @@ class TokenCachesTab(QWidget):
                 if c in (3, 4):
                     item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
