@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import deque
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -26,7 +27,8 @@ class RunLibrary(QObject):
         super().__init__(parent)
         self.store = store
         self.runs_dir = Path(runs_dir)
-        self._imports: set[Task] = set()  # referenced until they finish
+        self._pending: deque[Path] = deque()  # imports run one at a time, in the order asked (as the ingest
+        self._importing: Task | None = None   # thread ran them): a sweep asking for 13 folders starts 1 thread
 
     def connect_context(self, context) -> None:
         """Forward this library's signals to the StudioContext."""
@@ -65,10 +67,17 @@ class RunLibrary(QObject):
     def import_run_dir_async(self, run_dir: Path) -> None:
         """Import on a worker thread (a long events.jsonl must not freeze the window); ``runImported`` says how
         it went."""
-        task = Task(self._import, Path(run_dir), parent=self)
-        self._imports.add(task)
+        self._pending.append(Path(run_dir))
+        if self._importing is None:
+            self._next_import()
+
+    def _next_import(self) -> None:
+        if not self._pending:
+            self._importing = None
+            return
+        task = self._importing = Task(self._import, self._pending.popleft(), parent=self)
         task.succeeded.connect(self._on_imported)
-        task.finished.connect(lambda: self._imports.discard(task))
+        task.finished.connect(self._next_import)
         task.start()
 
     def _import(self, run_dir: Path, progress, cancelled) -> tuple[str, str]:
