@@ -9,12 +9,17 @@ read from the run's events and reported to Optuna at every evaluation, and Optun
   earlier process left RUNNING continues in its own run folder (`--resume`, from its last checkpoint), or is
   recorded from its events if its run finished meanwhile. Trainers get SIGTERM when the sweep process dies
   (Linux: PR_SET_PDEATHSIG), so a killed sweep leaves stopped runs, not orphans training on.
+- A kill at any moment leaves a state the next run resumes from: sweep.json and config.json are written whole
+  (renamed into place); a trial killed inside `ask` has the values it lacks drawn on resume; the trainer's pid is
+  recorded as it starts, so a resume waits for it even before its run_started; a resumed trial's objective counts
+  its earlier attempts' evaluations (a run stopped at its last step evaluates nothing when resumed).
 - Stop: SIGTERM or Ctrl-C stops every running trial (each saves a checkpoint) and leaves them to the next resume.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -29,13 +34,14 @@ from typing import TextIO
 from core.config.load import validate_train_config
 from core.config.train import save_train_config
 from core.event_schema import parse_event_line
-from core.process_identity import pid_alive, trainer_command
+from core.process_identity import pid_alive, process_start_ticks, trainer_command
 from core.sweep.spec import SweepSpec, SweepSpecError, grid_values, load_sweep_spec, trial_config
 from core.sweep.study import (LOCK_FILE, REASON_ATTR, RUN_DIR_ATTR, SWEEP_FILE, read_sweep_file, storage,
                               sweep_id_for, trial_run_name)
 
 POLL_S = 0.2
 REQUEUED_ATTR = "requeued"  # a FAIL that does not count: the same values run again as a new trial
+TRAINER_ATTR = "trainer"    # [pid, start ticks] of the trial's latest trainer, recorded as it starts
 ORPHAN_WAIT_S = 300.0  # a trainer of the interrupted sweep gets this long to save its checkpoint and stop
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,10 +74,13 @@ class SweepResult:
     stopped: bool = False
 
 
-def _die_with_parent() -> None:
-    """In the trainer's child, before exec: SIGTERM when the sweep process dies (the trainer's own stop)."""
+def _die_with_parent(parent: int) -> None:
+    """In the trainer's child, before exec: SIGTERM when the sweep process dies (the trainer's own stop). A sweep
+    that died before the prctl took effect sends none: the child ends instead of training unwatched."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _read_events(path: Path, offset: int) -> tuple[list[dict], int]:
@@ -121,7 +130,7 @@ class SweepRunner:
                 shutil.copyfile(spec_file, self.sweep_dir / f"spec{spec_file.suffix or '.yaml'}")
         info.update(spec=self.spec.model_dump(mode="json"), spec_identity=self.spec.identity(), base=self.base,
                     n_trials=self.spec.total_trials(), runs_dir=str(self.runs_dir))
-        (self.sweep_dir / SWEEP_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        _write_whole(self.sweep_dir / SWEEP_FILE, json.dumps(info, indent=2) + "\n")
         self.sweep_id = info["id"]
         store = storage(self.sweep_dir)
         try:
@@ -224,6 +233,8 @@ class SweepRunner:
         run_dir = self.runs_dir / trial_run_name(self.sweep_id, number)
         study._storage.set_trial_user_attr(trial_id, RUN_DIR_ATTR, str(run_dir))
         config_file = run_dir / "config.json"
+        # what the earlier attempts wrote, read before this trainer appends to it
+        earlier, offset = _read_events(run_dir / "events.jsonl", 0) if resume else ([], 0)
         if resume and config_file.is_file():
             argv = self.trainer + ["--resume", str(run_dir)]
         else:
@@ -244,14 +255,18 @@ class SweepRunner:
             p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
+        linux = sys.platform.startswith("linux")
         with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
             proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
-                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        offset = (run_dir / "events.jsonl").stat().st_size if (run_dir / "events.jsonl").is_file() else 0
+                                    preexec_fn=functools.partial(_die_with_parent, os.getpid()) if linux else None)
+        study._storage.set_trial_user_attr(trial_id, TRAINER_ATTR, [proc.pid, process_start_ticks(proc.pid)])
         slot = _Slot(number, trial_id, run_dir, proc, device, offset=offset, resumed=resume)
         trial = study._storage.get_trial(trial_id)
         slot.reported = max(trial.intermediate_values, default=-1)
         self.slots.append(slot)
+        # a run stopped at its last evaluation (or its last step) evaluates nothing when resumed: its objective
+        # is the earlier attempts' last value, and the values the killed sweep had not yet reported count too
+        self._take(study, slot, earlier, earlier=True)
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         self.say(f"trial {number} {'resumed' if resume else 'started'} ({shown}) in {run_dir}"
                  + (f" on GPU {device}" if device is not None else ""))
@@ -264,13 +279,18 @@ class SweepRunner:
 
     def _follow(self, study, slot: _Slot) -> None:
         """Read the run's new events: report the objective to Optuna, prune when it says so."""
+        events, slot.offset = _read_events(slot.run_dir / "events.jsonl", slot.offset)
+        self._take(study, slot, events)
+
+    def _take(self, study, slot: _Slot, events: list[dict], earlier: bool = False) -> None:
+        """Events of the slot's run (`earlier`: of the attempts before its trainer, whose run_finished is not
+        its end): the objective's values reported to Optuna, pruning asked at each."""
         from optuna.trial import Trial
 
-        events, slot.offset = _read_events(slot.run_dir / "events.jsonl", slot.offset)
         metric = self.spec.objective.metric
         kind = "eval" if metric.startswith("eval/") else "metric"
         for ev in events:
-            if ev["type"] == "run_finished":
+            if ev["type"] == "run_finished" and not earlier:
                 slot.finished = ev
             if ev["type"] != kind or not isinstance(ev.get("metrics"), dict):
                 continue
@@ -330,9 +350,10 @@ class SweepRunner:
         from optuna.trial import TrialState
 
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        distributions = self._distributions()
         for t in running:
             run_dir = Path(t.user_attrs.get(RUN_DIR_ATTR) or self.runs_dir / trial_run_name(self.sweep_id, t.number))
-            self._wait_for_orphan(t.number, run_dir)
+            self._wait_for_orphan(t.number, run_dir, t.user_attrs.get(TRAINER_ATTR))
             events, offset = _read_events(run_dir / "events.jsonl", 0)
             finished = next((e for e in reversed(events) if e["type"] in ("run_finished", "run_started")), None)
             if finished is not None and finished["type"] == "run_finished" and finished.get("status") == "completed":
@@ -342,35 +363,62 @@ class SweepRunner:
                 if self._settle(study, slot):
                     result.finished.append(t.number)
                 continue
+            params = dict(t.params)
+            if set(distributions) - set(params):  # killed inside `ask`: the values it had not drawn yet
+                params = _draw_missing(study, t._trial_id, distributions)
             if len(self.slots) >= self.spec.parallel:  # fewer slots than before: they wait their turn
-                self._tell_requeued(study, t)
+                self._tell_requeued(study, t.number, t._trial_id, params)
                 continue
-            self._launch(t.number, t._trial_id, dict(t.params), study, resume=True)
+            self._launch(t.number, t._trial_id, params, study, resume=True)
 
-    def _tell_requeued(self, study, t) -> None:
+    def _tell_requeued(self, study, number: int, trial_id: int, params: dict) -> None:
         """A RUNNING trial this process has no slot for (parallel lowered): failed, its values asked again."""
         from optuna.trial import TrialState
 
-        study._storage.set_trial_user_attr(t._trial_id, REASON_ATTR, "interrupted; its values are tried again")
-        study._storage.set_trial_user_attr(t._trial_id, REQUEUED_ATTR, True)
-        study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(dict(t.params))
+        study._storage.set_trial_user_attr(trial_id, REASON_ATTR, "interrupted; its values are tried again")
+        study._storage.set_trial_user_attr(trial_id, REQUEUED_ATTR, True)
+        study.tell(number, state=TrialState.FAIL)
+        study.enqueue_trial(params)
 
-    def _wait_for_orphan(self, number: int, run_dir: Path) -> None:
+    def _wait_for_orphan(self, number: int, run_dir: Path, launched=None) -> None:
+        """Stop the interrupted sweep's trainer of this trial, if it still runs, and wait for it to end: the one
+        recorded at launch (it may not have reported run_started yet) and the one its events name."""
         events, _ = _read_events(run_dir / "events.jsonl", 0)
         started = next((e for e in reversed(events) if e["type"] == "run_started"), None)
-        if started is None or not pid_alive(started.get("pid"), started.get("pid_start_ticks")):
-            return
-        pid = started["pid"]
-        self.say(f"trial {number}: its trainer (pid {pid}) from the interrupted sweep still runs; stopping it")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + ORPHAN_WAIT_S
-        while pid_alive(pid, started.get("pid_start_ticks")):
-            if time.monotonic() > deadline:
-                raise SweepError(f"trial {number}: the trainer pid {pid} ({run_dir}) did not stop within "
-                                 f"{ORPHAN_WAIT_S:.0f} s of SIGTERM; end it, then run the sweep again")
-            time.sleep(POLL_S)
+        known = [tuple(launched)] if isinstance(launched, list) and len(launched) == 2 else []
+        if started is not None:
+            known.append((started.get("pid"), started.get("pid_start_ticks")))
+        for pid, ticks in dict.fromkeys(known):
+            if not pid_alive(pid, ticks):
+                continue
+            self.say(f"trial {number}: its trainer (pid {pid}) from the interrupted sweep still runs; stopping it")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + ORPHAN_WAIT_S
+            while pid_alive(pid, ticks):
+                if time.monotonic() > deadline:
+                    raise SweepError(f"trial {number}: the trainer pid {pid} ({run_dir}) did not stop within "
+                                     f"{ORPHAN_WAIT_S:.0f} s of SIGTERM; end it, then run the sweep again")
+                time.sleep(POLL_S)
+
+
+def _draw_missing(study, trial_id: int, distributions: dict) -> dict:
+    """The trial's values, those it lacks drawn by the sampler as `study.ask` draws them (`Trial._suggest` skips
+    the ones already drawn)."""
+    import optuna
+
+    trial = optuna.Trial(study, trial_id)
+    for name, distribution in distributions.items():
+        trial._suggest(name, distribution)
+    return dict(trial.params)
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: a kill leaves the old file or
+    the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class _Exited:
