@@ -12,7 +12,8 @@ read from the run's events and reported to Optuna at every evaluation, and Optun
 - A kill at any moment leaves a state the next run resumes from: sweep.json and config.json are written whole
   (renamed into place); a trial killed inside `ask` has the values it lacks drawn on resume; the trainer's pid is
   recorded as it starts, so a resume waits for it even before its run_started; a resumed trial's objective counts
-  its earlier attempts' evaluations (a run stopped at its last step evaluates nothing when resumed).
+  its earlier attempts' evaluations (a run stopped at its last step, its evaluation done, evaluates nothing when
+  resumed).
 - Stop: SIGTERM or Ctrl-C stops every running trial (each saves a checkpoint) and leaves them to the next resume.
 """
 from __future__ import annotations
@@ -264,8 +265,9 @@ class SweepRunner:
         trial = study._storage.get_trial(trial_id)
         slot.reported = max(trial.intermediate_values, default=-1)
         self.slots.append(slot)
-        # a run stopped at its last evaluation (or its last step) evaluates nothing when resumed: its objective
-        # is the earlier attempts' last value, and the values the killed sweep had not yet reported count too
+        # a run stopped at its last step after that step's evaluation evaluates nothing when resumed (one stopped
+        # during it redoes it first): its objective is the earlier attempts' last value, and the values the
+        # killed sweep had not yet reported count too
         self._take(study, slot, earlier, earlier=True)
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         self.say(f"trial {number} {'resumed' if resume else 'started'} ({shown}) in {run_dir}"

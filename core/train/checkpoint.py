@@ -2,8 +2,9 @@
 
 Layout (docs/architecture.md "Checkpoints"): `run_dir/checkpoints/step-NNNNNN/` holds the model files (written
 by the recipe through core.model.io or core.model.lora), `optimizer.pt` (optimizer, scaler, schedule, per-rank
-RNG states, recipe extras) and `state.json` (step, data position, and a manifest of every file with its size
-and sha256). `state.json` is written last, so a directory without a valid one is incomplete.
+RNG states, recipe extras) and `state.json` (step, data position, whether the step's evaluation is still to do,
+and a manifest of every file with its size and sha256). `state.json` is written last, so a directory without a
+valid one is incomplete.
 
 Why this order survives a kill at any instant: until `os.rename(tmp, step-N)` nothing the reader looks at has
 changed; the rename is atomic on POSIX; `latest` is replaced atomically via temp file + `os.replace`. A reader
@@ -97,20 +98,21 @@ def save_checkpoint(run_dir: str | Path, step: int, write_files: Callable[[Path]
     else:
         os.rename(tmp, final)
     _fsync_path(ckpts)
-    _write_latest(ckpts, name)
+    _replace_file(ckpts / LATEST, name + "\n")
     if keep_last:
         prune_checkpoints(run_dir, keep_last, protect=name)
     return final
 
 
-def _write_latest(ckpts: Path, name: str) -> None:
-    tmp = ckpts / f".{LATEST}.tmp-{os.getpid()}"
+def _replace_file(path: Path, text: str) -> None:
+    """`path` replaced whole or not at all: a temp file beside it, fsynced, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(name + "\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, ckpts / LATEST)
-    _fsync_path(ckpts)
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -211,13 +213,15 @@ class Resumed:
     epoch: int
     batch_in_epoch: int
     rng: dict
+    eval_pending: bool = False  # the step's evaluation was stopped (or never began): the resume runs it first
 
 
 def save_training_checkpoint(run_dir: Path, recipe, optimizer, scaler, *, method: str, schedule: str, step: int,
                              epoch: int, batch_in_epoch: int, total_steps: int, precision: str,
-                             keep_last: int | None) -> Path | None:
+                             keep_last: int | None, eval_pending: bool = False) -> Path | None:
     """Every rank's RNG streams and recipe state gathered, then rank 0 writes the checkpoint of `step`: the
-    recipe's model files, `optimizer.pt` (optimizer, GradScaler, schedule, RNG, recipe state) and `state.json`.
+    recipe's model files, `optimizer.pt` (optimizer, GradScaler, schedule, RNG, recipe state) and `state.json`
+    (`eval_pending`: the evaluation due at `step` did not complete, a stop cut it short).
     A collective: every rank calls it. Returns the checkpoint's directory on rank 0, None on the others."""
     from core.train import distributed as dist
     from core.train.trainer_state import check_plain, rng_state
@@ -241,7 +245,8 @@ def save_training_checkpoint(run_dir: Path, recipe, optimizer, scaler, *, method
                        tmp / TRAINER_FILE)
 
         state = {"format": 1, "method": method, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                 "total_steps": total_steps, "world_size": world_size, "time": time.time()}
+                 "total_steps": total_steps, "world_size": world_size, "eval_pending": eval_pending,
+                 "time": time.time()}
         path = save_checkpoint(run_dir, step, write, state, keep_last=keep_last)
     dist.barrier()
     return path
@@ -287,11 +292,20 @@ def resume_training(run_dir: Path, recipe, optimizer, scaler, *, precision: str,
             warn(f"resuming with {world_size} processes, saved with {len(rngs)}: data order is kept, dropout RNG "
                  "streams restart")
         rng = rngs[rank] if rank < len(rngs) else rng_state(recipe.ctx.device)
-        resumed = Resumed(ckpt, state["step"], state["epoch"], state["batch_in_epoch"], rng)
+        resumed = Resumed(ckpt, state["step"], state["epoch"], state["batch_in_epoch"], rng,
+                          eval_pending=bool(state.get("eval_pending")))
         log(f"resuming {run_dir} from {ckpt.name} (epoch {resumed.epoch}, batch {resumed.batch_in_epoch})")
         return resumed
     raise CheckpointError(f"{run_dir}: no usable checkpoint (all {len(candidates)} are incomplete or corrupt, see "
                           "the warnings above); start a new run")
+
+
+def clear_eval_pending(ckpt: Path) -> None:
+    """Note in `ckpt`'s state.json that its step's evaluation is done (a resume ran it): resuming from it again
+    must not evaluate that step twice. Only the flag changes; the manifest stays valid."""
+    state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
+    if state.get("eval_pending"):
+        _replace_file(ckpt / STATE_FILE, json.dumps(dict(state, eval_pending=False), indent=2) + "\n")
 
 
 def _load_scaler(scaler, saved: dict, warn: Callable[[str], None]) -> None:

@@ -14,7 +14,8 @@ into the token cache can take most of an hour: it reports `prepare` events and s
 batch on SIGTERM, keeping the finished shards (core/data/cache_build.py). Every other set-up phase (loading a
 reference or teacher model, the cache's lock wait) and a single-process evaluation are interrupted at once by a
 SIGTERM; in all of them the run ends with `run_finished` status `stopped`, exit 0. During training a SIGTERM or
-Ctrl-C saves a checkpoint at the next step boundary and ends `stopped`, exit 0.
+Ctrl-C saves a checkpoint at the next step boundary and ends `stopped`, exit 0. A checkpoint whose step's
+evaluation a stop cut short says so (`eval_pending`), and the resume runs that evaluation before anything else.
 
 Exit codes: 0 completed or stopped, 1 failed (bad config, data or checkpoint, out of memory; the message says
 why), 3 the loss became NaN/Inf (the last good checkpoint is kept).
@@ -46,7 +47,7 @@ from core.train.plan import plan_run
 from core.train.recipe import RunContext, batches_per_epoch
 from core.train.schedule import lr_factor
 from core.train.trackers import open_trackers
-from core.train.trainer_state import set_rng_state
+from core.train.trainer_state import rng_kept, set_rng_state
 
 PREPARE_LOG_EVERY_S = 10.0  # stderr lines while preparing data (events go out every second)
 
@@ -91,9 +92,9 @@ class Trainer:
         self._emit_run_started()
         last_saved = self.step if self.resumed_from is not None else -1
         if dist.any_rank(self.signals.requested, self.device):  # stopped while loading data: nothing new to save
-            self.events.emit("run_finished", self.step, status="stopped", message=f"stopped by signal before step "
-                             f"{self.step + 1}; resume with --resume {self.run_dir}")
-            return EXIT_OK
+            return self._stopped(f"before step {self.step + 1}")
+        if self._resumed_eval_stopped():
+            return self._stopped(f"at step {self.step}")
         self._tokens, self._t_log = 0, time.perf_counter()
         while self.step < self.total_steps:
             loader = self._loader(self.epoch, self.batch_pos)
@@ -107,17 +108,13 @@ class Trainer:
                 self.recipe.on_step_end(self.step, metrics)
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._emit_metrics(metrics)
-                if cfg.eval_every and (self.recipe.eval_dataset is not None or cfg.eval_tasks) \
-                        and self.step % cfg.eval_every == 0:
-                    self._evaluate()
+                eval_pending = self._evaluates() and self.step % cfg.eval_every == 0 and not self._evaluate()
                 stop = dist.any_rank(self.signals.requested, self.device)
                 if (cfg.save_every and self.step % cfg.save_every == 0) or stop:
-                    self._save()
+                    self._save(eval_pending)
                     last_saved = self.step
                 if stop:
-                    self.events.emit("run_finished", self.step, status="stopped",
-                                     message=f"stopped by signal at step {self.step}; resume with --resume {self.run_dir}")
-                    return EXIT_OK
+                    return self._stopped(f"at step {self.step}")
             else:
                 break
             self.epoch, self.batch_pos = self.epoch + 1, 0
@@ -125,6 +122,21 @@ class Trainer:
             self._save()
         self.events.emit("run_finished", self.step, status="completed", message=f"{self.step} steps")
         return EXIT_OK
+
+    def _stopped(self, where: str) -> int:
+        self.events.emit("run_finished", self.step, status="stopped",
+                         message=f"stopped by signal {where}; resume with --resume {self.run_dir}")
+        return EXIT_OK
+
+    def _resumed_eval_stopped(self) -> bool:
+        """The evaluation of the checkpoint's step, when the stop that saved it cut that evaluation short: run
+        first on resume (the only work left if it was the last step), so every evaluation step is evaluated once.
+        True when a stop (agreed across ranks) ends the run here; the checkpoint then still says it is pending."""
+        if self.resumed is None or not self.resumed.eval_pending or not self._evaluates():
+            return False
+        if self._evaluate() and self.rank == 0:
+            ckpt_mod.clear_eval_pending(self.resumed.checkpoint)  # done: a later resume from it must not redo it
+        return dist.any_rank(self.signals.requested, self.device)
 
     def _step(self, micro: list) -> dict:
         """One optimizer step. A compiled model compiles lazily (its first forward and backward, and again for
@@ -238,21 +250,28 @@ class Trainer:
             log(f"step {self.step}/{self.total_steps} loss {metrics['loss']:.4f} lr {metrics['lr']:.3g} "
                 f"grad_norm {metrics['grad_norm']:.3f} tok/s {metrics['tokens_per_s']:.0f}")
 
-    def _evaluate(self) -> None:
-        """Held-out loss and benchmarks. A stop signal ends a single-process evaluation at once (the step's
-        checkpoint follows, without this eval); with several ranks the held-out loss has collectives inside, so
-        only rank 0's benchmarks (which have none) are cut short."""
+    def _evaluates(self) -> bool:
+        return bool(self.cfg.eval_every) and (self.recipe.eval_dataset is not None or bool(self.cfg.eval_tasks))
+
+    def _evaluate(self) -> bool:
+        """Held-out loss and benchmarks; False when a stop cut it short (no `eval` event). A stop signal ends a
+        single-process evaluation at once (the step's checkpoint follows, marked `eval_pending`, and the resume
+        redoes it); with several ranks the held-out loss has collectives inside, so only rank 0's benchmarks
+        (which have none) are cut short. The RNG streams are left as they were: the training after it and an
+        evaluation redone on resume see the same ones."""
         alone = self.world_size == 1
         try:
-            with self.signals.at_once() if alone else contextlib.nullcontext():
-                result = self._eval_loss() if self.recipe.eval_dataset is not None else {}
-            with self.signals.at_once():
-                result.update(self._benchmark_metrics())
+            with rng_kept(self.device):
+                with self.signals.at_once() if alone else contextlib.nullcontext():
+                    result = self._eval_loss() if self.recipe.eval_dataset is not None else {}
+                with self.signals.at_once():
+                    result.update(self._benchmark_metrics())
         except RunStopped:
             self.model.train()
-            log(f"evaluation at step {self.step} stopped; the checkpoint of this step follows")
-            return
+            log(f"evaluation at step {self.step} stopped; the checkpoint of this step follows and a resume redoes it")
+            return False
         self.events.emit("eval", self.step, metrics=result)
+        return True
 
     @torch.no_grad()
     def _eval_loss(self) -> dict:
@@ -287,11 +306,12 @@ class Trainer:
             metrics.update({f"eval/{task.name}/acc": summary["acc"], f"eval/{task.name}/acc_norm": summary["acc_norm"]})
         return metrics
 
-    def _save(self) -> None:
+    def _save(self, eval_pending: bool = False) -> None:
         path = ckpt_mod.save_training_checkpoint(
             self.run_dir, self.recipe, self.optimizer, self.scaler, method=self.cfg.method,
             schedule=self.cfg.optim.schedule, step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_pos,
-            total_steps=self.total_steps, precision=self._precision_name(), keep_last=self.cfg.keep_last)
+            total_steps=self.total_steps, precision=self._precision_name(), keep_last=self.cfg.keep_last,
+            eval_pending=eval_pending)
         if path is not None:
             self.events.emit("checkpoint", self.step, path=path.relative_to(self.run_dir).as_posix())
 
@@ -374,12 +394,12 @@ class Trainer:
         self.num_batches, self.steps_per_epoch = self.plan.batches_per_epoch, self.plan.steps_per_epoch
         self.total_steps = self.plan.total_steps
         self.step, self.epoch, self.batch_pos, self.resumed_from = 0, 0, 0, None
-        resumed = self._resume() if self.resume else None
+        self.resumed = self._resume() if self.resume else None
         self.train_model = self._wrap(self.model)
-        if resumed is None:
+        if self.resumed is None:
             seed_everything(cfg.seed + self.rank)  # per-rank streams for dropout and sampling
         else:
-            set_rng_state(resumed.rng, self.device)
+            set_rng_state(self.resumed.rng, self.device)
 
     def _build_recipe(self):
         """The method's recipe, its data and models built. On resume the model is rebuilt from the run's own

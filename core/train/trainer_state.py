@@ -2,6 +2,7 @@
 everything in it is plain data, so a resume loads it with the weights-only unpickler."""
 from __future__ import annotations
 
+import contextlib
 import random
 from pathlib import Path
 
@@ -22,6 +23,18 @@ def set_rng_state(s: dict, device: torch.device) -> None:
     torch.set_rng_state(s["torch"])
     if device.type == "cuda" and isinstance(s.get("cuda"), torch.Tensor):
         torch.cuda.set_rng_state(s["cuda"], device)
+
+
+@contextlib.contextmanager
+def rng_kept(device: torch.device):
+    """A block that leaves this process's RNG streams as it found them, however it ends (an evaluation, stopped
+    or not): the training after it draws what it would have drawn without it, and an evaluation redone on resume
+    starts from the same streams as the one it replaces."""
+    saved = rng_state(device)
+    try:
+        yield
+    finally:
+        set_rng_state(saved, device)
 
 
 def load_trainer_state(path: Path) -> dict:

@@ -1,11 +1,14 @@
-"""Resume exactness beyond the SIGKILL test: dropout streams, a moved LoRA init, new hyperparameters, no checkpoint.
+"""Resume exactness beyond the SIGKILL test: dropout streams, a moved LoRA init, new hyperparameters, no checkpoint,
+evaluations a stop cut short.
 
-Each test trains a few steps in-process, rewinds the run to an earlier checkpoint (as a kill would leave it) and
-resumes; the resumed steps must reproduce the uninterrupted ones.
+Each test trains a few steps in-process, rewinds the run to an earlier checkpoint (as a kill would leave it) or stops
+it with a SIGTERM, and resumes; the resumed steps must reproduce the uninterrupted ones.
 """
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,58 @@ def test_a_run_resumes_in_another_precision_with_the_scaler_handled(train_data, 
     assert any("GradScaler starts afresh" in w for w in warnings), warnings
     assert any("trained in fp32 and continues in fp16" in w for w in warnings), warnings
     assert any("trained in fp16 and continues in bf16" in w for w in warnings), warnings
+
+
+def test_evaluations_a_stop_cut_short_are_redone_first_on_resume(train_data, tiny_tokenizer_dir, tmp_path,
+                                                                 monkeypatch):
+    """SIGTERM lands inside the evaluation of step 2, then (after a resume) inside that of step 4, the last one:
+    each checkpoint says its evaluation is pending, each resume runs it first, and the run ends with exactly the
+    uninterrupted run's evaluations, losses (dropout on, so the RNG streams count) and weights."""
+    from safetensors.torch import load_file
+
+    from core.config import get_preset
+    from core.train.engine import Trainer
+
+    model = get_preset("tiny", vocab_size=1024).model_dump(mode="json") | {"dropout": 0.1}
+
+    def config(run_dir):
+        return train_config(run_dir, tiny_tokenizer_dir, [train_data["pretrain"]], max_steps=4, eval_every=2,
+                            model=model, **{"data.eval_files": [str(train_data["pretrain16"])],
+                                            "data.eval_batches": 1})
+
+    def outcome(run_dir):
+        events = read_events(run_dir)
+        ckpt = run_dir / ck.CKPT_DIR / ck.step_dir_name(4)
+        return ([(e["step"], e["metrics"]) for e in events if e["type"] == "eval"],
+                {e["step"]: e["metrics"]["loss"] for e in events if e["type"] == "metric"},
+                load_file(str(ckpt / "model.safetensors")), json.loads((ckpt / ck.STATE_FILE).read_text()))
+
+    stop_in = {2, 4}
+    eval_loss = Trainer._eval_loss
+
+    def stopped_eval_loss(self):
+        if self.step in stop_in:
+            stop_in.discard(self.step)
+            assert callable(signal.getsignal(signal.SIGTERM))  # the trainer's handler, not the default (exit)
+            signal.raise_signal(signal.SIGTERM)  # the handler raises RunStopped right here, inside the evaluation
+            raise AssertionError("SIGTERM did not stop the evaluation")
+        return eval_loss(self)
+
+    with one_thread():
+        assert run_training(config(tmp_path / "whole")) == 0
+        want_evals, want_losses, want_weights, _ = outcome(tmp_path / "whole")
+        run_dir = tmp_path / "stopped"
+        monkeypatch.setattr(Trainer, "_eval_loss", stopped_eval_loss)
+        assert run_training(config(run_dir)) == 0
+        assert json.loads((run_dir / ck.CKPT_DIR / ck.step_dir_name(2) / ck.STATE_FILE).read_text())["eval_pending"]
+        for _ in range(2):
+            assert run_training(config(run_dir), resume=True) == 0
+    assert not stop_in and [s for s, _ in want_evals] == [2, 4]
+    finished = [(e["step"], e["status"]) for e in read_events(run_dir) if e["type"] == "run_finished"]
+    assert finished == [(2, "stopped"), (4, "stopped"), (4, "completed")]
+    got_evals, got_losses, got_weights, state = outcome(run_dir)
+    assert got_evals == want_evals  # each evaluation step once, with the uninterrupted run's metrics
+    assert got_losses == want_losses
+    assert sorted(got_weights) == sorted(want_weights)
+    assert all(got_weights[k].equal(want_weights[k]) for k in want_weights)
+    assert state["eval_pending"] is False  # done by the last resume: resuming again will not evaluate step 4 twice
