@@ -87,14 +87,26 @@ def test_ground_truth_matches_numbers_within_1e_6_and_text_case_insensitively():
     assert gt_share("That is 5 KILOMETRES", ["5 kilometres", 7]) == 0.5
 
 
+def test_groups_carry_an_answer_signal_only_when_their_answers_differ():
+    from core.train.recipes.agent import answer_signal
+
+    assert answer_signal([0.0, 0.0, 2.5, 0.0, 2.5, 2.5, 0.0, 0.0], 2) == 0.25  # groups: [0,0] [2.5,0] [2.5,2.5] [0,0]
+    assert answer_signal([2.5] * 4 + [1.25, 1.25, 1.25, 1.25], 4) == 0.0  # all right; all half right
+    assert answer_signal([0.0, 1.25, 1.25, 1.25], 4) == 1.0
+
+
 def test_agent_training_runs_with_real_tools_and_logs_each_reward_term(tiny_sft_checkpoint, tmp_path):
+    """... and, as this model never answers a product, warns after NO_SIGNAL_STEPS steps whose groups' answers
+    never differed (once, naming the check to run)."""
     from core.train import run_training
+    from core.train.recipes.agent import NO_SIGNAL_STEPS
     from tests.fixtures.rl import rl_config, write_agent_tasks
     from tests.fixtures.train import one_thread, read_events
 
     data = write_agent_tasks(tmp_path / "agent.jsonl")
     run_dir = tmp_path / "run"
-    cfg = rl_config(run_dir, tiny_sft_checkpoint, [data], "agent", max_steps=2, batch_size=2, eval_every=2,
+    cfg = rl_config(run_dir, tiny_sft_checkpoint, [data], "agent", max_steps=NO_SIGNAL_STEPS + 1, batch_size=2,
+                    eval_every=NO_SIGNAL_STEPS + 1,
                     method_options={"num_generations": 2, "max_new_tokens": 16, "max_turns": 2,
                                     "thinking_ratio": 0.5, "sample_every": 1, "samples_logged": 2},
                     **{"data.eval_files": [str(data)], "data.eval_batches": 1})
@@ -103,6 +115,11 @@ def test_agent_training_runs_with_real_tools_and_logs_each_reward_term(tiny_sft_
     events = read_events(run_dir)
     metrics = [e["metrics"] for e in events if e["type"] == "metric"]
     assert {"reward/answer", "reward/repetition", "tool_calls/valid", "kl", "loss"} <= set(metrics[0])
+    assert [m["reward/answer"] for m in metrics] == [0.0] * (NO_SIGNAL_STEPS + 1)
+    assert [m["advantages/groups_with_answer_signal"] for m in metrics] == [0.0] * (NO_SIGNAL_STEPS + 1)
+    [warned] = [e for e in events if e["type"] == "warning" and "answers differed" in e["message"]]
+    # raised inside the NO_SIGNAL_STEPS-th step; a warning carries the number of steps completed
+    assert warned["step"] == NO_SIGNAL_STEPS - 1 and "minimind eval tools" in warned["message"]
     assert [e for e in events if e["type"] == "sample"] and [e for e in events if e["type"] == "eval"]
     evals = [e["metrics"] for e in events if e["type"] == "eval"][-1]
     assert {"eval/accuracy", "eval/reward", "eval/valid_calls", "eval/turns"} <= set(evals)

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -32,6 +33,7 @@ def _window(workspace, standin):
 
 
 def test_main_window_hosts_every_pane_follows_a_run_and_stops_it_on_close(qtbot, workspace, standin):
+    threads_before = set(threading.enumerate())
     context, window = _window(workspace, standin)
     qtbot.addWidget(window)
     window.show()
@@ -70,10 +72,10 @@ def test_main_window_hosts_every_pane_follows_a_run_and_stops_it_on_close(qtbot,
     assert [e["type"] for e in events[-2:]] == ["checkpoint", "run_finished"]
     assert events[-1]["status"] == "stopped"
     context.store.close()
-    import threading  # the Config pane sizes its model in a thread: let it end before the interpreter does
-
+    # the Config pane sizes its model in a thread: let the threads this test started end before the interpreter
+    # does (only those: a daemon thread an earlier test left, e.g. a tool worker's reader, may never end)
     for thread in threading.enumerate():
-        if thread.daemon and not isinstance(thread, threading._DummyThread):
+        if thread.daemon and thread not in threads_before and not isinstance(thread, threading._DummyThread):
             thread.join(60)
 
 
