@@ -29,6 +29,7 @@ once, with settings fixed before. CPU, one thread per run.
 
     python -m bench.agent_gain --work-dir W --split validation --seeds 0      # tune on validation
     python -m bench.agent_gain --work-dir W --sft-run W/demo/runs/sft         # reuse the demo's SFT run
+    python -m bench.agent_gain --work-dir W --model small --explore 30        # the demo on MiniMind2-small
 """
 from __future__ import annotations
 
@@ -62,15 +63,17 @@ def _split(agent_rl: Path, work: Path) -> dict[str, Path]:
     return out
 
 
-def _demo_sft(work: Path, threads: int) -> tuple[Path, Path]:
-    """(SFT run dir, demo data dir) of a full `minimind demo` run with `AGENT_TASKS` agent tasks."""
+def _demo_sft(work: Path, threads: int, model: str = "tiny") -> tuple[Path, Path]:
+    """(SFT run dir, demo data dir) of a full `minimind demo` run with `AGENT_TASKS` agent tasks; `model`: the
+    preset it trains (another than tiny: in bf16, at upstream's pretraining rate)."""
     import dataclasses
 
     import core.demo as demo
     from core.data.demo import SIZES
     from core.demo import FULL, run_demo
 
-    plan = dataclasses.replace(FULL, data_sizes=tuple({**SIZES, "agent_rl": AGENT_TASKS}.items()))
+    plan = dataclasses.replace(FULL, data_sizes=tuple({**SIZES, "agent_rl": AGENT_TASKS}.items()), model=model,
+                               precision="fp32" if model == "tiny" else "bf16")
     saved, demo.FULL = demo.FULL, plan
     try:
         run_demo(work / "demo", fast=False, say=lambda m: None, threads=threads)
@@ -149,7 +152,7 @@ def explore_table(result: dict) -> str:
 
 def run(rl_steps: int = 150, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 1, work: Path | None = None,
         sft_run: Path | None = None, overrides: list[str] = (), split_names: tuple[str, ...] = ("validation", "test"),
-        losses: tuple[str, ...] = LOSSES) -> dict:
+        losses: tuple[str, ...] = LOSSES, model: str = "tiny") -> dict:
     """`work`: keep everything there (default: a temporary folder); `sft_run`: reuse that SFT run (its demo data
     beside it, as `minimind demo` lays it out) instead of training one; `overrides`: `--set` strings for the RL
     runs (tuning on the validation split)."""
@@ -163,7 +166,7 @@ def run(rl_steps: int = 150, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 
         if sft_run is not None:
             sft, data = Path(sft_run), Path(sft_run).parent.parent / "data"
         else:
-            sft, data = _demo_sft(work, threads)
+            sft, data = _demo_sft(work, threads, model)
         splits = _split(data / "agent_rl.jsonl", work)
         times = {"demo": time.perf_counter() - t0}
         scores = {split: {"sft": [score_cases(sft, splits[split])]} for split in split_names}
@@ -175,7 +178,7 @@ def run(rl_steps: int = 150, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 
                 for split in split_names:
                     scores[split].setdefault(loss, []).append(score_cases(run_dir, splits[split]))
     result = {"settings": {**AGENT, "rl_steps": rl_steps, "seeds": list(seeds), "agent_tasks": AGENT_TASKS,
-                           "overrides": list(overrides), "losses": list(losses)},
+                           "overrides": list(overrides), "losses": list(losses), "model": model},
               "seconds": {k: round(v, 1) for k, v in times.items()}}
     for split, by_model in scores.items():
         base = by_model["sft"][0]
@@ -222,20 +225,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--explore", type=int, metavar="N", help="instead of training: per tool, N training cases "
                    "answered greedily and 8 times sampled (what RL can reinforce), from --sft-run or --checkpoint")
     p.add_argument("--checkpoint", type=Path, help="with --explore: the model to look at (default: --sft-run)")
+    p.add_argument("--model", default="tiny", help="the preset the demo SFT trains (default tiny; small: "
+                   "MiniMind2-small, ~35 min of CPU for the demo and ~30 s per agent RL step on one core)")
     args = p.parse_args(argv)
     if args.explore:
         import torch
 
         torch.set_num_threads(args.threads)
-        if not (args.checkpoint or args.sft_run) or not args.work_dir:
-            p.error("--explore needs --work-dir and --sft-run (or --checkpoint)")
+        if not args.work_dir:
+            p.error("--explore needs --work-dir (and --sft-run or --checkpoint, or it trains the demo SFT there)")
+        if not (args.checkpoint or args.sft_run):
+            args.sft_run, _ = _demo_sft(args.work_dir, args.threads, args.model)
         data = Path(args.sft_run).parent.parent / "data" if args.sft_run else None
         splits = _split(data / "agent_rl.jsonl", args.work_dir) if data else {"train": args.work_dir / "agent_train.jsonl"}
         print(explore_table(explore(args.checkpoint or args.sft_run, splits["train"], args.explore)))
         return 0
     names = ("validation", "test") if args.split == "both" else (args.split,)
     result = run(args.rl_steps, tuple(args.seeds), args.threads, args.work_dir, args.sft_run, args.set, names,
-                 tuple(args.loss))
+                 tuple(args.loss), args.model)
     for split in [n for n in ("test", "validation") if n in names]:
         print(table(result, split, args.markdown) + "\n")
     print(json.dumps({"seconds": result["seconds"], "settings": result["settings"]}))

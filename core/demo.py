@@ -37,6 +37,8 @@ class DemoPlan:
     prompts: tuple[str, ...]
     tool_prompts: int  # held-out agent_rl.jsonl prompts the tool-use measurement runs (0 = all)
     data_sizes: tuple[tuple[str, int], ...] = ()  # records per demo file; () = the built-in sizes
+    model: str = "tiny"  # the model preset; another (bench.agent_gain --model small) trains at upstream's rates
+    precision: str = "fp32"
 
 
 # digits split one by one (core.tokenizer.train.QWEN2_SPLIT): the model copies numbers from a question into a tool
@@ -72,15 +74,17 @@ def train_config(method: str, plan: DemoPlan, data: Path | list[Path], tokenizer
     steps = plan.pretrain_steps if method == "pretrain" else plan.sft_steps
     files = [str(f) for f in (data if isinstance(data, list) else [data])]
     return {
-        "method": method, "model": "tiny", "run_dir": str(run_dir), "init": str(init) if init else None,
-        "max_steps": steps, "batch_size": plan.batch_size, "device": "cpu", "precision": "fp32",
+        "method": method, "model": plan.model, "run_dir": str(run_dir), "init": str(init) if init else None,
+        "max_steps": steps, "batch_size": plan.batch_size, "device": "cpu", "precision": plan.precision,
         "log_every": max(1, steps // 20), "save_every": 0, "keep_last": 1,
         "data": {"files": files, "tokenizer": str(tokenizer), "seq_len": plan.seq_len,
                  "max_len": plan.max_len, "cache_dir": str(run_dir.parent / "cache")},
         # A short warm-up; SFT starts from a trained model, so half the peak LR. 1e-3, not higher: the tiny model
         # learns to copy (a question's numbers into a tool call, the tool's result into the answer) within about
         # 400-600 pretraining steps at 1e-3, and not within 640 at 3e-3 (docs/benchmarks.md#demo-tool-use).
-        "optim": {"lr": 1e-3 if method == "pretrain" else 5e-4, "warmup_steps": max(1, steps // 20),
+        # A 512-wide preset pretrains at upstream's 5e-4 (core.methods.UPSTREAM_LR), SFT again at half of that.
+        "optim": {"lr": (1e-3 if plan.model == "tiny" else 5e-4) / (1 if method == "pretrain" else 2),
+                  "warmup_steps": max(1, steps // 20),
                   "schedule": "cosine"},
     }
 
@@ -234,7 +238,7 @@ def run_demo(out_dir: str | Path, fast: bool = False, say: Say = stderr_say, thr
     stages = {}
     init = None
     for n, method in ((3, "pretrain"), (4, "sft")):
-        say(f"{n}/7 {method}: tiny preset, {getattr(plan, method + '_steps')} steps")
+        say(f"{n}/7 {method}: {plan.model} preset, {getattr(plan, method + '_steps')} steps")
         cfg = train_config(method, plan, files[method], out / "tokenizer", out / "runs" / method, init)
         stages[method] = run_trainer(method, cfg, out / "configs" / f"{method}.json", say, threads)
         init = out / "runs" / method
