@@ -63,7 +63,7 @@ def _split(agent_rl: Path, work: Path) -> dict[str, Path]:
     return out
 
 
-def _demo_sft(work: Path, threads: int, model: str = "tiny") -> tuple[Path, Path]:
+def _demo_sft(work: Path, threads: int, model: str = "tiny", device: str = "cpu") -> tuple[Path, Path]:
     """(SFT run dir, demo data dir) of a full `minimind demo` run with `AGENT_TASKS` agent tasks; `model`: the
     preset it trains (another than tiny: in bf16, at upstream's pretraining rate)."""
     import dataclasses
@@ -73,7 +73,7 @@ def _demo_sft(work: Path, threads: int, model: str = "tiny") -> tuple[Path, Path
     from core.demo import FULL, run_demo
 
     plan = dataclasses.replace(FULL, data_sizes=tuple({**SIZES, "agent_rl": AGENT_TASKS}.items()), model=model,
-                               precision="fp32" if model == "tiny" else "bf16")
+                               precision="fp32" if model == "tiny" else "bf16", device=device)
     saved, demo.FULL = demo.FULL, plan
     try:
         run_demo(work / "demo", fast=False, say=lambda m: None, threads=threads)
@@ -83,12 +83,12 @@ def _demo_sft(work: Path, threads: int, model: str = "tiny") -> tuple[Path, Path
 
 
 def _agent(run_dir: Path, sft: Path, tasks: Path, loss: str, steps: int, seed: int,
-           overrides: list[str] = ()) -> float:
+           overrides: list[str] = (), device: str = "cpu") -> float:
     from core.config.load import load_train_config
     from core.train import run_training
 
     cfg = {"method": "agent", "init": str(sft), "run_dir": str(run_dir), "max_steps": steps, "seed": seed,
-           "batch_size": AGENT["prompts"], "device": "cpu", "precision": "auto", "log_every": 5, "save_every": 0,
+           "batch_size": AGENT["prompts"], "device": device, "precision": "auto", "log_every": 5, "save_every": 0,
            "data": {"files": [str(tasks)]},
            "method_options": {"loss": loss, "num_generations": AGENT["G"], "max_turns": AGENT["max_turns"],
                               "max_new_tokens": AGENT["max_new_tokens"], "sample_every": 0}}
@@ -100,12 +100,12 @@ def _agent(run_dir: Path, sft: Path, tasks: Path, loss: str, steps: int, seed: i
     return time.perf_counter() - start
 
 
-def score_cases(checkpoint: Path, cases_file: Path) -> list[float]:
+def score_cases(checkpoint: Path, cases_file: Path, device: str = "cpu") -> list[float]:
     """1/0 per case: the greedy tool-using answer contains every ground-truth value."""
     from core.eval.tool_use import BackendTarget, evaluate_tool_use, load_cases
     from core.infer.backend import TorchBackend
 
-    backend = TorchBackend(checkpoint)
+    backend = TorchBackend(checkpoint, device=device)
     try:
         result = evaluate_tool_use(BackendTarget(backend, 96), load_cases(cases_file), max_turns=3,
                                    without_tools=False)
@@ -115,7 +115,7 @@ def score_cases(checkpoint: Path, cases_file: Path) -> list[float]:
 
 
 def explore(checkpoint: Path, cases_file: Path, per_tool: int = 30, samples: int = 8, temperature: float = 1.0,
-            max_turns: int = 2, max_new_tokens: int = 48) -> dict:
+            max_turns: int = 2, max_new_tokens: int = 48, device: str = "cpu") -> dict:
     """What RL has to work with, per tool (the record's `tool`): greedy accuracy, and over `samples` episodes per
     case sampled as the RL runs sample (core.eval.tool_use.sampled_coverage: `temperature`, no top-k/top-p,
     `max_turns`, `max_new_tokens`) the success rate, pass@k and the share of cases whose group would carry any
@@ -128,7 +128,7 @@ def explore(checkpoint: Path, cases_file: Path, per_tool: int = 30, samples: int
         seen[case.tool] = seen.get(case.tool, 0) + 1
         if seen[case.tool] <= per_tool:
             chosen.append(case)
-    backend = TorchBackend(checkpoint)
+    backend = TorchBackend(checkpoint, device=device)
     try:
         target = BackendTarget(backend, max_new_tokens)
         greedy = [c["correct"] for c in evaluate_tool_use(target, chosen, max_turns, without_tools=False)["cases"]]
@@ -152,7 +152,7 @@ def explore_table(result: dict) -> str:
 
 def run(rl_steps: int = 150, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 1, work: Path | None = None,
         sft_run: Path | None = None, overrides: list[str] = (), split_names: tuple[str, ...] = ("validation", "test"),
-        losses: tuple[str, ...] = LOSSES, model: str = "tiny") -> dict:
+        losses: tuple[str, ...] = LOSSES, model: str = "tiny", device: str = "cpu") -> dict:
     """`work`: keep everything there (default: a temporary folder); `sft_run`: reuse that SFT run (its demo data
     beside it, as `minimind demo` lays it out) instead of training one; `overrides`: `--set` strings for the RL
     runs (tuning on the validation split)."""
@@ -166,19 +166,21 @@ def run(rl_steps: int = 150, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 
         if sft_run is not None:
             sft, data = Path(sft_run), Path(sft_run).parent.parent / "data"
         else:
-            sft, data = _demo_sft(work, threads, model)
+            sft, data = _demo_sft(work, threads, model, device)
         splits = _split(data / "agent_rl.jsonl", work)
         times = {"demo": time.perf_counter() - t0}
-        scores = {split: {"sft": [score_cases(sft, splits[split])]} for split in split_names}
+        scores = {split: {"sft": [score_cases(sft, splits[split], device)]} for split in split_names}
         tag = run_tag(overrides)
         for loss in losses:
             for seed in seeds:
                 run_dir = work / "-".join(filter(None, (loss, str(seed), tag)))
-                times[run_dir.name] = _agent(run_dir, sft, splits["train"], loss, rl_steps, seed, overrides)
+                times[run_dir.name] = _agent(run_dir, sft, splits["train"], loss, rl_steps, seed, overrides,
+                                              device)
                 for split in split_names:
-                    scores[split].setdefault(loss, []).append(score_cases(run_dir, splits[split]))
+                    scores[split].setdefault(loss, []).append(score_cases(run_dir, splits[split], device))
     result = {"settings": {**AGENT, "rl_steps": rl_steps, "seeds": list(seeds), "agent_tasks": AGENT_TASKS,
-                           "overrides": list(overrides), "losses": list(losses), "model": model},
+                           "overrides": list(overrides), "losses": list(losses), "model": model,
+                           "device": device},
               "seconds": {k: round(v, 1) for k, v in times.items()}}
     for split, by_model in scores.items():
         base = by_model["sft"][0]
@@ -227,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="with --explore: the model to look at (default: --sft-run)")
     p.add_argument("--model", default="tiny", help="the preset the demo SFT trains (default tiny; small: "
                    "MiniMind2-small, ~35 min of CPU for the demo and ~30 s per agent RL step on one core)")
+    p.add_argument("--device", default="cpu", help="where the demo, the RL runs and the scoring run (cuda on a GPU "
+                   "machine: the published figures are CPU)")
     args = p.parse_args(argv)
     if args.explore:
         import torch
@@ -235,14 +239,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.work_dir:
             p.error("--explore needs --work-dir (and --sft-run or --checkpoint, or it trains the demo SFT there)")
         if not (args.checkpoint or args.sft_run):
-            args.sft_run, _ = _demo_sft(args.work_dir, args.threads, args.model)
+            args.sft_run, _ = _demo_sft(args.work_dir, args.threads, args.model, args.device)
         data = Path(args.sft_run).parent.parent / "data" if args.sft_run else None
         splits = _split(data / "agent_rl.jsonl", args.work_dir) if data else {"train": args.work_dir / "agent_train.jsonl"}
-        print(explore_table(explore(args.checkpoint or args.sft_run, splits["train"], args.explore)))
+        print(explore_table(explore(args.checkpoint or args.sft_run, splits["train"], args.explore,
+                                          device=args.device)))
         return 0
     names = ("validation", "test") if args.split == "both" else (args.split,)
     result = run(args.rl_steps, tuple(args.seeds), args.threads, args.work_dir, args.sft_run, args.set, names,
-                 tuple(args.loss), args.model)
+                 tuple(args.loss), args.model, args.device)
     for split in [n for n in ("test", "validation") if n in names]:
         print(table(result, split, args.markdown) + "\n")
     print(json.dumps({"seconds": result["seconds"], "settings": result["settings"]}))

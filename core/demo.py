@@ -39,6 +39,7 @@ class DemoPlan:
     data_sizes: tuple[tuple[str, int], ...] = ()  # records per demo file; () = the built-in sizes
     model: str = "tiny"  # the model preset; another (bench.agent_gain --model small) trains at upstream's rates
     precision: str = "fp32"
+    device: str = "cpu"
 
 
 # digits split one by one (core.tokenizer.train.QWEN2_SPLIT): the model copies numbers from a question into a tool
@@ -75,7 +76,7 @@ def train_config(method: str, plan: DemoPlan, data: Path | list[Path], tokenizer
     files = [str(f) for f in (data if isinstance(data, list) else [data])]
     return {
         "method": method, "model": plan.model, "run_dir": str(run_dir), "init": str(init) if init else None,
-        "max_steps": steps, "batch_size": plan.batch_size, "device": "cpu", "precision": plan.precision,
+        "max_steps": steps, "batch_size": plan.batch_size, "device": plan.device, "precision": plan.precision,
         "log_every": max(1, steps // 20), "save_every": 0, "keep_last": 1,
         "data": {"files": files, "tokenizer": str(tokenizer), "seq_len": plan.seq_len,
                  "max_len": plan.max_len, "cache_dir": str(run_dir.parent / "cache")},
