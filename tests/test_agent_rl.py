@@ -88,7 +88,7 @@ def test_ground_truth_matches_numbers_within_1e_6_and_text_case_insensitively():
 
 
 def test_groups_carry_an_answer_signal_only_when_their_answers_differ():
-    from core.train.recipes.agent import answer_signal
+    from core.rl.agent import answer_signal
 
     assert answer_signal([0.0, 0.0, 2.5, 0.0, 2.5, 2.5, 0.0, 0.0], 2) == 0.25  # groups: [0,0] [2.5,0] [2.5,2.5] [0,0]
     assert answer_signal([2.5] * 4 + [1.25, 1.25, 1.25, 1.25], 4) == 0.0  # all right; all half right
@@ -99,7 +99,7 @@ def test_agent_training_runs_with_real_tools_and_logs_each_reward_term(tiny_sft_
     """... and, as this model never answers a product, warns after NO_SIGNAL_STEPS steps whose groups' answers
     never differed (once, naming the check to run)."""
     from core.train import run_training
-    from core.train.recipes.agent import NO_SIGNAL_STEPS
+    from core.rl.agent import NO_SIGNAL_STEPS
     from tests.fixtures.rl import rl_config, write_agent_tasks
     from tests.fixtures.train import one_thread, read_events
 

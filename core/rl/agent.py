@@ -222,3 +222,34 @@ def total_reward(terms: dict[str, float]) -> float:
     """The episode's reward: the sum of its terms (bounded by construction: answer in [0, 2.5], shaping within
     ±SHAPING_SHARE × 2.5)."""
     return float(sum(terms.values()))
+
+
+NO_SIGNAL_STEPS = 10  # steps in a row whose groups' answers never differ before a run warns (once)
+
+
+def answer_signal(answers: list[float], group_size: int) -> float:
+    """Share of groups whose episodes' answer terms are not all equal: the groups whose advantages carry
+    correctness, not only shaping. Groups that are all right or all wrong teach nothing about answering."""
+    groups = [answers[i:i + group_size] for i in range(0, len(answers), group_size)]
+    return sum(max(g) - min(g) > 1e-9 for g in groups) / max(len(groups), 1)
+
+
+@dataclass
+class AnswerSignal:
+    """Per step: the share of groups with an answer signal, and a warning the first time `NO_SIGNAL_STEPS` steps
+    in a row had none (the model's samples never find, or never miss, the answers: RL can learn only the shaping
+    terms; docs/rl.md, "Before an RL run")."""
+    silent: int = 0
+    warned: bool = False
+
+    def update(self, answers: list[float], group_size: int) -> tuple[float, str | None]:
+        share = answer_signal(answers, group_size)
+        self.silent = 0 if share > 0 else self.silent + 1
+        if self.silent < NO_SIGNAL_STEPS or self.warned:
+            return share, None
+        self.warned = True
+        right = sum(a > 0 for a in answers) / max(len(answers), 1)
+        return share, (f"agent: for {NO_SIGNAL_STEPS} steps in a row no group's answers differed ({right:.0%} of the "
+                       "last step's episodes found the answer): RL learns answers only from groups where some "
+                       "samples are right and some wrong. Check what sampling finds before training on: minimind "
+                       "eval tools --model INIT --cases TASKS --samples 8 (docs/rl.md, 'Before an RL run')")

@@ -25,29 +25,18 @@ from core.train.recipes.grpo import GRPO
 from core.train.recipes.onpolicy import on_policy
 
 
-NO_SIGNAL_STEPS = 10  # steps in a row whose groups' answers never differ before the run warns (once)
-
-
-def answer_signal(answers: list[float], group_size: int) -> float:
-    """Share of groups whose episodes' answer terms are not all equal: the groups whose advantages carry
-    correctness, not only shaping. Groups that are all right or all wrong teach nothing about answering."""
-    groups = [answers[i:i + group_size] for i in range(0, len(answers), group_size)]
-    return sum(max(g) - min(g) > 1e-9 for g in groups) / max(len(groups), 1)
-
-
 class ToolEpisodes:
     """The agent's rollout source: tool-use episodes on the built-in tool registry, scored by the agent's own
     reward terms; greedy episodes on held-out tasks for evaluation. Checks every task at set-up.
 
-    Logs `advantages/groups_with_answer_signal` per step, and warns once when `NO_SIGNAL_STEPS` steps in a row
-    had none: the model's samples never find (or never miss) the answers, so RL can only learn the shaping terms
-    (docs/rl.md, "Before an RL run")."""
+    Logs `advantages/groups_with_answer_signal` per step and warns once when the answers stop differing
+    (core.rl.agent.AnswerSignal)."""
 
     def __init__(self, recipe):
+        from core.rl.agent import AnswerSignal
         from core.tools import builtin_registry
 
-        self.recipe, self.registry = recipe, builtin_registry()
-        self._silent, self._warned = 0, False
+        self.recipe, self.registry, self.signal = recipe, builtin_registry(), AnswerSignal()
         for where, dataset in (("data.files", recipe.train_dataset), ("data.eval_files", recipe.eval_dataset)):
             for i in range(len(dataset) if dataset is not None else 0):
                 item = dataset[i]
@@ -89,18 +78,10 @@ class ToolEpisodes:
         m.pop("reward/valid_calls", None)
         calls = rollout.breakdown["valid_calls"]
         m["tool_calls/valid"] = sum(calls) / max(len(calls), 1)
-        answers = rollout.breakdown["answer"]
-        signal = answer_signal(answers, self.recipe.samples_per_prompt)
-        m["advantages/groups_with_answer_signal"] = signal
-        self._silent = 0 if signal > 0 else self._silent + 1
-        if self._silent >= NO_SIGNAL_STEPS and not self._warned and self.recipe.ctx.is_main:
-            self._warned = True
-            right = sum(a > 0 for a in answers) / max(len(answers), 1)
-            self.recipe.ctx.warn(
-                f"agent: for {NO_SIGNAL_STEPS} steps in a row no group's answers differed ({right:.0%} of the last "
-                "step's episodes found the answer): RL learns answers only from groups where some samples "
-                "are right and some wrong. Check what sampling finds before training on: minimind eval tools "
-                "--model INIT --cases TASKS --samples 8 (docs/rl.md, 'Before an RL run')")
+        share, warning = self.signal.update(rollout.breakdown["answer"], self.recipe.samples_per_prompt)
+        m["advantages/groups_with_answer_signal"] = share
+        if warning and self.recipe.ctx.is_main:
+            self.recipe.ctx.warn(warning)
         return m
 
     def evaluate(self, batches) -> dict:
