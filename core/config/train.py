@@ -8,7 +8,6 @@ overrides is the edge's job (core/config/load.py).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,7 +183,6 @@ def _move_old_lora(data: dict) -> dict:
 def save_train_config(cfg: TrainConfig, path: str | Path) -> None:
     """The resolved config as the run folder's config.json (what `load_train_config` reads back), written whole:
     a temporary file renamed over it, so a process killed while writing leaves no half a config to resume from."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(cfg.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from core.atomic_file import replace_file
+
+    replace_file(path, cfg.model_dump_json(indent=2) + "\n")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from core.atomic_file import replace_file
 from core.config.load import validate_train_config
 from core.config.train import save_train_config
 from core.event_schema import parse_event_line
@@ -131,7 +132,7 @@ class SweepRunner:
                 shutil.copyfile(spec_file, self.sweep_dir / f"spec{spec_file.suffix or '.yaml'}")
         info.update(spec=self.spec.model_dump(mode="json"), spec_identity=self.spec.identity(), base=self.base,
                     n_trials=self.spec.total_trials(), runs_dir=str(self.runs_dir))
-        _write_whole(self.sweep_dir / SWEEP_FILE, json.dumps(info, indent=2) + "\n")
+        replace_file(self.sweep_dir / SWEEP_FILE, json.dumps(info, indent=2) + "\n")
         self.sweep_id = info["id"]
         store = storage(self.sweep_dir)
         try:
@@ -413,14 +414,6 @@ def _draw_missing(study, trial_id: int, distributions: dict) -> dict:
     for name, distribution in distributions.items():
         trial._suggest(name, distribution)
     return dict(trial.params)
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`: a kill leaves the old file or
-    the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class _Exited:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.atomic_file import fsync_path, replace_file
 from core.checksum import sha256_file
 
 CKPT_DIR = "checkpoints"
@@ -41,16 +42,6 @@ class CheckpointError(Exception):
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:06d}"
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(str(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename is still atomic
-    finally:
-        os.close(fd)
 
 
 def _manifest(root: Path) -> dict[str, dict]:
@@ -80,8 +71,8 @@ def save_checkpoint(run_dir: str | Path, step: int, write_files: Callable[[Path]
         body = dict(state, step=step, files=_manifest(tmp))
         (tmp / STATE_FILE).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
         for p in tmp.rglob("*"):
-            _fsync_path(p)
-        _fsync_path(tmp)
+            fsync_path(p)
+        fsync_path(tmp)
     except Exception as exc:  # disk full, quota, I/O error: drop the half-written copy, keep `latest` as it was
         shutil.rmtree(tmp, ignore_errors=True)
         latest = ckpts / LATEST
@@ -97,22 +88,11 @@ def save_checkpoint(run_dir: str | Path, step: int, write_files: Callable[[Path]
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.rename(tmp, final)
-    _fsync_path(ckpts)
-    _replace_file(ckpts / LATEST, name + "\n")
+    fsync_path(ckpts)
+    replace_file(ckpts / LATEST, name + "\n", durable=True)
     if keep_last:
         prune_checkpoints(run_dir, keep_last, protect=name)
     return final
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """`path` replaced whole or not at all: a temp file beside it, fsynced, then renamed over it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -305,7 +285,7 @@ def clear_eval_pending(ckpt: Path) -> None:
     must not evaluate that step twice. Only the flag changes; the manifest stays valid."""
     state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
     if state.get("eval_pending"):
-        _replace_file(ckpt / STATE_FILE, json.dumps(dict(state, eval_pending=False), indent=2) + "\n")
+        replace_file(ckpt / STATE_FILE, json.dumps(dict(state, eval_pending=False), indent=2) + "\n", durable=True)
 
 
 def _load_scaler(scaler, saved: dict, warn: Callable[[str], None]) -> None:
