@@ -1,4 +1,4 @@
-"""The workspace folder: studio.db, runs/, datasets/, tokenizers/, exports/, cache/ (token caches).
+"""The workspace folder: studio.db, runs/, datasets/, tokenizers/, exports/, sweeps/, cache/ (token caches).
 
 Resolution order: the ``MINIMIND_WORKSPACE`` environment variable (tests use it), then the folder remembered in
 QSettings, then ``~/MiniMindStudio``. A first start opens on that default with no dialog; the window offers
@@ -40,6 +40,11 @@ class Workspace:
     @property
     def exports_dir(self) -> Path:
         return self.root / "exports"
+
+    @property
+    def sweeps_dir(self) -> Path:
+        """Sweeps started from the studio (Config › Sweep…); their trials' run folders go to runs/."""
+        return self.root / "sweeps"
 
     @property
     def cache_dir(self) -> Path:

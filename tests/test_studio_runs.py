@@ -107,6 +107,20 @@ def test_a_second_run_waits_in_the_queue_until_the_device_is_free(qtbot, run_man
     assert store.get_run(second).status == "completed"
 
 
+def test_a_run_launched_while_a_sweep_runs_waits_for_the_sweep_to_end(qtbot, run_manager, store, workspace):
+    from core.sweep.runner import _locked
+
+    sweep_dir = workspace.sweeps_dir / "lr-sweep"
+    with _locked(sweep_dir):  # the lock a running `minimind sweep` holds, taken the way it takes it
+        run_id = run_manager.launch(FAST)
+        qtbot.wait(200)  # four polls: the run still waits (nothing here is timed; it may only not start)
+        run = store.get_run(run_id)
+        assert run.status == "queued" and run.status_message == (
+            "waiting for sweep lr-sweep to finish (one run per device)"), run.status_message
+        assert run.pid is None
+    assert _wait_finished(qtbot, run_manager, run_id) == "completed"  # the sweep ended: the queue moved on
+
+
 def test_dropping_the_studio_side_does_not_stop_the_run_and_reopening_reattaches(qtbot, store, workspace, standin):
     from studio.worker.run_manager import RunManager
 

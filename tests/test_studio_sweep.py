@@ -116,6 +116,19 @@ def test_the_sweep_form_builds_a_spec_that_minimind_sweeps_checks_accept(qtbot, 
     form.table.cellWidget(2, 2).setValue(0)
     assert "parameters.batch_size: the value 0 makes an invalid config" in presenter.check(form.spec())
 
+    # one run per device: no sweep while a run trains here, nor beside another sweep (the lock its process holds)
+    from core.sweep.runner import _locked
+
+    run_dir = context.workspace.runs_dir / "training"
+    run_dir.mkdir()
+    context.store.create_run("training", run_dir=run_dir, status="running")
+    assert "Run training is training on this device" in presenter.check(spec)
+    context.store.update_run("training", status="completed")
+    assert presenter.check(spec) == ""
+    with _locked(presenter.sweeps_dir / "other-sweep"):
+        assert "Sweep other-sweep is running on this device" in presenter.check(spec)
+    assert presenter.check(spec) == ""
+
 
 def test_the_config_panes_sweep_button_opens_the_dialog_over_the_config_shown(qtbot, context, tmp_path):
     from studio.panes.config.view import ConfigPane

@@ -47,6 +47,25 @@ def read_sweep_file(sweep_dir: Path) -> dict | None:
         return None
 
 
+def running_sweep_pid(sweep_dir: Path) -> int | None:
+    """The pid of the `minimind sweep` process that holds the folder's lock, or None when none runs (the lock is
+    the truth: a pid written by a sweep that died is not reported)."""
+    import fcntl
+
+    lock = Path(sweep_dir) / LOCK_FILE
+    if not lock.is_file():
+        return None
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            text = fh.read().split()
+            return int(text[1]) if len(text) == 2 and text[1].isdigit() else None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
+
+
 def load_study(sweep_dir: Path):
     """The sweep's study, read-only use (no sampler needed); ValueError when the folder holds none."""
     import optuna

@@ -22,6 +22,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signa
 
 from core.launch.scheduler import ENDED, SchedulerError, read_job
 from core.launch.targets import TARGETS_FILE, workspace_cache_dir
+from core.sweep.study import LOCK_FILE, running_sweep_pid
 from core.process_identity import identity_problem, looks_like_trainer, pid_alive, process_start_ticks
 from studio.store import ACTIVE_STATUSES, RunStore, mark_dead
 from studio.store.tailer import EventTailer
@@ -35,6 +36,19 @@ LIVE_STATUSES = ("starting", "running", "stopping")
 # Keys a launch request may carry for the studio alone; the rest is the trainer's TrainConfig (extra="forbid").
 STUDIO_KEYS = ("name", "n_gpus", "parent_run_id", "target")
 CommandBuilder = Callable[..., list[str]]
+
+
+def live_local_run(store: RunStore) -> str | None:
+    """The id of a run training on this machine's device (a cluster run holds none of it), or None."""
+    return next((r.id for r in store.list_runs(LIVE_STATUSES) if read_job(r.run_dir) is None), None)
+
+
+def running_sweep(sweeps_dir: Path) -> Path | None:
+    """A sweep folder under `sweeps_dir` whose `minimind sweep` process is running, or None."""
+    for lock in sorted(Path(sweeps_dir).glob(f"*/{LOCK_FILE}")):
+        if running_sweep_pid(lock.parent) is not None:
+            return lock.parent
+    return None
 
 
 def new_run_id(name: str) -> str:
@@ -76,6 +90,9 @@ class RunManager(QObject):
         # Launch targets live in the workspace (runs/'s parent) unless told otherwise; see docs/cluster.md.
         self.remote = RemoteJobs(targets_path or self.runs_dir.parent / TARGETS_FILE)
         self.command_builder = command_builder
+        # A sweep started here runs its trials on this machine's device: queued runs wait for it too.
+        self.sweeps_dir = self.runs_dir.parent / "sweeps"
+        self._waiting_on_sweep: Path | None = None  # the sweep queued runs wait for; poll() watches its lock
         self._follows: dict[str, _Follow] = {}
         self._unsignalled: dict[str, str] = {}  # run id -> why Stop/Kill sent no signal (kept past mark_dead)
         self._worker = IngestWorker(store, poll_ms)
@@ -145,15 +162,20 @@ class RunManager(QObject):
         queued = [run for run in queued if run not in cluster]
         if not queued:
             return
-        busy = next((r.id for r in self.store.list_runs(LIVE_STATUSES) if read_job(r.run_dir) is None), None)
+        busy, self._waiting_on_sweep = live_local_run(self.store), None
         while busy is None and queued:  # a run that fails to start must not block the ones behind it
             head, queued = queued[0], queued[1:]
+            sweep = running_sweep(self.sweeps_dir)
+            if sweep is not None:  # its trials hold the device, also between two trials
+                self._waiting_on_sweep, queued = sweep, [head, *queued]
+                break
             if self._start(head.id):
                 busy = head.id
-        if busy is None:
+        if busy is None and self._waiting_on_sweep is None:
             return
         for run in queued:
-            reason = f"waiting for run {busy} to finish (one run per device)"
+            reason = (f"waiting for run {busy} to finish (one run per device)" if busy is not None else
+                      f"waiting for sweep {self._waiting_on_sweep.name} to finish (one run per device)")
             if run.status_message != reason:
                 self.store.update_run(run.id, status_message=reason)
                 self.runUpdated.emit(run.id)
@@ -204,7 +226,11 @@ class RunManager(QObject):
 
     # -------------------------------------------------------------- following
     def poll(self) -> None:
-        """One UI tick: notice runs whose process ended and have the ingest thread store their last lines."""
+        """One UI tick: notice runs whose process ended and have the ingest thread store their last lines, and
+        start the queue when the sweep it waited for has ended."""
+        if self._waiting_on_sweep is not None and running_sweep_pid(self._waiting_on_sweep) is None:
+            self._waiting_on_sweep = None
+            self.schedule()
         for follow in list(self._follows.values()):
             if not follow.draining and self._process_ended(follow):
                 follow.draining = True

@@ -84,12 +84,14 @@ class SweepPresenter(QObject):
 
     @property
     def sweeps_dir(self) -> Path:
-        return Path(self.context.workspace.root) / "sweeps"
+        return self.context.workspace.sweeps_dir
 
     # ---- starting ------------------------------------------------------------------------------------
     def check(self, spec: dict) -> str:
-        """'' when `spec` can run; else the errors, one a line (the same checks `minimind sweep` makes)."""
+        """'' when `spec` can run; else the errors, one a line (the same checks `minimind sweep` makes, and one
+        run per device: its trials would share the device with a run training here)."""
         from core.sweep.spec import SweepSpecError, load_sweep_spec
+        from studio.worker.run_manager import live_local_run, running_sweep
 
         probe = self.sweeps_dir / ".check.json"
         probe.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,12 @@ class SweepPresenter(QObject):
             return str(exc).replace(f"{probe}:", "line ")
         finally:
             probe.unlink(missing_ok=True)
+        busy = live_local_run(self.context.store)
+        if busy is not None:
+            return f"Run {busy} is training on this device: start the sweep when it has finished (one run per device)."
+        sweep = running_sweep(self.sweeps_dir)
+        if sweep is not None:
+            return f"Sweep {sweep.name} is running on this device: start this one when it has finished."
         return ""
 
     def start(self, spec: dict) -> Path:
@@ -157,22 +165,9 @@ class SweepPresenter(QObject):
     @staticmethod
     def running_pid(sweep_dir: Path) -> int | None:
         """The pid of the `minimind sweep` process that holds the folder's lock, or None when none runs."""
-        import fcntl
+        from core.sweep.study import running_sweep_pid
 
-        from core.sweep.study import LOCK_FILE
-
-        lock = Path(sweep_dir) / LOCK_FILE
-        if not lock.is_file():
-            return None
-        with open(lock, "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                text = fh.read().split()
-                return int(text[1]) if len(text) == 2 and text[1].isdigit() else None
-            fcntl.flock(fh, fcntl.LOCK_UN)
-        return None
+        return running_sweep_pid(sweep_dir)
 
     def stop(self, sweep_dir: Path) -> bool:
         """SIGTERM to the sweep process: it stops its running trials (each saves a checkpoint) and exits;
