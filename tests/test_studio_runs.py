@@ -120,6 +120,24 @@ def test_a_run_launched_while_a_sweep_runs_waits_for_the_sweep_to_end(qtbot, run
         assert run.pid is None
     assert _wait_finished(qtbot, run_manager, run_id) == "completed"  # the sweep ended: the queue moved on
 
+    # a sweep the studio has just spawned and whose process has not taken the lock yet (imports, spec checks)
+    import subprocess
+    import sys
+
+    from core.process_identity import process_start_ticks
+    from studio.worker.run_manager import SWEEP_STARTED_FILE
+
+    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (sweep_dir / SWEEP_STARTED_FILE).write_text(json.dumps({"pid": starting.pid,
+                                                                "start_ticks": process_start_ticks(starting.pid)}))
+        second = run_manager.launch(FAST)
+        assert store.get_run(second).status == "queued"
+    finally:
+        starting.kill()
+        starting.wait()
+    assert _wait_finished(qtbot, run_manager, second) == "completed"
+
 
 def test_dropping_the_studio_side_does_not_stop_the_run_and_reopening_reattaches(qtbot, store, workspace, standin):
     from studio.worker.run_manager import RunManager

@@ -42,6 +42,7 @@ from core.sweep.study import (LOCK_FILE, REASON_ATTR, RUN_DIR_ATTR, SWEEP_FILE, 
                               sweep_id_for, trial_run_name)
 
 POLL_S = 0.2
+LOCK_TRIES = 10  # x 50 ms: how long taking the folder's lock waits out a reader's brief shared lock
 REQUEUED_ATTR = "requeued"  # a FAIL that does not count: the same values run again as a new trial
 TRAINER_ATTR = "trainer"    # [pid, start ticks] of the trial's latest trainer, recorded as it starts
 ORPHAN_WAIT_S = 300.0  # a trainer of the interrupted sweep gets this long to save its checkpoint and stop
@@ -427,17 +428,23 @@ class _Exited:
 
 @contextlib.contextmanager
 def _locked(sweep_dir: Path):
-    """One sweep process per folder: a second one would take over the first one's running trials."""
+    """One sweep process per folder: a second one would take over the first one's running trials. A lock held
+    for a moment by a reader (the studio checking whether the sweep runs) is waited for, up to half a second."""
     import fcntl
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with open(sweep_dir / LOCK_FILE, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise SweepError(f"{sweep_dir} is being run by {holder}; stop it first (SIGTERM), or wait") from None
+        for attempt in range(LOCK_TRIES):
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == LOCK_TRIES - 1:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    raise SweepError(f"{sweep_dir} is being run by {holder}; stop it first (SIGTERM), or wait") \
+                        from None
+                time.sleep(0.05)
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}\n")

@@ -47,23 +47,38 @@ def read_sweep_file(sweep_dir: Path) -> dict | None:
         return None
 
 
-def running_sweep_pid(sweep_dir: Path) -> int | None:
-    """The pid of the `minimind sweep` process that holds the folder's lock, or None when none runs (the lock is
-    the truth: a pid written by a sweep that died is not reported)."""
-    import fcntl
-
+def sweep_lock_held(sweep_dir: Path) -> bool:
+    """Whether a `minimind sweep` process holds the folder's lock now (False where there is no fcntl, as on
+    Windows, where sweeps do not run, or when the lock file cannot be read)."""
     lock = Path(sweep_dir) / LOCK_FILE
     if not lock.is_file():
+        return False
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(lock, "rb") as fh:  # flock works on a read-only descriptor; nothing is created or written
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def running_sweep_pid(sweep_dir: Path) -> int | None:
+    """The pid of the `minimind sweep` process that holds the folder's lock, or None when none runs or its pid is
+    not written yet (the lock is the truth: a pid written by a sweep that died is not reported)."""
+    if not sweep_lock_held(sweep_dir):
         return None
-    with open(lock, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            text = fh.read().split()
-            return int(text[1]) if len(text) == 2 and text[1].isdigit() else None
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return None
+    try:
+        text = (Path(sweep_dir) / LOCK_FILE).read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    return int(text[1]) if len(text) == 2 and text[1].isdigit() and sweep_lock_held(sweep_dir) else None
 
 
 def load_study(sweep_dir: Path):

@@ -22,8 +22,8 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signa
 
 from core.launch.scheduler import ENDED, SchedulerError, read_job
 from core.launch.targets import TARGETS_FILE, workspace_cache_dir
-from core.sweep.study import LOCK_FILE, running_sweep_pid
 from core.process_identity import identity_problem, looks_like_trainer, pid_alive, process_start_ticks
+from core.sweep.study import LOCK_FILE, sweep_lock_held
 from studio.store import ACTIVE_STATUSES, RunStore, mark_dead
 from studio.store.tailer import EventTailer
 from studio.worker.command import build_trainer_command, trainer_environment
@@ -31,6 +31,7 @@ from studio.worker.spawn import spawn_detached
 from studio.worker.ingest import IngestWorker, ingest_once
 from studio.worker.pids import SIGSTOP, child_processes, kill_process_group, send_signal
 from studio.worker.remote import RemoteJobs, describe
+from studio.workspace import Workspace
 
 LIVE_STATUSES = ("starting", "running", "stopping")
 # Keys a launch request may carry for the studio alone; the rest is the trainer's TrainConfig (extra="forbid").
@@ -43,12 +44,25 @@ def live_local_run(store: RunStore) -> str | None:
     return next((r.id for r in store.list_runs(LIVE_STATUSES) if read_job(r.run_dir) is None), None)
 
 
+SWEEP_STARTED_FILE = "studio_started.json"  # in a sweep folder: the process the studio spawned (pid, start ticks)
+
+
+def sweep_running(sweep_dir: Path) -> bool:
+    """Whether a sweep holds the device: its `minimind sweep` process holds the folder's lock, or the process the
+    studio spawned for it is still starting (it takes the lock only once its imports and spec checks are done)."""
+    if sweep_lock_held(sweep_dir):
+        return True
+    try:
+        started = json.loads((Path(sweep_dir) / SWEEP_STARTED_FILE).read_text(encoding="utf-8"))
+        return pid_alive(int(started["pid"]), started.get("start_ticks"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def running_sweep(sweeps_dir: Path) -> Path | None:
-    """A sweep folder under `sweeps_dir` whose `minimind sweep` process is running, or None."""
-    for lock in sorted(Path(sweeps_dir).glob(f"*/{LOCK_FILE}")):
-        if running_sweep_pid(lock.parent) is not None:
-            return lock.parent
-    return None
+    """A sweep folder under `sweeps_dir` whose sweep holds the device (`sweep_running`), or None."""
+    folders = {p.parent for name in (LOCK_FILE, SWEEP_STARTED_FILE) for p in Path(sweeps_dir).glob(f"*/{name}")}
+    return next((folder for folder in sorted(folders) if sweep_running(folder)), None)
 
 
 def new_run_id(name: str) -> str:
@@ -91,7 +105,7 @@ class RunManager(QObject):
         self.remote = RemoteJobs(targets_path or self.runs_dir.parent / TARGETS_FILE)
         self.command_builder = command_builder
         # A sweep started here runs its trials on this machine's device: queued runs wait for it too.
-        self.sweeps_dir = self.runs_dir.parent / "sweeps"
+        self.sweeps_dir = Workspace(self.runs_dir.parent).sweeps_dir
         self._waiting_on_sweep: Path | None = None  # the sweep queued runs wait for; poll() watches its lock
         self._follows: dict[str, _Follow] = {}
         self._unsignalled: dict[str, str] = {}  # run id -> why Stop/Kill sent no signal (kept past mark_dead)
@@ -228,7 +242,7 @@ class RunManager(QObject):
     def poll(self) -> None:
         """One UI tick: notice runs whose process ended and have the ingest thread store their last lines, and
         start the queue when the sweep it waited for has ended."""
-        if self._waiting_on_sweep is not None and running_sweep_pid(self._waiting_on_sweep) is None:
+        if self._waiting_on_sweep is not None and not sweep_running(self._waiting_on_sweep):
             self._waiting_on_sweep = None
             self.schedule()
         for follow in list(self._follows.values()):

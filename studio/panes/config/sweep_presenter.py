@@ -112,8 +112,10 @@ class SweepPresenter(QObject):
 
     def start(self, spec: dict) -> Path:
         """Write the spec into a new sweep folder and start `minimind sweep` on it, detached; its folder."""
+        from core.process_identity import process_start_ticks
         from core.sweep.study import sweep_id_for
         from studio.worker.command import cli_command, trainer_environment
+        from studio.worker.run_manager import SWEEP_STARTED_FILE
         from studio.worker.spawn import spawn_detached
 
         sweep_dir = self.sweeps_dir / sweep_id_for(spec.get("name") or "sweep")
@@ -122,7 +124,10 @@ class SweepPresenter(QObject):
         spec_file.write_text(json.dumps(spec, indent=2))
         argv = cli_command(["sweep", str(spec_file), "--out", str(sweep_dir),  # the packaged app: itself, --cli
                             "--runs-dir", str(self.context.workspace.runs_dir)])
-        spawn_detached(argv, sweep_dir, trainer_environment(), sweep_dir / "stdout.log", sweep_dir / "stderr.log")
+        pid = spawn_detached(argv, sweep_dir, trainer_environment(), sweep_dir / "stdout.log",
+                             sweep_dir / "stderr.log")
+        # the queue treats the sweep as running from now on, before its process has taken sweep.lock
+        (sweep_dir / SWEEP_STARTED_FILE).write_text(json.dumps({"pid": pid, "start_ticks": process_start_ticks(pid)}))
         self.context.statusMessage.emit(f"Sweep started in {sweep_dir}")
         return sweep_dir
 
