@@ -176,13 +176,11 @@ class RunManager(QObject):
         queued = [run for run in queued if run not in cluster]
         if not queued:
             return
-        busy, self._waiting_on_sweep = live_local_run(self.store), None
-        while busy is None and queued:  # a run that fails to start must not block the ones behind it
+        busy = live_local_run(self.store)
+        # a running sweep's trials hold the device, also between two trials
+        self._waiting_on_sweep = running_sweep(self.sweeps_dir) if busy is None else None
+        while busy is None and self._waiting_on_sweep is None and queued:  # a failed start must not block the rest
             head, queued = queued[0], queued[1:]
-            sweep = running_sweep(self.sweeps_dir)
-            if sweep is not None:  # its trials hold the device, also between two trials
-                self._waiting_on_sweep, queued = sweep, [head, *queued]
-                break
             if self._start(head.id):
                 busy = head.id
         if busy is None and self._waiting_on_sweep is None:
