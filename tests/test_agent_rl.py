@@ -132,3 +132,53 @@ def test_the_transcript_shows_each_turn_and_its_tool_responses(tiny_tokenizer):
     _advance(ep, item, tok.encode(call) + [tok.eos_id], tok, registry, last_turn=False, budget=10_000)
     _advance(ep, item, tok.encode("It is 9472.") + [tok.eos_id], tok, registry, last_turn=False, budget=10_000)
     assert ep.transcript() == f'{call}\n[tool] {{"result": 9472}}\nIt is 9472.'
+
+
+def _agent_run(run_dir, init, tasks, steps: int, overrides: tuple[str, ...] = ()) -> list[dict]:
+    """Agent RL from `init` with every setting the method's default (rate scaled from the init run's, KL, loss,
+    std floor), but 2 prompts × G 4 per step, two turns of up to 32 tokens; returns the metric events."""
+    from core.config.load import load_train_config
+    from core.train import run_training
+    from tests.fixtures.train import one_thread, read_events
+
+    cfg = {"method": "agent", "init": str(init), "run_dir": str(run_dir), "max_steps": steps, "seed": 0,
+           "batch_size": 2, "device": "cpu", "precision": "fp32", "log_every": 1, "save_every": 0,
+           "data": {"files": [str(tasks)]},
+           "method_options": {"num_generations": 4, "max_turns": 2, "max_new_tokens": 32, "sample_every": 0}}
+    with one_thread():
+        assert run_training(load_train_config(None, list(overrides), base=cfg)) == 0, read_events(run_dir)[-1]
+    return [e["metrics"] for e in read_events(run_dir) if e["type"] == "metric"]
+
+
+@pytest.mark.slow
+def test_agent_rl_at_the_default_rate_keeps_held_out_accuracy_and_an_inverted_reward_loses_it(
+        calculator_agent, tmp_path, monkeypatch):
+    """A model that generalises (it answers calculator calls it never saw, by copying numbers) trained by agent RL
+    for 100 steps at the method's default rate keeps its held-out accuracy. It starts at or near 100 %, so RL can
+    only lose here; measured 64/64 → 63, 64, 63 over three RL seeds (2026-12-06).
+
+    The control: the same pipeline with the reward's sign flipped, at a tenth of the SFT rate (the most pre-flight
+    accepts without a warning), falls to a few cases in 40 steps (measured 4/64), so the scoring sees what a wrong
+    reward does. At the default rate the default KL and rate move answers slowly: 100 inverted steps lost only
+    7, 1 and 2 cases over three seeds, too few to set apart from noise, which is why the control runs faster."""
+    import core.rl.agent as agent
+    from bench.agent_gain import score_cases
+    from tests.fixtures.train import one_thread
+
+    sft, tasks, held_out = calculator_agent["sft"], calculator_agent["rl"], calculator_agent["held_out"]
+    before = calculator_agent["before"]  # at least 58 of 64: the fixture's model copies
+
+    metrics = _agent_run(tmp_path / "agent", sft, tasks, 100)
+    assert metrics[0]["lr"] == pytest.approx(1e-3 * 3e-7 / 1e-5, rel=0.05)  # upstream's RL/SFT ratio × the SFT's
+    # there was something to learn: groups with right and wrong answers in at least a tenth of the steps
+    assert sum(m["advantages/groups_with_answer_signal"] > 0 for m in metrics) >= 10
+    assert max(m["kl"] for m in metrics) > 0  # the policy moved
+    with one_thread():
+        kept = sum(score_cases(tmp_path / "agent", held_out))
+    assert kept >= before - 2, (before, kept)
+
+    monkeypatch.setattr(agent, "total_reward", lambda terms: -float(sum(terms.values())))
+    _agent_run(tmp_path / "inverted", sft, tasks, 40, ("optim.lr=1e-4",))
+    with one_thread():
+        inverted = sum(score_cases(tmp_path / "inverted", held_out))
+    assert inverted <= before / 2, (before, kept, inverted)
