@@ -154,8 +154,9 @@ def _agent_run(run_dir, init, tasks, steps: int, overrides: tuple[str, ...] = ()
 def test_agent_rl_at_the_default_rate_keeps_held_out_accuracy_and_an_inverted_reward_loses_it(
         calculator_agent, tmp_path, monkeypatch):
     """A model that generalises (it answers calculator calls it never saw, by copying numbers) trained by agent RL
-    for 100 steps at the method's default rate keeps its held-out accuracy. It starts at or near 100 %, so RL can
-    only lose here; measured 64/64 → 63, 64, 63 over three RL seeds (2026-12-06).
+    for 60 steps at the method's default rate keeps its held-out accuracy, within two cases of 64. It starts at or
+    near 100 %, so RL can only lose here; measured 64/64 → 64 after 60 steps, and → 63, 64, 63 after 100 steps
+    over three RL seeds (2026-12-06).
 
     The control: the same pipeline with the reward's sign flipped, at a tenth of the SFT rate (the most pre-flight
     accepts without a warning), falls to a few cases in 40 steps (measured 4/64), so the scoring sees what a wrong
@@ -168,10 +169,10 @@ def test_agent_rl_at_the_default_rate_keeps_held_out_accuracy_and_an_inverted_re
     sft, tasks, held_out = calculator_agent["sft"], calculator_agent["rl"], calculator_agent["held_out"]
     before = calculator_agent["before"]  # at least 58 of 64: the fixture's model copies
 
-    metrics = _agent_run(tmp_path / "agent", sft, tasks, 100)
+    metrics = _agent_run(tmp_path / "agent", sft, tasks, 60)
     assert metrics[0]["lr"] == pytest.approx(1e-3 * 3e-7 / 1e-5, rel=0.05)  # upstream's RL/SFT ratio × the SFT's
     # there was something to learn: groups with right and wrong answers in at least a tenth of the steps
-    assert sum(m["advantages/groups_with_answer_signal"] > 0 for m in metrics) >= 10
+    assert sum(m["advantages/groups_with_answer_signal"] > 0 for m in metrics) >= 6
     assert max(m["kl"] for m in metrics) > 0  # the policy moved
     with one_thread():
         kept = sum(score_cases(tmp_path / "agent", held_out))
