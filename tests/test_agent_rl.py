@@ -151,6 +151,7 @@ def _agent_run(run_dir, init, tasks, steps: int, overrides: tuple[str, ...] = ()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~150 s idle, ~195 s beside two busy loops; a fixture that retrains all three seeds ~3×
 def test_agent_rl_at_the_default_rate_keeps_held_out_accuracy_and_an_inverted_reward_loses_it(
         calculator_agent, tmp_path, monkeypatch):
     """A model that generalises (it answers calculator calls it never saw, by copying numbers) trained by agent RL
