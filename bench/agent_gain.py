@@ -30,6 +30,10 @@ once, with settings fixed before. CPU, one thread per run.
     python -m bench.agent_gain --work-dir W --split validation --seeds 0      # tune on validation
     python -m bench.agent_gain --work-dir W --sft-run W/demo/runs/sft         # reuse the demo's SFT run
     python -m bench.agent_gain --work-dir W --model small --explore 30        # the demo on MiniMind2-small
+
+Seeds can run as separate processes (or machines) from one SFT run, each with `--seeds N --json sN.json`;
+`--combine s0.json s1.json s2.json` then reports them as one run: it checks that every file holds the same
+settings but the seeds and the same SFT answers per case, and recomputes the means and the paired intervals.
 """
 from __future__ import annotations
 
@@ -194,6 +198,42 @@ def run(rl_steps: int = 150, seeds: tuple[int, ...] = (0, 1, 2), threads: int = 
     return result
 
 
+def combine(named: dict[str, dict]) -> dict:
+    """One result from runs of the same settings with different seeds (`--seeds N --json F` per process), keyed by
+    where each came from. Raises ValueError naming the source when its settings other than the seeds, or the SFT's
+    per-case answers, differ from the first's, or when a seed repeats."""
+    if not named:
+        raise ValueError("nothing to combine")
+    (first_name, first), results = next(iter(named.items())), list(named.values())
+    same = {k: v for k, v in first["settings"].items() if k != "seeds"}
+    seeds: list[int] = []
+    for name, r in named.items():
+        other = {k: v for k, v in r["settings"].items() if k != "seeds"}
+        if other != same:
+            diff = sorted(k for k in same.keys() | other.keys() if same.get(k) != other.get(k))
+            raise ValueError(f"{name}: settings differ from {first_name}'s in {', '.join(diff)}")
+        clash = set(seeds) & set(r["settings"]["seeds"])
+        if clash:
+            raise ValueError(f"{name}: seed {sorted(clash)[0]} is already in an earlier result")
+        seeds += r["settings"]["seeds"]
+    splits = [k for k in ("validation", "test") if k in first]
+    out = {"settings": {**first["settings"], "seeds": seeds},
+           "seconds": {k: v for r in results for k, v in r["seconds"].items()}}
+    for split in splits:
+        base = first[split]["sft_cases"]
+        for name, r in named.items():
+            if split not in r or r[split]["sft_cases"] != base:
+                raise ValueError(f"{name}: its SFT answers on the {split} split differ from {first_name}'s "
+                                 "(a different SFT run or tasks)")
+        out[split] = {"n": len(base), "sft": sum(base) / len(base), "sft_cases": base}
+        for loss in first["settings"]["losses"]:
+            runs = [case for r in results for case in r[split][loss]["cases"]]
+            out[split][loss] = {"mean": sum(map(sum, runs)) / sum(map(len, runs)),
+                                "per_seed": [sum(r) / len(r) for r in runs], "vs_sft": paired(runs, base),
+                                "cases": runs}
+    return out
+
+
 def table(result: dict, split: str = "test", markdown: bool = False) -> str:
     r = result[split]
     rows = [("SFT (before)", f"{r['sft']:.1%}", "", "")]
@@ -231,7 +271,19 @@ def main(argv: list[str] | None = None) -> int:
                    "MiniMind2-small, ~35 min of CPU for the demo and ~30 s per agent RL step on one core)")
     p.add_argument("--device", default="cpu", help="where the demo, the RL runs and the scoring run (cuda on a GPU "
                    "machine: the published figures are CPU)")
+    p.add_argument("--combine", nargs="+", type=Path, metavar="JSON",
+                   help="instead of training: report these --json results of single-seed runs as one run")
     args = p.parse_args(argv)
+    if args.combine:
+        try:
+            result = combine({str(f): json.loads(f.read_text(encoding="utf-8")) for f in args.combine})
+        except ValueError as e:
+            p.error(str(e))
+        for split in [n for n in ("test", "validation") if n in result]:
+            print(table(result, split, args.markdown) + "\n")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return 0
     if args.explore:
         import torch
 

@@ -40,3 +40,32 @@ def test_the_explore_table_gives_each_tool_its_greedy_sampled_and_pass_at_k_figu
     lines = explore_table(result).splitlines()
     assert lines[0] == "| tool | cases | greedy | sampled (T=1.0) | pass@8 | groups with signal |"
     assert lines[3] == "| unit_converter | 30 | 30% | 1.7% | 13% | 13% |"
+
+
+def _seed_result(seed: int, cases: list[float], sft_cases: list[float], **settings) -> dict:
+    split = {"n": len(sft_cases), "sft": sum(sft_cases) / len(sft_cases), "sft_cases": sft_cases,
+             "cispo": {"mean": sum(cases) / len(cases), "per_seed": [sum(cases) / len(cases)],
+                       "vs_sft": paired([cases], sft_cases, resamples=200), "cases": [cases]}}
+    return {"settings": {"rl_steps": 150, "seeds": [seed], "losses": ["cispo"], "model": "small", **settings},
+            "seconds": {f"cispo-{seed}": 10.0}, "test": split}
+
+
+def test_single_seed_results_combine_into_the_three_seed_run_they_make_and_mismatches_are_named():
+    import pytest
+
+    from bench.agent_gain import combine
+
+    sft = [0.0, 1.0, 0.0, 1.0]
+    per_seed = {0: [1.0, 1.0, 0.0, 1.0], 1: [1.0, 1.0, 1.0, 1.0], 2: [0.0, 0.0, 0.0, 1.0]}
+    merged = combine({f"s{s}.json": _seed_result(s, c, sft) for s, c in per_seed.items()})
+    cispo = merged["test"]["cispo"]
+    assert merged["settings"]["seeds"] == [0, 1, 2] and cispo["per_seed"] == [0.75, 1.0, 0.25]
+    assert cispo["mean"] == 2 / 3 and cispo["vs_sft"] == paired(list(per_seed.values()), sft)
+    assert set(merged["seconds"]) == {"cispo-0", "cispo-1", "cispo-2"}
+
+    with pytest.raises(ValueError, match=r"^b\.json: settings differ from a\.json's in rl_steps$"):
+        combine({"a.json": _seed_result(0, sft, sft), "b.json": _seed_result(1, sft, sft, rl_steps=100)})
+    with pytest.raises(ValueError, match=r"^b\.json: its SFT answers on the test split differ"):
+        combine({"a.json": _seed_result(0, sft, sft), "b.json": _seed_result(1, sft, [1.0, 1.0, 0.0, 1.0])})
+    with pytest.raises(ValueError, match=r"^b\.json: seed 0 is already"):
+        combine({"a.json": _seed_result(0, sft, sft), "b.json": _seed_result(0, sft, sft)})
