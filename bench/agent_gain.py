@@ -69,7 +69,8 @@ def _split(agent_rl: Path, work: Path) -> dict[str, Path]:
 
 def _demo_sft(work: Path, threads: int, model: str = "tiny", device: str = "cpu") -> tuple[Path, Path]:
     """(SFT run dir, demo data dir) of a full `minimind demo` run with `AGENT_TASKS` agent tasks; `model`: the
-    preset it trains (another than tiny: in bf16, at upstream's pretraining rate)."""
+    preset it trains (another than tiny: at upstream's pretraining rate, in the precision `auto` picks — bf16 on
+    a GPU or a CPU with native bf16, else fp32; asking for bf16 on an AVX2-only CPU made a step 100× slower)."""
     import dataclasses
 
     import core.demo as demo
@@ -77,7 +78,7 @@ def _demo_sft(work: Path, threads: int, model: str = "tiny", device: str = "cpu"
     from core.demo import FULL, run_demo
 
     plan = dataclasses.replace(FULL, data_sizes=tuple({**SIZES, "agent_rl": AGENT_TASKS}.items()), model=model,
-                               precision="fp32" if model == "tiny" else "bf16", device=device)
+                               precision="fp32" if model == "tiny" else "auto", device=device)
     saved, demo.FULL = demo.FULL, plan
     try:
         run_demo(work / "demo", fast=False, say=lambda m: None, threads=threads)
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                    "answered greedily and 8 times sampled (what RL can reinforce), from --sft-run or --checkpoint")
     p.add_argument("--checkpoint", type=Path, help="with --explore: the model to look at (default: --sft-run)")
     p.add_argument("--model", default="tiny", help="the preset the demo SFT trains (default tiny; small: "
-                   "MiniMind2-small, ~35 min of CPU for the demo and ~30 s per agent RL step on one core)")
+                   "MiniMind2-small, ~35 min of CPU for the demo and ~30 s per agent RL step on one core with native bf16)")
     p.add_argument("--device", default="cpu", help="where the demo, the RL runs and the scoring run (cuda on a GPU "
                    "machine: the published figures are CPU)")
     p.add_argument("--combine", nargs="+", type=Path, metavar="JSON",

@@ -7,6 +7,11 @@ plan, RL rollouts, inference and pre-flight all ask here).
 - CPU: bf16 where the CPU has native bf16 instructions (AVX512-BF16 or AMX): about 2× the fp32 matmul rate on such
   machines (docs/benchmarks.md), weights and optimizer state stay fp32. Elsewhere fp32: emulated bf16 is slower.
 - MPS and others: fp32.
+
+Asking for bf16 or fp16 by name on a CPU without native bf16 runs them emulated: `precision_warning` says so at
+pre-flight and at the start of the run (an AVX2-only AMD EPYC, 2026-12-07, `python -m bench.mfu --preset small
+--precisions fp32,bf16,fp16 --threads 1`: the FFN matmul at 93 GFLOP/s in fp32, 2 in bf16 and in fp16;
+docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -50,6 +55,17 @@ def resolve_precision(pref: str, device: torch.device) -> tuple[torch.dtype | No
             return torch.bfloat16, f"auto: this CPU has native bf16 ({feature}); weights and optimizer stay fp32"
         return None, "auto: this CPU has no native bf16 (AVX512-BF16/AMX), so fp32"
     return None, f"auto: fp32 on {device.type}"
+
+
+def precision_warning(pref: str, device: torch.device) -> str | None:
+    """A warning for a half precision asked for by name where it is emulated (a CPU without AVX512-BF16/AMX), or
+    None. `auto` never picks it there."""
+    if device.type != "cpu" or pref not in ("bf16", "fp16") or (pref == "bf16" and cpu_native_bf16()):
+        return None
+    why = "has no native bf16 (AVX512-BF16/AMX)" if pref == "bf16" else "has no native fp16 matmuls"
+    return (f"precision: {pref} on this CPU is emulated (it {why}) and runs one to two orders of magnitude slower "
+            f"than fp32 (an AVX2 CPU: 2 GFLOP/s against 93); set precision to auto, which picks "
+            f"{NAMES[resolve_precision('auto', device)[0]]} here")
 
 
 def configure_backends(device: torch.device) -> None:

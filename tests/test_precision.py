@@ -20,6 +20,24 @@ def test_auto_on_a_cpu_follows_its_native_bf16(monkeypatch):
     assert resolve_precision("fp16", torch.device("cpu")) == (torch.float16, "precision: fp16 was asked for")
 
 
+def test_half_precision_asked_for_where_the_cpu_emulates_it_is_warned_at_pre_flight(monkeypatch):
+    from core.precision import precision_warning
+    from studio.panes.config.preflight import precision_note, run_plan
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_native_bf16", lambda: None)
+    slow = precision_warning("bf16", cpu)
+    assert slow.startswith("precision: bf16 on this CPU is emulated") and slow.endswith("which picks fp32 here")
+    assert precision_warning("fp16", cpu).startswith("precision: fp16 on this CPU is emulated")
+    assert precision_warning("auto", cpu) is None and precision_warning("fp32", cpu) is None
+    config = {"method": "pretrain", "device": "cpu", "precision": "bf16", "data": {"files": []}}
+    assert precision_note(config, run_plan(config)) == slow
+    monkeypatch.setattr(precision, "cpu_native_bf16", lambda: "AMX")
+    assert precision_warning("bf16", cpu) is None and precision_note(config, run_plan(config)) is None
+    assert precision_warning("fp16", cpu).endswith("which picks bf16 here")
+    assert precision_warning("bf16", torch.device("cuda")) is None
+
+
 def test_run_started_names_the_choice_of_this_machine(train_data, tiny_tokenizer_dir, tmp_path):
     from core.train import run_training
 
@@ -44,4 +62,6 @@ def test_bf16_training_on_cpu_stays_within_noise_of_fp32(train_data, tiny_tokeni
             assert run_training(cfg) == 0
         curves[p] = [v for _, v in sorted(losses(tmp_path / p).items())][-20:]
     fp32, bf16 = torch.tensor(curves["fp32"]), torch.tensor(curves["bf16"])
+    warned = [e["message"] for e in read_events(tmp_path / "bf16") if e["type"] == "warning" and "emulated" in e["message"]]
+    assert len(warned) == (0 if precision.cpu_native_bf16() else 1), warned
     assert abs(float(bf16.mean() - fp32.mean())) < float(fp32.std()), (curves, fp32.std())

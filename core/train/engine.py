@@ -35,7 +35,7 @@ import torch
 from core.config.train import TrainConfig, save_train_config
 from core.data.formats import using_mappings, with_data_mappings
 from core.device import resolve_device
-from core.precision import NAMES, autocast, configure_backends
+from core.precision import NAMES, autocast, configure_backends, precision_warning
 from core.preparation import Preparation, PreparationStopped, PrepareProgress, describe_prepare, preparing
 from core.process_identity import process_start_ticks
 from core.train import checkpoint as ckpt_mod
@@ -371,6 +371,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         self.plan = plan_run(cfg, self.device, self.world_size)  # precision and data kind; steps once data is read
         self.autocast_dtype, self.precision_reason = self.plan.autocast_dtype, self.plan.precision_reason
+        if (slow := precision_warning(cfg.precision, self.device)) and self.rank == 0:
+            self._warn(slow)
         configure_backends(self.device)
         seed_everything(cfg.seed)  # same on every rank: identical initial weights
         self.recipe = self._build_recipe()

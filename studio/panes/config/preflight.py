@@ -186,6 +186,8 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
     result.setdefault("notes", []).extend(f"{k}: {w}" for k, w in result["defaults"]["warnings"].items())
     plan = run_plan(config)
     result["compile"] = compile_choice(config, plan)
+    if plan is not None and (slow := precision_note(config, plan)):
+        result.setdefault("notes", []).append(slow)
     # one line in the pane: how the run will compute (the pane shows `precision`)
     result["precision"] = "; ".join(x for x in (precision_choice(plan), result["compile"]) if x) or None
     if cancelled():
@@ -193,6 +195,15 @@ def run_preflight(config: dict, estimate: dict, progress, cancelled, workspace=N
     check_device(config, estimate, probe, cancelled, result)
     result["ok"] = not problems
     return result
+
+
+def precision_note(config: dict, plan) -> str | None:
+    """core.precision.precision_warning for the form's precision on the plan's device."""
+    import torch
+
+    from core.precision import precision_warning
+
+    return precision_warning(config.get("precision", "auto"), torch.device(plan.device))
 
 
 def default_origins(config: dict) -> dict:
