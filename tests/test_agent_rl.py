@@ -190,28 +190,34 @@ def test_agent_rl_at_the_default_rate_keeps_held_out_accuracy_and_an_inverted_re
 @pytest.mark.timeout(1800)  # shares the module's `calculator_agent` fixture (see the test above); ~90 s of its own
 def test_agent_rl_at_the_default_rate_raises_an_under_trained_models_held_out_accuracy_and_an_inverted_reward_does_not(
         calculator_agent, tmp_path, monkeypatch):
-    """The same model's SFT checkpoint at step 20 of 100 is under-trained: it answers about a third of the held-out
-    calls (19 of 64 here), often calling the tool with the wrong numbers or not repeating its result. 60 agent
-    steps at the method's default rate (3e-5 from the SFT's 1e-3) on the training prompts raise it by at least 12
-    cases; measured 19 → 45 and 19 → 42 over two RL seeds (2026-12-07, CPU). The control, the same run with the
-    reward's sign flipped, must end below where it started (measured 19 → 0): the gain comes from what the reward
-    rewards, not from any update."""
+    """The same SFT run's early checkpoints are under-trained: the first that answers between 8 and 36 of the 64
+    held-out calls (step 20 here: 19 of 64; step 10 answers none) often writes half a call or miscopies the tool's
+    result. 60 agent steps at the method's default rate (3e-5 from the SFT's 1e-3) on the training prompts must
+    raise it by at least 10 cases. Measured (2026-12-07, CPU): from step 20, 19 → 45 and 19 → 42 over two RL
+    seeds; from step 40 (30 of 64) 30 → 45; from step 30 (49 of 64) only 49 → 53, as the headroom shrinks. The
+    control, the same run with the reward's sign flipped, must end below where it started (measured 19 → 0): the
+    gain comes from what the reward rewards, not from any update."""
     import core.rl.agent as agent
     from bench.agent_gain import score_cases
     from tests.fixtures.train import one_thread
 
-    early, tasks, held_out = calculator_agent["early_sft"], calculator_agent["rl"], calculator_agent["held_out"]
+    tasks, held_out = calculator_agent["rl"], calculator_agent["held_out"]
+    scores = {}
     with one_thread():
-        before = sum(score_cases(early, held_out))
-    assert 4 <= before <= 44, f"step-20 checkpoint answers {before} of 64: not the under-trained model this tests"
-    metrics = _agent_run(tmp_path / "agent", early, tasks, 60)
+        for checkpoint in calculator_agent["early_sft"]:
+            scores[checkpoint.name] = before = sum(score_cases(checkpoint, held_out))
+            if 8 <= before <= 36:
+                break
+        else:
+            raise AssertionError(f"no SFT checkpoint answers 8-36 of the 64 held-out calls: {scores}")
+    metrics = _agent_run(tmp_path / "agent", checkpoint, tasks, 60)
     assert metrics[0]["lr"] == pytest.approx(3e-5, rel=0.05)  # the default: the init run's 1e-3 × 3e-7 / 1e-5
     with one_thread():
         after = sum(score_cases(tmp_path / "agent", held_out))
-    assert after >= before + 12, (before, after)
+    assert after >= before + 10, (scores, after)
 
     monkeypatch.setattr(agent, "total_reward", lambda terms: -float(sum(terms.values())))
-    _agent_run(tmp_path / "inverted", early, tasks, 60)
+    _agent_run(tmp_path / "inverted", checkpoint, tasks, 60)
     with one_thread():
         inverted = sum(score_cases(tmp_path / "inverted", held_out))
-    assert inverted < before, (before, after, inverted)
+    assert inverted < before, (scores, after, inverted)
