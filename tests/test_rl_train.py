@@ -78,6 +78,61 @@ def test_ppo_raises_held_out_reward_without_losing_accuracy(rl_data, demo_sft_ru
     _assert_gain_without_gaming(rl_data, demo_sft_run, run_dir)
 
 
+ANSWER_REWARD = {"sources": [{"type": "answer", "partial": 1.0}]}  # 1 when the reply holds the answer's number
+
+
+def _answer_run(run_dir, init, prompts, method: str, steps: int, rewards=ANSWER_REWARD) -> float:
+    """`method` from `init` at every default but the batch (GRPO 4 prompts × G 8, PPO 16 prompts) and 24 new
+    tokens; returns the first step's learning rate."""
+    from core.config.load import load_train_config
+
+    options = {"num_generations": 8} if method == "grpo" else {}
+    cfg = {"method": method, "init": str(init), "run_dir": str(run_dir), "max_steps": steps, "seed": 0,
+           "batch_size": 4 if method == "grpo" else 16, "device": "cpu", "precision": "fp32", "log_every": 1,
+           "save_every": 0, "data": {"files": [str(prompts)]},
+           "method_options": {**options, "max_new_tokens": 24, "sample_every": 0, "rewards": rewards}}
+    with one_thread():
+        assert run_training(load_train_config(None, [], base=cfg)) == 0, read_events(run_dir)[-1]
+    return next(e for e in read_events(run_dir) if e["type"] == "metric")["metrics"]["lr"]
+
+
+def _answered(checkpoint, prompts) -> int:
+    """Held-out prompts whose greedy reply holds the answer's number (of 64)."""
+    with one_thread():
+        result = evaluate_policy(checkpoint, [prompts], RewardConfig.model_validate(ANSWER_REWARD),
+                                 max_new_tokens=24)
+    assert result["n"] == 64
+    return round(result["reward"] * 64)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # builds the session's `calculator_agent` fixture when run alone (~150 s)
+def test_grpo_and_ppo_at_their_default_rates_raise_an_under_trained_models_held_out_answers_and_an_inverted_reward_lowers_them(
+        calculator_agent, tmp_path):
+    """The calculator model's early SFT checkpoints (tests/fixtures/rl.py) often miscopy the tool's result into
+    their answer. Single-turn prompts end with the tool's result, and the answer reward pays 1 when the reply holds
+    that number. From the first checkpoint that answers 8-40 of the 64 held-out prompts (step 20 here: 24 of
+    64), 40 steps at the method's default rate (3e-5, from the SFT's 1e-3) must raise it by at least 12: measured
+    (2026-12-07, CPU) GRPO 24 → 59 and PPO 24 → 59, and GRPO from step 40 36 → 57. The control, 20 GRPO steps
+    with the reward's sign flipped, must end below its start (measured 24 → 13)."""
+    prompts, held_out = calculator_agent["rl_answer"], calculator_agent["held_out_answer"]
+    scores = {}
+    for checkpoint in calculator_agent["early_sft"]:
+        scores[checkpoint.name] = before = _answered(checkpoint, held_out)
+        if 8 <= before <= 40:
+            break
+    else:
+        raise AssertionError(f"no SFT checkpoint answers 8-40 of the 64 held-out prompts: {scores}")
+    after = {}
+    for method in ("grpo", "ppo"):
+        assert _answer_run(tmp_path / method, checkpoint, prompts, method, 40) == pytest.approx(3e-5, rel=0.05)
+        after[method] = _answered(tmp_path / method, held_out)
+    assert all(a >= before + 12 for a in after.values()), (scores, after)
+    inverted = {"sources": [{**ANSWER_REWARD["sources"][0], "weight": -1.0}]}
+    _answer_run(tmp_path / "inverted", checkpoint, prompts, "grpo", 20, inverted)
+    assert _answered(tmp_path / "inverted", held_out) < before, (scores, after)
+
+
 @pytest.mark.slow
 def test_spo_sigkill_and_resume_keeps_the_baseline_tracker(rl_data, demo_sft_run, tmp_path):
     run_dir = tmp_path / "spo"
