@@ -100,7 +100,7 @@ def _answered(checkpoint, prompts) -> int:
     """Held-out prompts whose greedy reply holds the answer's number (of 64)."""
     with one_thread():
         result = evaluate_policy(checkpoint, [prompts], RewardConfig.model_validate(ANSWER_REWARD),
-                                 max_new_tokens=24)
+                                 max_new_tokens=24, max_prompt_len=256)  # whole prompts (~230 tokens), as trained
     assert result["n"] == 64
     return round(result["reward"] * 64)
 
@@ -111,10 +111,10 @@ def test_grpo_and_ppo_at_their_default_rates_raise_an_under_trained_models_held_
         calculator_agent, tmp_path):
     """The calculator model's early SFT checkpoints (tests/fixtures/rl.py) often miscopy the tool's result into
     their answer. Single-turn prompts end with the tool's result, and the answer reward pays 1 when the reply holds
-    that number. From the first checkpoint that answers 8-40 of the 64 held-out prompts (step 20 here: 24 of
-    64), 40 steps at the method's default rate (3e-5, from the SFT's 1e-3) must raise it by at least 12: measured
-    (2026-12-07, CPU) GRPO 24 → 59 and PPO 24 → 59, and GRPO from step 40 36 → 57. The control, 20 GRPO steps
-    with the reward's sign flipped, must end below its start (measured 24 → 13)."""
+    that number. From the first checkpoint that answers 8-40 of the 64 held-out prompts (step 20 here: 32 of
+    64; step 10 answers 1), 40 steps at the method's default rate (3e-5, from the SFT's 1e-3) must raise it by
+    at least 10: measured (2026-12-07, CPU) GRPO 32 → 52 and PPO 32 → 54. The control, 20 GRPO steps with the
+    reward's sign flipped, must end below its start (measured 32 → 10)."""
     prompts, held_out = calculator_agent["rl_answer"], calculator_agent["held_out_answer"]
     scores = {}
     for checkpoint in calculator_agent["early_sft"]:
@@ -127,7 +127,7 @@ def test_grpo_and_ppo_at_their_default_rates_raise_an_under_trained_models_held_
     for method in ("grpo", "ppo"):
         assert _answer_run(tmp_path / method, checkpoint, prompts, method, 40) == pytest.approx(3e-5, rel=0.05)
         after[method] = _answered(tmp_path / method, held_out)
-    assert all(a >= before + 12 for a in after.values()), (scores, after)
+    assert all(a >= before + 10 for a in after.values()), (scores, after)
     inverted = {"sources": [{**ANSWER_REWARD["sources"][0], "weight": -1.0}]}
     _answer_run(tmp_path / "inverted", checkpoint, prompts, "grpo", 20, inverted)
     assert _answered(tmp_path / "inverted", held_out) < before, (scores, after)
