@@ -135,19 +135,13 @@ def test_the_transcript_shows_each_turn_and_its_tool_responses(tiny_tokenizer):
 
 
 def _agent_run(run_dir, init, tasks, steps: int, overrides: tuple[str, ...] = ()) -> list[dict]:
-    """Agent RL from `init` with every setting the method's default (rate scaled from the init run's, KL, loss,
-    std floor), but 2 prompts × G 4 per step, two turns of up to 32 tokens; returns the metric events."""
-    from core.config.load import load_train_config
-    from core.train import run_training
-    from tests.fixtures.train import one_thread, read_events
+    """bench/calculator_gain.py's agent run (every default but 2 prompts × G 4, two turns of up to 32 tokens) on
+    one thread; the metric events."""
+    from bench.calculator_gain import agent_run
+    from tests.fixtures.train import one_thread
 
-    cfg = {"method": "agent", "init": str(init), "run_dir": str(run_dir), "max_steps": steps, "seed": 0,
-           "batch_size": 2, "device": "cpu", "precision": "fp32", "log_every": 1, "save_every": 0,
-           "data": {"files": [str(tasks)]},
-           "method_options": {"num_generations": 4, "max_turns": 2, "max_new_tokens": 32, "sample_every": 0}}
     with one_thread():
-        assert run_training(load_train_config(None, list(overrides), base=cfg)) == 0, read_events(run_dir)[-1]
-    return [e["metrics"] for e in read_events(run_dir) if e["type"] == "metric"]
+        return agent_run(run_dir, init, tasks, steps, overrides)
 
 
 @pytest.mark.slow

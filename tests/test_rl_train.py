@@ -78,31 +78,23 @@ def test_ppo_raises_held_out_reward_without_losing_accuracy(rl_data, demo_sft_ru
     _assert_gain_without_gaming(rl_data, demo_sft_run, run_dir)
 
 
-ANSWER_REWARD = {"sources": [{"type": "answer", "partial": 1.0}]}  # 1 when the reply holds the answer's number
+def _answer_run(run_dir, init, prompts, method: str, steps: int, rewards=None) -> float:
+    """bench/calculator_gain.py's GRPO/PPO run (every default but the batch) on one thread; the first step's
+    learning rate."""
+    from bench.calculator_gain import ANSWER_REWARD, answer_run
 
-
-def _answer_run(run_dir, init, prompts, method: str, steps: int, rewards=ANSWER_REWARD) -> float:
-    """`method` from `init` at every default but the batch (GRPO 4 prompts × G 8, PPO 16 prompts) and 24 new
-    tokens; returns the first step's learning rate."""
-    from core.config.load import load_train_config
-
-    options = {"num_generations": 8} if method == "grpo" else {}
-    cfg = {"method": method, "init": str(init), "run_dir": str(run_dir), "max_steps": steps, "seed": 0,
-           "batch_size": 4 if method == "grpo" else 16, "device": "cpu", "precision": "fp32", "log_every": 1,
-           "save_every": 0, "data": {"files": [str(prompts)]},
-           "method_options": {**options, "max_new_tokens": 24, "sample_every": 0, "rewards": rewards}}
     with one_thread():
-        assert run_training(load_train_config(None, [], base=cfg)) == 0, read_events(run_dir)[-1]
-    return next(e for e in read_events(run_dir) if e["type"] == "metric")["metrics"]["lr"]
+        return answer_run(run_dir, init, prompts, method, steps, rewards or ANSWER_REWARD)[0]["lr"]
 
 
 def _answered(checkpoint, prompts) -> int:
-    """Held-out prompts whose greedy reply holds the answer's number (of 64)."""
+    """Held-out prompts whose greedy reply holds the answer's number (of 64), whole prompts as trained."""
+    from bench.calculator_gain import answered
+
     with one_thread():
-        result = evaluate_policy(checkpoint, [prompts], RewardConfig.model_validate(ANSWER_REWARD),
-                                 max_new_tokens=24, max_prompt_len=256)  # whole prompts (~230 tokens), as trained
-    assert result["n"] == 64
-    return round(result["reward"] * 64)
+        scores = answered(checkpoint, prompts)
+    assert len(scores) == 64
+    return round(sum(scores))
 
 
 @pytest.mark.slow
@@ -128,7 +120,7 @@ def test_grpo_and_ppo_at_their_default_rates_raise_an_under_trained_models_held_
         assert _answer_run(tmp_path / method, checkpoint, prompts, method, 40) == pytest.approx(3e-5, rel=0.05)
         after[method] = _answered(tmp_path / method, held_out)
     assert all(a >= before + 10 for a in after.values()), (scores, after)
-    inverted = {"sources": [{**ANSWER_REWARD["sources"][0], "weight": -1.0}]}
+    inverted = {"sources": [{"type": "answer", "partial": 1.0, "weight": -1.0}]}
     _answer_run(tmp_path / "inverted", checkpoint, prompts, "grpo", 20, inverted)
     assert _answered(tmp_path / "inverted", held_out) < before, (scores, after)
 

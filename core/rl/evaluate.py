@@ -13,7 +13,8 @@ import torch
 def evaluate_policy(checkpoint: str | Path, prompt_files: list[str | Path], rewards_cfg, limit: int | None = None,
                     max_new_tokens: int = 32, batch_size: int = 32, max_prompt_len: int = 128) -> dict:
     """{"reward": mean total reward, "accuracy": share of answered prompts whose reply is exactly the answer
-    (first number/word), "response_length": mean tokens, "n": prompts} for greedy replies."""
+    (first number/word), "response_length": mean tokens, "n": prompts, "per_prompt": each prompt's total reward}
+    for greedy replies."""
     from core.data import PromptDataset
     from core.model.io import load_model
     from core.rl.rewards import RewardCombiner, RewardInputs, answer_score
@@ -38,7 +39,7 @@ def evaluate_policy(checkpoint: str | Path, prompt_files: list[str | Path], rewa
                 correct += answer_score(text, str(it["answer"]), 0.0) == 1.0
     n = max(len(items), 1)
     return {"reward": sum(rewards) / n, "accuracy": correct / max(answered, 1),
-            "response_length": sum(lengths) / n, "n": len(items)}
+            "response_length": sum(lengths) / n, "n": len(items), "per_prompt": rewards}
 
 
 def split_prompts(src: str | Path, train_dst: str | Path, eval_dst: str | Path, n_train: int, n_eval: int
