@@ -8,10 +8,10 @@ plan, RL rollouts, inference and pre-flight all ask here).
   machines (docs/benchmarks.md), weights and optimizer state stay fp32. Elsewhere fp32: emulated bf16 is slower.
 - MPS and others: fp32.
 
-Asking for bf16 or fp16 by name on a CPU without native bf16 runs them emulated: `precision_warning` says so at
-pre-flight and at the start of the run (an AVX2-only AMD EPYC, 2026-12-07, `python -m bench.mfu --preset small
---precisions fp32,bf16,fp16 --threads 1`: the FFN matmul at 93 GFLOP/s in fp32, 2 in bf16 and in fp16;
-docs/benchmarks.md).
+Asking for bf16 or fp16 by name on a CPU without native support for it (bf16: AVX512-BF16/AMX; fp16: AMX-FP16)
+runs it emulated: `precision_warning` says so at pre-flight and at the start of the run (an AVX2-only AMD EPYC,
+2026-12-07, `python -m bench.mfu --preset small --precisions fp32,bf16,fp16 --threads 1`: the FFN matmul at
+93 GFLOP/s in fp32, 2 in bf16 and in fp16; docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -32,6 +32,14 @@ def cpu_native_bf16() -> str | None:
         except Exception:  # an older torch without the probe: no claim
             continue
     return None
+
+
+def cpu_native_fp16() -> str | None:
+    """The CPU feature that gives native fp16 matmuls ("AMX-FP16"), or None."""
+    try:
+        return "AMX-FP16" if torch.cpu._is_amx_fp16_supported() else None
+    except Exception:  # an older torch without the probe: no claim
+        return None
 
 
 def cuda_native_bf16() -> bool:
@@ -60,9 +68,10 @@ def resolve_precision(pref: str, device: torch.device) -> tuple[torch.dtype | No
 def precision_warning(pref: str, device: torch.device) -> str | None:
     """A warning for a half precision asked for by name where it is emulated (a CPU without AVX512-BF16/AMX), or
     None. `auto` never picks it there."""
-    if device.type != "cpu" or pref not in ("bf16", "fp16") or (pref == "bf16" and cpu_native_bf16()):
+    native = {"bf16": cpu_native_bf16, "fp16": cpu_native_fp16}.get(pref)
+    if device.type != "cpu" or native is None or native():
         return None
-    why = "has no native bf16 (AVX512-BF16/AMX)" if pref == "bf16" else "has no native fp16 matmuls"
+    why = "has no native bf16 (AVX512-BF16/AMX)" if pref == "bf16" else "has no native fp16 (AMX-FP16)"
     return (f"precision: {pref} on this CPU is emulated (it {why}) and runs one to two orders of magnitude slower "
             f"than fp32 (an AVX2 CPU: 2 GFLOP/s against 93); set precision to auto, which picks "
             f"{NAMES[resolve_precision('auto', device)[0]]} here")

@@ -26,6 +26,7 @@ def test_half_precision_asked_for_where_the_cpu_emulates_it_is_warned_at_pre_fli
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: None)
+    monkeypatch.setattr(precision, "cpu_native_fp16", lambda: None)
     slow = precision_warning("bf16", cpu)
     assert slow.startswith("precision: bf16 on this CPU is emulated") and slow.endswith("which picks fp32 here")
     assert precision_warning("fp16", cpu).startswith("precision: fp16 on this CPU is emulated")
@@ -35,6 +36,8 @@ def test_half_precision_asked_for_where_the_cpu_emulates_it_is_warned_at_pre_fli
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: "AMX")
     assert precision_warning("bf16", cpu) is None and precision_note(config, run_plan(config)) is None
     assert precision_warning("fp16", cpu).endswith("which picks bf16 here")
+    monkeypatch.setattr(precision, "cpu_native_fp16", lambda: "AMX-FP16")
+    assert precision_warning("fp16", cpu) is None
     assert precision_warning("bf16", torch.device("cuda")) is None
 
 
