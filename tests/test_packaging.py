@@ -9,7 +9,6 @@ both with the Evaluate pane's worker (`MiniMindStudio --eval-worker SPEC`).
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.display import xvfb
 
 REPO = Path(__file__).resolve().parents[1]
 ICONS = REPO / "resources" / "icons"
@@ -165,24 +166,6 @@ def check_parity_through_the_bundle(app: Path, run_dir: Path, gguf_file: Path, m
     assert report["passed"] and report["tokenizer_match"], report
 
 
-@contextlib.contextmanager
-def x_server():
-    """A fresh Xvfb on a free display number (no window manager: top-level windows are the root's children)."""
-    n = next(n for n in range(140, 400) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-             and not Path(f"/tmp/.X{n}-lock").exists())
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1920x1200x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not Path(f"/tmp/.X11-unix/X{n}").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, f"Xvfb :{n} did not start"
-            time.sleep(0.1)
-        yield f":{n}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def viewable_windows(display: str) -> list[str]:
     """Titles of the mapped top-level windows: the main window, and any dialog shown over it."""
     env = dict(os.environ, DISPLAY=display)
@@ -206,7 +189,7 @@ def test_the_bundle_opens_its_window_on_a_fresh_home_without_a_dialog(bundle_app
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("MINIMIND_WORKSPACE", "QT_QPA_PLATFORM", "PYTHONPATH")}
     title = f"MiniMind Studio — {home / 'MiniMindStudio'}"
-    with x_server() as display, open(tmp_path / "app.err", "w") as err:
+    with xvfb() as display, open(tmp_path / "app.err", "w") as err:
         env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
         proc = subprocess.Popen([str(bundle_app)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
         try:

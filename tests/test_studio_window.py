@@ -264,19 +264,14 @@ if __name__ != "__main__":
         exe = shutil.which("Xvfb")
         if exe is None:
             pytest.skip("Xvfb is not installed (apt-get install xvfb): the real-window test needs an X server")
-        n = next(n for n in range(97, 400) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-                 and not Path(f"/tmp/.X{n}-lock").exists())
-        proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1920x1200x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while not Path(f"/tmp/.X11-unix/X{n}").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.skip(f"Xvfb :{n} did not start: {proc.stderr.read().decode(errors='replace')[-500:]}")
-            time.sleep(0.1)
-        yield f":{n}"
-        proc.terminate()
-        proc.wait(10)
+        from tests.fixtures.display import xvfb
+
+        try:
+            with xvfb() as display:
+                yield display
+        except RuntimeError as e:  # raised before the yield only: the server did not start
+            pytest.skip(str(e))
+
 
     @pytest.mark.slow
     @pytest.mark.timeout(1500)

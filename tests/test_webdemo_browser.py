@@ -142,8 +142,10 @@ def test_two_visitors_chat_at_once_and_each_sees_the_tool_call_and_its_result(ch
                 messages = page.get_by_test_id("stChatMessage")
                 expect(messages).to_have_count(2)  # the question, and one reply holding calls and results
                 reply = messages.nth(1)
-                codes = [c.strip() for c in reply.get_by_test_id("stCode").all_inner_texts()]
-                assert codes == ['calculate_math({"expression": "37 * 48"})', RESULT]
+                # waits for both blocks: the page draws code blocks with a component its browser loads lazily, so
+                # on a busy machine the answer's text can be on screen before they are
+                expect(reply.get_by_test_id("stCode")).to_have_text(
+                    ['calculate_math({"expression": "37 * 48"})', RESULT], timeout=WAIT_MS)
                 thinking = reply.get_by_test_id("stExpander").first
                 expect(thinking).to_contain_text(REASONING_FIRST)
                 thinking.get_by_text("Thinking").click()  # the reasoning folds away
