@@ -45,8 +45,9 @@ def test_calculator_refuses_anything_else(expr):
 def test_runaway_integer_arithmetic_is_refused_at_once(expr):
     started = time.perf_counter()
     with pytest.raises(ToolError, match="too large"):
-        evaluate(expr)  # refused before it is computed: in this process, at once
-    assert time.perf_counter() - started < 0.5
+        evaluate(expr)  # refused before it is computed, in this process
+    # 9**9**9 computed would take hours; returning at all shows it was not (a wide bound: CI machines are shared)
+    assert time.perf_counter() - started < 20
     assert "too large" in run("calculate_math", expression=expr)["error"]
 
 
@@ -118,13 +119,13 @@ def test_bad_calls_become_error_results(name, arguments, message):
 
 def test_a_slow_tool_times_out_and_a_crashing_one_reports_why():
     registry = ToolRegistry()
-    registry.register(Tool("slow", "sleeps", {"type": "object", "properties": {}}, lambda: time.sleep(5),
+    registry.register(Tool("slow", "sleeps", {"type": "object", "properties": {}}, lambda: time.sleep(60),
                            timeout_s=0.2))
     registry.register(Tool("boom", "fails", {"type": "object", "properties": {}}, lambda: 1 / 0))
     registry.register(Tool("huge", "big", {"type": "object", "properties": {}}, lambda: "x" * 10_000))
     started = time.perf_counter()
     assert "timed out after 0.2 s" in json.loads(registry.run("slow", "{}"))["error"]
-    assert time.perf_counter() - started < 1.5
+    assert time.perf_counter() - started < 20  # long before the tool's 60 s sleep ends (its thread is a daemon)
     assert json.loads(registry.run("boom", {}))["error"] == "boom: ZeroDivisionError: division by zero"
     assert "exceeds the 2048-character limit" in json.loads(registry.run("huge", {}))["error"]
 
