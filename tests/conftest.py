@@ -54,3 +54,23 @@ FIRST = ("test_packaging.py", "test_agent_rl.py", "test_gpu_check.py")
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: the rest keep their order
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`'s worker count: the CPUs this process may use (a container's affinity and CPU quota), at most 8
+    (each worker may hold a training run, ~1-2 GB). pytest-xdist itself counts the host's physical cores through
+    psutil, which in a 2-CPU container on a large host would start dozens of workers on two CPUs.
+    PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").isdigit():
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    try:  # cgroup v2: "max 100000" (no quota) or "200000 100000" (two CPUs' worth)
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(n, 8))
