@@ -143,3 +143,53 @@ def test_the_worker_messages_follow_the_schema_on_both_sides(context):
     assert reported == ["the evaluation worker sent a malformed message: result message: field 'job' must be an "
                         "integer, got '0'"]
     assert presenter.results() == []
+
+
+def test_rl_signal_counts_the_cases_an_rl_group_could_learn_from_as_sampling_finds_them(qtbot, context,
+                                                                                        tool_checkpoint, tmp_path):
+    """The `rl-signal` task through a real worker: each case answered 4 times sampled at T = 1.0, as RL rollouts
+    sample. Two cases ask the tool model its question: one expects the true product, one a wrong number (never
+    found: a group of equal rewards). Each item's count is what `core.eval.tool_use.sampled_coverage` finds on the
+    same checkpoint in this process (the torch backend's draws are seeded per sample; how that function counts is
+    tests/test_eval_tools.py's), and the accuracy is the share of cases solved sometimes but not always."""
+    import json
+
+    from core.eval.tool_use import BackendTarget, load_cases, sampled_coverage
+    from core.infer.backend import open_backend
+    from core.tools import builtin_registry
+    from studio.panes.evaluate.view import EvaluatePane, details_html
+    from tests.fixtures.tool_model import QUESTION
+    from webdemo.chat import DEFAULT_SYSTEM
+
+    tools = json.dumps(builtin_registry().schemas(["calculate_math"]))
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("".join(json.dumps({"conversations": [{"role": "system", "content": DEFAULT_SYSTEM, "tools": tools},
+                                                           {"role": "user", "content": QUESTION}], "gt": gt}) + "\n"
+                             for gt in ([1776], [9999])), encoding="utf-8")
+    pane = EvaluatePane(context)
+    qtbot.addWidget(pane)
+    presenter, task = pane.presenter, f"rl-signal:{cases}"
+    assert "rl-signal" in presenter.tasks
+    pane.samples.setValue(4)
+    settings = {**pane.settings(), "max_new_tokens": 256, "max_turns": 2, "think": True}  # as the model was taught
+    assert settings["samples"] == 4
+    with qtbot.waitSignal(presenter.finished, timeout=240_000) as done:
+        assert presenter.start([str(tool_checkpoint)], [task], settings)
+    assert done.args == ["completed"], presenter.errors
+    (row,) = presenter.results()
+    items = presenter.details(str(tool_checkpoint), task)
+    assert row["kind"] == "rl-signal" and row["n"] == 2 and [it["samples"] for it in items] == [4, 4]
+    backend = open_backend(tool_checkpoint)
+    try:
+        here = sampled_coverage(BackendTarget(backend, 256, think=True), load_cases(cases), 4, 1.0, 2)
+    finally:
+        backend.close()
+    assert [it["solved"] for it in items] == here["solved"]
+    assert items[1]["solved"] == 0  # the wrong number is never found
+    assert [it["correct"] for it in items] == [0 < it["solved"] < 4 for it in items]
+    assert row["accuracy"] == sum(it["correct"] for it in items) / 2
+    assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
+
+    shown = details_html(items + [{**items[0], "solved": 3, "correct": True}])
+    assert shown.count(" of 4 sampled answers") == 3 and shown.count("signal: RL can learn from it") == 1
+    assert "right in 0 of 4 sampled answers · no signal: all alike" in shown

@@ -5,7 +5,10 @@ spec file, one JSON message a line on stdout.
 
 SPEC: {"models": [checkpoint dir or .gguf, ...], "tasks": [task name, ...], "settings": {"k_shot", "limit",
 "batch_size", "max_new_tokens", "max_turns", "ngram"}}. A task is a built-in benchmark set (core.eval.tasks.BUILTIN),
-a benchmark file (scored by core.eval.bench), or "tool-use" / "tool-use:CASES.jsonl" (core.eval.tool_use).
+a benchmark file (scored by core.eval.bench), "tool-use" / "tool-use:CASES.jsonl" (core.eval.tool_use), or
+"rl-signal" / "rl-signal:CASES.jsonl": the same cases answered `samples` times sampled, as RL rollouts sample
+(settings "samples", default 8, "temperature", default 1.0, and "think"); its accuracy is the share of cases an RL group
+could learn from (solved sometimes, not always; core.eval.tool_use.sampled_coverage, docs/rl.md).
 Messages (declared in core/event_schema.py, `EVAL_MESSAGES`; built with `make_eval_message`, which refuses one that
 breaks the schema, and checked by the studio with `validate_eval_message`): first {"type": "started", "jobs"}, then
 {"type": "progress", "job", "model", "task", "done", "total"}, {"type": "result", "job", "model", "task",
@@ -29,6 +32,7 @@ from pathlib import Path
 from core.event_schema import make_eval_message
 
 TOOL_USE = "tool-use"
+RL_SIGNAL = "rl-signal"
 
 
 class Cancelled(Exception):
@@ -55,24 +59,33 @@ def bench_result(backend, task: str, settings: dict, progress, cancelled) -> dic
             "settings": {**summary["settings"], "limit": settings.get("limit")}, "items": items}
 
 
-def tool_use_result(backend, task: str, settings: dict, progress, cancelled) -> dict:
-    """Tool-use cases (core.eval.tool_use): accuracy = correct final answers with tools; items show the calls."""
-    from core.eval.bench import wilson_interval
-    from core.eval.tool_use import BackendTarget, builtin_cases, evaluate_tool_use, load_cases
+def _cases(task: str, settings: dict) -> tuple[list, str]:
+    """The task's tool-use cases ("NAME:CASES.jsonl", else the built-in ones), cut to settings["limit"]."""
+    from core.eval.tool_use import builtin_cases, load_cases
 
     cases_file = task.partition(":")[2]
     cases = load_cases(cases_file) if cases_file else builtin_cases()
-    cases = cases[:settings["limit"]] if settings.get("limit") else cases
-    max_new, turns = int(settings.get("max_new_tokens", 128)), int(settings.get("max_turns", 3))
+    return (cases[:settings["limit"]] if settings.get("limit") else cases), cases_file
 
+
+def _checked(progress, cancelled):
     def step(done: int, total: int) -> None:
         progress(done, total)
         if cancelled():
             raise Cancelled()
+    return step
 
+
+def tool_use_result(backend, task: str, settings: dict, progress, cancelled) -> dict:
+    """Tool-use cases (core.eval.tool_use): accuracy = correct final answers with tools; items show the calls."""
+    from core.eval.bench import wilson_interval
+    from core.eval.tool_use import BackendTarget, evaluate_tool_use
+
+    cases, cases_file = _cases(task, settings)
+    max_new, turns = int(settings.get("max_new_tokens", 128)), int(settings.get("max_turns", 3))
     started = time.perf_counter()
     out = evaluate_tool_use(BackendTarget(backend, max_new), cases, turns, max_new, without_tools=False,
-                            progress=step)
+                            progress=_checked(progress, cancelled))
     correct = sum(c["correct"] for c in out["cases"])
     items = [{"question": case.question, "correct": r["correct"], "calls": r["calls"], "answer": r["answer"],
               "options": [], "gold": None, "chosen": None, "expected": case.gt, "tool": case.tool}
@@ -85,8 +98,36 @@ def tool_use_result(backend, task: str, settings: dict, progress, cancelled) -> 
             "summary": out["summary"]}
 
 
+def rl_signal_result(backend, task: str, settings: dict, progress, cancelled) -> dict:
+    """What an RL run on tool-use cases could learn from, before it is run: each case answered `samples` times
+    at `temperature` (core.eval.tool_use.sampled_coverage). accuracy = the share of cases solved sometimes but
+    not always: a group whose answers all score alike has zero advantages and teaches nothing."""
+    from core.eval.bench import wilson_interval
+    from core.eval.tool_use import BackendTarget, sampled_coverage
+
+    cases, cases_file = _cases(task, settings)
+    max_new, turns = int(settings.get("max_new_tokens", 128)), int(settings.get("max_turns", 3))
+    samples, temperature = int(settings.get("samples", 8)), float(settings.get("temperature", 1.0))
+    think = settings.get("think")  # None: the chat template decides, as for "tool-use"
+    started = time.perf_counter()
+    cov = sampled_coverage(BackendTarget(backend, max_new, think=think), cases, samples, temperature, turns,
+                           progress=_checked(progress, cancelled))
+    signal = [0 < solved < samples for solved in cov["solved"]]
+    items = [{"question": case.question, "correct": has, "solved": solved, "samples": samples, "options": [],
+              "gold": None, "chosen": None, "expected": case.gt, "tool": case.tool}
+             for case, solved, has in zip(cases, cov["solved"], signal)]
+    return {"kind": RL_SIGNAL, "accuracy": cov["signal"], "interval": list(wilson_interval(sum(signal), len(cases))),
+            "contamination": None, "flagged": False, "n": len(cases), "seconds": round(time.perf_counter() - started, 3),
+            "settings": {"samples": samples, "temperature": temperature, "think": think, "max_new_tokens": max_new,
+                         "max_turns": turns, "limit": settings.get("limit"), "cases": cases_file or "built-in"},
+            "items": items, "summary": {k: cov[k] for k in ("sampled", "pass_at_k", "signal", "by_tool")}}
+
+
 def adapter_for(task: str):
-    return tool_use_result if task == TOOL_USE or task.startswith(TOOL_USE + ":") else bench_result
+    for name, adapter in ((TOOL_USE, tool_use_result), (RL_SIGNAL, rl_signal_result)):
+        if task == name or task.startswith(name + ":"):
+            return adapter
+    return bench_result
 
 
 # ---- the process -----------------------------------------------------------------------------------------------

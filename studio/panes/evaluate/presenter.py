@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
-from core.eval.worker import TOOL_USE
+from core.eval.worker import RL_SIGNAL, TOOL_USE
 from core.event_schema import parse_event_line, validate_eval_message
 from studio.worker.command import eval_worker_command
 from studio.store.eval_results import eval_details, eval_results, save_eval_result
@@ -24,11 +24,13 @@ from studio.store.model_sources import ModelSource, list_checkpoints, list_ggufs
 
 REPO = Path(__file__).resolve().parents[2]
 BUILTIN_TASKS = ("demo-facts", "shared-poems")  # core.eval.tasks.BUILTIN, without importing core.eval on the UI
-DEFAULT_SETTINGS = {"k_shot": 0, "limit": 50, "batch_size": 16, "max_new_tokens": 128, "max_turns": 3, "ngram": 13}
+DEFAULT_SETTINGS = {"k_shot": 0, "limit": 50, "batch_size": 16, "max_new_tokens": 128, "max_turns": 3, "ngram": 13,
+                    "samples": 8, "temperature": 1.0}
 
 
 def task_label(task: str) -> str:
-    return Path(task).name if ("/" in task or "\\" in task) and not task.startswith(TOOL_USE) else task
+    tool_cases = task.startswith((TOOL_USE, RL_SIGNAL))
+    return Path(task).name if ("/" in task or "\\" in task) and not tool_cases else task
 
 
 def format_cell(row: dict | None) -> str:
@@ -56,7 +58,7 @@ class EvaluatePresenter(QObject):
         super().__init__(parent)
         self.context = context
         self.sources: list[ModelSource] = []
-        self.tasks: list[str] = [*BUILTIN_TASKS, TOOL_USE]
+        self.tasks: list[str] = [*BUILTIN_TASKS, TOOL_USE, RL_SIGNAL]
         self.errors: list[str] = []
         self._process: QProcess | None = None
         self._buffer = b""

@@ -5,7 +5,8 @@ the settings, Run / Cancel and the progress. Right: the comparison table (a row 
 accuracy, its 95 % interval, the share of items seen in training, ⚠ when flagged), bars per task across models
 (with the intervals) or a radar like MiniMind's README when there are three tasks or more, and below them the
 items of the clicked cell: the question, each option's score, the choice and whether it was right (for tool
-use: the calls and the answer). Export writes the results as CSV or the table as Markdown.
+use: the calls and the answer; for rl-signal: how many sampled answers were right, and whether an RL group could
+learn from the case). Export writes the results as CSV or the table as Markdown.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def details_html(items: list[dict]) -> str:
     blocks = []
     for n, it in enumerate(items, 1):
         mark = "✔ right" if it.get("correct") else "✘ wrong"
+        if "solved" in it:  # rl-signal: how often the sampled answers were right, and whether RL could learn
+            mark = (f"right in {it['solved']} of {it['samples']} sampled answers · "
+                    + ("signal: RL can learn from it" if it.get("correct") else "no signal: all alike"))
         lines = [f"<p><b>{n}. {html.escape(str(it.get('question', '')))}</b> — {mark}"
                  + (" · seen in training" if it.get("contaminated") else "") + "</p><ul>"]
         for i, opt in enumerate(it.get("options") or []):
@@ -98,16 +102,18 @@ class EvaluatePane(QWidget):
         add_file.clicked.connect(self._choose_task_file)
         v.addWidget(add_file)
         form = QFormLayout()
-        self.k_shot, self.limit, self.max_new = QSpinBox(), QSpinBox(), QSpinBox()
-        for spin, (lo, hi, value, tip) in zip((self.k_shot, self.limit, self.max_new), (
+        self.k_shot, self.limit, self.max_new, self.samples = QSpinBox(), QSpinBox(), QSpinBox(), QSpinBox()
+        for spin, (lo, hi, value, tip) in zip((self.k_shot, self.limit, self.max_new, self.samples), (
                 (0, 25, 0, "solved examples before each question"), (0, 100000, 50, "items per task (0: all)"),
-                (8, 4096, 128, "tokens per tool-use answer"))):
+                (8, 4096, 128, "tokens per tool-use answer"),
+                (2, 64, 8, "rl-signal: sampled answers per case at temperature 1.0, as an RL group's rollouts"))):
             spin.setRange(lo, hi)
             spin.setValue(value)
             spin.setToolTip(tip)
         form.addRow("k-shot", self.k_shot)
         form.addRow("Items per task", self.limit)
         form.addRow("Tool-use tokens", self.max_new)
+        form.addRow("RL-signal samples", self.samples)
         v.addLayout(form)
         row = QHBoxLayout()
         self.run_btn, self.cancel_btn = primary_button("Run"), QPushButton("Cancel")
@@ -178,7 +184,8 @@ class EvaluatePane(QWidget):
             self.presenter.add_task(path)
 
     def settings(self) -> dict:
-        return {"k_shot": self.k_shot.value(), "limit": self.limit.value(), "max_new_tokens": self.max_new.value()}
+        return {"k_shot": self.k_shot.value(), "limit": self.limit.value(), "max_new_tokens": self.max_new.value(),
+                "samples": self.samples.value()}
 
     def run_selected(self) -> None:
         models, tasks = checked_data(self.models), checked_data(self.task_list)
