@@ -9,14 +9,17 @@ trains through the studio's own RunManager, as the Start button does: pretrain �
 `minimind demo`'s settings (core/demo.py's FULL plan at half the steps and half the batch; `--demo-plan` for the
 whole plan, whose SFT model is the demo model that calls the calculator), then a short GRPO run on rl.jsonl from
 the SFT run. It exports the SFT checkpoint to GGUF q8_0 through the Export
-pane (core's llama.cpp parity check runs) and asks the Chat pane the demo question with the calculator tool on.
+pane (core's llama.cpp parity check runs), asks the Chat pane the demo question with the calculator tool on, and
+evaluates the SFT and the GRPO model in the Evaluate pane on `tool-use` and `rl-signal` (10 built-in cases, 4
+samples each).
 
 Each picture is the X screen, grabbed with QScreen.grabWindow (what the X server shows, not a widget's own paint):
 curves.png while the pretrain run streams, curves-rollouts.png while GRPO runs, then runs, runs-lineage,
-runs-compare, export, chat, datasets and config. PNGs are palette-reduced when that keeps them under ~300 KB.
+runs-compare, export, chat, evaluate, datasets and config. PNGs are palette-reduced when that keeps them under ~300 KB.
 Measured: 13 min 54 s with the default plan on a 2-core machine shared with other work (load average 6–10);
 6 min 52 s with `--demo-plan` and OMP_NUM_THREADS=1 (one thread per trainer; load average ~4), after commit
-27380f9's recipe (600 pretrain + 250 SFT steps).
+27380f9's recipe (600 pretrain + 250 SFT steps); 8 min 48 s with `--demo-plan` and OMP_NUM_THREADS=1 on an
+AVX2-only 2-core machine beside a test suite, the Evaluate pane included (2026-12-07).
 `--fast` shrinks every run to a few steps (a smoke test of the script: the pictures are not for the docs).
 """
 from __future__ import annotations
@@ -242,6 +245,35 @@ class Studio:
         history = pane.presenter.history(0)
         return {"reply": finished[0], "tool_calls": [m for m in history if m.get("role") == "tool"]}
 
+    def evaluate(self, models: list[str], tasks: list[str], limit: int, samples: int) -> list[dict]:
+        """Tick `models` and `tasks` in the Evaluate pane, set the items per task and RL-signal samples, press Run,
+        wait for the worker, and click the last model's last task cell; returns the stored rows."""
+        from PySide6.QtCore import Qt
+
+        pane = self.pane("Evaluate")
+        pane.presenter.refresh_sources()
+        for widget, wanted in ((pane.models, models), (pane.task_list, tasks)):
+            found = set()
+            for i in range(widget.count()):
+                item = widget.item(i)
+                tick = item.data(Qt.ItemDataRole.UserRole) in wanted
+                item.setCheckState(Qt.CheckState.Checked if tick else Qt.CheckState.Unchecked)
+                found |= {item.data(Qt.ItemDataRole.UserRole)} if tick else set()
+            if found != set(wanted):
+                raise SystemExit(f"the Evaluate pane does not list {sorted(set(wanted) - found)}")
+        pane.limit.setValue(limit)
+        pane.samples.setValue(samples)
+        finished: list[str] = []
+        pane.presenter.finished.connect(finished.append)
+        pane.run_btn.click()
+        self.wait_until(lambda: finished, 1800, "the evaluation")
+        if finished[0] != "completed":
+            raise SystemExit(f"the evaluation ended {finished[0]}: {pane.presenter.errors}")
+        pane.table.setCurrentCell(pane.table.rowCount() - 1, pane.table.columnCount() - 1)
+        pane.show_cell(pane.table.rowCount() - 1, pane.table.columnCount() - 1)
+        self.settle(1.0)
+        return [{k: r[k] for k in ("model_label", "task", "accuracy", "n")} for r in pane.presenter.results()]
+
     def close(self) -> None:
         """As quitting the app does: the panes' workers stop (the chat's llama.cpp model is closed; left to the
         interpreter's exit, Llama.__del__ raises), the window closes, its objects are deleted."""
@@ -275,7 +307,8 @@ def compact_png(path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ the story
 def take(studio: Studio, paths: dict, plan, grpo_steps: int) -> dict:
-    """Train pretrain → SFT → GRPO through the RunManager, export, chat; a picture at each stage."""
+    """Train pretrain → SFT → GRPO through the RunManager, export, chat, evaluate; a picture at each stage."""
+    from core.demo import FAST
     from studio.dialogs.first_run import CHAT_QUESTION
 
     facts: dict = {}
@@ -318,6 +351,12 @@ def take(studio: Studio, paths: dict, plan, grpo_steps: int) -> dict:
     facts["chat"] = {"question": CHAT_QUESTION, "tool_results": answer["tool_calls"],
                      "reply": answer["reply"].get("text")}
     studio.shot("chat")
+
+    # tool use, and what an RL run could learn from (rl-signal), for the SFT model and the GRPO model after it
+    fast = plan is FAST  # 10 of the 20 built-in cases, 4 samples each: minutes of CPU, not tens
+    facts["evaluate"] = studio.evaluate([str(studio.last_checkpoint(sft)), str(studio.last_checkpoint(grpo))],
+                                        ["tool-use", "rl-signal"], limit=2 if fast else 10, samples=2 if fast else 4)
+    studio.shot("evaluate")
 
     runs = studio.pane("Runs")
     studio.context.select_run(sft)

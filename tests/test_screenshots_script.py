@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHOTS = ("curves", "curves-rollouts", "export", "chat", "runs", "runs-lineage", "runs-compare", "datasets", "config")
+SHOTS = ("curves", "curves-rollouts", "export", "chat", "evaluate", "runs", "runs-lineage", "runs-compare", "datasets",
+         "config")
 
 
 @pytest.mark.slow
@@ -27,6 +28,8 @@ def test_screenshots_script_trains_and_grabs_every_view_from_a_real_window(tmp_p
     facts = json.loads(proc.stdout[:proc.stdout.rindex("}") + 1])
     assert facts["parity"]["passed"] is True
     assert facts["chat"]["question"]
+    assert {(row["task"], row["n"]) for row in facts["evaluate"]} == {("tool-use", 2), ("rl-signal", 2)}
+    assert len(facts["evaluate"]) == 4  # the SFT and the GRPO model, each on both tasks
     runs = sorted(p.name for p in (tmp_path / "workspace" / "runs").iterdir())
     assert [name.split("-")[2] for name in runs] == ["pretrain", "sft", "grpo"]
     for name in SHOTS:
